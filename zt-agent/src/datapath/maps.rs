@@ -1,0 +1,120 @@
+//! Typed handles to the pinned maps, and the reads the agent needs from them.
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
+};
+use zt_common::{
+    addr::Addr,
+    config::Config,
+    conntrack::{CtKey, CtValue},
+    ipcache::{IpcacheV4Key, IpcacheV6Key, IpcacheValue},
+    map_names,
+    policy::{PolicyKey, PolicyValue},
+    quarantine::QuarantineValue,
+    reason::{NUM_REASONS, NUM_VERDICTS},
+    stats::{Counter, EVENT_OUTCOMES, EVENT_STATS_SLOTS, stats_index},
+};
+
+use super::DatapathError;
+
+pub struct Maps {
+    pub config: Array<MapData, Config>,
+    pub ipcache_v4: LpmTrie<MapData, IpcacheV4Key, IpcacheValue>,
+    pub ipcache_v6: LpmTrie<MapData, IpcacheV6Key, IpcacheValue>,
+    pub policy: LpmTrie<MapData, PolicyKey, PolicyValue>,
+    pub conntrack: HashMap<MapData, CtKey, CtValue>,
+    pub quarantine: HashMap<MapData, Addr, QuarantineValue>,
+    pub stats: PerCpuArray<MapData, Counter>,
+    pub event_stats: PerCpuArray<MapData, u64>,
+    /// Taken by the flow pipeline.
+    pub events: Option<RingBuf<MapData>>,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(DatapathError::Missing { kind: "map", name })?;
+    T::try_from(map).map_err(DatapathError::map(name))
+}
+
+/// Packets and bytes by (verdict, reason), summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Indexed by `stats_index(verdict, reason)`.
+    pub counters: Vec<Counter>,
+    /// Indexed by `event_stats_index(kind, outcome)`.
+    pub events: Vec<u64>,
+}
+
+impl StatsSnapshot {
+    pub fn get(&self, verdict: u8, reason: u8) -> Counter {
+        self.counters.get(stats_index(verdict, reason) as usize).copied().unwrap_or_default()
+    }
+
+    /// Events of `kind` with `outcome` (`stats::EVENT_*`).
+    pub fn event(&self, kind: u8, outcome: u32) -> u64 {
+        self.events
+            .get(zt_common::stats::event_stats_index(kind, outcome) as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every nonzero (verdict, reason, counter).
+    pub fn nonzero(&self) -> impl Iterator<Item = (u8, u8, Counter)> + '_ {
+        (0..NUM_VERDICTS as u8).flat_map(move |v| {
+            (0..NUM_REASONS as u8).filter_map(move |r| {
+                let c = self.get(v, r);
+                (c.packets != 0).then_some((v, r, c))
+            })
+        })
+    }
+}
+
+impl Maps {
+    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Maps, DatapathError> {
+        Ok(Maps {
+            config: take(ebpf, map_names::CONFIG)?,
+            ipcache_v4: take(ebpf, map_names::IPCACHE_V4)?,
+            ipcache_v6: take(ebpf, map_names::IPCACHE_V6)?,
+            policy: take(ebpf, map_names::POLICY)?,
+            conntrack: take(ebpf, map_names::CONNTRACK)?,
+            quarantine: take(ebpf, map_names::QUARANTINE)?,
+            stats: take(ebpf, map_names::STATS)?,
+            event_stats: take(ebpf, map_names::EVENT_STATS)?,
+            events: Some(take(ebpf, map_names::EVENTS)?),
+        })
+    }
+
+    pub fn read_config(&self) -> Result<Config, DatapathError> {
+        self.config.get(&0, 0).map_err(DatapathError::map(map_names::CONFIG))
+    }
+
+    pub fn write_config(&mut self, cfg: &Config) -> Result<(), DatapathError> {
+        self.config.set(0, cfg, 0).map_err(DatapathError::map(map_names::CONFIG))
+    }
+
+    pub fn stats(&self) -> Result<StatsSnapshot, DatapathError> {
+        let mut counters = Vec::new();
+        for slot in self.stats.iter() {
+            let per_cpu = slot.map_err(DatapathError::map(map_names::STATS))?;
+            counters.push(per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+                packets: acc.packets + c.packets,
+                bytes: acc.bytes + c.bytes,
+            }));
+        }
+        let mut events = Vec::with_capacity(EVENT_STATS_SLOTS as usize);
+        for slot in self.event_stats.iter() {
+            let per_cpu = slot.map_err(DatapathError::map(map_names::EVENT_STATS))?;
+            events.push(per_cpu.iter().sum());
+        }
+        debug_assert_eq!(events.len() as u32 % EVENT_OUTCOMES, 0);
+        Ok(StatsSnapshot { counters, events })
+    }
+
+    /// Number of conntrack entries (walks the map; for status and tests).
+    pub fn conntrack_len(&self) -> usize {
+        self.conntrack.keys().filter(|k| k.is_ok()).count()
+    }
+}

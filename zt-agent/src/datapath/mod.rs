@@ -1,0 +1,15 @@
+//! The kernel datapath as userspace sees it: the embedded eBPF object, loaded with every map
+//! pinned under the bpffs directory; attachment to interfaces; and typed access to the maps
+//! (policy generations, config, counters, conntrack, events).
+
+mod attach;
+mod error;
+mod generation;
+mod maps;
+mod object;
+
+pub use attach::{Attachment, XdpModeChoice, IngressHook};
+pub use error::DatapathError;
+pub use generation::{Tables, GenerationWriter};
+pub use maps::{Maps, StatsSnapshot};
+pub use object::Datapath;

@@ -1,0 +1,73 @@
+//! Loading the embedded eBPF object with every map pinned by name under one directory.
+//!
+//! When pins from an earlier agent exist, aya reuses those maps instead of creating new
+//! ones, so a restarted agent adopts the running policy, conntrack and counters.
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{SchedClassifier, Xdp},
+};
+use zt_common::program_names;
+
+use super::{DatapathError, Maps};
+
+/// The kernel object built by zt-agent's build script (zt-ebpf for bpfel-unknown-none).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zt"));
+
+/// The loaded kernel programs and their maps.
+pub struct Datapath {
+    pub(crate) ebpf: Ebpf,
+    pin_dir: PathBuf,
+}
+
+impl Datapath {
+    /// Loads and verifies the programs, creating or adopting the maps pinned in `pin_dir`.
+    pub fn load(pin_dir: &Path) -> Result<Datapath, DatapathError> {
+        std::fs::create_dir_all(pin_dir)
+            .map_err(|source| DatapathError::PinDir { path: pin_dir.to_path_buf(), source })?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .load(OBJECT)
+            .map_err(DatapathError::Load)?;
+        let xdp: &mut Xdp = program(&mut ebpf, program_names::XDP_INGRESS)?;
+        xdp.load().map_err(|source| DatapathError::Verify { program: program_names::XDP_INGRESS, source })?;
+        for name in [program_names::TC_INGRESS, program_names::TC_EGRESS] {
+            let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
+            tc.load().map_err(|source| DatapathError::Verify { program: name, source })?;
+        }
+        Ok(Datapath { ebpf, pin_dir: pin_dir.to_path_buf() })
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Typed handles to every map; call once (the maps move out of the object).
+    pub fn take_maps(&mut self) -> Result<Maps, DatapathError> {
+        Maps::take(&mut self.ebpf)
+    }
+
+    pub fn xdp_ingress(&mut self) -> Result<&mut Xdp, DatapathError> {
+        program(&mut self.ebpf, program_names::XDP_INGRESS)
+    }
+
+    pub fn tc_ingress(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        program(&mut self.ebpf, program_names::TC_INGRESS)
+    }
+
+    pub fn tc_egress(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        program(&mut self.ebpf, program_names::TC_EGRESS)
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DatapathError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program>,
+{
+    let p = ebpf
+        .program_mut(name)
+        .ok_or(DatapathError::Missing { kind: "program", name })?;
+    p.try_into().map_err(|_| DatapathError::Missing { kind: "program of the expected type", name })
+}

@@ -1,0 +1,80 @@
+//! Every byte layout shared by the zt kernel programs (zt-ebpf) and userspace (zt-agent).
+//!
+//! This crate is the single source of truth for map keys and values, the flow event, drop
+//! and allow reasons, reserved identities and configuration flags. Each layout is `#[repr(C)]`
+//! with an explicit size assertion, so a change on one side that the other side does not
+//! follow fails to compile instead of corrupting a map.
+//!
+//! With the `user` feature every layout also implements `aya::Pod`.
+#![no_std]
+
+pub mod addr;
+pub mod config;
+pub mod conntrack;
+pub mod event;
+pub mod fragment;
+pub mod identity;
+pub mod ipcache;
+pub mod policy;
+pub mod proto;
+pub mod quarantine;
+pub mod reason;
+pub mod stats;
+
+/// Asserts at compile time that a shared layout has the size both sides expect.
+#[macro_export]
+macro_rules! assert_size {
+    ($ty:ty, $size:expr) => {
+        const _: () = assert!(core::mem::size_of::<$ty>() == $size);
+    };
+}
+
+/// Implements `aya::Pod` for shared layouts when built for userspace.
+#[macro_export]
+macro_rules! user_pod {
+    ($($ty:ty),* $(,)?) => {
+        $(
+            #[cfg(feature = "user")]
+            // SAFETY: the type is `#[repr(C)]`, `Copy`, has no padding holes that carry
+            // meaning, and every bit pattern is a valid value.
+            unsafe impl aya::Pod for $ty {}
+        )*
+    };
+}
+
+/// Names of the maps the kernel programs declare; userspace opens them by these names and
+/// pins them under the bpffs directory with the same names.
+pub mod map_names {
+    pub const CONFIG: &str = "ZT_CONFIG";
+    pub const IPCACHE_V4: &str = "ZT_IPCACHE_V4";
+    pub const IPCACHE_V6: &str = "ZT_IPCACHE_V6";
+    pub const POLICY: &str = "ZT_POLICY";
+    pub const CONNTRACK: &str = "ZT_CONNTRACK";
+    pub const FRAGMENTS: &str = "ZT_FRAGMENTS";
+    pub const QUARANTINE: &str = "ZT_QUARANTINE";
+    pub const STATS: &str = "ZT_STATS";
+    pub const EVENT_STATS: &str = "ZT_EVENT_STATS";
+    pub const EVENTS: &str = "ZT_EVENTS";
+    pub const DENY_BUDGET: &str = "ZT_DENY_BUDGET";
+    /// Every map, for pin management.
+    pub const ALL: &[&str] = &[
+        CONFIG,
+        IPCACHE_V4,
+        IPCACHE_V6,
+        POLICY,
+        CONNTRACK,
+        FRAGMENTS,
+        QUARANTINE,
+        STATS,
+        EVENT_STATS,
+        EVENTS,
+        DENY_BUDGET,
+    ];
+}
+
+/// Names of the kernel programs (the ELF section symbols).
+pub mod program_names {
+    pub const XDP_INGRESS: &str = "zt_xdp_ingress";
+    pub const TC_INGRESS: &str = "zt_tc_ingress";
+    pub const TC_EGRESS: &str = "zt_tc_egress";
+}

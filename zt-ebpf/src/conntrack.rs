@@ -1,0 +1,154 @@
+//! Connection tracking: flow state, counters and timeouts.
+//!
+//! Entries live in an LRU hash, so a full table evicts the coldest flow instead of
+//! refusing new ones. Forward and reply counters are separate fields: each direction of a
+//! flow is steered to one CPU by receive hashing, so plain adds do not race in practice
+//! (the BPF target offers no atomic read-modify-write in `core`). Timeouts are checked
+//! lazily on lookup; the agent sweeps expired entries and reports their end.
+
+use zt_common::{
+    config::{Config, FLAG_EVENTS_ALLOWED},
+    conntrack::*,
+    event::{KIND_END, KIND_UPDATE},
+    proto,
+    reason::{ESTABLISHED, VERDICT_ALLOWED, VERDICT_AUDIT},
+};
+
+use crate::{events::flow_event, maps::CONNTRACK, parse::Packet};
+
+const NS: u64 = 1_000_000_000;
+
+#[inline(always)]
+fn timeout_ns(ct: &CtValue, proto_num: u8, cfg: &Config) -> u64 {
+    let secs = match proto_num {
+        proto::TCP => match ct.state {
+            STATE_SYN_SENT | STATE_FIN_WAIT => cfg.tcp_syn_timeout_s,
+            STATE_CLOSED => cfg.tcp_closing_timeout_s,
+            _ => cfg.tcp_established_timeout_s,
+        },
+        proto::UDP => cfg.udp_timeout_s,
+        proto::ICMP | proto::ICMPV6 => cfg.icmp_timeout_s,
+        _ => cfg.other_timeout_s,
+    };
+    secs as u64 * NS
+}
+
+#[inline(always)]
+pub fn expired(ct: &CtValue, proto_num: u8, cfg: &Config, now: u64) -> bool {
+    now.saturating_sub(ct.last_seen_ns) > timeout_ns(ct, proto_num, cfg)
+}
+
+/// A bare SYN on a closed TCP flow starts a new connection on the same tuple.
+#[inline(always)]
+pub fn reopens(ct: &CtValue, pkt: &Packet) -> bool {
+    pkt.tuple.proto == proto::TCP
+        && ct.state == STATE_CLOSED
+        && pkt.flags & (proto::TCP_SYN | proto::TCP_ACK) == proto::TCP_SYN
+}
+
+/// The verdict a flow's events carry: audit flows stay "audit" for their whole life.
+#[inline(always)]
+pub fn flow_verdict(ct: &CtValue) -> u8 {
+    if ct.flags & CT_AUDIT != 0 { VERDICT_AUDIT } else { VERDICT_ALLOWED }
+}
+
+/// Reports the end of a flow once.
+#[inline(always)]
+pub fn report_end(key: &CtKey, ct: &mut CtValue, verdict: u8, reason: u8, cfg: &Config) {
+    if ct.flags & CT_END_REPORTED != 0 {
+        return;
+    }
+    ct.flags |= CT_END_REPORTED;
+    if cfg.flags & FLAG_EVENTS_ALLOWED != 0 {
+        flow_event(KIND_END, key, ct, verdict, reason);
+    }
+}
+
+/// Accounts one packet of a tracked flow and advances its state.
+#[inline(always)]
+pub fn account(key: &CtKey, ct: &mut CtValue, pkt: &Packet, reply: bool, cfg: &Config, now: u64) {
+    ct.last_seen_ns = now;
+    if reply {
+        ct.rev_packets += 1;
+        ct.rev_bytes += pkt.len as u64;
+        ct.flags |= CT_SEEN_REPLY;
+    } else {
+        ct.fwd_packets += 1;
+        ct.fwd_bytes += pkt.len as u64;
+    }
+    if key.proto == proto::TCP {
+        let f = pkt.flags;
+        if f & proto::TCP_RST != 0 {
+            ct.state = STATE_CLOSED;
+        } else {
+            if f & proto::TCP_FIN != 0 {
+                ct.flags |= if reply { CT_FIN_REV } else { CT_FIN_FWD };
+            }
+            if ct.flags & (CT_FIN_FWD | CT_FIN_REV) == (CT_FIN_FWD | CT_FIN_REV) {
+                ct.state = STATE_CLOSED;
+            } else if ct.flags & (CT_FIN_FWD | CT_FIN_REV) != 0 {
+                ct.state = STATE_FIN_WAIT;
+            } else if ct.state == STATE_SYN_SENT && reply {
+                ct.state = STATE_ESTABLISHED;
+            }
+        }
+        if ct.state == STATE_CLOSED {
+            report_end(key, ct, flow_verdict(ct), ESTABLISHED, cfg);
+            return;
+        }
+    }
+    let interval = cfg.flow_update_interval_s as u64 * NS;
+    if interval != 0
+        && cfg.flags & FLAG_EVENTS_ALLOWED != 0
+        && now.saturating_sub(ct.last_report_ns) > interval
+    {
+        ct.last_report_ns = now;
+        flow_event(KIND_UPDATE, key, ct, flow_verdict(ct), ESTABLISHED);
+    }
+}
+
+/// Whether a new flow of this packet gets a conntrack entry. ICMP other than echo requests
+/// (errors, replies without a request) is judged per packet.
+#[inline(always)]
+pub fn trackable(pkt: &Packet) -> bool {
+    match pkt.tuple.proto {
+        proto::TCP => pkt.flags & proto::TCP_RST == 0,
+        proto::ICMP | proto::ICMPV6 => pkt.opens_icmp_flow,
+        _ => true,
+    }
+}
+
+/// Initial TCP state: a bare SYN opens a handshake; anything else is picked up mid-stream
+/// (e.g. after an LRU eviction) as established — policy has just admitted it either way.
+#[inline(always)]
+pub fn initial_state(pkt: &Packet) -> u8 {
+    if pkt.tuple.proto != proto::TCP {
+        STATE_OPEN
+    } else if pkt.flags & (proto::TCP_SYN | proto::TCP_ACK) == proto::TCP_SYN {
+        STATE_SYN_SENT
+    } else {
+        STATE_ESTABLISHED
+    }
+}
+
+#[inline(always)]
+pub fn create(key: &CtKey, value: &CtValue) {
+    // LRU: never fails for lack of room; an existing (expired or closed) entry is replaced.
+    let _ = CONNTRACK.insert(key, value, 0);
+}
+
+/// Is this tuple, in either orientation, a live tracked flow? Used for ICMP errors.
+#[inline(always)]
+pub fn tracks(key: &CtKey, cfg: &Config, now: u64) -> bool {
+    // SAFETY: read-only use of the value.
+    if let Some(ct) = unsafe { CONNTRACK.get(key) } {
+        if !expired(ct, key.proto, cfg, now) {
+            return true;
+        }
+    }
+    let rev = key.reversed();
+    match unsafe { CONNTRACK.get(&rev) } {
+        Some(ct) => !expired(ct, rev.proto, cfg, now),
+        None => false,
+    }
+}

@@ -1,0 +1,353 @@
+//! The decision core shared by every hook: quarantine -> fragments -> conntrack (forward,
+//! reply, related ICMP) -> ipcache -> policy -> verdict -> conntrack create -> event.
+//!
+//! One function decides; the XDP and TC entry points only translate its `Action` into their
+//! return codes. Every outcome is counted under exactly one (verdict, reason).
+
+use zt_common::{
+    config::{Config, FLAG_EVENTS_ALLOWED, FLAG_QUARANTINE_ACTIVE, FLAG_RECHECK_ESTABLISHED},
+    conntrack::{CT_AUDIT, CtKey, CtValue},
+    event::{KIND_AUDIT, KIND_DENY, KIND_START},
+    fragment::{FRAGMENT_TIMEOUT_NS, FragKey, FragValue},
+    identity::ANY,
+    policy::{POLICY_NONE, PolicyValue, RULE_NONE},
+    proto,
+    reason::*,
+};
+
+use crate::{
+    conntrack,
+    events::{Decision, flow_event, packet_event},
+    ipcache::identity_of,
+    maps::{CONFIG, CONNTRACK, FRAGMENTS},
+    parse::{FRAG_FIRST, FRAG_LATER, Packet, ParseError},
+    policy::{local_and_peer, lookup},
+    quarantine::is_quarantined,
+    stats::count,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    Drop,
+}
+
+/// Where the program runs.
+pub struct Hook {
+    pub direction: u8,
+    pub ifindex: u32,
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}
+
+/// One packet being decided, bundled so outlined functions take a single argument (BPF
+/// calls pass at most five).
+struct Ctx<'a> {
+    pkt: &'a Packet,
+    hook: &'a Hook,
+    cfg: &'a Config,
+    now: u64,
+}
+
+/// Who is denied and by what, for `deny`.
+struct Judgement {
+    reason: u8,
+    src_identity: u32,
+    dst_identity: u32,
+    policy_id: u32,
+    rule: u32,
+}
+
+impl Judgement {
+    /// A denial decided before any identity or policy was looked up.
+    #[inline(always)]
+    const fn bare(reason: u8) -> Judgement {
+        Judgement { reason, src_identity: ANY, dst_identity: ANY, policy_id: POLICY_NONE, rule: RULE_NONE }
+    }
+
+    /// A denial from a policy lookup; a miss means no generation is loaded.
+    #[inline(always)]
+    fn from_lookup(v: Option<PolicyValue>, src_identity: u32, dst_identity: u32) -> Judgement {
+        match v {
+            Some(v) => Judgement { reason: v.reason, src_identity, dst_identity, policy_id: v.policy_id, rule: v.rule },
+            None => Judgement { reason: NO_POLICY, src_identity, dst_identity, policy_id: POLICY_NONE, rule: RULE_NONE },
+        }
+    }
+}
+
+/// Decides about one packet that `parse` filled into `pkt`.
+#[inline(always)]
+pub fn decide(parsed: Result<(), ParseError>, pkt: &mut Packet, hook: &Hook) -> Action {
+    let Some(cfg) = CONFIG.get(0) else {
+        return Action::Pass;
+    };
+    let now = now();
+    match parsed {
+        Ok(()) => {}
+        Err(ParseError::NonIp) => {
+            count(VERDICT_ALLOWED, NON_IP, 0);
+            return Action::Pass;
+        }
+        Err(_) => {
+            // Report nothing a broken header may have put into the tuple.
+            *pkt = Packet::EMPTY;
+            let c = Ctx { pkt, hook, cfg, now };
+            return deny(&c, &Judgement::bare(MALFORMED));
+        }
+    }
+    let c = Ctx { pkt, hook, cfg, now };
+    let action = decide_ip(&c);
+    if pkt.frag == FRAG_FIRST {
+        remember_fragment(pkt, action, now);
+    }
+    action
+}
+
+#[inline(always)]
+fn decide_ip(c: &Ctx) -> Action {
+    let pkt = c.pkt;
+    if c.cfg.generation == 0 {
+        return deny(c, &Judgement::bare(NO_POLICY));
+    }
+    if c.cfg.flags & FLAG_QUARANTINE_ACTIVE != 0
+        && (is_quarantined(&pkt.tuple.src, c.now) || is_quarantined(&pkt.tuple.dst, c.now))
+    {
+        return deny(c, &Judgement::bare(QUARANTINE));
+    }
+    if pkt.frag == FRAG_LATER {
+        return follow_fragment(c);
+    }
+    if let Some(action) = tracked(c) {
+        return action;
+    }
+    if pkt.has_related {
+        if conntrack::tracks(&pkt.related, c.cfg, c.now) {
+            count(VERDICT_ALLOWED, RELATED, pkt.len);
+            return Action::Pass;
+        }
+    }
+    new_flow(c)
+}
+
+/// Identities of the flow's source and destination in the active slot.
+#[inline(always)]
+fn identities(key: &CtKey, slot: u8) -> (u32, u32) {
+    (identity_of(&key.src, key.family, slot), identity_of(&key.dst, key.family, slot))
+}
+
+/// The policy port of a tuple: the destination port where the protocol has ports.
+#[inline(always)]
+fn policy_port(key: &CtKey) -> u16 {
+    if proto::has_ports(key.proto) { key.dst_port } else { 0 }
+}
+
+/// Evaluates `key` (in its original orientation) for one hook direction.
+#[inline(always)]
+fn evaluate(key: &CtKey, direction: u8, slot: u8, src_id: u32, dst_id: u32) -> Option<PolicyValue> {
+    let (local, peer) = local_and_peer(direction, src_id, dst_id);
+    lookup(slot, direction, local, peer, key.proto, policy_port(key))
+}
+
+#[inline(always)]
+fn set_admitted(ct: &mut CtValue, direction: u8, generation: u32) {
+    if direction == DIR_INGRESS {
+        ct.ingress_gen = generation;
+    } else {
+        ct.egress_gen = generation;
+    }
+}
+
+/// Conntrack: forward hit, reply hit, or `None` for a packet that starts a new flow.
+/// Outlined: its stack frame must not add up with `new_flow`'s.
+#[inline(never)]
+fn tracked(c: &Ctx) -> Option<Action> {
+    let (pkt, cfg, now) = (c.pkt, c.cfg, c.now);
+    let key = &pkt.tuple;
+    let generation = cfg.generation;
+    let recheck = cfg.flags & FLAG_RECHECK_ESTABLISHED != 0;
+    if let Some(ct) = CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: LRU values stay valid while the program runs; racing writers at worst
+        // mix counters of the same flow.
+        let ct = unsafe { &mut *ct };
+        if conntrack::expired(ct, key.proto, cfg, now) || conntrack::reopens(ct, pkt) {
+            conntrack::report_end(key, ct, conntrack::flow_verdict(ct), ESTABLISHED, cfg);
+            return None;
+        }
+        let direction = c.hook.direction;
+        let admitted = if direction == DIR_INGRESS { ct.ingress_gen } else { ct.egress_gen };
+        if admitted != 0 && (admitted == generation || !recheck) {
+            conntrack::account(key, ct, pkt, false, cfg, now);
+            count(conntrack::flow_verdict(ct), ESTABLISHED, pkt.len);
+            return Some(Action::Pass);
+        }
+        // Either the policy changed since this hook admitted the flow, or the flow was
+        // admitted by another hook (a routed path crosses ingress and egress): judge it now.
+        let (src_id, dst_id) = identities(key, cfg.slot());
+        let v = evaluate(key, direction, cfg.slot(), src_id, dst_id);
+        return Some(match v {
+            Some(v) if v.verdict != VERDICT_DENIED => {
+                set_admitted(ct, direction, generation);
+                if v.verdict == VERDICT_AUDIT {
+                    ct.flags |= CT_AUDIT;
+                }
+                conntrack::account(key, ct, pkt, false, cfg, now);
+                count(v.verdict, if admitted == 0 { v.reason } else { ESTABLISHED }, pkt.len);
+                Action::Pass
+            }
+            v => revoke(c, key, ct, &Judgement::from_lookup(v, src_id, dst_id)),
+        });
+    }
+    let rev = key.reversed();
+    if let Some(ct) = CONNTRACK.get_ptr_mut(&rev) {
+        // SAFETY: as above.
+        let ct = unsafe { &mut *ct };
+        if conntrack::expired(ct, rev.proto, cfg, now) {
+            conntrack::report_end(&rev, ct, conntrack::flow_verdict(ct), ESTABLISHED, cfg);
+            let _ = CONNTRACK.remove(&rev);
+            return None;
+        }
+        let stale_in = ct.ingress_gen != 0 && ct.ingress_gen != generation;
+        let stale_out = ct.egress_gen != 0 && ct.egress_gen != generation;
+        if recheck && (stale_in || stale_out) {
+            // A reply re-checks the flow in its original orientation, so a revoked flow
+            // stops in both directions on the next packet either way.
+            let (src_id, dst_id) = identities(&rev, cfg.slot());
+            for (stale, direction) in [(stale_in, DIR_INGRESS), (stale_out, DIR_EGRESS)] {
+                if !stale {
+                    continue;
+                }
+                match evaluate(&rev, direction, cfg.slot(), src_id, dst_id) {
+                    Some(v) if v.verdict != VERDICT_DENIED => set_admitted(ct, direction, generation),
+                    v => return Some(revoke(c, &rev, ct, &Judgement::from_lookup(v, src_id, dst_id))),
+                }
+            }
+        }
+        conntrack::account(&rev, ct, pkt, true, cfg, now);
+        count(conntrack::flow_verdict(ct), ESTABLISHED, pkt.len);
+        return Some(Action::Pass);
+    }
+    None
+}
+
+/// Stops a tracked flow that the current policy no longer admits.
+#[inline(always)]
+fn revoke(c: &Ctx, key: &CtKey, ct: &mut CtValue, j: &Judgement) -> Action {
+    conntrack::report_end(key, ct, VERDICT_DENIED, j.reason, c.cfg);
+    let _ = CONNTRACK.remove(key);
+    deny(c, j)
+}
+
+/// Drops the packet: counts it and reports it within the source's event budget.
+#[inline(never)]
+fn deny(c: &Ctx, j: &Judgement) -> Action {
+    count(VERDICT_DENIED, j.reason, c.pkt.len);
+    let d = Decision {
+        verdict: VERDICT_DENIED,
+        reason: j.reason,
+        direction: c.hook.direction,
+        ifindex: c.hook.ifindex,
+        src_identity: j.src_identity,
+        dst_identity: j.dst_identity,
+        policy_id: j.policy_id,
+        rule: j.rule,
+        generation: c.cfg.generation,
+    };
+    packet_event(KIND_DENY, c.pkt, &d, c.cfg, c.now);
+    Action::Drop
+}
+
+/// A packet no tracked flow accounts for: policy decides, and an admitted flow is tracked.
+#[inline(never)]
+fn new_flow(c: &Ctx) -> Action {
+    let (pkt, hook, cfg, now) = (c.pkt, c.hook, c.cfg, c.now);
+    let key = &pkt.tuple;
+    let slot = cfg.slot();
+    let (src_id, dst_id) = identities(key, slot);
+    let v = evaluate(key, hook.direction, slot, src_id, dst_id);
+    let v = match v {
+        Some(v) if v.verdict != VERDICT_DENIED => v,
+        v => return deny(c, &Judgement::from_lookup(v, src_id, dst_id)),
+    };
+    count(v.verdict, v.reason, pkt.len);
+    let audit = v.verdict == VERDICT_AUDIT;
+    if audit {
+        let d = Decision {
+            verdict: VERDICT_AUDIT,
+            reason: v.reason,
+            direction: hook.direction,
+            ifindex: hook.ifindex,
+            src_identity: src_id,
+            dst_identity: dst_id,
+            policy_id: v.policy_id,
+            rule: v.rule,
+            generation: cfg.generation,
+        };
+        packet_event(KIND_AUDIT, pkt, &d, cfg, now);
+    }
+    if conntrack::trackable(pkt) {
+        let generation = cfg.generation;
+        let ct = CtValue {
+            created_ns: now,
+            last_seen_ns: now,
+            last_report_ns: now,
+            fwd_packets: 1,
+            fwd_bytes: pkt.len as u64,
+            rev_packets: 0,
+            rev_bytes: 0,
+            ingress_gen: if hook.direction == DIR_INGRESS { generation } else { 0 },
+            egress_gen: if hook.direction == DIR_EGRESS { generation } else { 0 },
+            ifindex: hook.ifindex,
+            src_identity: src_id,
+            dst_identity: dst_id,
+            policy_id: v.policy_id,
+            rule: v.rule,
+            state: conntrack::initial_state(pkt),
+            flags: if audit { CT_AUDIT } else { 0 },
+            direction: hook.direction,
+            reason: v.reason,
+        };
+        conntrack::create(key, &ct);
+        if !audit && cfg.flags & FLAG_EVENTS_ALLOWED != 0 {
+            flow_event(KIND_START, key, &ct, VERDICT_ALLOWED, v.reason);
+        }
+    }
+    Action::Pass
+}
+
+#[inline(always)]
+fn frag_key(pkt: &Packet) -> FragKey {
+    FragKey {
+        src: pkt.tuple.src,
+        dst: pkt.tuple.dst,
+        id: pkt.frag_id,
+        proto: pkt.tuple.proto,
+        family: pkt.tuple.family,
+        _pad: [0; 2],
+    }
+}
+
+/// Records a first fragment's verdict for the fragments that follow it.
+#[inline(never)]
+fn remember_fragment(pkt: &Packet, action: Action, now: u64) {
+    let verdict = if action == Action::Pass { VERDICT_ALLOWED } else { VERDICT_DENIED };
+    let value = FragValue { created_ns: now, verdict, _pad: [0; 7] };
+    let _ = FRAGMENTS.insert(&frag_key(pkt), &value, 0);
+}
+
+/// A later fragment carries no ports: it follows its first fragment, or is dropped when
+/// that was never seen (out-of-order or forged fragments).
+#[inline(never)]
+fn follow_fragment(c: &Ctx) -> Action {
+    // SAFETY: read-only use of the value.
+    if let Some(f) = unsafe { FRAGMENTS.get(&frag_key(c.pkt)) } {
+        if c.now.saturating_sub(f.created_ns) < FRAGMENT_TIMEOUT_NS {
+            count(f.verdict, FRAGMENT, c.pkt.len);
+            return if f.verdict == VERDICT_DENIED { Action::Drop } else { Action::Pass };
+        }
+    }
+    deny(c, &Judgement::bare(FRAGMENT_UNKNOWN))
+}

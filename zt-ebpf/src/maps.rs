@@ -1,0 +1,62 @@
+//! Every map the kernel programs share. All are pinned by name under the agent's bpffs
+//! directory, so enforcement and flow state survive an agent restart.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf, HashMap},
+};
+use crate::parse::Packet;
+use zt_common::{
+    addr::Addr,
+    config::Config,
+    conntrack::{CONNTRACK_MAX_ENTRIES, CtKey, CtValue},
+    event::EVENTS_RING_BYTES,
+    fragment::{FRAGMENTS_MAX_ENTRIES, FragKey, FragValue},
+    ipcache::{IPCACHE_MAX_ENTRIES, IpcacheV4Key, IpcacheV6Key, IpcacheValue},
+    policy::{POLICY_MAX_ENTRIES, PolicyKey, PolicyValue},
+    quarantine::{Budget, DENY_BUDGET_MAX_ENTRIES, QUARANTINE_MAX_ENTRIES, QuarantineValue},
+    stats::{Counter, EVENT_STATS_SLOTS, STATS_SLOTS},
+};
+
+#[map(name = "ZT_CONFIG")]
+pub static CONFIG: Array<Config> = Array::pinned(1, 0);
+
+#[map(name = "ZT_IPCACHE_V4")]
+pub static IPCACHE_V4: LpmTrie<IpcacheV4Key, IpcacheValue> =
+    LpmTrie::pinned(IPCACHE_MAX_ENTRIES, 0);
+
+#[map(name = "ZT_IPCACHE_V6")]
+pub static IPCACHE_V6: LpmTrie<IpcacheV6Key, IpcacheValue> =
+    LpmTrie::pinned(IPCACHE_MAX_ENTRIES, 0);
+
+#[map(name = "ZT_POLICY")]
+pub static POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::pinned(POLICY_MAX_ENTRIES, 0);
+
+#[map(name = "ZT_CONNTRACK")]
+pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(CONNTRACK_MAX_ENTRIES, 0);
+
+#[map(name = "ZT_FRAGMENTS")]
+pub static FRAGMENTS: LruHashMap<FragKey, FragValue> =
+    LruHashMap::pinned(FRAGMENTS_MAX_ENTRIES, 0);
+
+#[map(name = "ZT_QUARANTINE")]
+pub static QUARANTINE: HashMap<Addr, QuarantineValue> =
+    HashMap::pinned(QUARANTINE_MAX_ENTRIES, 0);
+
+#[map(name = "ZT_STATS")]
+pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(STATS_SLOTS, 0);
+
+#[map(name = "ZT_EVENT_STATS")]
+pub static EVENT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(EVENT_STATS_SLOTS, 0);
+
+#[map(name = "ZT_EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_RING_BYTES, 0);
+
+/// Per-CPU scratch space for the packet being decided (too large for the BPF stack).
+/// Not pinned: it holds nothing between packets.
+#[map(name = "ZT_SCRATCH")]
+pub static SCRATCH: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "ZT_DENY_BUDGET")]
+pub static DENY_BUDGET: LruPerCpuHashMap<Addr, Budget> =
+    LruPerCpuHashMap::pinned(DENY_BUDGET_MAX_ENTRIES, 0);
