@@ -1,1 +1,49 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | build | test | demo | bench`.
+//!
+//! Thin dispatch; each task lives in its own module.
+
+mod build;
+mod setup;
+mod shell;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "zt project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building zt needs (nightly rust-src, bpf-linker against the nightly's
+    /// LLVM). Idempotent: does nothing when everything is present.
+    Setup,
+    /// Build the eBPF object and the release binaries (zt-agent, ztctl).
+    Build,
+    /// Run every test: unit, BPF_PROG_TEST_RUN and end-to-end network-namespace tests.
+    /// Kernel tests need root; with --require-privileged (or ZT_REQUIRE_PRIVILEGED=1) a
+    /// skipped kernel test is a failure.
+    Test {
+        #[arg(long)]
+        require_privileged: bool,
+        /// Extra arguments for the test binaries (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::run(),
+        Task::Build => build::run(),
+        Task::Test { require_privileged, args } => test::run(require_privileged, &args),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}

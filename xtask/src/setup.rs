@@ -1,0 +1,137 @@
+//! `cargo xtask setup`: installs what building the kernel programs needs, idempotently.
+//!
+//! 1. The nightly toolchain's rust-src (for `-Z build-std=core` on the BPF target).
+//! 2. bpf-linker, built against the nightly's *own* LLVM library (the versions must match
+//!    exactly, and no LLVM package is needed): a prefix directory with `libLLVM.so`
+//!    symlinked to the nightly's library is handed to bpf-linker's build as LLVM_PREFIX.
+//!    It is installed in `$CARGO_HOME/bin`, where zt-agent's build script finds it.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, bail};
+
+use crate::shell;
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const NIGHTLY: &str = "nightly";
+
+pub fn cargo_home() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env::var_os("HOME").unwrap_or_default()).join(".cargo"))
+}
+
+pub fn run() -> anyhow::Result<()> {
+    check_nightly()?;
+    ensure_rust_src()?;
+    ensure_bpf_linker()?;
+    check_tools();
+    eprintln!("xtask setup: ready — `cargo build --release` builds the eBPF object and the binaries");
+    Ok(())
+}
+
+fn nightly_sysroot() -> Option<PathBuf> {
+    shell::output(Command::new("rustc").arg(format!("+{NIGHTLY}")).args(["--print", "sysroot"]))
+        .map(|s| PathBuf::from(s.trim()))
+}
+
+fn check_nightly() -> anyhow::Result<()> {
+    match shell::output(Command::new("rustc").arg(format!("+{NIGHTLY}")).arg("--version")) {
+        Some(v) => {
+            eprintln!("xtask setup: nightly toolchain present ({})", v.trim());
+            Ok(())
+        }
+        None => bail!(
+            "the `{NIGHTLY}` Rust toolchain is not installed; the kernel programs need it \
+             (install it with `rustup toolchain install {NIGHTLY}`), then run setup again"
+        ),
+    }
+}
+
+fn ensure_rust_src() -> anyhow::Result<()> {
+    let sysroot = nightly_sysroot().context("cannot ask the nightly rustc for its sysroot")?;
+    if sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
+        eprintln!("xtask setup: rust-src for {NIGHTLY} present");
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing rust-src for {NIGHTLY} (needed for -Z build-std=core)");
+    shell::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+}
+
+/// The nightly's LLVM shared library, e.g. `libLLVM.so.22.1-rust-1.97.0-nightly`.
+fn nightly_llvm() -> anyhow::Result<(PathBuf, u32)> {
+    let sysroot = nightly_sysroot().context("cannot ask the nightly rustc for its sysroot")?;
+    let lib = sysroot.join("lib");
+    let mut found = None;
+    for entry in std::fs::read_dir(&lib).with_context(|| format!("cannot read {}", lib.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix("libLLVM.so.") {
+            if name.contains("-rust-") {
+                let major: u32 = rest.split(['.', '-']).next().unwrap_or("").parse().unwrap_or(0);
+                found = Some((lib.join(&name), major));
+            }
+        }
+    }
+    found.filter(|(_, major)| *major > 0).with_context(|| {
+        format!("the nightly toolchain at {} ships no libLLVM.so.*-rust-* to build bpf-linker against", sysroot.display())
+    })
+}
+
+fn linker_works(linker: &Path) -> bool {
+    shell::output(Command::new(linker).arg("--version"))
+        .is_some_and(|v| v.contains(BPF_LINKER_VERSION))
+}
+
+fn ensure_bpf_linker() -> anyhow::Result<()> {
+    let home = cargo_home();
+    let linker = home.join("bin/bpf-linker");
+    if linker_works(&linker) {
+        eprintln!("xtask setup: bpf-linker {BPF_LINKER_VERSION} present at {}", linker.display());
+        return Ok(());
+    }
+    let (llvm, major) = nightly_llvm()?;
+    let prefix = home.join("zt-llvm-prefix");
+    let prefix_lib = prefix.join("lib");
+    std::fs::create_dir_all(&prefix_lib).with_context(|| format!("cannot create {}", prefix_lib.display()))?;
+    let soname = llvm.file_name().expect("library has a file name");
+    for link in [prefix_lib.join("libLLVM.so"), prefix_lib.join(soname)] {
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&llvm, &link)
+            .with_context(|| format!("cannot link {} to {}", link.display(), llvm.display()))?;
+    }
+    eprintln!(
+        "xtask setup: building bpf-linker {BPF_LINKER_VERSION} against {} (LLVM {major}); this takes about a minute",
+        llvm.display()
+    );
+    shell::run(
+        Command::new("cargo")
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features"])
+            .args(["--features", &format!("llvm-{major}")])
+            .arg("--root")
+            .arg(&home)
+            .arg("--force")
+            .env("LLVM_PREFIX", &prefix),
+    )?;
+    if !linker_works(&linker) {
+        bail!("bpf-linker was installed at {} but does not run; see the build output above", linker.display());
+    }
+    eprintln!("xtask setup: bpf-linker installed at {}", linker.display());
+    Ok(())
+}
+
+/// Tools the tests and the demo use; reported, not installed (they are part of the base
+/// system on every supported machine).
+fn check_tools() {
+    for tool in ["ip", "tc", "nft", "iptables"] {
+        let found = env::split_paths(&env::var_os("PATH").unwrap_or_default())
+            .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+            .any(|d| d.join(tool).is_file());
+        if !found {
+            eprintln!("xtask setup: note: `{tool}` is not installed; tests that need it will fail");
+        }
+    }
+}

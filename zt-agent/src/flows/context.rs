@@ -1,0 +1,48 @@
+//! What enrichment needs to turn numbers into names: identity labels, policy names and
+//! interface names. The agent replaces the whole context on every policy push; readers
+//! take a cheap snapshot per record batch.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, RwLock},
+};
+
+/// Names for the numbers in one policy generation.
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    /// identity -> labels (`key -> value`).
+    pub identities: HashMap<u32, BTreeMap<String, String>>,
+    /// policy id -> policy name.
+    pub policies: HashMap<u32, String>,
+    /// ifindex -> interface name.
+    pub interfaces: HashMap<u32, String>,
+}
+
+/// Shared, swappable naming context.
+#[derive(Clone, Default)]
+pub struct FlowContext {
+    inner: Arc<RwLock<Arc<Names>>>,
+}
+
+impl FlowContext {
+    pub fn new(names: Names) -> FlowContext {
+        FlowContext { inner: Arc::new(RwLock::new(Arc::new(names))) }
+    }
+
+    pub fn snapshot(&self) -> Arc<Names> {
+        self.inner.read().expect("flow context lock").clone()
+    }
+
+    pub fn replace(&self, names: Names) {
+        *self.inner.write().expect("flow context lock") = Arc::new(names);
+    }
+
+    /// Updates the policy-derived part, keeping interface names.
+    pub fn update_policy(&self, identities: HashMap<u32, BTreeMap<String, String>>, policies: HashMap<u32, String>) {
+        let mut guard = self.inner.write().expect("flow context lock");
+        let mut names = (**guard).clone();
+        names.identities = identities;
+        names.policies = policies;
+        *guard = Arc::new(names);
+    }
+}

@@ -1,0 +1,16 @@
+//! Flow observability: kernel flow events from the EVENTS ring buffer, decoded and enriched
+//! with labels, policy names and interface names, then written to sinks as flow records.
+//!
+//! Stages: `reader` (ring buffer, never blocks the kernel) -> `record` (decode + enrich)
+//! -> bounded channel -> `sink` (JSON lines). A full channel drops the record and counts
+//! it; the reader never waits for a slow sink. `sweep` reports flows that ended by timeout.
+
+pub mod clock;
+pub mod context;
+pub mod reader;
+pub mod record;
+pub mod sink;
+pub mod sweep;
+
+pub use context::FlowContext;
+pub use record::FlowRecord;

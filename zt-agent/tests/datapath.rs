@@ -1,0 +1,500 @@
+//! BPF_PROG_TEST_RUN tests of the loaded kernel programs: one test per verdict path, for
+//! IPv4 and IPv6, VLAN, fragments, truncated headers at every layer, conntrack replies and
+//! related ICMP errors, audit, failsafe, quarantine and the generation switch.
+//!
+//! The tables are written by hand: the datapath's contract is the map layout. Identities:
+//! the host (1) at 198.18.0.2 / fd00::2, `api` (300) at 198.18.0.1 / fd00::1, `db` (301) at
+//! 198.18.0.3, everything else world (2).
+
+mod testrun;
+
+use testrun::{
+    fixture::*,
+    packet::{self, ACK, FIN, Frag, L4, Pkt, RST, SYN},
+};
+use zt_common::{
+    addr::Addr,
+    config::{FLAG_QUARANTINE_ACTIVE, FLAG_RECHECK_ESTABLISHED},
+    event::{KIND_AUDIT, KIND_DENY, KIND_END, KIND_START},
+    identity::{ANY, HOST, WORLD},
+    quarantine::QuarantineValue,
+    reason::*,
+    stats::{EVENT_LOST_BUDGET, EVENT_SUBMITTED},
+};
+
+const API: u32 = 300;
+const DB: u32 = 301;
+const HOST4: &str = "198.18.0.2";
+const API4: &str = "198.18.0.1";
+const DB4: &str = "198.18.0.3";
+const WORLD4: &str = "198.18.5.5";
+const HOST6: &str = "fd00::2";
+const API6: &str = "fd00::1";
+const WORLD6: &str = "fd00:99::5";
+
+const P_DB: u32 = 1; // allows api -> host tcp/5432, udp/5000, sctp/9000
+const P_PING: u32 = 2; // allows icmp echo from anyone
+const P_BLOCK: u32 = 3; // denies api -> host tcp/6000
+const P_OUT: u32 = 4; // allows host -> any tcp/443
+const P_AUDIT: u32 = 5; // audit: db -> host tcp/8080 would be default-denied
+
+fn base() -> TablesBuilder {
+    let allow = |p, r| verdict(VERDICT_ALLOWED, POLICY, p, r);
+    TablesBuilder::new()
+        .ip(&format!("{HOST4}/32"), HOST)
+        .ip(&format!("{API4}/32"), API)
+        .ip(&format!("{DB4}/32"), DB)
+        .ip(&format!("{HOST6}/128"), HOST)
+        .ip(&format!("{API6}/128"), API)
+        .port(DIR_INGRESS, HOST, API, packet::TCP, 5432, allow(P_DB, 0))
+        .port(DIR_INGRESS, HOST, API, packet::UDP, 5000, allow(P_DB, 1))
+        .port(DIR_INGRESS, HOST, API, packet::SCTP, 9000, allow(P_DB, 2))
+        .proto(DIR_INGRESS, HOST, ANY, packet::ICMP, allow(P_PING, 0))
+        .proto(DIR_INGRESS, HOST, ANY, packet::ICMPV6, allow(P_PING, 1))
+        .port(DIR_INGRESS, HOST, API, packet::TCP, 6000, verdict(VERDICT_DENIED, DENY_RULE, P_BLOCK, 0))
+        .port(DIR_INGRESS, HOST, ANY, packet::TCP, 22, verdict(VERDICT_ALLOWED, FAILSAFE, 0, NO_RULE))
+        .port(DIR_INGRESS, HOST, DB, packet::TCP, 8080, verdict(VERDICT_AUDIT, DEFAULT_DENY, P_AUDIT, NO_RULE))
+        .port(DIR_EGRESS, HOST, ANY, packet::TCP, 443, allow(P_OUT, 0))
+        .any(DIR_INGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE))
+        .any(DIR_EGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE))
+}
+
+fn fixture() -> Option<Fixture> {
+    privileged().then(|| Fixture::with(&base().build()))
+}
+
+fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    Pkt::new(src, dst, L4::tcp(sport, dport, flags)).frame()
+}
+
+fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+    Pkt::new(src, dst, L4::udp(sport, dport)).frame()
+}
+
+#[test]
+fn allowed_syn_passes_counts_policy_and_reports_flow_start() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, POLICY).packets, 1);
+    let ev = f.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!((ev[0].kind, ev[0].verdict, ev[0].reason), (KIND_START, VERDICT_ALLOWED, POLICY));
+    assert_eq!((ev[0].policy_id, ev[0].rule), (P_DB, 0));
+    assert_eq!((ev[0].src_identity, ev[0].dst_identity), (API, HOST));
+    assert_eq!((ev[0].src_port, ev[0].dst_port, ev[0].direction), (40000, 5432, DIR_INGRESS));
+    assert_eq!(f.maps.conntrack_len(), 1);
+}
+
+#[test]
+fn unknown_source_is_dropped_by_default_deny_and_reported() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(WORLD4, HOST4, 40000, 5432, SYN)), XDP_DROP);
+    assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 1);
+    let ev = f.events();
+    assert_eq!((ev[0].kind, ev[0].verdict, ev[0].reason), (KIND_DENY, VERDICT_DENIED, DEFAULT_DENY));
+    assert_eq!((ev[0].src_identity, ev[0].dst_identity), (WORLD, HOST));
+    assert_eq!(f.maps.conntrack_len(), 0, "denied flows are not tracked");
+}
+
+#[test]
+fn deny_rule_drops_and_names_policy_and_rule() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 6000, SYN)), XDP_DROP);
+    assert_eq!(f.stats().get(VERDICT_DENIED, DENY_RULE).packets, 1);
+    let ev = f.events();
+    assert_eq!((ev[0].reason, ev[0].policy_id, ev[0].rule), (DENY_RULE, P_BLOCK, 0));
+}
+
+#[test]
+fn replies_to_an_admitted_inbound_flow_pass_as_established() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    // Egress policy denies host -> api:40000, but this is a reply.
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, SYN | ACK)), TC_ACT_OK);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, ESTABLISHED).packets, 2);
+    assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 0);
+}
+
+#[test]
+fn replies_to_an_admitted_outbound_flow_pass_without_an_ingress_rule() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 41000, 443, SYN)), TC_ACT_OK);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, POLICY).packets, 1);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 443, 41000, SYN | ACK)), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, ESTABLISHED).packets, 1);
+    // The same packet without the outbound flow is a new inbound flow: denied.
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 443, 41001, SYN | ACK)), XDP_DROP);
+}
+
+#[test]
+fn outbound_flow_without_egress_allow_is_dropped() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 41000, 80, SYN)), TC_ACT_SHOT);
+    let ev = f.events();
+    assert_eq!((ev[0].direction, ev[0].reason), (DIR_EGRESS, DEFAULT_DENY));
+}
+
+#[test]
+fn udp_flow_is_admitted_and_its_replies_pass() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&udp(API4, HOST4, 50000, 5000)), XDP_PASS);
+    assert_eq!(f.tc_egress(&udp(HOST4, API4, 5000, 50000)), TC_ACT_OK);
+    assert_eq!(f.xdp(&udp(API4, HOST4, 50000, 5001)), XDP_DROP, "another port is not allowed");
+    let s = f.stats();
+    assert_eq!(s.get(VERDICT_ALLOWED, POLICY).packets, 1);
+    assert_eq!(s.get(VERDICT_ALLOWED, ESTABLISHED).packets, 1);
+}
+
+#[test]
+fn sctp_ports_are_matched() {
+    let Some(mut f) = fixture() else { return };
+    let sctp = |dport| Pkt::new(API4, HOST4, L4::Sctp { sport: 7000, dport }).frame();
+    assert_eq!(f.xdp(&sctp(9000)), XDP_PASS);
+    assert_eq!(f.xdp(&sctp(9001)), XDP_DROP);
+}
+
+#[test]
+fn icmp_echo_is_admitted_and_the_reply_is_established() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&Pkt::new(WORLD4, HOST4, L4::echo_request(false, 77)).frame()), XDP_PASS);
+    assert_eq!(f.tc_egress(&Pkt::new(HOST4, WORLD4, L4::echo_reply(false, 77)).frame()), TC_ACT_OK);
+    let s = f.stats();
+    assert_eq!(s.get(VERDICT_ALLOWED, POLICY).packets, 1);
+    assert_eq!(s.get(VERDICT_ALLOWED, ESTABLISHED).packets, 1);
+    // A reply with another identifier matches no flow and egress policy denies it.
+    assert_eq!(f.tc_egress(&Pkt::new(HOST4, WORLD4, L4::echo_reply(false, 78)).frame()), TC_ACT_SHOT);
+}
+
+#[test]
+fn icmp_error_about_a_tracked_flow_passes_as_related() {
+    let Some(mut f) = fixture() else { return };
+    let out = Pkt::new(HOST4, API4, L4::tcp(41000, 443, ACK));
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 41000, 443, SYN)), TC_ACT_OK);
+    // "Fragmentation needed" from a router (world) quoting the host's own packet. ICMP
+    // from world is allowed by P_PING here, so use the egress-only view: drop the ping rule
+    // by testing on a table without it.
+    let mut no_ping = Fixture::with(&related_tables().build());
+    assert_eq!(no_ping.tc_egress(&tcp(HOST4, API4, 41000, 443, SYN)), TC_ACT_OK);
+    let err = packet::icmp_error(WORLD4, HOST4, &out).frame();
+    assert_eq!(no_ping.xdp(&err), XDP_PASS);
+    assert_eq!(no_ping.stats().get(VERDICT_ALLOWED, RELATED).packets, 1);
+    // The same error about a flow that does not exist is just ICMP from world: denied.
+    let stray = packet::icmp_error(WORLD4, HOST4, &Pkt::new(HOST4, API4, L4::tcp(41001, 443, ACK))).frame();
+    assert_eq!(no_ping.xdp(&stray), XDP_DROP);
+    drop(f);
+}
+
+fn related_tables() -> TablesBuilder {
+    TablesBuilder::new()
+        .ip(&format!("{HOST4}/32"), HOST)
+        .ip(&format!("{API4}/32"), API)
+        .ip(&format!("{HOST6}/128"), HOST)
+        .ip(&format!("{API6}/128"), API)
+        .port(DIR_EGRESS, HOST, ANY, packet::TCP, 443, verdict(VERDICT_ALLOWED, POLICY, P_OUT, 0))
+        .any(DIR_INGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE))
+        .any(DIR_EGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE))
+}
+
+#[test]
+fn icmpv6_packet_too_big_about_a_tracked_flow_passes_as_related() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::with(&related_tables().build());
+    assert_eq!(f.tc_egress(&tcp(HOST6, API6, 41000, 443, SYN)), TC_ACT_OK);
+    let quoted = Pkt::new(HOST6, API6, L4::tcp(41000, 443, ACK));
+    assert_eq!(f.xdp(&packet::icmp_error(WORLD6, HOST6, &quoted).frame()), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, RELATED).packets, 1);
+}
+
+#[test]
+fn ipv6_flows_are_judged_like_ipv4() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(API6, HOST6, 40000, 5432, SYN)), XDP_PASS);
+    assert_eq!(f.tc_egress(&tcp(HOST6, API6, 5432, 40000, SYN | ACK)), TC_ACT_OK);
+    assert_eq!(f.xdp(&tcp(WORLD6, HOST6, 40000, 5432, SYN)), XDP_DROP);
+    assert_eq!(f.xdp(&Pkt::new(WORLD6, HOST6, L4::echo_request(true, 9)).frame()), XDP_PASS);
+    let s = f.stats();
+    assert_eq!(s.get(VERDICT_ALLOWED, POLICY).packets, 2);
+    assert_eq!(s.get(VERDICT_ALLOWED, ESTABLISHED).packets, 1);
+    assert_eq!(s.get(VERDICT_DENIED, DEFAULT_DENY).packets, 1);
+}
+
+#[test]
+fn ipv6_extension_headers_are_walked_to_the_transport_header() {
+    let Some(mut f) = fixture() else { return };
+    let with_ext = Pkt::new(API6, HOST6, L4::tcp(40000, 5432, SYN)).ipv6_ext(&[0, 60, 43]);
+    assert_eq!(f.xdp(&with_ext.frame()), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, POLICY).packets, 1);
+    let too_many = Pkt::new(API6, HOST6, L4::tcp(40001, 5432, SYN)).ipv6_ext(&[0, 60, 60, 60, 60, 60, 60]);
+    assert_eq!(f.xdp(&too_many.frame()), XDP_DROP);
+    assert_eq!(f.stats().get(VERDICT_DENIED, MALFORMED).packets, 1);
+}
+
+#[test]
+fn ipv4_options_are_skipped() {
+    let Some(mut f) = fixture() else { return };
+    let with_opts = Pkt::new(API4, HOST4, L4::tcp(40000, 5432, SYN)).ipv4_options(12);
+    assert_eq!(f.xdp(&with_opts.frame()), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, POLICY).packets, 1);
+}
+
+#[test]
+fn vlan_tagged_frames_are_parsed_single_and_double_tagged() {
+    let Some(mut f) = fixture() else { return };
+    let one = Pkt::new(API4, HOST4, L4::tcp(40000, 5432, SYN)).vlan(10);
+    let two = Pkt::new(WORLD4, HOST4, L4::tcp(40001, 5432, SYN)).vlan(100).vlan(10);
+    assert_eq!(f.xdp(&one.frame()), XDP_PASS);
+    assert_eq!(f.xdp(&two.frame()), XDP_DROP);
+    let s = f.stats();
+    assert_eq!(s.get(VERDICT_ALLOWED, POLICY).packets, 1);
+    assert_eq!(s.get(VERDICT_DENIED, DEFAULT_DENY).packets, 1, "double-tagged frame reached policy");
+}
+
+#[test]
+fn later_fragments_follow_their_first_fragment() {
+    let Some(mut f) = fixture() else { return };
+    for (src, dst) in [(API4, HOST4), (API6, HOST6)] {
+        let first = Pkt::new(src, dst, L4::udp(50000, 5000)).frag(Frag::First { id: 7 });
+        let later = Pkt::new(src, dst, L4::udp(50000, 5000)).frag(Frag::Later { id: 7, offset: 3 });
+        assert_eq!(f.xdp(&first.frame()), XDP_PASS);
+        assert_eq!(f.xdp(&later.frame()), XDP_PASS);
+    }
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, FRAGMENT).packets, 2);
+}
+
+#[test]
+fn later_fragments_of_a_denied_first_fragment_are_dropped() {
+    let Some(mut f) = fixture() else { return };
+    let first = Pkt::new(WORLD4, HOST4, L4::udp(50000, 5000)).frag(Frag::First { id: 8 });
+    let later = Pkt::new(WORLD4, HOST4, L4::udp(50000, 5000)).frag(Frag::Later { id: 8, offset: 3 });
+    assert_eq!(f.xdp(&first.frame()), XDP_DROP);
+    assert_eq!(f.xdp(&later.frame()), XDP_DROP);
+    assert_eq!(f.stats().get(VERDICT_DENIED, FRAGMENT).packets, 1);
+}
+
+#[test]
+fn fragments_without_a_first_fragment_are_dropped_and_counted() {
+    let Some(mut f) = fixture() else { return };
+    for (src, dst) in [(API4, HOST4), (API6, HOST6)] {
+        let later = Pkt::new(src, dst, L4::udp(50000, 5000)).frag(Frag::Later { id: 99, offset: 3 });
+        assert_eq!(f.xdp(&later.frame()), XDP_DROP);
+    }
+    assert_eq!(f.stats().get(VERDICT_DENIED, FRAGMENT_UNKNOWN).packets, 2);
+}
+
+/// Frames cut short at every layer, and frames with impossible header fields.
+fn malformed_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let v4 = Pkt::new(API4, HOST4, L4::tcp(40000, 5432, SYN)).frame();
+    let v6 = Pkt::new(API6, HOST6, L4::tcp(40000, 5432, SYN)).frame();
+    let vlan = Pkt::new(API4, HOST4, L4::tcp(40000, 5432, SYN)).vlan(5).frame();
+    let v6ext = Pkt::new(API6, HOST6, L4::tcp(40000, 5432, SYN)).ipv6_ext(&[0]).frame();
+    let opts = Pkt::new(API4, HOST4, L4::tcp(40000, 5432, SYN)).ipv4_options(40).frame();
+    let udp4 = Pkt::new(API4, HOST4, L4::udp(1, 5000)).ip_bytes();
+    let icmp4 = Pkt::new(API4, HOST4, L4::echo_request(false, 1)).ip_bytes();
+    let eth = |ip: &[u8], n: usize| {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+        f.extend(&ip[..n]);
+        f
+    };
+    let mut bad_version = v4.clone();
+    bad_version[14] = 0x55;
+    let mut short_ihl = v4.clone();
+    short_ihl[14] = 0x44;
+    let mut tot_len_below_ihl = v4.clone();
+    tot_len_below_ihl[16..18].copy_from_slice(&10u16.to_be_bytes());
+    let mut bad_v6_version = v6.clone();
+    bad_v6_version[14] = 0x40;
+    let mut tcp_doff = v4.clone();
+    tcp_doff[14 + 20 + 12] = 0x20;
+    // Frames shorter than an Ethernet header never reach XDP or TC (drivers drop runts, and
+    // BPF_PROG_TEST_RUN refuses them), so the shortest case is a tag or IP header cut off.
+    vec![
+        ("vlan tag", vlan[..16].to_vec()),
+        ("ip header missing", v4[..14].to_vec()),
+        ("ipv4 header", v4[..14 + 12].to_vec()),
+        ("ipv4 options", opts[..14 + 40].to_vec()),
+        ("tcp header", v4[..14 + 20 + 10].to_vec()),
+        ("udp header", eth(&udp4, 20 + 4)),
+        ("icmp header", eth(&icmp4, 20 + 4)),
+        ("ipv6 header", v6[..14 + 30].to_vec()),
+        ("ipv6 extension header", v6ext[..14 + 40 + 1].to_vec()),
+        ("tcp over ipv6", v6[..14 + 40 + 8].to_vec()),
+        ("ipv4 version", bad_version),
+        ("ipv4 ihl below 5", short_ihl),
+        ("ipv4 total length below header", tot_len_below_ihl),
+        ("ipv6 version", bad_v6_version),
+        ("tcp data offset below 5", tcp_doff),
+    ]
+}
+
+#[test]
+fn malformed_and_truncated_headers_are_dropped_as_malformed_never_aborted() {
+    let Some(mut f) = fixture() else { return };
+    let frames = malformed_frames();
+    for (what, frame) in &frames {
+        assert_eq!(f.xdp(frame), XDP_DROP, "xdp: {what}");
+    }
+    assert_eq!(f.stats().get(VERDICT_DENIED, MALFORMED).packets, frames.len() as u64);
+    let ev = f.events();
+    assert!(ev.iter().all(|e| e.reason == MALFORMED && e.kind == KIND_DENY), "{ev:?}");
+}
+
+#[test]
+fn malformed_headers_are_dropped_on_tc_too() {
+    let Some(mut f) = fixture() else { return };
+    let frames = malformed_frames();
+    for (what, frame) in &frames {
+        // The kernel builds no test skb whose fixed IP header is incomplete (EINVAL); the
+        // XDP test covers those cases.
+        if ["ip header missing", "ipv4 header", "ipv6 header"].contains(what) {
+            continue;
+        }
+        assert_eq!(f.tc_ingress(frame), TC_ACT_SHOT, "tc ingress: {what}");
+    }
+}
+
+#[test]
+fn non_ip_frames_pass_and_are_counted() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&packet::arp()), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, NON_IP).packets, 1);
+}
+
+#[test]
+fn audit_mode_passes_what_it_would_drop_and_reports_it() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(DB4, HOST4, 40000, 8080, SYN)), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_AUDIT, DEFAULT_DENY).packets, 1);
+    let ev = f.events();
+    assert_eq!((ev[0].kind, ev[0].verdict, ev[0].policy_id), (KIND_AUDIT, VERDICT_AUDIT, P_AUDIT));
+    // The flow is tracked, so its next packet is not reported again.
+    assert_eq!(f.xdp(&tcp(DB4, HOST4, 40000, 8080, ACK)), XDP_PASS);
+    assert!(f.events().is_empty());
+    assert_eq!(f.stats().get(VERDICT_AUDIT, ESTABLISHED).packets, 1);
+}
+
+#[test]
+fn failsafe_admits_ssh_to_the_host_from_anywhere() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(WORLD4, HOST4, 40000, 22, SYN)), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, FAILSAFE).packets, 1);
+}
+
+#[test]
+fn quarantined_sources_are_dropped_even_on_established_flows() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    let api: std::net::Ipv4Addr = API4.parse().unwrap();
+    f.maps.quarantine.insert(Addr::from_v4(api.octets()), QuarantineValue { expires_ns: 0 }, 0).unwrap();
+    f.config(|c| c.flags |= FLAG_QUARANTINE_ACTIVE);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_DROP);
+    assert_eq!(f.stats().get(VERDICT_DENIED, QUARANTINE).packets, 1);
+}
+
+#[test]
+fn without_a_loaded_generation_everything_ip_is_dropped() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::new();
+    assert_eq!(f.xdp(&tcp(WORLD4, HOST4, 40000, 22, SYN)), XDP_DROP);
+    assert_eq!(f.stats().get(VERDICT_DENIED, NO_POLICY).packets, 1);
+    assert_eq!(f.xdp(&packet::arp()), XDP_PASS);
+}
+
+#[test]
+fn generation_switch_applies_new_policy_and_revokes_flows_it_no_longer_admits() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    f.events();
+    // The new generation no longer allows api -> 5432.
+    let tightened = TablesBuilder::new()
+        .ip(&format!("{HOST4}/32"), HOST)
+        .ip(&format!("{API4}/32"), API)
+        .any(DIR_INGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE))
+        .any(DIR_EGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE));
+    assert_eq!(f.apply(&tightened.build()), 2);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40001, 5432, SYN)), XDP_DROP, "new flow under the new policy");
+    // The reply of the established flow is re-checked and the flow revoked.
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, SYN | ACK)), TC_ACT_SHOT);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_DROP);
+    let ev = f.events();
+    assert!(ev.iter().any(|e| e.kind == KIND_END && e.verdict == VERDICT_DENIED), "{ev:?}");
+    assert_eq!(f.maps.conntrack_len(), 0);
+    // Back to the old policy: a third generation, and the old slot is reused.
+    assert_eq!(f.apply(&base().build()), 3);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40002, 5432, SYN)), XDP_PASS);
+}
+
+#[test]
+fn established_flows_finish_when_recheck_is_disabled() {
+    let Some(mut f) = fixture() else { return };
+    f.config(|c| c.flags &= !FLAG_RECHECK_ESTABLISHED);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    let tightened = TablesBuilder::new()
+        .ip(&format!("{HOST4}/32"), HOST)
+        .ip(&format!("{API4}/32"), API)
+        .any(DIR_INGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE));
+    f.apply(&tightened.build());
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40001, 5432, SYN)), XDP_DROP);
+}
+
+#[test]
+fn tcp_close_reports_the_flow_end_with_counts_both_ways() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, SYN | ACK)), TC_ACT_OK);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, FIN | ACK)), XDP_PASS);
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, FIN | ACK)), TC_ACT_OK);
+    let ev = f.events();
+    let end: Vec<_> = ev.iter().filter(|e| e.kind == KIND_END).collect();
+    assert_eq!(end.len(), 1, "{ev:?}");
+    assert_eq!((end[0].packets, end[0].rev_packets), (3, 2));
+    assert_eq!(end[0].bytes, 3 * 40);
+    // The last ACK still passes; a new SYN on the same ports opens a new flow.
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, POLICY).packets, 2);
+}
+
+#[test]
+fn rst_closes_the_flow() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, RST | ACK)), TC_ACT_OK);
+    assert!(f.events().iter().any(|e| e.kind == KIND_END));
+}
+
+#[test]
+fn deny_events_are_bounded_per_source_and_the_rest_counted() {
+    let Some(mut f) = fixture() else { return };
+    let burst = f.maps.read_config().unwrap().deny_events_burst as u64;
+    for port in 0..100u16 {
+        assert_eq!(f.xdp(&tcp(WORLD4, HOST4, 30000 + port, 5432, SYN)), XDP_DROP);
+    }
+    let s = f.stats();
+    assert_eq!(s.get(VERDICT_DENIED, DEFAULT_DENY).packets, 100, "every denied packet counts");
+    let written = f.events().len() as u64;
+    assert!(written >= burst && written <= burst + 2, "{written} events for burst {burst}");
+    assert_eq!(s.event(KIND_DENY, EVENT_SUBMITTED), written);
+    assert_eq!(s.event(KIND_DENY, EVENT_LOST_BUDGET), 100 - written);
+    // Another source has its own budget.
+    assert_eq!(f.xdp(&tcp(DB4, HOST4, 30000, 5432, SYN)), XDP_DROP);
+    assert_eq!(f.events().len(), 1);
+}
+
+#[test]
+fn tc_ingress_gives_the_same_verdicts_as_xdp() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.tc_ingress(&tcp(API4, HOST4, 40000, 5432, SYN)), TC_ACT_OK);
+    assert_eq!(f.tc_ingress(&tcp(WORLD4, HOST4, 40000, 5432, SYN)), TC_ACT_SHOT);
+    assert_eq!(f.tc_ingress(&tcp(API6, HOST6, 40000, 6000, SYN)), TC_ACT_SHOT);
+    let s = f.stats();
+    assert_eq!(s.get(VERDICT_ALLOWED, POLICY).packets, 1);
+    assert_eq!(s.get(VERDICT_DENIED, DEFAULT_DENY).packets, 1);
+    assert_eq!(s.get(VERDICT_DENIED, DENY_RULE).packets, 1);
+}
