@@ -2,17 +2,12 @@
 //! bpffs mount that is removed when the fixture drops, plus helpers to run frames through
 //! each program and read back counters and flow events.
 
-use std::{
-    path::PathBuf,
-    process::Command,
-    sync::atomic::{AtomicU32, Ordering},
-};
-
 use aya::{
     maps::{MapData, RingBuf},
     programs::{TestRun, TestRunOptions},
 };
 use ipnet::IpNet;
+use zt_tests::BpfFs;
 use zt_agent::datapath::{Datapath, GenerationWriter, Maps, StatsSnapshot, Tables};
 use zt_common::{
     config::Config,
@@ -25,41 +20,7 @@ pub const XDP_PASS: u32 = 2;
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 
-/// Whether kernel tests can run here; panics instead of skipping when
-/// ZT_REQUIRE_PRIVILEGED=1 (CI), so a skipped kernel test fails CI.
-pub fn privileged() -> bool {
-    // SAFETY: no arguments.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        return true;
-    }
-    if std::env::var("ZT_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("this kernel test needs root (BPF and bpffs), and ZT_REQUIRE_PRIVILEGED=1 forbids skipping it");
-    }
-    eprintln!("SKIPPED: not root; BPF_PROG_TEST_RUN tests need CAP_BPF and CAP_NET_ADMIN");
-    false
-}
-
-/// A private bpffs mount, unmounted and removed on drop.
-struct BpffsMount(PathBuf);
-
-impl BpffsMount {
-    fn new() -> BpffsMount {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!("zt-testrun-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&dir).status().unwrap().success();
-        assert!(ok, "cannot mount bpffs at {}", dir.display());
-        BpffsMount(dir)
-    }
-}
-
-impl Drop for BpffsMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
+pub use zt_tests::require_privileged as privileged;
 
 pub struct Fixture {
     pub dp: Datapath,
@@ -67,14 +28,14 @@ pub struct Fixture {
     pub writer: GenerationWriter,
     ring: RingBuf<MapData>,
     // Dropped last: the maps must be closed before the mount goes.
-    _mount: BpffsMount,
+    _mount: BpfFs,
 }
 
 impl Fixture {
     /// Loads the programs with default config and no policy generation.
     pub fn new() -> Fixture {
-        let mount = BpffsMount::new();
-        let mut dp = Datapath::load(&mount.0.join("zt")).expect("programs load and verify");
+        let mount = BpfFs::mount().expect("private bpffs");
+        let mut dp = Datapath::load(&mount.path().join("zt")).expect("programs load and verify");
         let mut maps = dp.take_maps().unwrap();
         maps.write_config(&Config::DEFAULT).unwrap();
         let ring = maps.events.take().unwrap();
