@@ -363,6 +363,17 @@ fn non_ip_frames_pass_and_are_counted() {
 }
 
 #[test]
+fn ipv6_neighbor_discovery_passes_without_policy_like_arp() {
+    let Some(mut f) = fixture() else { return };
+    // Neighbour solicitation (135) from the unspecified address, as DAD sends it.
+    let ns = Pkt::new("::", "ff02::1:ff00:2", L4::Icmp { ty: 135, code: 0, rest: 0, payload: vec![0; 16] });
+    assert_eq!(f.xdp(&ns.frame()), XDP_PASS);
+    assert_eq!(f.tc_egress(&ns.frame()), TC_ACT_OK);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, NEIGHBOR_DISCOVERY).packets, 2);
+    assert!(f.events().is_empty(), "link infrastructure is not logged");
+}
+
+#[test]
 fn audit_mode_passes_what_it_would_drop_and_reports_it() {
     let Some(mut f) = fixture() else { return };
     assert_eq!(f.xdp(&tcp(DB4, HOST4, 40000, 8080, SYN)), XDP_PASS);
@@ -453,6 +464,7 @@ fn tcp_close_reports_the_flow_end_with_counts_both_ways() {
     let ev = f.events();
     let end: Vec<_> = ev.iter().filter(|e| e.kind == KIND_END).collect();
     assert_eq!(end.len(), 1, "{ev:?}");
+    assert_eq!((end[0].reason, end[0].policy_id, end[0].rule), (POLICY, P_DB, 0), "the end names what admitted the flow");
     assert_eq!((end[0].packets, end[0].rev_packets), (3, 2));
     assert_eq!(end[0].bytes, 3 * 40);
     // The last ACK still passes; a new SYN on the same ports opens a new flow.

@@ -62,7 +62,8 @@ pub struct Attachment {
     pub ingress: IngressHook,
 }
 
-pub(crate) fn ifindex(iface: &str) -> Result<u32, DatapathError> {
+/// The interface index of `iface` in this network namespace.
+pub fn ifindex_of(iface: &str) -> Result<u32, DatapathError> {
     let name = std::ffi::CString::new(iface).map_err(|_| DatapathError::NoSuchInterface { iface: iface.into() })?;
     // SAFETY: valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -75,7 +76,7 @@ pub(crate) fn ifindex(iface: &str) -> Result<u32, DatapathError> {
 impl Datapath {
     /// Attaches ingress (per `mode`) and egress enforcement to `iface`.
     pub fn attach(&mut self, iface: &str, mode: XdpModeChoice) -> Result<Attachment, DatapathError> {
-        let ifindex = ifindex(iface)?;
+        let ifindex = ifindex_of(iface)?;
         let ingress = self.attach_ingress(iface, mode)?;
         let egress = self.tc_egress()?;
         egress.attach(iface, TcAttachType::Egress).map_err(|source| DatapathError::Attach {

@@ -8,8 +8,8 @@ mod generation;
 mod maps;
 mod object;
 
-pub use attach::{Attachment, XdpModeChoice, IngressHook};
+pub use attach::{Attachment, IngressHook, XdpModeChoice, ifindex_of};
 pub use error::DatapathError;
-pub use generation::{Tables, GenerationWriter};
+pub use generation::{GenerationWriter, SwapReport, Tables};
 pub use maps::{Maps, StatsSnapshot};
 pub use object::Datapath;

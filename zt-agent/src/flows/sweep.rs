@@ -9,7 +9,7 @@ use zt_common::{
     conntrack::{CT_AUDIT, CT_END_REPORTED, CtKey, CtValue, STATE_CLOSED, STATE_FIN_WAIT, STATE_SYN_SENT},
     event::{FlowEvent, KIND_END},
     proto,
-    reason::{ESTABLISHED, VERDICT_ALLOWED, VERDICT_AUDIT},
+    reason::{VERDICT_ALLOWED, VERDICT_AUDIT},
 };
 
 /// Same rule as the kernel's `conntrack::expired`.
@@ -47,7 +47,7 @@ pub fn end_event(key: &CtKey, ct: &CtValue, now_ns: u64) -> FlowEvent {
         generation: ct.ingress_gen.max(ct.egress_gen),
         kind: KIND_END,
         verdict: if ct.flags & CT_AUDIT != 0 { VERDICT_AUDIT } else { VERDICT_ALLOWED },
-        reason: ESTABLISHED,
+        reason: ct.reason,
         direction: ct.direction,
         proto: key.proto,
         family: key.family,

@@ -1,0 +1,41 @@
+//! Options of `zt-agent run`, with their documented defaults.
+
+use std::path::PathBuf;
+
+use crate::datapath::XdpModeChoice;
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/zt";
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/zt";
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Interfaces to enforce on (at least one).
+    pub ifaces: Vec<String>,
+    /// Policy files or directories applied at start.
+    pub policy: Vec<PathBuf>,
+    /// This host's labels, `k=v,k2=v2`.
+    pub labels: String,
+    pub xdp_mode: XdpModeChoice,
+    pub state_dir: PathBuf,
+    /// Directory for pins; must be on a bpffs mount (mounted at /sys/fs/bpf if needed).
+    pub bpffs: PathBuf,
+    /// Flow log target: a path or `-` for standard output; `None` = no flow log.
+    pub flow_log: Option<String>,
+    /// Isolate every local identity even without a selecting policy (zero trust).
+    pub default_deny: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            ifaces: vec![],
+            policy: vec![],
+            labels: String::new(),
+            xdp_mode: XdpModeChoice::Auto,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            bpffs: PathBuf::from(DEFAULT_BPFFS),
+            flow_log: None,
+            default_deny: true,
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Errors a policy push can fail with.
+//!
+//! A user sees these directly (`ztctl policy apply` prints them), so each one displays as a
+//! single sentence that names the file, the document (1-based), the field path and the fix:
+//! `policy db.yaml, document 2: spec.ingress[0].ports[1].port 70000 is out of range 1-65535`.
+//! Parsing and validation collect every error of a push ([`PolicyError`]); compilation of a
+//! valid push can only fail on size limits or bad agent settings ([`CompileError`]).
+
+use std::io;
+
+use ipnet::IpNet;
+
+use super::model::{Direction, Origin, Protocol};
+use crate::identity::{AllocatorError, LabelError};
+
+/// Why an input file or document was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy {path}: cannot read it ({error}); check that it exists and is readable")]
+    Read {
+        path: String,
+        #[source]
+        error: io::Error,
+    },
+
+    #[error(
+        "policy {path}: the directory has no *.yaml or *.yml files; pass a directory that holds policy files"
+    )]
+    NoPolicyFiles { path: String },
+
+    /// The YAML itself is malformed; the rest of that source is not read, because the YAML
+    /// stream cannot be resynchronised after a syntax error.
+    #[error("{origin}: invalid YAML{}: {problem}", at_line(*line, *column))]
+    Syntax {
+        origin: Origin,
+        line: Option<usize>,
+        column: Option<usize>,
+        problem: String,
+    },
+
+    #[error("{origin}: the document is not a mapping; write apiVersion, kind, metadata and spec")]
+    NotAMapping { origin: Origin },
+
+    #[error("{origin}: apiVersion is missing; add apiVersion: zt/v1")]
+    MissingApiVersion { origin: Origin },
+
+    #[error("{origin}: kind is missing; add kind: Endpoint or kind: Policy")]
+    MissingKind { origin: Origin },
+
+    /// A format the product will read but this version does not yet.
+    #[error(
+        "{origin}: {kind} documents of apiVersion {api_version} are not supported yet; \
+         write the policy as apiVersion zt/v1 kind Policy for now"
+    )]
+    NotSupportedYet {
+        origin: Origin,
+        api_version: String,
+        kind: String,
+    },
+
+    #[error("{origin}: apiVersion {api_version} is unknown; use apiVersion: zt/v1")]
+    UnknownApiVersion { origin: Origin, api_version: String },
+
+    #[error("{origin}: kind {kind} is not a zt/v1 kind; use Endpoint or Policy")]
+    UnknownKind { origin: Origin, kind: String },
+
+    /// The document does not fit the schema (unknown field, wrong type, missing field); the
+    /// message is serde's, which names the field path and what was expected.
+    #[error("{origin}: {message}{}", line_in_parens(*line, *column))]
+    Schema {
+        origin: Origin,
+        message: String,
+        line: Option<usize>,
+        column: Option<usize>,
+    },
+
+    /// A field has a value the model does not accept.
+    #[error("{origin}: {path} {problem}")]
+    Invalid {
+        origin: Origin,
+        path: String,
+        problem: Problem,
+    },
+}
+
+/// ` at line 3, column 5`, or nothing when the position is unknown.
+fn at_line(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!(" at line {line}, column {column}"),
+        _ => String::new(),
+    }
+}
+
+/// ` (line 3, column 5)`, or nothing when the position is unknown.
+fn line_in_parens(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!(" (line {line}, column {column})"),
+        _ => String::new(),
+    }
+}
+
+/// What is wrong with one field; displayed after the field path.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("{value} is out of range 1-65535")]
+    PortOutOfRange { value: i64 },
+
+    #[error("{end_port} is less than port {port}; make endPort at least {port}")]
+    EndPortBelowPort { port: u16, end_port: u16 },
+
+    #[error("is given without port; put the first port of the range in port")]
+    EndPortWithoutPort,
+
+    #[error("is not allowed for {protocol}; only TCP, UDP and SCTP have ports, so remove it")]
+    PortNotAllowed { protocol: Protocol },
+
+    #[error("{value:?} is not an IP address or CIDR; write e.g. 10.0.1.5, fd00::5 or 10.0.2.0/24")]
+    BadAddress { value: String },
+
+    #[error("{value} has host bits set; write {network}")]
+    HostBitsSet { value: String, network: IpNet },
+
+    #[error(
+        "{value} is the default route, which always belongs to world; remove it and use entity: world in policies"
+    )]
+    DefaultRoute { value: IpNet },
+
+    #[error("{except} is not strictly inside cidr {cidr}; list only prefixes inside the cidr")]
+    ExceptOutsideCidr { except: IpNet, cidr: IpNet },
+
+    #[error("is only allowed together with cidr; add cidr or remove except")]
+    ExceptWithoutCidr,
+
+    #[error("is empty; give one of selector, cidr or entity")]
+    EmptyPeer,
+
+    #[error(
+        "gives both {first} and {second}; give exactly one of selector, cidr or entity per list item"
+    )]
+    AmbiguousPeer {
+        first: &'static str,
+        second: &'static str,
+    },
+
+    #[error("is not allowed in an {direction} rule; use {expected}")]
+    WrongPeerField {
+        direction: Direction,
+        expected: &'static str,
+    },
+
+    #[error("{0}")]
+    Label(LabelError),
+
+    #[error(
+        "{value:?} is not a valid name; use lowercase letters, digits, '-' and '.', starting and \
+         ending with a letter or digit (at most 253 characters)"
+    )]
+    BadName { value: String },
+
+    #[error("{name} is already used by the {kind} in {first}; give each {kind} a unique name")]
+    DuplicateName {
+        kind: &'static str,
+        name: String,
+        first: String,
+    },
+
+    #[error(
+        "{address} is already claimed by endpoint {endpoint} ({first}) with different labels; \
+         give each address to one endpoint, or give both the same labels"
+    )]
+    AddressClaimed {
+        address: IpNet,
+        endpoint: String,
+        first: String,
+    },
+}
+
+/// Why a valid policy set could not be compiled with the given settings.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error(
+        "compiling the policy needs more than {limit} intermediate keys (selected identities x \
+         peers x port blocks multiply); merge rules, or use broader selectors, CIDRs or port ranges"
+    )]
+    TooManyKeys { limit: usize },
+
+    #[error(
+        "the compiled policy needs {count} POLICY map entries but one generation may use at most \
+         {limit}; merge rules, or use broader selectors, CIDRs or port ranges"
+    )]
+    TooManyEntries { count: usize, limit: usize },
+
+    #[error(
+        "the policy needs {count} {family} ipcache prefixes but one generation may use at most \
+         {limit}; use fewer endpoint addresses or CIDR peers"
+    )]
+    TooManyPrefixes {
+        family: &'static str,
+        count: usize,
+        limit: usize,
+    },
+
+    #[error("failsafe rule {rule} {reason}")]
+    InvalidFailsafe { rule: String, reason: &'static str },
+
+    #[error(transparent)]
+    Identity(#[from] AllocatorError),
+}

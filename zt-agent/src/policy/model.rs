@@ -1,0 +1,283 @@
+//! The validated policy model: what the compiler consumes.
+//!
+//! `parse` turns `zt/v1` YAML into these types and rejects anything the model cannot state,
+//! so every value here is already known to be well formed: addresses are prefixes without
+//! host bits, ports are in range, label keys follow the Kubernetes syntax, `except` lies
+//! inside its `cidr`. Each object remembers its [`Origin`] so later warnings can point at it.
+
+use std::fmt;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use zt_common::{proto, reason};
+
+use crate::identity::Labels;
+
+/// Where a document came from: the source name (usually a file path) and the document's
+/// 1-based position in that source's YAML stream (empty documents count).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Origin {
+    pub source: String,
+    pub document: usize,
+}
+
+impl Origin {
+    pub fn new(source: impl Into<String>, document: usize) -> Self {
+        Self {
+            source: source.into(),
+            document,
+        }
+    }
+
+    /// `db.yaml, document 2`, for pointing at another object inside a message.
+    pub fn location(&self) -> String {
+        format!("{}, document {}", self.source, self.document)
+    }
+}
+
+/// `policy db.yaml, document 2`: how every message about a document starts.
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "policy {}, document {}", self.source, self.document)
+    }
+}
+
+/// Everything one push contains, in input order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicySet {
+    pub endpoints: Vec<Endpoint>,
+    pub policies: Vec<Policy>,
+}
+
+/// `kind: Endpoint`: labels for a set of addresses (local workloads or remote peers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub namespace: Option<String>,
+    /// Distinct prefixes; a bare IP became a /32 or /128.
+    pub addresses: Vec<IpNet>,
+    pub labels: Labels,
+    pub origin: Origin,
+}
+
+impl Endpoint {
+    /// `namespace/name`, or `name` without a namespace: unique within a push.
+    pub fn qualified_name(&self) -> String {
+        match &self.namespace {
+            Some(namespace) => format!("{namespace}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// `kind: Policy`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub name: String,
+    pub mode: Mode,
+    /// The local identities the policy applies to.
+    pub selector: Selector,
+    /// `None`: the policy says nothing about ingress. `Some([])`: it isolates the selected
+    /// identities for ingress and allows nothing (the Kubernetes meaning of an empty list).
+    pub ingress: Option<Vec<Rule>>,
+    pub egress: Option<Vec<Rule>>,
+    pub origin: Origin,
+}
+
+impl Policy {
+    pub fn rules(&self, direction: Direction) -> Option<&[Rule]> {
+        match direction {
+            Direction::Ingress => self.ingress.as_deref(),
+            Direction::Egress => self.egress.as_deref(),
+        }
+    }
+}
+
+/// One entry of `ingress` or `egress`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub action: Action,
+    /// `from` (ingress) or `to` (egress); empty means any peer.
+    pub peers: Vec<Peer>,
+    /// Empty means every protocol and port.
+    pub ports: Vec<PortRule>,
+}
+
+/// One item of `from`/`to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Selector(Selector),
+    Cidr { cidr: IpNet, except: Vec<IpNet> },
+    Entity(Entity),
+}
+
+/// One item of `ports`. `port`/`end_port` are only present for protocols with ports, and
+/// `end_port >= port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRule {
+    pub protocol: Protocol,
+    pub port: Option<u16>,
+    pub end_port: Option<u16>,
+}
+
+impl PortRule {
+    /// The inclusive port range this item matches, or `None` for every port.
+    pub fn range(&self) -> Option<(u16, u16)> {
+        self.port
+            .map(|start| (start, self.end_port.unwrap_or(start)))
+    }
+}
+
+/// matchLabels: selects every identity whose labels include all of these; `{}` selects all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selector {
+    pub match_labels: Labels,
+}
+
+impl Selector {
+    pub fn new(match_labels: Labels) -> Self {
+        Self { match_labels }
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.match_labels.is_empty()
+    }
+
+    pub fn matches(&self, labels: &Labels) -> bool {
+        labels.contains_all(&self.match_labels)
+    }
+}
+
+/// Written the way the YAML spells it, `{app: db, env: prod}`, so messages quote the input.
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (key, value)) in self.match_labels.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{key}: {value}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Drops what the policy does not allow.
+    #[default]
+    Enforce,
+    /// Reports would-drops (verdict `audit`) and lets them pass.
+    Audit,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// Reserved peers named by `entity:`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Entity {
+    /// This machine (identity 1).
+    Host,
+    /// Addresses no endpoint or policy prefix claims (identity 2).
+    World,
+    /// Every peer, like omitting `from`/`to`.
+    Any,
+}
+
+/// Protocols a port item may name, spelled as the flow log spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "SCTP")]
+    Sctp,
+    #[serde(rename = "ICMP")]
+    Icmp,
+    #[serde(rename = "ICMPv6")]
+    IcmpV6,
+}
+
+impl Protocol {
+    /// IP protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => proto::TCP,
+            Protocol::Udp => proto::UDP,
+            Protocol::Sctp => proto::SCTP,
+            Protocol::Icmp => proto::ICMP,
+            Protocol::IcmpV6 => proto::ICMPV6,
+        }
+    }
+
+    /// True for protocols whose policy keys carry a destination port.
+    pub const fn has_ports(self) -> bool {
+        proto::has_ports(self.number())
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(proto::name(self.number()).unwrap_or("?"))
+    }
+}
+
+/// Traffic direction as policy sees it: ingress protects the destination, egress the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+    /// `reason::DIR_INGRESS` / `reason::DIR_EGRESS`, as stored in policy keys.
+    pub const fn to_u8(self) -> u8 {
+        match self {
+            Direction::Ingress => reason::DIR_INGRESS,
+            Direction::Egress => reason::DIR_EGRESS,
+        }
+    }
+
+    /// The YAML field that lists this direction's rules.
+    pub const fn field(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+
+    /// The YAML field that lists a rule's peers in this direction.
+    pub const fn peer_field(self) -> &'static str {
+        match self {
+            Direction::Ingress => "from",
+            Direction::Egress => "to",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.field())
+    }
+}
