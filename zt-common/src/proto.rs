@@ -25,6 +25,12 @@ pub const ICMPV6_PARAM_PROBLEM: u8 = 4;
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;
 pub const ICMPV6_ECHO_REPLY: u8 = 129;
 
+/// ICMPv6 types of neighbour discovery (router/neighbour solicitation and advertisement,
+/// redirect) and multicast listener discovery (query, report, done, v2 report).
+pub const fn is_icmpv6_link_infrastructure(ty: u8) -> bool {
+    matches!(ty, 130..=137 | 143)
+}
+
 /// Upper-case protocol name as flow logs and policies spell it, or `None` for others.
 pub const fn name(proto: u8) -> Option<&'static str> {
     match proto {

@@ -39,7 +39,10 @@ pub const QUARANTINE: u8 = 11;
 pub const RATE_LIMIT: u8 = 12;
 /// No policy generation is loaded (the agent has not finished starting).
 pub const NO_POLICY: u8 = 13;
-pub const NUM_REASONS: u32 = 14;
+/// IPv6 neighbour discovery and multicast listener messages: link infrastructure, like ARP,
+/// passed without policy (IPv6 cannot resolve neighbours without them).
+pub const NEIGHBOR_DISCOVERY: u8 = 14;
+pub const NUM_REASONS: u32 = 15;
 
 /// Flow-log name of a reason.
 pub const fn reason_name(reason: u8) -> &'static str {
@@ -58,6 +61,7 @@ pub const fn reason_name(reason: u8) -> &'static str {
         QUARANTINE => "quarantine",
         RATE_LIMIT => "rate-limit",
         NO_POLICY => "no-policy",
+        NEIGHBOR_DISCOVERY => "neighbor-discovery",
         _ => "unknown",
     }
 }

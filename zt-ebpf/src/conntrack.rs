@@ -11,7 +11,7 @@ use zt_common::{
     conntrack::*,
     event::{KIND_END, KIND_UPDATE},
     proto,
-    reason::{ESTABLISHED, VERDICT_ALLOWED, VERDICT_AUDIT},
+    reason::{VERDICT_ALLOWED, VERDICT_AUDIT},
 };
 
 use crate::{events::flow_event, maps::CONNTRACK, parse::Packet};
@@ -93,7 +93,7 @@ pub fn account(key: &CtKey, ct: &mut CtValue, pkt: &Packet, reply: bool, cfg: &C
             }
         }
         if ct.state == STATE_CLOSED {
-            report_end(key, ct, flow_verdict(ct), ESTABLISHED, cfg);
+            report_end(key, ct, flow_verdict(ct), ct.reason, cfg);
             return;
         }
     }
@@ -103,7 +103,7 @@ pub fn account(key: &CtKey, ct: &mut CtValue, pkt: &Packet, reply: bool, cfg: &C
         && now.saturating_sub(ct.last_report_ns) > interval
     {
         ct.last_report_ns = now;
-        flow_event(KIND_UPDATE, key, ct, flow_verdict(ct), ESTABLISHED);
+        flow_event(KIND_UPDATE, key, ct, flow_verdict(ct), ct.reason);
     }
 }
 

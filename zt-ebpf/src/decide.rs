@@ -110,6 +110,10 @@ pub fn decide(parsed: Result<(), ParseError>, pkt: &mut Packet, hook: &Hook) -> 
 #[inline(always)]
 fn decide_ip(c: &Ctx) -> Action {
     let pkt = c.pkt;
+    if pkt.link_infrastructure {
+        count(VERDICT_ALLOWED, NEIGHBOR_DISCOVERY, pkt.len);
+        return Action::Pass;
+    }
     if c.cfg.generation == 0 {
         return deny(c, &Judgement::bare(NO_POLICY));
     }
@@ -174,7 +178,7 @@ fn tracked(c: &Ctx) -> Option<Action> {
         // mix counters of the same flow.
         let ct = unsafe { &mut *ct };
         if conntrack::expired(ct, key.proto, cfg, now) || conntrack::reopens(ct, pkt) {
-            conntrack::report_end(key, ct, conntrack::flow_verdict(ct), ESTABLISHED, cfg);
+            conntrack::report_end(key, ct, conntrack::flow_verdict(ct), ct.reason, cfg);
             return None;
         }
         let direction = c.hook.direction;
@@ -206,7 +210,7 @@ fn tracked(c: &Ctx) -> Option<Action> {
         // SAFETY: as above.
         let ct = unsafe { &mut *ct };
         if conntrack::expired(ct, rev.proto, cfg, now) {
-            conntrack::report_end(&rev, ct, conntrack::flow_verdict(ct), ESTABLISHED, cfg);
+            conntrack::report_end(&rev, ct, conntrack::flow_verdict(ct), ct.reason, cfg);
             let _ = CONNTRACK.remove(&rev);
             return None;
         }

@@ -65,6 +65,8 @@ pub struct Packet {
     pub has_related: bool,
     /// ICMP echo request: the only ICMP that opens a tracked flow.
     pub opens_icmp_flow: bool,
+    /// IPv6 neighbour or multicast listener discovery.
+    pub link_infrastructure: bool,
 }
 
 const EMPTY_KEY: CtKey = CtKey {
@@ -89,6 +91,7 @@ impl Packet {
         frag: FRAG_NONE,
         has_related: false,
         opens_icmp_flow: false,
+        link_infrastructure: false,
     };
 }
 
@@ -279,7 +282,9 @@ fn parse_l4(data: usize, data_end: usize, off: usize, pkt: &mut Packet) -> Resul
             } else {
                 (proto::ICMP_ECHO_REQUEST, proto::ICMP_ECHO_REPLY)
             };
-            if ty == echo_req || ty == echo_rep {
+            if v6 && proto::is_icmpv6_link_infrastructure(ty) {
+                pkt.link_infrastructure = true;
+            } else if ty == echo_req || ty == echo_rep {
                 let id = icmp.be16(4);
                 pkt.tuple.src_port = id;
                 pkt.tuple.dst_port = id;
