@@ -117,6 +117,16 @@ pub fn star(n: usize) -> Result<Star> {
 
 /// Builds a [`Star`] with one workload per label, in order.
 pub fn star_with_labels<S: AsRef<str>>(labels: &[S]) -> Result<Star> {
+    star_on(labels, |_| Subnet::allocate())
+}
+
+/// Like [`star_with_labels`], but workload `i` gets subnet `first + i` (so workload 0 of
+/// `star_at(.., 1)` is `198.18.1.2`): for demos and documents that name addresses.
+pub fn star_at<S: AsRef<str>>(labels: &[S], first: u16) -> Result<Star> {
+    star_on(labels, |i| Subnet::from_index(first + i as u16))
+}
+
+fn star_on<S: AsRef<str>>(labels: &[S], subnet_of: impl Fn(usize) -> Subnet) -> Result<Star> {
     assert!(
         labels.len() <= STAR_MAX_WORKLOADS,
         "a star has at most {STAR_MAX_WORKLOADS} workloads, not {}",
@@ -131,7 +141,7 @@ pub fn star_with_labels<S: AsRef<str>>(labels: &[S]) -> Result<Star> {
     let mut workloads = Vec::with_capacity(labels.len());
     for (i, label) in labels.iter().enumerate() {
         let label = label.as_ref();
-        let subnet = Subnet::allocate();
+        let subnet = subnet_of(i);
         let ns = prepared_netns(label)?;
         let node_iface = names::ifname(&stem, &format!("n{i}"));
         let iface = names::ifname(&stem, &format!("w{i}"));

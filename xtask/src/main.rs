@@ -3,6 +3,7 @@
 //! Thin dispatch; each task lives in its own module.
 
 mod build;
+mod demo;
 mod setup;
 mod shell;
 mod test;
@@ -23,6 +24,8 @@ enum Task {
     Setup,
     /// Build the eBPF object and the release binaries (zt-agent, ztctl).
     Build,
+    /// Show zt enforcing policies/demo on real traffic between network namespaces (root).
+    Demo,
     /// Run every test: unit, BPF_PROG_TEST_RUN and end-to-end network-namespace tests.
     /// Kernel tests need root; with --require-privileged (or ZT_REQUIRE_PRIVILEGED=1) a
     /// skipped kernel test is a failure.
@@ -39,8 +42,10 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Setup => setup::run(),
-        Task::Build => build::run(),
-        Task::Test { require_privileged, args } => test::run(require_privileged, &args),
+        Task::Build => setup::run().and_then(|()| build::run()),
+        // Both work on a fresh clone: setup is idempotent and quick when all is present.
+        Task::Demo => setup::run().and_then(|()| demo::run()),
+        Task::Test { require_privileged, args } => setup::run().and_then(|()| test::run(require_privileged, &args)),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

@@ -1,11 +1,19 @@
 //! This machine's own addresses (every address configured in the agent's network
-//! namespace). They resolve to the reserved `host` identity in the ipcache.
+//! namespace), and the broadcast and multicast destinations the kernel also delivers to its
+//! sockets. All of them resolve to the reserved `host` identity in the ipcache, so traffic
+//! *to* them is judged by the host's policy — a service bound to 0.0.0.0 must not be
+//! reachable through a broadcast that default-deny never sees as the host.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-/// Every IPv4 and IPv6 address of every interface, as host prefixes (/32, /128).
+/// Destinations delivered to the host whatever the interface: limited broadcast and the
+/// multicast ranges.
+const DELIVERED_TO_HOST: [&str; 3] = ["255.255.255.255/32", "224.0.0.0/4", "ff00::/8"];
+
+/// Every IPv4 and IPv6 address of every interface as host prefixes (/32, /128), each
+/// interface's IPv4 broadcast address, and the ranges in `DELIVERED_TO_HOST`.
 pub fn addresses() -> std::io::Result<Vec<IpNet>> {
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs allocates a list we free below.
@@ -32,9 +40,16 @@ pub fn addresses() -> std::io::Result<Vec<IpNet>> {
                 _ => None,
             };
             if let Some(ip) = ip {
-                let net = IpNet::from(ip);
-                if !out.contains(&net) {
-                    out.push(net);
+                push(&mut out, IpNet::from(ip));
+            }
+            // The directed broadcast of an IPv4 subnet (ifa_ifu holds it when IFF_BROADCAST).
+            let broadcast = ifa.ifa_flags & libc::IFF_BROADCAST as u32 != 0;
+            if family == libc::AF_INET && broadcast && !ifa.ifa_ifu.is_null() {
+                // SAFETY: with IFF_BROADCAST, ifa_ifu is the broadcast sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_ifu as *const libc::sockaddr_in) };
+                let b = IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes());
+                if !b.is_unspecified() {
+                    push(&mut out, IpNet::from(b));
                 }
             }
         }
@@ -42,8 +57,17 @@ pub fn addresses() -> std::io::Result<Vec<IpNet>> {
     }
     // SAFETY: freeing the list from getifaddrs.
     unsafe { libc::freeifaddrs(ifap) };
+    for net in DELIVERED_TO_HOST {
+        push(&mut out, net.parse().expect("static prefix"));
+    }
     out.sort();
     Ok(out)
+}
+
+fn push(out: &mut Vec<IpNet>, net: IpNet) {
+    if !out.contains(&net) {
+        out.push(net);
+    }
 }
 
 /// Interface index -> name for every interface of this namespace.
@@ -70,5 +94,13 @@ mod tests {
     fn loopback_is_a_host_address() {
         let addrs = addresses().unwrap();
         assert!(addrs.contains(&"127.0.0.1/32".parse().unwrap()), "{addrs:?}");
+    }
+
+    #[test]
+    fn broadcast_and_multicast_destinations_belong_to_the_host() {
+        let addrs = addresses().unwrap();
+        for net in DELIVERED_TO_HOST {
+            assert!(addrs.contains(&net.parse().unwrap()), "{net} missing from {addrs:?}");
+        }
     }
 }

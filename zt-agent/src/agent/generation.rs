@@ -81,7 +81,7 @@ pub fn names(compiled: &CompiledPolicy) -> (HashMap<u32, BTreeMap<String, String
     (identities, policies)
 }
 
-/// The host addresses as plain IPs, for compile settings.
+/// The host's own addresses (not the multicast ranges) as plain IPs, for compile settings.
 pub fn host_ips(host: &[IpNet]) -> Vec<IpAddr> {
-    host.iter().map(IpNet::addr).collect()
+    host.iter().filter(|n| n.prefix_len() == n.max_prefix_len()).map(IpNet::addr).collect()
 }

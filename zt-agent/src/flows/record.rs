@@ -83,7 +83,8 @@ impl FlowRecord {
     /// Decodes and enriches one kernel event.
     pub fn from_event(ev: &FlowEvent, names: &Names) -> FlowRecord {
         let known = ev.family != 0;
-        let ports = known && (proto::has_ports(ev.proto) || matches!(ev.proto, proto::ICMP | proto::ICMPV6));
+        // ICMP has no ports (the datapath tracks echoes by identifier, which is not logged).
+        let ports = known && proto::has_ports(ev.proto);
         FlowRecord {
             time: clock::rfc3339(clock::to_system_time(ev.time_ns)),
             verdict: verdict_name(ev.verdict).to_string(),

@@ -548,6 +548,11 @@ pub(crate) struct Resolved {
     pub isolations: Vec<Isolation>,
     pub failsafe: Vec<(u8, PortMatch)>,
     pub default_deny: bool,
+    /// Identities that are only ever peers (world and CIDR prefixes): they have no policy
+    /// of their own, so traffic judged with one of them as the local side — the egress hook
+    /// forwarding a packet *from* world, the ingress hook forwarding one *to* world — is not
+    /// isolated; the workload's side of the flow is judged at its own hook.
+    pub not_local: BTreeSet<u32>,
 }
 
 /// Step 2: selectors, entities and CIDRs -> identities; policies get their ids.
@@ -566,6 +571,12 @@ fn resolve(
             .map(|f| (f.direction.to_u8(), f.port_match()))
             .collect(),
         default_deny: settings.default_deny,
+        not_local: universe
+            .identities
+            .keys()
+            .filter(|id| !universe.selectable.contains_key(id))
+            .copied()
+            .collect(),
     };
     let mut policies: Vec<_> = set.policies.iter().collect();
     policies.sort_by(|a, b| a.name.cmp(&b.name));
@@ -741,6 +752,8 @@ enum Contribution {
         attribution: Attribution,
     },
     Failsafe,
+    /// The local side is world or a CIDR prefix: never isolated.
+    NotLocal,
 }
 
 /// One policy evaluation: either enforce-mode policies only, or all policies treated as
@@ -766,7 +779,7 @@ impl Layer {
                 attribution,
                 ..
             } => self.deny = Attribution::best(self.deny, attribution),
-            Contribution::Neutral | Contribution::Failsafe => {}
+            Contribution::Neutral | Contribution::Failsafe | Contribution::NotLocal => {}
         }
     }
 
@@ -809,6 +822,7 @@ impl Layer {
 /// The merged verdict of every atom covering a key.
 #[derive(Clone, Copy, Debug, Default)]
 struct Decision {
+    not_local: bool,
     failsafe: bool,
     enforce: Layer,
     all: Layer,
@@ -819,6 +833,10 @@ impl Decision {
         let enforcing = match *contribution {
             Contribution::Failsafe => {
                 self.failsafe = true;
+                return;
+            }
+            Contribution::NotLocal => {
+                self.not_local = true;
                 return;
             }
             Contribution::Isolate { enforcing } | Contribution::Rule { enforcing, .. } => enforcing,
@@ -833,7 +851,14 @@ impl Decision {
     /// Failsafe beats everything; an enforce-mode drop is a drop; a drop that only audit
     /// policies cause is an audit verdict carrying what enforcement would have said.
     fn value(&self) -> PolicyValue {
-        let (verdict, reason, policy_id, rule) = if self.failsafe {
+        let (verdict, reason, policy_id, rule) = if self.not_local {
+            (
+                reason::VERDICT_ALLOWED,
+                reason::NOT_ISOLATED,
+                POLICY_NONE,
+                RULE_NONE,
+            )
+        } else if self.failsafe {
             (
                 reason::VERDICT_ALLOWED,
                 reason::FAILSAFE,
@@ -895,6 +920,14 @@ fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
             ..catch_all(contribution)
         };
         atoms[usize::from(isolation.direction)].push(atom);
+    }
+    for &local in &resolved.not_local {
+        for out in atoms.iter_mut() {
+            out.push(Atom {
+                local,
+                ..catch_all(Contribution::NotLocal)
+            });
+        }
     }
     for (direction, ports) in &resolved.failsafe {
         for block in ports.blocks() {

@@ -442,10 +442,10 @@ fn empty_selector_means_every_local_and_every_endpoint_peer() {
         );
     }
     assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, TCP, 1), default_deny());
-    // Every local is isolated, even one no endpoint names.
+    // `{}` selects the host and every endpoint, never world: world is only ever a peer.
     assert_eq!(
         explain(&c, DIR_INGRESS, WORLD, WORLD, TCP, 1),
-        default_deny()
+        not_isolated()
     );
 }
 
@@ -546,7 +546,7 @@ fn without_default_deny_unselected_traffic_is_not_isolated() {
 }
 
 #[test]
-fn default_deny_isolates_every_identity_in_both_directions() {
+fn default_deny_isolates_every_local_identity_in_both_directions() {
     let c = with_endpoints(
         &format!("{DB_POLICY_HEAD}  ingress: [{{from: [{{selector: {{app: api}}}}]}}]\n"),
         &settings(true),
@@ -560,10 +560,30 @@ fn default_deny_isolates_every_identity_in_both_directions() {
         (DIR_INGRESS, api, db),
         (DIR_EGRESS, api, db),
         (DIR_EGRESS, HOST, WORLD),
-        (DIR_INGRESS, WORLD, HOST),
+        (DIR_INGRESS, HOST, WORLD),
     ] {
         assert_eq!(explain(&c, direction, local, peer, UDP, 53), default_deny());
     }
+}
+
+#[test]
+fn world_and_cidr_identities_are_never_isolated_as_the_local_side() {
+    // On a routing node, a packet from world to a workload crosses the egress hook with
+    // world as the source ("local" for egress); world has no policy of its own, so only the
+    // workload's ingress policy judges it.
+    let c = with_endpoints(
+        &format!(
+            "{DB_POLICY_HEAD}  ingress: [{{from: [{{cidr: 198.18.0.0/15}}]}}]\n  egress: [{{to: [{{cidr: 198.18.0.0/15}}]}}]\n"
+        ),
+        &settings(true),
+    );
+    let cidr = *c.identities.iter().find(|(_, l)| l.to_string().starts_with("cidr:")).unwrap().0;
+    for local in [WORLD, cidr] {
+        for direction in [DIR_INGRESS, DIR_EGRESS] {
+            assert_eq!(explain(&c, direction, local, HOST, TCP, 80), not_isolated());
+        }
+    }
+    assert_eq!(explain(&c, DIR_INGRESS, HOST, cidr, TCP, 80), default_deny(), "the host stays isolated");
 }
 
 // ---------------------------------------------------------------- audit
@@ -1234,6 +1254,14 @@ fn brute_force(
         policy_id,
         rule,
     };
+    if r.not_local.contains(&local) {
+        return value(
+            reason::VERDICT_ALLOWED,
+            reason::NOT_ISOLATED,
+            POLICY_NONE,
+            RULE_NONE,
+        );
+    }
     if local == HOST
         && r.failsafe
             .iter()
