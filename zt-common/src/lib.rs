@@ -77,4 +77,6 @@ pub mod program_names {
     pub const XDP_INGRESS: &str = "zt_xdp_ingress";
     pub const TC_INGRESS: &str = "zt_tc_ingress";
     pub const TC_EGRESS: &str = "zt_tc_egress";
+    /// Empty XDP program returning XDP_PASS: the benchmark baseline, never attached.
+    pub const XDP_BASELINE: &str = "zt_xdp_baseline";
 }

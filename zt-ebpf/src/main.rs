@@ -62,6 +62,12 @@ mod programs {
         }
     }
 
+    /// An empty XDP program: the baseline that benchmarks divide by, loaded only by them.
+    #[xdp]
+    pub fn zt_xdp_baseline(_ctx: XdpContext) -> u32 {
+        xdp_action::XDP_PASS
+    }
+
     /// Ingress fallback at TC (when XDP is off or unavailable).
     #[classifier]
     pub fn zt_tc_ingress(ctx: TcContext) -> i32 {

@@ -47,7 +47,18 @@ pub fn prepare(
     allocator: &mut IdentityAllocator,
 ) -> Result<Prepared, Rejected> {
     let sources = policy::load_paths(paths).map_err(|errs| Rejected(errs.iter().map(ToString::to_string).collect()))?;
-    let set = policy::parse(&sources).map_err(|errs| Rejected(errs.iter().map(ToString::to_string).collect()))?;
+    prepare_sources(&sources, settings, host, allocator)
+}
+
+/// Validates and compiles named policy texts (file name, YAML); the allocator changes only
+/// on success.
+pub fn prepare_sources(
+    sources: &[(String, String)],
+    settings: &CompileSettings,
+    host: &[IpNet],
+    allocator: &mut IdentityAllocator,
+) -> Result<Prepared, Rejected> {
+    let set = policy::parse(sources).map_err(|errs| Rejected(errs.iter().map(ToString::to_string).collect()))?;
     let compiled = policy::compile(&set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))?;
     let tables = tables(&compiled, host);
     Ok(Prepared { compiled, tables })

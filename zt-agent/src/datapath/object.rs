@@ -60,6 +60,15 @@ impl Datapath {
     pub fn tc_egress(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
         program(&mut self.ebpf, program_names::TC_EGRESS)
     }
+
+    /// The empty baseline XDP program (benchmarks only), loaded on first use.
+    pub fn xdp_baseline(&mut self) -> Result<&mut Xdp, DatapathError> {
+        let prog: &mut Xdp = program(&mut self.ebpf, program_names::XDP_BASELINE)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|source| DatapathError::Verify { program: program_names::XDP_BASELINE, source })?;
+        }
+        Ok(prog)
+    }
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DatapathError>
