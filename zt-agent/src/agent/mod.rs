@@ -21,13 +21,13 @@ use tokio::sync::mpsc;
 use zt_common::config::Config;
 
 pub use generation::{Prepared, Rejected, prepare, prepare_sources};
-pub use options::{DEFAULT_BPFFS, DEFAULT_STATE_DIR, RunOptions};
+pub use options::{DEFAULT_BPFFS, DEFAULT_METRICS, DEFAULT_SOCKET, DEFAULT_STATE_DIR, RunOptions};
 pub use state::{AgentState, PushError, SharedState};
 
 use crate::{
     bpffs,
     datapath::{self, Datapath, GenerationWriter},
-    flows::{self, FlowContext, reader::PipelineStats, sink::FlowLogTarget},
+    flows::{self, FlowContext, FlowHistory, reader::PipelineStats, sink::FlowLogTarget},
     host,
     identity::{IdentityAllocator, Labels},
     policy::CompileSettings,
@@ -96,6 +96,7 @@ fn start(opts: RunOptions) -> anyhow::Result<(AgentState, Datapath, u32)> {
         ctx,
         attachments,
         pipeline: Arc::new(PipelineStats::default()),
+        history: Arc::new(FlowHistory::default()),
         generation: swap.generation,
         started: Instant::now(),
     };
@@ -124,6 +125,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let ring = state.maps.events.take().expect("events ring taken once");
     let ctx = state.ctx.clone();
     let pipeline = state.pipeline.clone();
+    let history = state.history.clone();
     let ready = ready_line(&state, adopted);
     let shared: SharedState = Arc::new(Mutex::new(state));
 
@@ -135,7 +137,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let result: anyhow::Result<()> = runtime.block_on(async {
         let (tx, rx) = mpsc::channel(SINK_QUEUE);
         let reader = tokio::spawn(flows::reader::run(ring, ctx.clone(), tx.clone(), pipeline));
-        let sink = flow_log.as_deref().map(|t| tokio::spawn(flows::sink::run(FlowLogTarget::parse(t), rx)));
+        let sink = tokio::spawn(flows::sink::run(flow_log.as_deref().map(FlowLogTarget::parse), rx, history));
         eprintln!("{ready}");
 
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
@@ -174,10 +176,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         drop(tx);
         reader.abort();
-        if let Some(sink) = sink {
-            // Let the sink write what it has; it ends when the last sender is gone.
-            let _ = tokio::time::timeout(Duration::from_secs(2), sink).await;
-        }
+        // Let the sink write what it has; it ends when the last sender is gone.
+        let _ = tokio::time::timeout(Duration::from_secs(2), sink).await;
         Ok(())
     });
     drop(runtime);

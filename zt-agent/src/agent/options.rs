@@ -6,6 +6,8 @@ use crate::datapath::XdpModeChoice;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/zt";
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/zt";
+pub const DEFAULT_SOCKET: &str = "/run/zt/agent.sock";
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -23,6 +25,12 @@ pub struct RunOptions {
     pub flow_log: Option<String>,
     /// Isolate every local identity even without a selecting policy (zero trust).
     pub default_deny: bool,
+    /// The local API socket (`ztctl`).
+    pub socket: PathBuf,
+    /// Prometheus metrics listen address; `None` = off (`--metrics none`).
+    pub metrics: Option<String>,
+    /// Do not pin links: enforcement stops when the agent exits, and exit removes all pins.
+    pub no_pin: bool,
 }
 
 impl Default for RunOptions {
@@ -36,6 +44,9 @@ impl Default for RunOptions {
             bpffs: PathBuf::from(DEFAULT_BPFFS),
             flow_log: None,
             default_deny: true,
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            metrics: Some(DEFAULT_METRICS.to_string()),
+            no_pin: false,
         }
     }
 }

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     datapath::{Attachment, DatapathError, GenerationWriter, Maps, StatsSnapshot, SwapReport},
-    flows::{self, FlowContext, reader::PipelineStats},
+    flows::{self, FlowContext, FlowHistory, reader::PipelineStats},
     host,
     identity::IdentityAllocator,
     policy::CompileSettings,
@@ -39,6 +39,8 @@ pub struct AgentState {
     pub ctx: FlowContext,
     pub attachments: Vec<Attachment>,
     pub pipeline: Arc<PipelineStats>,
+    /// Recent flow records and the live feed, for `ztctl flows`.
+    pub history: Arc<FlowHistory>,
     pub generation: u32,
     pub started: Instant,
 }

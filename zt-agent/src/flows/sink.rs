@@ -6,9 +6,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
-use super::FlowRecord;
+use super::{FlowHistory, FlowRecord};
 
 /// Where the flow log goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,23 +38,29 @@ fn open(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-/// Runs the sink stage until every sender is gone. Lines are flushed per batch so a reader
-/// of the log (or a test) sees them promptly.
-pub async fn run(target: FlowLogTarget, mut rx: mpsc::Receiver<FlowRecord>) -> io::Result<()> {
+/// Runs the sink stage until every sender is gone: every record goes to `history`, and to
+/// the flow log when there is one. Lines are flushed per batch so a reader of the log (or a
+/// test) sees them promptly.
+pub async fn run(target: Option<FlowLogTarget>, mut rx: mpsc::Receiver<FlowRecord>, history: Arc<FlowHistory>) -> io::Result<()> {
     let mut out = match &target {
-        FlowLogTarget::Stdout => Out::Stdout(io::stdout()),
-        FlowLogTarget::File(p) => Out::File(BufWriter::new(open(p).map_err(|e| {
+        None => None,
+        Some(FlowLogTarget::Stdout) => Some(Out::Stdout(io::stdout())),
+        Some(FlowLogTarget::File(p)) => Some(Out::File(BufWriter::new(open(p).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot open flow log {}: {e}", p.display()))
-        })?)),
+        })?))),
     };
     let mut batch = Vec::with_capacity(64);
     while rx.recv_many(&mut batch, 64).await > 0 {
         let mut text = String::new();
         for record in batch.drain(..) {
-            text.push_str(&record.to_json_line());
-            text.push('\n');
+            if out.is_some() {
+                text.push_str(&record.to_json_line());
+                text.push('\n');
+            }
+            history.push(record);
         }
-        match &mut out {
+        let Some(out) = out.as_mut() else { continue };
+        match out {
             Out::Stdout(s) => {
                 let mut lock = s.lock();
                 lock.write_all(text.as_bytes())?;
