@@ -74,6 +74,7 @@ fn main() -> ExitCode {
             bpffs: a.bpffs,
             flow_log: a.flow_log,
             default_deny: a.default_deny,
+            ..RunOptions::default()
         }),
     };
     match result {
