@@ -6,7 +6,7 @@
 //! generation and rule, so a policy push can re-check them. ICMP echo uses the identifier as
 //! both ports, so the reply's reversed tuple equals the request's.
 
-use crate::addr::Addr;
+use crate::{addr::Addr, config::Config, proto};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -91,3 +91,25 @@ crate::assert_size!(CtValue, 88);
 pub const CONNTRACK_MAX_ENTRIES: u32 = 1 << 18;
 
 crate::user_pod!(CtKey, CtValue);
+
+/// How long a flow in `state` may stay silent before it has expired, in seconds. The kernel
+/// applies this on lookup and the agent's sweep applies it to report ends: one rule for both.
+#[inline(always)]
+pub const fn timeout_secs(state: u8, proto_num: u8, cfg: &Config) -> u32 {
+    match proto_num {
+        proto::TCP => match state {
+            STATE_SYN_SENT | STATE_FIN_WAIT => cfg.tcp_syn_timeout_s,
+            STATE_CLOSED => cfg.tcp_closing_timeout_s,
+            _ => cfg.tcp_established_timeout_s,
+        },
+        proto::UDP => cfg.udp_timeout_s,
+        proto::ICMP | proto::ICMPV6 => cfg.icmp_timeout_s,
+        _ => cfg.other_timeout_s,
+    }
+}
+
+/// Whether a flow last seen at `last_seen_ns` has expired at `now_ns`.
+#[inline(always)]
+pub const fn expired(ct: &CtValue, proto_num: u8, cfg: &Config, now_ns: u64) -> bool {
+    now_ns.saturating_sub(ct.last_seen_ns) > timeout_secs(ct.state, proto_num, cfg) as u64 * 1_000_000_000
+}

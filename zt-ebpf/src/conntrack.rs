@@ -18,25 +18,7 @@ use crate::{events::flow_event, maps::CONNTRACK, parse::Packet};
 
 const NS: u64 = 1_000_000_000;
 
-#[inline(always)]
-fn timeout_ns(ct: &CtValue, proto_num: u8, cfg: &Config) -> u64 {
-    let secs = match proto_num {
-        proto::TCP => match ct.state {
-            STATE_SYN_SENT | STATE_FIN_WAIT => cfg.tcp_syn_timeout_s,
-            STATE_CLOSED => cfg.tcp_closing_timeout_s,
-            _ => cfg.tcp_established_timeout_s,
-        },
-        proto::UDP => cfg.udp_timeout_s,
-        proto::ICMP | proto::ICMPV6 => cfg.icmp_timeout_s,
-        _ => cfg.other_timeout_s,
-    };
-    secs as u64 * NS
-}
-
-#[inline(always)]
-pub fn expired(ct: &CtValue, proto_num: u8, cfg: &Config, now: u64) -> bool {
-    now.saturating_sub(ct.last_seen_ns) > timeout_ns(ct, proto_num, cfg)
-}
+pub use zt_common::conntrack::expired;
 
 /// A bare SYN on a closed TCP flow starts a new connection on the same tuple.
 #[inline(always)]

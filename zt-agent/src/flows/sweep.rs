@@ -6,26 +6,10 @@
 use aya::maps::{HashMap, MapData};
 use zt_common::{
     config::Config,
-    conntrack::{CT_AUDIT, CT_END_REPORTED, CtKey, CtValue, STATE_CLOSED, STATE_FIN_WAIT, STATE_SYN_SENT},
+    conntrack::{self, CT_AUDIT, CT_END_REPORTED, CtKey, CtValue},
     event::{FlowEvent, KIND_END},
-    proto,
     reason::{VERDICT_ALLOWED, VERDICT_AUDIT},
 };
-
-/// Same rule as the kernel's `conntrack::expired`.
-pub fn timeout_ns(ct: &CtValue, proto_num: u8, cfg: &Config) -> u64 {
-    let secs = match proto_num {
-        proto::TCP => match ct.state {
-            STATE_SYN_SENT | STATE_FIN_WAIT => cfg.tcp_syn_timeout_s,
-            STATE_CLOSED => cfg.tcp_closing_timeout_s,
-            _ => cfg.tcp_established_timeout_s,
-        },
-        proto::UDP => cfg.udp_timeout_s,
-        proto::ICMP | proto::ICMPV6 => cfg.icmp_timeout_s,
-        _ => cfg.other_timeout_s,
-    };
-    secs as u64 * 1_000_000_000
-}
 
 /// The END event of a flow, as the kernel would have written it.
 pub fn end_event(key: &CtKey, ct: &CtValue, now_ns: u64) -> FlowEvent {
@@ -61,7 +45,7 @@ pub fn sweep(conntrack: &mut HashMap<MapData, CtKey, CtValue>, cfg: &Config, now
     let mut expired = Vec::new();
     for item in conntrack.iter() {
         let Ok((key, ct)) = item else { continue };
-        if now_ns.saturating_sub(ct.last_seen_ns) > timeout_ns(&ct, key.proto, cfg) {
+        if conntrack::expired(&ct, key.proto, cfg, now_ns) {
             expired.push((key, ct));
         }
     }
