@@ -224,3 +224,33 @@ fn sigterm_detaches_and_removes_pins() {
     let text = std::fs::read_to_string(a.agent().stderr_path()).unwrap();
     assert!(text.contains("stopped; programs detached"), "{text}");
 }
+
+/// Sends `n` datagrams to the subnet's directed broadcast address from the client.
+fn broadcast(a: &AgentNet, port: u16, n: usize) {
+    let o = a.net.server.v4.octets();
+    let to = std::net::SocketAddr::from(([o[0], o[1], o[2], 255], port));
+    a.net.client.ns.run_in(move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_broadcast(true).unwrap();
+        for _ in 0..n {
+            s.send_to(b"who is there", to).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+}
+
+#[test]
+fn broadcasts_are_judged_as_traffic_to_the_host() {
+    skip_unless_privileged!();
+    // A service bound to 0.0.0.0 receives subnet broadcasts; default-deny must cover them
+    // exactly as it covers unicast to the host.
+    let a = AgentNet::start(&web_policy(), &[]);
+    let allowed = zt_tests::UdpCounter::start(&a.net.server.ns, "0.0.0.0:5353".parse().unwrap()).unwrap();
+    let denied = zt_tests::UdpCounter::start(&a.net.server.ns, "0.0.0.0:6000".parse().unwrap()).unwrap();
+    broadcast(&a, 5353, 20);
+    broadcast(&a, 6000, 20);
+    assert_eq!(allowed.wait_for(20, LONG), 20, "the allowed port receives the broadcasts");
+    assert_eq!(denied.settle(SHORT, LONG), 0, "default-deny drops broadcasts to other ports");
+    let dropped = a.flows_where(|r| r["verdict"] == "denied" && r["dst_port"] == 6000);
+    assert_eq!(dropped[0]["dst_labels"]["reserved:host"], "", "the broadcast address resolves to the host: {:?}", dropped[0]);
+}

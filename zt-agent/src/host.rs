@@ -12,8 +12,8 @@ use ipnet::IpNet;
 /// multicast ranges.
 const DELIVERED_TO_HOST: [&str; 3] = ["255.255.255.255/32", "224.0.0.0/4", "ff00::/8"];
 
-/// Every IPv4 and IPv6 address of every interface as host prefixes (/32, /128), each
-/// interface's IPv4 broadcast address, and the ranges in `DELIVERED_TO_HOST`.
+/// Every IPv4 and IPv6 address of every interface as host prefixes (/32, /128), the
+/// broadcast and network address of each IPv4 subnet, and the ranges in `DELIVERED_TO_HOST`.
 pub fn addresses() -> std::io::Result<Vec<IpNet>> {
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs allocates a list we free below.
@@ -42,14 +42,20 @@ pub fn addresses() -> std::io::Result<Vec<IpNet>> {
             if let Some(ip) = ip {
                 push(&mut out, IpNet::from(ip));
             }
-            // The directed broadcast of an IPv4 subnet (ifa_ifu holds it when IFF_BROADCAST).
-            let broadcast = ifa.ifa_flags & libc::IFF_BROADCAST as u32 != 0;
-            if family == libc::AF_INET && broadcast && !ifa.ifa_ifu.is_null() {
-                // SAFETY: with IFF_BROADCAST, ifa_ifu is the broadcast sockaddr_in.
-                let sin = unsafe { &*(ifa.ifa_ifu as *const libc::sockaddr_in) };
-                let b = IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes());
-                if !b.is_unspecified() {
-                    push(&mut out, IpNet::from(b));
+            // The kernel delivers the subnet's directed broadcast (and, for historical
+            // reasons, its network address) to local sockets whenever the prefix is shorter
+            // than /31, whether or not a broadcast address was configured — so derive them
+            // from address and netmask as it does.
+            if family == libc::AF_INET && !ifa.ifa_netmask.is_null() {
+                if let Some(IpAddr::V4(addr)) = ip {
+                    // SAFETY: for AF_INET entries the netmask is a sockaddr_in.
+                    let mask = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
+                    let mask = u32::from_be(mask.sin_addr.s_addr);
+                    if mask.leading_ones() < 31 {
+                        let a = u32::from(addr);
+                        push(&mut out, IpNet::from(IpAddr::from((a | !mask).to_be_bytes())));
+                        push(&mut out, IpNet::from(IpAddr::from((a & mask).to_be_bytes())));
+                    }
                 }
             }
         }
