@@ -43,7 +43,7 @@ mod programs {
         let pkt = SCRATCH.get_ptr_mut(0)?;
         // SAFETY: per-CPU slot; programs do not nest on one CPU for these hooks.
         let pkt = unsafe { &mut *pkt };
-        *pkt = Packet::EMPTY;
+        pkt.reset();
         Some(pkt)
     }
 
@@ -97,7 +97,7 @@ mod programs {
             if len > linear {
                 let want = if len > 512 { 512 } else { len };
                 if ctx.pull_data(want).is_ok() {
-                    *pkt = Packet::EMPTY;
+                    pkt.reset();
                     parsed = parse(ctx.data(), ctx.data_end(), pkt);
                 }
             }

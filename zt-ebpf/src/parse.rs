@@ -95,6 +95,26 @@ impl Packet {
     };
 }
 
+impl Packet {
+    /// Prepares the scratch packet for a new frame: clears every field `parse` does not
+    /// always write. Cheaper than storing all of `EMPTY` on every packet — addresses, family
+    /// and protocol are always written for IP, and `related` is read only when
+    /// `has_related` says so.
+    #[inline(always)]
+    pub fn reset(&mut self) {
+        self.tuple.src_port = 0;
+        self.tuple.dst_port = 0;
+        self.tuple._pad = [0; 2];
+        self.len = 0;
+        self.frag_id = 0;
+        self.flags = 0;
+        self.frag = FRAG_NONE;
+        self.has_related = false;
+        self.opens_icmp_flow = false;
+        self.link_infrastructure = false;
+    }
+}
+
 /// A bounds-checked header: `len` readable bytes at `data + off`. Fields are read only
 /// through the checked pointer, at constant offsets: the verifier gives a packet pointer a
 /// readable range only after its own comparison with `data_end`, and a pointer recomputed
@@ -136,8 +156,8 @@ impl Hdr {
     }
 }
 
-/// Parses one packet starting at its Ethernet header into `pkt` (which must start as
-/// `Packet::EMPTY`). Outlined so its stack frame is not added to the decision core's.
+/// Parses one packet starting at its Ethernet header into `pkt` (which must have been
+/// `reset`). Outlined so its stack frame is not added to the decision core's.
 #[inline(never)]
 pub fn parse(data: usize, data_end: usize, pkt: &mut Packet) -> Result<(), ParseError> {
     let eth = hdr(data, data_end, 0, ETH_HLEN)?;
