@@ -214,7 +214,7 @@ fn audit_mode_lets_traffic_through_and_logs_the_would_be_drop() {
 #[test]
 fn sigterm_detaches_and_removes_pins() {
     skip_unless_privileged!();
-    let mut a = AgentNet::start(&web_policy(), &[]);
+    let mut a = AgentNet::start(&web_policy(), &["--no-pin"]);
     let alt = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
     assert!(tcp_connect(&a.net.client.ns, alt.local_addr(), SHORT).is_err());
     let status = a.agent().terminate().unwrap();

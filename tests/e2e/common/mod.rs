@@ -54,18 +54,41 @@ impl AgentNet {
 
     /// Spawns `zt-agent run` on the server interface (not waiting for readiness).
     pub fn spawn(&self, extra: &[&str]) -> NsProcess {
+        self.spawn_with(Some(&self.policy), extra)
+    }
+
+    /// [`Self::spawn`] with `--policy` only if `policy` is given (without it, the agent
+    /// re-applies the last revision stored in its state directory).
+    pub fn spawn_with(&self, policy: Option<&std::path::Path>, extra: &[&str]) -> NsProcess {
         let mut cmd = Command::new(workspace_binary("zt-agent").expect("zt-agent is built"));
-        cmd.args(["run", "--iface", &self.net.server.iface, "--labels", "app=server"])
-            .arg("--policy")
-            .arg(&self.policy)
-            .arg("--bpffs")
+        cmd.args(["run", "--iface", &self.net.server.iface, "--labels", "app=server"]);
+        if let Some(policy) = policy {
+            cmd.arg("--policy").arg(policy);
+        }
+        cmd.arg("--bpffs")
             .arg(self.pin_dir())
             .arg("--state-dir")
             .arg(self.scratch.join("state"))
             .arg("--flow-log")
-            .arg(self.flow_log())
-            .args(extra);
+            .arg(self.flow_log());
+        // Every agent gets its own API socket, unless the test chooses one.
+        if !extra.contains(&"--socket") {
+            cmd.arg("--socket").arg(self.socket());
+        }
+        cmd.args(extra);
         NsProcess::spawn(&self.net.server.ns, &cmd, self.scratch.path()).expect("spawn zt-agent")
+    }
+
+    /// This agent's API socket.
+    pub fn socket(&self) -> PathBuf {
+        self.scratch.join("agent.sock")
+    }
+
+    /// Runs `ztctl --socket <this agent's socket> args...` (as root) and returns its output.
+    pub fn ztctl(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(workspace_binary("ztctl").expect("ztctl is built"));
+        cmd.arg("--socket").arg(self.socket()).args(args);
+        zt_tests::command::run_command(&mut cmd, Duration::from_secs(60)).expect("ztctl runs")
     }
 
     pub fn agent(&mut self) -> &mut NsProcess {
@@ -74,6 +97,28 @@ impl AgentNet {
 
     pub fn wait_ready(&mut self) -> String {
         self.agent().wait_for_stderr(|l| l.contains("zt-agent: ready"), READY).expect("agent becomes ready")
+    }
+
+    /// Kills the agent with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill(&mut self) {
+        self.agent().signal(libc::SIGKILL).expect("SIGKILL");
+        self.agent().wait_exit(LONG).expect("killed agent exits");
+    }
+
+    /// Starts a new agent on the same network, bpffs and policy; returns its ready line.
+    pub fn restart(&mut self, extra: &[&str]) -> String {
+        let agent = self.spawn(extra);
+        self.agent = Some(agent);
+        self.wait_ready()
+    }
+
+    /// Names of the link pins under the bpffs directory, sorted.
+    pub fn link_pins(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.pin_dir().join("links"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 
     /// Rewrites the policy file (client Endpoint + `policy`) and reloads with SIGHUP;
@@ -88,7 +133,8 @@ impl AgentNet {
             .wait_for_stderr(
                 |l| {
                     seen += 1;
-                    seen > before && (l.contains("reloaded") || l.contains("reload rejected") || l.contains("reload failed"))
+                    seen > before
+                        && (l.contains("reloaded") || l.contains("reload rejected") || l.contains("reload failed"))
                 },
                 LONG,
             )
@@ -99,7 +145,8 @@ impl AgentNet {
     pub fn flows_where(&self, pred: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
         let deadline = std::time::Instant::now() + LONG;
         loop {
-            let found: Vec<_> = read_json_lines(&self.flow_log()).unwrap_or_default().into_iter().filter(|r| pred(r)).collect();
+            let found: Vec<_> =
+                read_json_lines(&self.flow_log()).unwrap_or_default().into_iter().filter(|r| pred(r)).collect();
             if !found.is_empty() || std::time::Instant::now() > deadline {
                 return found;
             }
@@ -110,7 +157,8 @@ impl AgentNet {
 
 /// A zt/v1 Policy selecting the server (`app: server`).
 pub fn server_policy(name: &str, ingress: &str, egress: &str) -> String {
-    let mut p = format!("apiVersion: zt/v1\nkind: Policy\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: server}}\n");
+    let mut p =
+        format!("apiVersion: zt/v1\nkind: Policy\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: server}}\n");
     if !ingress.is_empty() {
         p.push_str("  ingress:\n");
         p.push_str(ingress);
@@ -120,4 +168,32 @@ pub fn server_policy(name: &str, ingress: &str, egress: &str) -> String {
         p.push_str(egress);
     }
     p
+}
+
+/// `GET path` over HTTP/1.1 to `addr` from inside `ns` (the agent's metrics endpoint);
+/// returns the status code, the response head and the body. The server closes the
+/// connection after its response.
+pub fn http_get(
+    ns: &zt_tests::Netns,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> std::io::Result<(u16, String, String)> {
+    use std::io::{Read, Write};
+    let response = ns.run_in(|| -> std::io::Result<Vec<u8>> {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, LONG)?;
+        stream.set_read_timeout(Some(LONG))?;
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        Ok(response)
+    })?;
+    let text = String::from_utf8(response).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let (head, body) =
+        text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no end of head in {text:?}")))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+    Ok((status, format!("{head}\r\n"), body.to_string()))
 }

@@ -4,11 +4,13 @@
 //! policy never reaches the kernel), then the programs are loaded with their maps pinned,
 //! the generation is written and switched, and only then are the programs attached — so
 //! the first packet an interface sees is already judged by the complete policy. The agent
-//! reports "ready" after that. SIGHUP re-reads the policy paths; SIGINT/SIGTERM detach
-//! and remove the pins.
+//! reports "ready" after that (and tells systemd, `READY=1`). SIGHUP re-reads the policy
+//! paths. On SIGINT/SIGTERM the pinned programs stay attached (fail-static: a restart
+//! adopts them without a gap); with `--no-pin` they are detached and every pin removed.
 
 mod generation;
 mod options;
+pub mod revisions;
 mod state;
 
 use std::{
@@ -27,7 +29,7 @@ pub use state::{AgentState, PushError, SharedState};
 use crate::{
     bpffs,
     datapath::{self, Datapath, GenerationWriter},
-    flows::{self, FlowContext, FlowHistory, reader::PipelineStats, sink::FlowLogTarget},
+    flows::{self, FlowContext, FlowHistory, reader::PipelineStats, rotate::Rotation, sink::{FlowLogTarget, FlowSink}},
     host,
     identity::{IdentityAllocator, Labels},
     policy::CompileSettings,
@@ -42,7 +44,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// (whose links keep the attachments alive).
 fn start(opts: RunOptions) -> anyhow::Result<(AgentState, Datapath, u32)> {
     if opts.ifaces.is_empty() {
-        bail!("no interface given; pass --iface IF (repeat it for more interfaces)");
+        bail!("no interface given; pass --iface IF (repeat it for more interfaces) or set ifaces in the config file");
     }
     for iface in &opts.ifaces {
         datapath::ifindex_of(iface)?;
@@ -54,13 +56,18 @@ fn start(opts: RunOptions) -> anyhow::Result<(AgentState, Datapath, u32)> {
         default_deny: opts.default_deny,
         host_labels,
         host_addresses: generation::host_ips(&host),
-        ..CompileSettings::default()
+        failsafe: opts.failsafe.clone(),
     };
     let mut allocator = IdentityAllocator::new();
-    let sources = crate::policy::load_paths(&opts.policy).map_err(|errs| {
-        let r = Rejected(errs.iter().map(ToString::to_string).collect());
-        anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len())
-    })?;
+    // Without --policy, the last pushed revision is enforced again.
+    let mut revisions = revisions::Revisions::open(&opts.state_dir);
+    let sources = match revisions.restore(&opts.policy)? {
+        Some(sources) => sources,
+        None => crate::policy::load_paths(&opts.policy).map_err(|errs| {
+            let r = Rejected(errs.iter().map(ToString::to_string).collect());
+            anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len())
+        })?,
+    };
     let prepared = prepare_sources(&sources, &settings, &host, &mut allocator).map_err(|r| {
         anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len())
     })?;
@@ -71,12 +78,16 @@ fn start(opts: RunOptions) -> anyhow::Result<(AgentState, Datapath, u32)> {
     bpffs::ensure(&opts.bpffs)?;
     let mut dp = Datapath::load(&opts.bpffs)?;
     let mut maps = dp.take_maps()?;
-    let adopted = maps.read_config()?.generation;
-    let cfg = Config { generation: adopted, ..Config::DEFAULT };
+    let previous = maps.read_config()?;
+    let adopted = previous.generation;
+    // Quarantine entries are pinned and outlive the agent; so does the flag that arms them.
+    let quarantine = previous.flags & zt_common::config::FLAG_QUARANTINE_ACTIVE;
+    let cfg = Config { generation: adopted, flags: opts.datapath.flags | quarantine, ..opts.datapath };
     maps.write_config(&cfg)?;
     let mut writer = GenerationWriter::adopt(&maps)?;
     let swap = writer.apply(&mut maps, &prepared.tables)?;
 
+    dp.prepare_links(opts.link_lifetime(), &opts.ifaces)?;
     let mut attachments = Vec::new();
     for iface in &opts.ifaces {
         attachments.push(dp.attach(iface, opts.xdp_mode)?);
@@ -99,6 +110,8 @@ fn start(opts: RunOptions) -> anyhow::Result<(AgentState, Datapath, u32)> {
         history: Arc::new(FlowHistory::default()),
         generation: swap.generation,
         started: Instant::now(),
+        telemetry: Arc::default(),
+        revisions,
     };
     Ok((state, dp, adopted))
 }
@@ -120,12 +133,26 @@ fn ready_line(s: &AgentState, adopted: u32) -> String {
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let bpffs_dir = opts.bpffs.clone();
-    let flow_log = opts.flow_log.clone();
+    let lifetime = opts.link_lifetime();
+    // Both fail before the kernel is touched: a taken port or an unwritable log.
+    let metrics_listener = crate::metrics::bind(opts.metrics.as_deref())?;
+    let flow_sink = FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), Rotation::default())?;
     let (mut state, dp, adopted) = start(opts)?;
+    // Bound before "ready", so ready means ztctl works.
+    let api_socket = match crate::api::ApiSocket::bind(&state.opts.socket) {
+        Ok(socket) => socket,
+        Err(e) => {
+            drop((state, dp));
+            stop(&bpffs_dir, lifetime);
+            return Err(e.into());
+        }
+    };
+    state.record_startup();
     let ring = state.maps.events.take().expect("events ring taken once");
     let ctx = state.ctx.clone();
     let pipeline = state.pipeline.clone();
     let history = state.history.clone();
+    let telemetry = state.telemetry.clone();
     let ready = ready_line(&state, adopted);
     let shared: SharedState = Arc::new(Mutex::new(state));
 
@@ -137,8 +164,13 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let result: anyhow::Result<()> = runtime.block_on(async {
         let (tx, rx) = mpsc::channel(SINK_QUEUE);
         let reader = tokio::spawn(flows::reader::run(ring, ctx.clone(), tx.clone(), pipeline));
-        let sink = tokio::spawn(flows::sink::run(flow_log.as_deref().map(FlowLogTarget::parse), rx, history));
+        let sink = tokio::spawn(flow_sink.run(rx, history, telemetry.rule_hits.clone(), telemetry.flow_log.clone()));
+        if let Some(listener) = metrics_listener {
+            crate::metrics::serve(listener, crate::metrics::Sources { state: shared.clone(), queue: tx.downgrade() })?;
+        }
+        crate::api::serve(api_socket, shared.clone())?;
         eprintln!("{ready}");
+        crate::notify::notify(crate::notify::READY);
 
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         use tokio::signal::unix::{SignalKind, signal};
@@ -150,7 +182,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 _ = term.recv() => break,
                 _ = hup.recv() => {
                     let mut s = shared.lock().expect("agent state");
-                    match s.reload_paths() {
+                    match s.reload_revision() {
                         Ok(swap) => eprintln!(
                             "zt-agent: reloaded: enforcing generation {} ({} policies, {} entries written, {} removed)",
                             swap.generation, s.active.compiled.policies.len(), swap.written, swap.removed
@@ -182,16 +214,24 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     });
     drop(runtime);
     drop(shared);
+    crate::notify::notify(crate::notify::STOPPING);
     drop(dp);
-    remove_pins(&bpffs_dir);
-    eprintln!("zt-agent: stopped; programs detached");
+    stop(&bpffs_dir, lifetime);
     result
 }
 
-/// Removes the pinned maps (a clean stop leaves nothing behind).
-fn remove_pins(dir: &std::path::Path) {
-    for name in zt_common::map_names::ALL {
-        let _ = std::fs::remove_file(dir.join(name));
+/// Leaves enforcement running (pinned links) or removes every pin (`--no-pin`).
+fn stop(dir: &std::path::Path, lifetime: datapath::LinkLifetime) {
+    match lifetime {
+        datapath::LinkLifetime::Pinned => eprintln!(
+            "zt-agent: stopped; enforcement continues: the programs stay attached and pinned under {0} (fail-static); a new agent adopts them, `zt-agent cleanup --bpffs {0}` removes them",
+            dir.display()
+        ),
+        datapath::LinkLifetime::Process => {
+            if let Err(e) = datapath::pins::remove_all(dir) {
+                eprintln!("zt-agent: cannot remove the pins under {}: {e}", dir.display());
+            }
+            eprintln!("zt-agent: stopped; programs detached");
+        }
     }
-    let _ = std::fs::remove_dir(dir);
 }

@@ -1,8 +1,14 @@
-//! Options of `zt-agent run`, with their documented defaults.
+//! Options of `zt-agent run`, with their documented defaults. [`crate::config`] fills them
+//! from the command line and the configuration file.
 
 use std::path::PathBuf;
 
-use crate::datapath::XdpModeChoice;
+use zt_common::config::Config;
+
+use crate::{
+    datapath::{LinkLifetime, XdpModeChoice},
+    policy::FailsafeRule,
+};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/zt";
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/zt";
@@ -31,6 +37,18 @@ pub struct RunOptions {
     pub metrics: Option<String>,
     /// Do not pin links: enforcement stops when the agent exits, and exit removes all pins.
     pub no_pin: bool,
+    /// Traffic of this host that no policy can stop (default: inbound TCP 22).
+    pub failsafe: Vec<FailsafeRule>,
+    /// Conntrack timeouts, flags and the deny-event budget for the CONFIG map; the agent
+    /// sets the generation.
+    pub datapath: Config,
+}
+
+impl RunOptions {
+    /// How long the attachments live: pinned (fail-static) unless `--no-pin`.
+    pub fn link_lifetime(&self) -> LinkLifetime {
+        if self.no_pin { LinkLifetime::Process } else { LinkLifetime::Pinned }
+    }
 }
 
 impl Default for RunOptions {
@@ -47,6 +65,8 @@ impl Default for RunOptions {
             socket: PathBuf::from(DEFAULT_SOCKET),
             metrics: Some(DEFAULT_METRICS.to_string()),
             no_pin: false,
+            failsafe: vec![FailsafeRule::SSH],
+            datapath: Config::DEFAULT,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::{
     flows::{self, FlowContext, FlowHistory, reader::PipelineStats},
     host,
     identity::IdentityAllocator,
+    metrics::{PushOutcome, Telemetry},
     policy::CompileSettings,
 };
 
@@ -43,6 +44,10 @@ pub struct AgentState {
     pub history: Arc<FlowHistory>,
     pub generation: u32,
     pub started: Instant,
+    /// Counters the agent keeps for metrics: rule hits, pushes, flow-log writes.
+    pub telemetry: Arc<Telemetry>,
+    /// Policy revisions: the history of pushes and which one is enforced.
+    pub revisions: super::revisions::Revisions,
 }
 
 /// Why a push did not take effect; the running policy is unchanged either way.
@@ -63,17 +68,33 @@ impl std::fmt::Display for PushError {
 
 impl AgentState {
     /// Validates and compiles `sources` and switches the kernel to them in one generation.
+    /// Every push is measured for metrics (`zt_policy_push_duration_seconds`).
     pub fn apply_sources(&mut self, sources: Vec<(String, String)>) -> Result<SwapReport, PushError> {
-        let next = generation::prepare_sources(&sources, &self.settings, &self.host, &mut self.allocator)
-            .map_err(PushError::Rejected)?;
-        self.switch_to(next, sources)
+        let started = Instant::now();
+        let result = generation::prepare_sources(&sources, &self.settings, &self.host, &mut self.allocator)
+            .map_err(PushError::Rejected)
+            .and_then(|next| self.switch_to(next, sources));
+        self.measured(started, result.as_ref().err());
+        result
     }
 
     /// Re-reads the `--policy` paths.
     pub fn reload_paths(&mut self) -> Result<SwapReport, PushError> {
+        let started = Instant::now();
         let sources = crate::policy::load_paths(&self.opts.policy)
-            .map_err(|errs| PushError::Rejected(Rejected(errs.iter().map(ToString::to_string).collect())))?;
+            .map_err(|errs| PushError::Rejected(Rejected(errs.iter().map(ToString::to_string).collect())))
+            .inspect_err(|e| self.measured(started, Some(e)))?;
         self.apply_sources(sources)
+    }
+
+    /// Records a push that began at `started` and failed with `error`, if any.
+    fn measured(&self, started: Instant, error: Option<&PushError>) {
+        let outcome = match error {
+            None => PushOutcome::Applied,
+            Some(PushError::Rejected(_)) => PushOutcome::Rejected,
+            Some(PushError::Kernel(_)) => PushOutcome::Failed,
+        };
+        self.telemetry.pushes.observe(started.elapsed(), outcome);
     }
 
     fn switch_to(&mut self, next: Prepared, sources: Vec<(String, String)>) -> Result<SwapReport, PushError> {

@@ -1,11 +1,14 @@
-//! `zt-agent`: the zt enforcement daemon. Thin: parses the command line and runs the agent.
+//! `zt-agent`: the zt enforcement daemon. Thin: parses the command line and runs the agent
+//! (options merged with the configuration file by `zt_agent::config`), or removes what a
+//! stopped agent left enforcing.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use zt_agent::{
-    agent::{self, DEFAULT_BPFFS, DEFAULT_STATE_DIR, RunOptions},
-    datapath::XdpModeChoice,
+    agent::{self, DEFAULT_BPFFS},
+    config::{self, RunFlags},
+    datapath::pins,
 };
 
 #[derive(Parser)]
@@ -18,44 +21,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load the kernel programs, apply policy and enforce it on the given interfaces until
-    /// SIGINT/SIGTERM.
-    Run(RunArgs),
-}
-
-#[derive(clap::Args)]
-struct RunArgs {
-    /// Interface to enforce on (repeat for more).
-    #[arg(long = "iface", value_name = "IF", required = true)]
-    ifaces: Vec<String>,
-    /// Policy file or directory of *.yaml / *.yml files (repeat for more).
-    #[arg(long, value_name = "PATH")]
-    policy: Vec<PathBuf>,
-    /// Labels of this host, e.g. app=web,env=prod; policies select the host by them.
-    #[arg(long, value_name = "k=v,...", default_value = "")]
-    labels: String,
-    /// Ingress hook: native XDP, generic XDP, or off (TC ingress). Default: native, else
-    /// generic, else TC.
-    #[arg(long, value_name = "native|generic|off")]
-    xdp_mode: Option<XdpModeChoice>,
-    /// Directory for the agent's state.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
-    state_dir: PathBuf,
-    /// bpffs directory for pinned maps.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_BPFFS)]
-    bpffs: PathBuf,
-    /// Write flow records as JSON lines to this file, or to standard output with `-`.
-    #[arg(long, value_name = "PATH|-")]
-    flow_log: Option<String>,
-    /// Isolate every identity even when no policy selects it (zero trust). With `false`,
-    /// only identities a policy selects are isolated.
-    #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
-    default_deny: bool,
+    /// SIGINT/SIGTERM. The programs stay attached after the agent exits unless --no-pin.
+    Run(RunFlags),
+    /// Detach the programs a stopped agent left attached and remove every pin (links and
+    /// maps) under the bpffs directory.
+    Cleanup {
+        /// bpffs directory of the pins.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_BPFFS)]
+        bpffs: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp(None).init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -65,17 +43,18 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(a) => agent::run(RunOptions {
-            ifaces: a.ifaces,
-            policy: a.policy,
-            labels: a.labels,
-            xdp_mode: a.xdp_mode.unwrap_or_default(),
-            state_dir: a.state_dir,
-            bpffs: a.bpffs,
-            flow_log: a.flow_log,
-            default_deny: a.default_deny,
-            ..RunOptions::default()
-        }),
+        Command::Run(flags) => match config::resolve(flags) {
+            // The interfaces may come from the file, so clap cannot require --iface; a
+            // missing one is still a usage error.
+            Ok(opts) if opts.ifaces.is_empty() => {
+                eprintln!(
+                    "zt-agent: no interface given; pass --iface IF (repeat it for more) or set ifaces in the config file"
+                );
+                return ExitCode::from(2);
+            }
+            resolved => resolved.and_then(agent::run),
+        },
+        Command::Cleanup { bpffs } => cleanup(&bpffs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,4 +63,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn cleanup(dir: &std::path::Path) -> anyhow::Result<()> {
+    let removed = pins::remove_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot remove the pins under {}: {e}; are you root?", dir.display()))?;
+    let left = if removed.dir_removed {
+        String::new()
+    } else {
+        format!("; {} kept: it holds files zt did not make", dir.display())
+    };
+    println!("zt-agent: cleanup of {}: {removed}{left}", dir.display());
+    Ok(())
 }

@@ -7,9 +7,11 @@ mod error;
 mod generation;
 mod maps;
 mod object;
+pub mod pins;
 
 pub use attach::{Attachment, IngressHook, XdpModeChoice, ifindex_of};
 pub use error::DatapathError;
 pub use generation::{GenerationWriter, SwapReport, Tables};
 pub use maps::{Maps, StatsSnapshot};
 pub use object::Datapath;
+pub use pins::LinkLifetime;

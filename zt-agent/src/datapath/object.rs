@@ -1,7 +1,8 @@
 //! Loading the embedded eBPF object with every map pinned by name under one directory.
 //!
 //! When pins from an earlier agent exist, aya reuses those maps instead of creating new
-//! ones, so a restarted agent adopts the running policy, conntrack and counters.
+//! ones, so a restarted agent adopts the running policy, conntrack and counters. The links
+//! that attach the programs are pinned and adopted separately ([`super::pins`]).
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,10 @@ use aya::{
 };
 use zt_common::program_names;
 
-use super::{DatapathError, Maps};
+use super::{
+    DatapathError, Maps,
+    pins::{LinkLifetime, LinkPins},
+};
 
 /// The kernel object built by zt-agent's build script (zt-ebpf for bpfel-unknown-none).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zt"));
@@ -19,7 +23,10 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/zt
 /// The loaded kernel programs and their maps.
 pub struct Datapath {
     pub(crate) ebpf: Ebpf,
-    pin_dir: PathBuf,
+    pub(crate) pin_dir: PathBuf,
+    /// The attachments this agent holds or pinned; process-owned until
+    /// [`Datapath::prepare_links`] says otherwise.
+    pub(crate) links: LinkPins,
 }
 
 impl Datapath {
@@ -37,7 +44,8 @@ impl Datapath {
             let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
             tc.load().map_err(|source| DatapathError::Verify { program: name, source })?;
         }
-        Ok(Datapath { ebpf, pin_dir: pin_dir.to_path_buf() })
+        let links = LinkPins::new(pin_dir, LinkLifetime::Process);
+        Ok(Datapath { ebpf, pin_dir: pin_dir.to_path_buf(), links })
     }
 
     pub fn pin_dir(&self) -> &Path {

@@ -2,7 +2,7 @@
 //! with labels, policy names and interface names, then written to sinks as flow records.
 //!
 //! Stages: `reader` (ring buffer, never blocks the kernel) -> `record` (decode + enrich)
-//! -> bounded channel -> `sink` (JSON lines, and `history` for `ztctl flows`). A full channel drops the record and counts
+//! -> bounded channel -> `sink` (JSON lines with `rotate`, and `history` for `ztctl flows`). A full channel drops the record and counts
 //! it; the reader never waits for a slow sink. `sweep` reports flows that ended by timeout.
 
 pub mod clock;
@@ -10,6 +10,7 @@ pub mod context;
 pub mod history;
 pub mod reader;
 pub mod record;
+pub mod rotate;
 pub mod sink;
 pub mod sweep;
 

@@ -126,18 +126,26 @@ impl FailsafeRule {
         }
     }
 
-    fn validate(&self) -> Result<(), CompileError> {
-        let reason = match self.port {
+    /// What is wrong with this rule, as the end of a sentence that starts with the rule
+    /// (the config file and the compiler both report it, each with its own location).
+    pub fn problem(&self) -> Option<&'static str> {
+        match self.port {
             Some(_) if !self.protocol.has_ports() => {
-                "gives a port, but only TCP, UDP and SCTP have ports; remove the port"
+                Some("gives a port, but only TCP, UDP and SCTP have ports; remove the port")
             }
-            Some(0) => "has port 0; use a port in 1-65535",
-            _ => return Ok(()),
-        };
-        Err(CompileError::InvalidFailsafe {
-            rule: self.to_string(),
-            reason,
-        })
+            Some(0) => Some("has port 0; use a port in 1-65535"),
+            _ => None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), CompileError> {
+        match self.problem() {
+            None => Ok(()),
+            Some(reason) => Err(CompileError::InvalidFailsafe {
+                rule: self.to_string(),
+                reason,
+            }),
+        }
     }
 }
 

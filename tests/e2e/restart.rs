@@ -1,0 +1,253 @@
+//! End-to-end tests of fail-static enforcement: the real `zt-agent` pins its attachments, so
+//! killing it leaves the interface enforced, a new agent adopts the programs, maps and
+//! conntrack without a gap, `zt-agent cleanup` removes it all, and `--no-pin` (or
+//! `pin = false` in the config file) detaches on exit. Real TCP and UDP between the client
+//! and server namespaces of a pair.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use common::*;
+use zt_tests::{ConnError, Family, Netns, TcpEchoServer, skip_unless_privileged, tcp_connect, workspace_binary};
+
+/// Client may reach the server on TCP 8080; the server may send UDP to the client's 7000.
+/// Everything else is denied in both directions (default deny).
+fn policy() -> String {
+    server_policy(
+        "restart",
+        "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 8080}]\n",
+        "    - to: [{selector: {app: client}}]\n      ports: [{protocol: UDP, port: 7000}]\n",
+    )
+}
+
+/// Allowed TCP 8080 connects and denied TCP 9090 times out.
+fn assert_enforced(a: &AgentNet, when: &str) {
+    let open = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
+    let closed = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
+    tcp_connect(&a.net.client.ns, open.local_addr(), LONG).unwrap_or_else(|e| panic!("{when}: allowed TCP 8080: {e}"));
+    match tcp_connect(&a.net.client.ns, closed.local_addr(), SHORT) {
+        Err(ConnError::TimedOut) => {}
+        other => panic!("{when}: TCP 9090 must still be dropped, got {other:?}"),
+    }
+}
+
+/// Denied TCP 9090 connects: nothing enforces.
+fn assert_unfiltered(a: &AgentNet, when: &str) {
+    let closed = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
+    tcp_connect(&a.net.client.ns, closed.local_addr(), LONG)
+        .unwrap_or_else(|e| panic!("{when}: nothing may filter: {e}"));
+}
+
+fn cleanup(a: &AgentNet) -> String {
+    let out = Command::new(workspace_binary("zt-agent").unwrap())
+        .args(["cleanup", "--bpffs"])
+        .arg(a.pin_dir())
+        .output()
+        .expect("run zt-agent cleanup");
+    assert!(out.status.success(), "cleanup exits 0: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn kill_9_leaves_the_programs_attached_and_pinned() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::start(&policy(), &["--xdp-mode", "native"]);
+    a.kill();
+    assert_enforced(&a, "after kill -9");
+    let pins = a.link_pins();
+    assert!(pins.iter().any(|p| p.ends_with("-xdp-native")), "{pins:?}");
+    assert!(pins.iter().any(|p| p.ends_with("-tc-egress")), "{pins:?}");
+    assert!(a.pin_dir().join("ZT_CONNTRACK").exists(), "maps stay pinned");
+}
+
+/// Messages the server sends first on a connection the client opened, echoed back by the
+/// client, round after round. The server speaking first matters: had conntrack been
+/// flushed, its packet would be a new egress flow to the client's ephemeral port, which the
+/// policy denies — so every round proves the flow's tracking survived.
+struct PingPong {
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicU64>,
+    worker: Option<JoinHandle<Result<u64, String>>>,
+}
+
+impl PingPong {
+    fn start(client: &Netns, server: &Netns, addr: SocketAddr) -> PingPong {
+        let listener = server.run_in(|| TcpListener::bind(addr)).expect("listen");
+        let mut near = client.run_in(|| TcpStream::connect_timeout(&addr, LONG)).expect("allowed TCP 8080");
+        let (mut far, _) = listener.accept().expect("accept");
+        for s in [&near, &far] {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.set_nodelay(true).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicU64::new(0));
+        let (stop2, rounds2) = (stop.clone(), rounds.clone());
+        let worker = thread::spawn(move || -> Result<u64, String> {
+            let mut n = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                let mut buf = [0u8; 8];
+                far.write_all(&n.to_be_bytes()).map_err(|e| format!("round {n}: server send: {e}"))?;
+                near.read_exact(&mut buf).map_err(|e| format!("round {n}: client receive: {e}"))?;
+                near.write_all(&buf).map_err(|e| format!("round {n}: client send: {e}"))?;
+                far.read_exact(&mut buf).map_err(|e| format!("round {n}: server receive: {e}"))?;
+                if u64::from_be_bytes(buf) != n {
+                    return Err(format!("round {n}: echoed {}", u64::from_be_bytes(buf)));
+                }
+                n += 1;
+                rounds2.store(n, Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(10));
+            }
+            Ok(n)
+        });
+        PingPong { stop, rounds, worker: Some(worker) }
+    }
+
+    fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` further rounds have completed (or the exchange failed).
+    fn wait_rounds(&self, more: u64) {
+        let target = self.rounds() + more;
+        let deadline = std::time::Instant::now() + LONG;
+        while self.rounds() < target
+            && std::time::Instant::now() < deadline
+            && !self.worker.as_ref().unwrap().is_finished()
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn finish(mut self) -> Result<u64, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.worker.take().unwrap().join().expect("exchange thread")
+    }
+}
+
+impl Drop for PingPong {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_restarted_agent_adopts_the_pins_and_an_established_connection_never_fails() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::start(&policy(), &[]);
+    let exchange = PingPong::start(&a.net.client.ns, &a.net.server.ns, a.net.server.socket(Family::V4, 8080));
+    exchange.wait_rounds(10);
+    a.kill();
+    exchange.wait_rounds(10);
+    let before_restart = exchange.rounds();
+    let ready = a.restart(&[]);
+    assert!(ready.contains("adopted generation "), "{ready}");
+    exchange.wait_rounds(20);
+    let after = exchange.rounds() - before_restart;
+    let total = exchange.finish().unwrap_or_else(|e| panic!("the connection failed across kill -9 and restart: {e}"));
+    assert!(after >= 20, "{after} rounds after the restart (of {total})");
+    assert_enforced(&a, "after the restart");
+    let text = std::fs::read_to_string(a.agent().stderr_path()).unwrap();
+    assert!(!text.contains("cannot adopt"), "every pin adopted:\n{text}");
+}
+
+#[test]
+fn the_reply_to_a_flow_opened_before_the_restart_passes_without_a_rule() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::start(&policy(), &[]);
+    let peer = a.net.client.ns.run_in(|| UdpSocket::bind(a.net.client.socket(Family::V4, 7000))).unwrap();
+    peer.set_read_timeout(Some(LONG)).unwrap();
+    let local = a.net.server.ns.run_in(|| UdpSocket::bind((a.net.server.v4, 0))).unwrap();
+    local.set_read_timeout(Some(SHORT)).unwrap();
+    // The server opens the flow (egress UDP 7000 is allowed) under the first agent.
+    local.send_to(b"request", a.net.client.socket(Family::V4, 7000)).unwrap();
+    let (_, server_addr) = peer.recv_from(&mut [0u8; 64]).expect("request passes egress");
+    a.kill();
+    a.restart(&[]);
+    // Only the reply direction speaks now: no ingress rule admits it, the tracked flow does.
+    peer.send_to(b"reply", server_addr).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = local.recv_from(&mut buf).expect("the reply passes: conntrack survived the restart");
+    assert_eq!(&buf[..n], b"reply");
+    // A flow the client starts itself is still new, and denied.
+    let stranger = a.net.client.ns.run_in(|| UdpSocket::bind(a.net.client.socket(Family::V4, 7001))).unwrap();
+    stranger.send_to(b"unasked", local.local_addr().unwrap()).unwrap();
+    assert!(local.recv_from(&mut buf).is_err(), "an unsolicited datagram is dropped");
+}
+
+#[test]
+fn cleanup_detaches_everything_and_traffic_flows_unfiltered() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::start(&policy(), &[]);
+    a.kill();
+    let summary = cleanup(&a);
+    assert!(summary.contains("2 link(s) detached"), "{summary}");
+    assert!(!a.pin_dir().exists(), "pin directory removed");
+    assert_unfiltered(&a, "after cleanup");
+    let again = cleanup(&a);
+    assert!(again.contains("0 link(s) detached, 0 map pin(s) removed"), "{again}");
+}
+
+#[test]
+fn sigterm_with_pinning_exits_leaving_enforcement_running() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::start(&policy(), &[]);
+    let status = a.agent().terminate().unwrap();
+    assert!(status.success(), "clean exit: {status}");
+    let text = std::fs::read_to_string(a.agent().stderr_path()).unwrap();
+    assert!(text.contains("enforcement continues") && text.contains("zt-agent cleanup --bpffs"), "{text}");
+    assert_enforced(&a, "after SIGTERM");
+    assert_eq!(a.link_pins().len(), 2, "{:?}", a.link_pins());
+}
+
+#[test]
+fn pin_false_in_the_config_file_detaches_on_sigterm() {
+    skip_unless_privileged!();
+    let scratch = zt_tests::Scratch::new("config").unwrap();
+    let config = scratch.write("zt-agent.toml", "pin = false\nfailsafe = []\n").unwrap();
+    let mut a = AgentNet::start(&policy(), &["--config", config.to_str().unwrap()]);
+    assert!(a.wait_ready().contains("failsafe: none"));
+    assert!(a.link_pins().is_empty(), "nothing pinned: {:?}", a.link_pins());
+    assert!(a.agent().terminate().unwrap().success());
+    assert!(!a.pin_dir().exists(), "every pin removed");
+    assert_unfiltered(&a, "after SIGTERM without pinning");
+}
+
+#[test]
+fn a_no_pin_agent_adopts_pinned_links_and_detaches_them_on_exit() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::start(&policy(), &[]);
+    a.kill();
+    let ready = a.restart(&["--no-pin"]);
+    assert!(ready.contains("adopted generation"), "{ready}");
+    assert!(a.link_pins().is_empty(), "adopted links are unpinned: {:?}", a.link_pins());
+    assert_enforced(&a, "while the --no-pin agent runs");
+    assert!(a.agent().terminate().unwrap().success());
+    assert!(!a.pin_dir().exists(), "every pin removed");
+    assert_unfiltered(&a, "after the --no-pin agent stopped");
+}
+
+#[test]
+fn a_restart_in_another_ingress_mode_replaces_the_stale_link() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::start(&policy(), &["--xdp-mode", "generic"]);
+    a.kill();
+    let ready = a.restart(&["--xdp-mode", "off"]);
+    assert!(ready.contains(&format!("{} (tc)", a.net.server.iface)), "{ready}");
+    let pins = a.link_pins();
+    assert!(pins.iter().any(|p| p.ends_with("-tc-ingress")) && !pins.iter().any(|p| p.contains("xdp")), "{pins:?}");
+    let link = a.net.server.ns.ip(["link", "show", "dev", &a.net.server.iface]).unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(!link.contains("xdp"), "the generic XDP program is gone: {link}");
+    assert_enforced(&a, "after switching to TC ingress");
+}

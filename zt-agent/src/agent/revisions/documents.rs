@@ -1,0 +1,349 @@
+//! The running policy as a set of named documents, keyed by kind, namespace and name: what
+//! `ztctl policy apply` merges into, `policy delete` removes from, and a revision stores.
+//!
+//! The agent's source of truth stays `AgentState::active_sources` (the texts the active
+//! generation was compiled from); this module splits them into documents and turns a
+//! document set back into sources. Documents keep the file and position they were pushed
+//! from, and sources are rebuilt with an empty placeholder in every gap, so an error about a
+//! running document still says `policy web.yaml, document 3` as when it was pushed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use crate::api::protocol::{Change, DocumentChange, DocumentKey};
+
+/// One document of the running set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    pub key: DocumentKey,
+    /// The source (file) it was pushed from.
+    pub source: String,
+    /// Its 1-based position in that source's YAML stream.
+    pub document: usize,
+    /// The document alone, as YAML.
+    pub yaml: String,
+}
+
+impl Document {
+    /// `web.yaml, document 3`.
+    pub fn origin(&self) -> String {
+        format!("{}, document {}", self.source, self.document)
+    }
+
+    fn value(&self) -> Value {
+        serde_yaml::from_str(&self.yaml).unwrap_or(Value::Null)
+    }
+}
+
+/// Splits sources into keyed documents. Best effort: empty documents and documents without
+/// `kind` and `metadata.name` are skipped, and a source stops at its first syntax error —
+/// the validator reports those, this only needs the keys of what is valid.
+pub fn split(sources: &[(String, String)]) -> Vec<Document> {
+    let mut out = Vec::new();
+    for (source, text) in sources {
+        for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let Ok(value) = Value::deserialize(de) else {
+                break;
+            };
+            let Some(key) = key_of(&value) else { continue };
+            let yaml = serde_yaml::to_string(&value).expect("a parsed YAML value serializes");
+            out.push(Document {
+                key,
+                source: source.clone(),
+                document: index + 1,
+                yaml,
+            });
+        }
+    }
+    out
+}
+
+fn key_of(value: &Value) -> Option<DocumentKey> {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let metadata = value.get("metadata")?;
+    Some(DocumentKey {
+        kind: text(value.get("kind")?)?,
+        namespace: metadata.get("namespace").and_then(text),
+        name: text(metadata.get("name")?)?,
+    })
+}
+
+/// Rebuilds sources from documents: one source per file name, each document at its original
+/// position, `~` (an empty document, which the parser skips but counts) in the gaps. Two
+/// documents claiming the same position of the same file (a file pushed again with other
+/// contents while some of its old documents stayed) go to two sources of that name.
+pub fn to_sources(docs: &[Document]) -> Vec<(String, String)> {
+    let mut groups: Vec<(String, BTreeMap<usize, &Document>)> = Vec::new();
+    for doc in docs {
+        let free = groups
+            .iter_mut()
+            .find(|(name, slots)| *name == doc.source && !slots.contains_key(&doc.document));
+        match free {
+            Some((_, slots)) => {
+                slots.insert(doc.document, doc);
+            }
+            None => groups.push((doc.source.clone(), BTreeMap::from([(doc.document, doc)]))),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(name, slots)| {
+            let last = slots.keys().next_back().copied().unwrap_or(0);
+            let mut text = String::new();
+            for position in 1..=last {
+                match slots.get(&position) {
+                    Some(doc) => {
+                        text.push_str("---\n");
+                        text.push_str(&doc.yaml);
+                        if !doc.yaml.ends_with('\n') {
+                            text.push('\n');
+                        }
+                    }
+                    None => text.push_str("--- ~\n"),
+                }
+            }
+            (name, text)
+        })
+        .collect()
+}
+
+/// The running set after a push of `incoming`: every running document whose key the push
+/// does not name, then the pushed ones.
+pub fn merge(running: &[Document], incoming: &[Document]) -> Vec<Document> {
+    let replaced: BTreeSet<&DocumentKey> = incoming.iter().map(|d| &d.key).collect();
+    running
+        .iter()
+        .filter(|d| !replaced.contains(&d.key))
+        .chain(incoming)
+        .cloned()
+        .collect()
+}
+
+/// Documents `name` designates: `KIND/name`, `KIND/namespace/name`, or a bare name, which
+/// means the Policy of that name.
+pub fn matching<'a>(docs: &'a [Document], name: &str) -> Vec<&'a Document> {
+    let parts: Vec<&str> = name.split('/').collect();
+    docs.iter()
+        .filter(|d| match parts[..] {
+            [n] => d.key.kind == "Policy" && d.key.name == n,
+            [kind, n] => d.key.kind.eq_ignore_ascii_case(kind) && d.key.name == n,
+            [kind, ns, n] => {
+                d.key.kind.eq_ignore_ascii_case(kind)
+                    && d.key.namespace.as_deref() == Some(ns)
+                    && d.key.name == n
+            }
+            _ => false,
+        })
+        .collect()
+}
+
+/// Per key, how `after` differs from `before` (in key order); `lines` adds a line diff of
+/// each changed, added or removed document.
+pub fn compare(before: &[Document], after: &[Document], lines: bool) -> Vec<DocumentChange> {
+    let old: BTreeMap<&DocumentKey, &Document> = before.iter().map(|d| (&d.key, d)).collect();
+    let new: BTreeMap<&DocumentKey, &Document> = after.iter().map(|d| (&d.key, d)).collect();
+    let keys: BTreeSet<&DocumentKey> = old.keys().chain(new.keys()).copied().collect();
+    keys.into_iter()
+        .map(|key| {
+            let (change, origin, diff) = match (old.get(key), new.get(key)) {
+                (None, Some(n)) => (Change::Added, n.origin(), line_diff("", &n.yaml)),
+                (Some(o), None) => (Change::Removed, o.origin(), line_diff(&o.yaml, "")),
+                (Some(o), Some(n)) if o.value() == n.value() => {
+                    (Change::Unchanged, n.origin(), Vec::new())
+                }
+                (Some(o), Some(n)) => (Change::Changed, n.origin(), line_diff(&o.yaml, &n.yaml)),
+                (None, None) => unreachable!("the key came from one of the sets"),
+            };
+            DocumentChange {
+                key: key.clone(),
+                change,
+                origin,
+                diff: if lines { diff } else { Vec::new() },
+            }
+        })
+        .collect()
+}
+
+/// Above this many line pairs the diff shows the whole old and new text instead of the
+/// longest common subsequence (whose table grows with the product).
+const MAX_DIFF_CELLS: usize = 4_000_000;
+
+/// A line diff: `  same`, `- removed`, `+ added`.
+pub fn line_diff(old: &str, new: &str) -> Vec<String> {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    if a.len().saturating_mul(b.len()) > MAX_DIFF_CELLS {
+        return a
+            .iter()
+            .map(|l| format!("- {l}"))
+            .chain(b.iter().map(|l| format!("+ {l}")))
+            .collect();
+    }
+    // lcs[i][j]: longest common subsequence of a[i..] and b[j..].
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push(format!("  {}", a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        } else {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(name: &str, port: u16) -> String {
+        format!(
+            "apiVersion: zt/v1\nkind: Policy\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: db}}\n  ingress:\n    - ports: [{{protocol: TCP, port: {port}}}]\n"
+        )
+    }
+
+    const ENDPOINT: &str = "apiVersion: zt/v1\nkind: Endpoint\nmetadata: {name: db, namespace: prod}\nspec:\n  addresses: [198.18.0.5]\n  labels: {app: db}\n";
+
+    fn source(name: &str, docs: &[String]) -> (String, String) {
+        (
+            name.to_string(),
+            docs.iter().map(|d| format!("---\n{d}")).collect(),
+        )
+    }
+
+    fn keys(docs: &[Document]) -> Vec<String> {
+        docs.iter().map(|d| d.key.to_string()).collect()
+    }
+
+    #[test]
+    fn split_keys_documents_by_kind_namespace_and_name_and_keeps_positions() {
+        let docs = split(&[source(
+            "a.yaml",
+            &[ENDPOINT.to_string(), String::new(), policy("web", 80)],
+        )]);
+        assert_eq!(keys(&docs), ["Endpoint/prod/db", "Policy/web"]);
+        assert_eq!(
+            docs[1].origin(),
+            "a.yaml, document 3",
+            "empty documents count, as in the parser"
+        );
+    }
+
+    #[test]
+    fn rebuilt_sources_keep_every_document_at_its_position() {
+        let docs = split(&[source(
+            "a.yaml",
+            &[ENDPOINT.to_string(), policy("web", 80), policy("db", 5432)],
+        )]);
+        let without_web: Vec<Document> = docs
+            .iter()
+            .filter(|d| d.key.name != "web")
+            .cloned()
+            .collect();
+        let sources = to_sources(&without_web);
+        assert_eq!(sources.len(), 1);
+        let again = split(&sources);
+        assert_eq!(again, without_web);
+        assert_eq!(again[1].origin(), "a.yaml, document 3");
+        // The parser reads the placeholder as an empty document and the rest as valid policy.
+        let set = crate::policy::parse(&sources).expect("rebuilt sources parse");
+        assert_eq!(set.policies[0].origin.location(), "a.yaml, document 3");
+    }
+
+    #[test]
+    fn a_push_replaces_same_named_documents_and_keeps_the_others() {
+        let running = split(&[source("a.yaml", &[policy("web", 80), policy("db", 5432)])]);
+        let incoming = split(&[source(
+            "b.yaml",
+            &[policy("web", 8080), ENDPOINT.to_string()],
+        )]);
+        let after = merge(&running, &incoming);
+        assert_eq!(
+            keys(&after),
+            ["Policy/db", "Policy/web", "Endpoint/prod/db"]
+        );
+        assert!(after[1].yaml.contains("8080"));
+        let changes = compare(&running, &after, false);
+        let summary: Vec<String> = changes
+            .iter()
+            .map(|c| format!("{} {}", c.change, c.key))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "added Endpoint/prod/db",
+                "unchanged Policy/db",
+                "changed Policy/web"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_file_pushed_again_with_other_documents_keeps_both_apart() {
+        let running = split(&[source("a.yaml", &[policy("web", 80), policy("db", 5432)])]);
+        let incoming = split(&[source("a.yaml", &[policy("api", 9000)])]);
+        let after = merge(&running, &incoming);
+        let sources = to_sources(&after);
+        assert_eq!(
+            sources.len(),
+            2,
+            "api and web both claim a.yaml, document 1"
+        );
+        assert_eq!(keys(&split(&sources)).len(), 3);
+        crate::policy::parse(&sources).expect("still one valid set");
+    }
+
+    #[test]
+    fn a_reformatted_document_is_unchanged() {
+        let before = split(&[source("a.yaml", &[policy("web", 80)])]);
+        let after = split(&[(
+            "b.yaml".to_string(),
+            "apiVersion: zt/v1\nkind: Policy\nmetadata:\n  name: web\nspec: {selector: {app: db}, ingress: [{ports: [{protocol: TCP, port: 80}]}]}\n"
+                .to_string(),
+        )]);
+        assert_eq!(compare(&before, &after, true)[0].change, Change::Unchanged);
+    }
+
+    #[test]
+    fn names_select_policies_or_any_kind() {
+        let docs = split(&[source("a.yaml", &[ENDPOINT.to_string(), policy("db", 80)])]);
+        assert_eq!(
+            keys(
+                &matching(&docs, "db")
+                    .into_iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            ),
+            ["Policy/db"]
+        );
+        assert_eq!(matching(&docs, "endpoint/prod/db").len(), 1);
+        assert_eq!(matching(&docs, "Endpoint/db").len(), 1);
+        assert!(matching(&docs, "web").is_empty());
+    }
+
+    #[test]
+    fn line_diff_marks_removed_and_added_lines() {
+        assert_eq!(
+            line_diff("a\nb\nc\n", "a\nx\nc\n"),
+            ["  a", "- b", "+ x", "  c"]
+        );
+        assert_eq!(line_diff("", "a\n"), ["+ a"]);
+    }
+}

@@ -1,0 +1,167 @@
+//! `ztctl flows`: recent flow records from the agent, filtered, and with `--follow` new ones
+//! as they happen. `-o json` prints exactly the flow-log lines (one JSON object per line).
+
+use std::{io::Write, net::IpAddr, time::Duration};
+
+use clap::ValueEnum;
+
+use super::{CliError, Ctx, duration::parse_duration, output::Format, unexpected};
+use crate::{
+    api::{
+        flow_filter::{FlowFilter, PeerMatch, VerdictFilter},
+        protocol::{Reply, Request, Response},
+    },
+    flows::FlowRecord,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct FlowsArgs {
+    /// After the recent records, keep printing new ones until interrupted.
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Only records with this verdict.
+    #[arg(long, value_enum)]
+    verdict: Option<Verdict>,
+    /// Only flows from this source: an IP, a CIDR prefix or a label selector k=v[,k=v].
+    #[arg(long, value_name = "SEL|IP", value_parser = parse_peer)]
+    from: Option<PeerMatch>,
+    /// Only flows to this destination: an IP, a CIDR prefix or a label selector k=v[,k=v].
+    #[arg(long, value_name = "SEL|IP", value_parser = parse_peer)]
+    to: Option<PeerMatch>,
+    /// Only flows to this destination port.
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    /// Only records at most this old, e.g. 30s, 5m, 1h.
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    since: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Verdict {
+    Allowed,
+    Denied,
+    Audit,
+}
+
+fn parse_peer(text: &str) -> Result<PeerMatch, String> {
+    text.parse()
+}
+
+pub fn run(ctx: &mut Ctx, args: FlowsArgs) -> Result<(), CliError> {
+    let filter = FlowFilter {
+        verdict: args.verdict.map(|v| match v {
+            Verdict::Allowed => VerdictFilter::Allowed,
+            Verdict::Denied => VerdictFilter::Denied,
+            Verdict::Audit => VerdictFilter::Audit,
+        }),
+        from: args.from,
+        to: args.to,
+        port: args.port,
+        since_seconds: args.since.map(|d| d.as_secs()),
+    };
+    let format = ctx.format_or(Format::Table);
+    if format == Format::Table {
+        writeln!(
+            ctx.out,
+            "{}",
+            row_text([
+                "TIME",
+                "VERDICT",
+                "REASON",
+                "DIRECTION",
+                "PROTO",
+                "SOURCE",
+                "DESTINATION",
+                "POLICY"
+            ])
+        )?;
+    }
+    let client = ctx.client.clone().with_timeout(if args.follow {
+        None
+    } else {
+        Some(crate::api::client::DEFAULT_TIMEOUT)
+    });
+    let out = &mut *ctx.out;
+    let mut failed = None;
+    let reply = client.stream(
+        &Request::Flows {
+            filter,
+            follow: args.follow,
+        },
+        |item| {
+            let written = match item {
+                Response::Flow { flow } => print(out, format, &flow),
+                Response::Lost { lost } => {
+                    eprintln!(
+                        "ztctl: {lost} flow records were missed because this reader fell behind"
+                    );
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            // Flushed per record: a --follow reader wants each flow as it happens.
+            match written.and_then(|()| out.flush()) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(CliError::Output(e));
+    }
+    match reply {
+        None | Some(Reply::FlowsEnd { .. }) => Ok(()),
+        Some(other) => Err(unexpected(&other)),
+    }
+}
+
+fn print(out: &mut dyn Write, format: Format, r: &FlowRecord) -> std::io::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{}", r.to_json_line()),
+        Format::Yaml => write!(
+            out,
+            "---\n{}",
+            serde_yaml::to_string(r).map_err(std::io::Error::other)?
+        ),
+        Format::Table => {
+            let policy = match (&r.policy, r.rule) {
+                (Some(p), Some(rule)) => format!("{p} rule {rule}"),
+                (Some(p), None) => p.clone(),
+                (None, _) => "-".into(),
+            };
+            let cells = [
+                r.time.as_str(),
+                &r.verdict,
+                &r.reason,
+                &r.direction,
+                &r.protocol,
+                &endpoint(r.src_ip, r.src_port),
+                &endpoint(r.dst_ip, r.dst_port),
+                &policy,
+            ];
+            writeln!(out, "{}", row_text(cells))
+        }
+    }
+}
+
+/// Fixed-width columns: a live stream cannot measure its rows first.
+fn row_text<S: AsRef<str>>(cells: [S; 8]) -> String {
+    let widths = [24, 7, 14, 9, 6, 30, 30, 0];
+    let mut line = String::new();
+    for (cell, width) in cells.iter().zip(widths) {
+        line.push_str(&format!("{:<width$}  ", cell.as_ref()));
+    }
+    line.trim_end().to_string()
+}
+
+fn endpoint(ip: Option<IpAddr>, port: Option<u16>) -> String {
+    match (ip, port) {
+        (Some(IpAddr::V6(ip)), Some(port)) => format!("[{ip}]:{port}"),
+        (Some(ip), Some(port)) => format!("{ip}:{port}"),
+        (Some(ip), None) => ip.to_string(),
+        (None, _) => "-".into(),
+    }
+}

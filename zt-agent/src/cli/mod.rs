@@ -1,0 +1,263 @@
+//! `ztctl`: the command line of a running agent. This module defines the command tree (which
+//! also generates the shell completions and the man page) and the exit codes; each command
+//! group lives in its own file and talks to the agent through [`crate::api::Client`].
+//!
+//! Exit codes: 0 success, 1 failure (the agent refused or rejected, or cannot be reached),
+//! 2 usage error. Errors go to stderr as one sentence each.
+
+mod duration;
+mod explain;
+mod flows;
+mod inventory;
+mod output;
+mod policy;
+mod quarantine;
+mod reference;
+mod status;
+
+use std::{
+    io::{self, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+pub use duration::parse_duration;
+pub use output::Format;
+
+use crate::{
+    agent::DEFAULT_SOCKET,
+    api::{
+        Client, ClientError,
+        protocol::{ErrorCode, Request},
+    },
+};
+
+/// Drive a running zt agent: push and roll back policy, inspect what is enforced and why,
+/// watch flows, quarantine addresses.
+#[derive(Parser, Debug)]
+#[command(name = "ztctl", version)]
+pub struct Cli {
+    /// The agent's API socket (root only).
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Output format for commands whose output is data [default: table].
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        value_name = "FORMAT"
+    )]
+    pub output: Option<Format>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Push, inspect and roll back policy.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// The labelled addresses (Endpoint documents) of the running policy.
+    #[command(subcommand)]
+    Endpoint(inventory::EndpointCommand),
+    /// The numeric identities of the enforced generation and their prefixes.
+    #[command(subcommand)]
+    Identity(inventory::IdentityCommand),
+    /// Interfaces and hooks, revision and generation, map occupancy, counters.
+    Status,
+    /// Recent flow records, optionally filtered; --follow keeps printing new ones.
+    Flows(flows::FlowsArgs),
+    /// The verdict the kernel reaches for a new flow, with the policy and rule behind it.
+    Explain(explain::ExplainArgs),
+    /// Cut addresses off from all traffic (established flows included), and release them.
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
+    /// Print a shell completion script to standard output.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the ztctl(1) man page (roff) to standard output.
+    Man,
+}
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// Exit 2: the command line asks for something impossible.
+    Usage(String),
+    /// Exit 1. `problems` are printed first, one per line (each problem of a rejected push).
+    Failed {
+        problems: Vec<String>,
+        message: String,
+    },
+    /// Writing the output failed (a closed pipe ends the command quietly).
+    Output(io::Error),
+}
+
+impl CliError {
+    pub fn failed(message: impl Into<String>) -> CliError {
+        CliError::Failed {
+            problems: Vec::new(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> CliError {
+        match e {
+            ClientError::Api(e) if e.code == ErrorCode::BadRequest && e.problems.is_empty() => {
+                CliError::Usage(e.message)
+            }
+            ClientError::Api(e) => CliError::Failed {
+                problems: e.problems,
+                message: e.message,
+            },
+            other => CliError::failed(other.to_string()),
+        }
+    }
+}
+
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> CliError {
+        CliError::Output(e)
+    }
+}
+
+/// What every command gets: the agent's client, the chosen format and standard output.
+pub struct Ctx<'a> {
+    pub client: Client,
+    pub format: Option<Format>,
+    pub out: &'a mut dyn Write,
+}
+
+impl Ctx<'_> {
+    /// The format, or `default` when `-o` was not given.
+    pub fn format_or(&self, default: Format) -> Format {
+        self.format.unwrap_or(default)
+    }
+
+    pub fn call(&self, request: &Request) -> Result<crate::api::protocol::Reply, CliError> {
+        Ok(self.client.call(request)?)
+    }
+}
+
+/// The reply was not the kind the request asks for: agent and ztctl disagree.
+pub fn unexpected(reply: &crate::api::protocol::Reply) -> CliError {
+    CliError::failed(format!(
+        "the agent answered with an unexpected {} reply; are ztctl and zt-agent the same version?",
+        serde_json::to_value(reply)
+            .ok()
+            .and_then(|v| v["kind"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    ))
+}
+
+/// The command tree as clap sees it (for completions and the man page).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// `ztctl`'s main: parse, run, map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let result = run(cli, &mut out).and_then(|()| out.flush().map_err(CliError::Output));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(CliError::Output(e)) => {
+            eprintln!("ztctl: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+        Err(CliError::Usage(message)) => {
+            eprintln!("ztctl: {message}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed { problems, message }) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            eprintln!("ztctl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command, writing its output to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    let mut ctx = Ctx {
+        client: Client::new(cli.socket),
+        format: cli.output,
+        out,
+    };
+    match cli.command {
+        Command::Policy(c) => policy::run(&mut ctx, c),
+        Command::Endpoint(c) => inventory::run_endpoint(&mut ctx, c),
+        Command::Identity(c) => inventory::run_identity(&mut ctx, c),
+        Command::Status => status::run(&mut ctx),
+        Command::Flows(args) => flows::run(&mut ctx, args),
+        Command::Explain(args) => explain::run(&mut ctx, args),
+        Command::Quarantine(c) => quarantine::run(&mut ctx, c),
+        Command::Completions { shell } => reference::completions(ctx.out, shell),
+        Command::Man => reference::man(ctx.out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ztctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli = parse(&["policy", "get", "-o", "json", "--socket", "/tmp/a.sock"]).unwrap();
+        assert_eq!(cli.output, Some(Format::Json));
+        assert_eq!(cli.socket, PathBuf::from("/tmp/a.sock"));
+        assert_eq!(
+            parse(&["status"]).unwrap().socket,
+            PathBuf::from(DEFAULT_SOCKET)
+        );
+    }
+
+    #[test]
+    fn usage_errors_are_clap_errors() {
+        assert!(parse(&["policy", "apply"]).is_err(), "apply needs a path");
+        assert!(parse(&["flows", "--verdict", "maybe"]).is_err());
+        assert!(parse(&["flows", "--since", "soon"]).is_err());
+        assert!(parse(&["quarantine", "add", "not-an-ip"]).is_err());
+        assert!(
+            parse(&[
+                "explain",
+                "--from",
+                "198.18.0.1",
+                "--to",
+                "198.18.0.2",
+                "--proto",
+                "gre"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["alerts"]).is_err(), "alerts is not a command yet");
+    }
+}

@@ -1,0 +1,77 @@
+//! `ztctl status`: one screen on what the agent enforces and how busy it is.
+
+use std::time::Duration;
+
+use super::{CliError, Ctx, duration::format_duration, output, output::Format, unexpected};
+use crate::api::protocol::{Reply, Request, StatusReport};
+
+pub fn run(ctx: &mut Ctx) -> Result<(), CliError> {
+    let reply = ctx.call(&Request::Status)?;
+    let Reply::Status(report) = reply else {
+        return Err(unexpected(&reply));
+    };
+    let format = ctx.format_or(Format::Table);
+    output::data(ctx.out, format, &report, || render(&report))?;
+    Ok(())
+}
+
+fn render(s: &StatusReport) -> String {
+    let interfaces: Vec<String> = s
+        .interfaces
+        .iter()
+        .map(|i| format!("{} ({} ingress, tc egress)", i.iface, i.ingress))
+        .collect();
+    let revision = s.revision.map_or("none".to_string(), |r| r.to_string());
+    let failsafe = if s.failsafe.is_empty() {
+        "none".to_string()
+    } else {
+        s.failsafe.join(", ")
+    };
+    let mut text = format!(
+        "agent:       zt-agent {}, up {}\n\
+         interfaces:  {}\n\
+         policy:      revision {revision}, generation {}: {} policies, {} identities; default deny {}\n\
+         failsafe:    {failsafe}\n\
+         flow log:    {} events read, {} malformed, {} records dropped\n",
+        s.version,
+        format_duration(Duration::from_secs(s.uptime_seconds)),
+        if interfaces.is_empty() {
+            "none".to_string()
+        } else {
+            interfaces.join(", ")
+        },
+        s.generation,
+        s.policies,
+        s.identities,
+        if s.default_deny { "on" } else { "off" },
+        s.pipeline.events_read,
+        s.pipeline.events_malformed,
+        s.pipeline.records_dropped,
+    );
+    let mut maps = output::Table::new(&["MAP", "ENTRIES", "MAX"]);
+    for m in &s.maps {
+        maps.row(vec![
+            m.map.clone(),
+            m.entries.to_string(),
+            m.max.to_string(),
+        ]);
+    }
+    text.push('\n');
+    text.push_str(&maps.render());
+    let mut counters = output::Table::new(&["VERDICT", "REASON", "PACKETS", "BYTES"]);
+    for c in &s.counters {
+        counters.row(vec![
+            c.verdict.clone(),
+            c.reason.clone(),
+            c.packets.to_string(),
+            c.bytes.to_string(),
+        ]);
+    }
+    text.push('\n');
+    if s.counters.is_empty() {
+        text.push_str("no packets counted yet\n");
+    } else {
+        text.push_str(&counters.render());
+    }
+    text
+}

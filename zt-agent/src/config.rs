@@ -1,0 +1,438 @@
+//! The agent's configuration: the TOML file given with `--config`, the `run` flags that
+//! override it, and the documented defaults under both — merged into one validated
+//! [`RunOptions`].
+//!
+//! Precedence is flag > file > default, key by key; a list given as a flag (`--iface`,
+//! `--policy`) replaces the file's list. Unknown keys are errors, not warnings: a misspelt
+//! `defualt_deny` silently ignored would leave a host enforcing something else than its
+//! operator wrote. Every error names the file, the line and the fix. `deploy/zt-agent.toml`
+//! is the annotated example with every key at its default.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    ops::Range,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+use zt_common::config::{Config, FLAG_RECHECK_ESTABLISHED};
+
+use crate::{
+    agent::{DEFAULT_METRICS, RunOptions},
+    datapath::XdpModeChoice,
+    identity::Labels,
+    policy::{
+        FailsafeRule,
+        model::{Direction, Protocol},
+    },
+};
+
+/// The options of `zt-agent run` as given on the command line; every one is optional so
+/// the file and the defaults can fill what is not given.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct RunFlags {
+    /// Configuration file (TOML); flags override its keys. Example: deploy/zt-agent.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface to enforce on (repeat for more); replaces the file's `ifaces`.
+    #[arg(long = "iface", value_name = "IF")]
+    pub ifaces: Vec<String>,
+    /// Policy file or directory of *.yaml / *.yml files (repeat for more); replaces the
+    /// file's `policy`.
+    #[arg(long, value_name = "PATH")]
+    pub policy: Vec<PathBuf>,
+    /// Labels of this host, e.g. app=web,env=prod; policies select the host by them.
+    #[arg(long, value_name = "k=v,...")]
+    pub labels: Option<String>,
+    /// Ingress hook: native XDP, generic XDP, or off (TC ingress). Default: native, else
+    /// generic, else TC.
+    #[arg(long, value_name = "native|generic|off")]
+    pub xdp_mode: Option<XdpModeChoice>,
+    /// Directory for the agent's state [default: /var/lib/zt].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// bpffs directory for the pinned maps and links [default: /sys/fs/bpf/zt].
+    #[arg(long, value_name = "DIR")]
+    pub bpffs: Option<PathBuf>,
+    /// Local API socket for ztctl [default: /run/zt/agent.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Write flow records as JSON lines to this file, or to standard output with `-`.
+    #[arg(long, value_name = "PATH|-")]
+    pub flow_log: Option<String>,
+    /// Prometheus metrics listen address, or `none` [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR|none")]
+    pub metrics: Option<String>,
+    /// Isolate every identity even when no policy selects it (zero trust). With `false`,
+    /// only identities a policy selects are isolated [default: true].
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+    pub default_deny: Option<bool>,
+    /// Do not pin the attachments: enforcement stops when the agent exits, and exit
+    /// removes every pin. By default programs stay attached across restarts (fail-static).
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+/// The configuration file. Every key is optional; absent keys take the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub ifaces: Option<Vec<String>>,
+    pub policy: Option<Vec<PathBuf>>,
+    pub labels: Option<Spanned<BTreeMap<String, String>>>,
+    pub xdp_mode: Option<Spanned<String>>,
+    pub state_dir: Option<PathBuf>,
+    pub bpffs: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub flow_log: Option<String>,
+    pub metrics: Option<Spanned<String>>,
+    pub default_deny: Option<bool>,
+    pub pin: Option<bool>,
+    pub recheck_established: Option<bool>,
+    pub conntrack: Option<Conntrack>,
+    pub deny_events: Option<DenyEvents>,
+    pub failsafe: Option<Spanned<Vec<Spanned<FailsafeEntry>>>>,
+}
+
+/// `[conntrack]`: how long idle flows stay tracked, as durations (`30s`, `5m`, `6h`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conntrack {
+    pub tcp_syn_timeout: Option<Spanned<String>>,
+    pub tcp_established_timeout: Option<Spanned<String>>,
+    pub tcp_closing_timeout: Option<Spanned<String>>,
+    pub udp_timeout: Option<Spanned<String>>,
+    pub icmp_timeout: Option<Spanned<String>>,
+    pub other_timeout: Option<Spanned<String>>,
+    /// Long flows report their counters at this interval; `0s` = only at start and end.
+    pub flow_update_interval: Option<Spanned<String>>,
+}
+
+/// `[deny_events]`: the per-source budget of reported drops (every drop is counted).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyEvents {
+    pub per_second: Option<u32>,
+    pub burst: Option<u32>,
+}
+
+/// One `[[failsafe]]` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailsafeEntry {
+    pub direction: Direction,
+    pub protocol: Protocol,
+    pub port: Option<u16>,
+}
+
+/// Reads and parses a configuration file.
+pub fn load(path: &Path) -> anyhow::Result<(ConfigFile, String)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}; check the --config path", path.display()))?;
+    let file = parse(path, &text)?;
+    Ok((file, text))
+}
+
+/// Parses the text of a configuration file; `path` names it in errors.
+pub fn parse(path: &Path, text: &str) -> anyhow::Result<ConfigFile> {
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim_end();
+        let fix = if msg.starts_with("unknown field") {
+            "; remove the key or correct its spelling (deploy/zt-agent.toml lists every key)"
+        } else {
+            ""
+        };
+        let line = e.span().map(|s| format!(", line {}", line_of(text, s.start))).unwrap_or_default();
+        anyhow::anyhow!("config file {}{line}: {}{fix}", path.display(), msg.replace("field", "key"))
+    })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// Names places in the file for error messages.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, key: &str, problem: impl std::fmt::Display) -> anyhow::Error {
+        anyhow::anyhow!("config file {}, line {}: {key} {problem}", self.path.display(), line_of(self.text, span.start))
+    }
+}
+
+/// The options `run` uses: flags over the file (if `--config`) over the defaults.
+pub fn resolve(flags: RunFlags) -> anyhow::Result<RunOptions> {
+    match &flags.config {
+        Some(path) => {
+            let path = path.clone();
+            let (file, text) = load(&path)?;
+            merge(flags, file, &Source { path: &path, text: &text })
+        }
+        None => merge(flags, ConfigFile::default(), &Source { path: Path::new("(none)"), text: "" }),
+    }
+}
+
+fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<RunOptions> {
+    let defaults = RunOptions::default();
+    let datapath = datapath_config(&file, src)?;
+    let labels = match (flags.labels, file.labels) {
+        (Some(flag), _) => flag,
+        (None, Some(table)) => {
+            let span = table.span();
+            let text = table.into_inner().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+            Labels::parse(&text).map_err(|e| src.error(span, "labels", format!("are invalid: {e}")))?;
+            text
+        }
+        (None, None) => defaults.labels,
+    };
+    let xdp_mode = match (flags.xdp_mode, file.xdp_mode) {
+        (Some(mode), _) => mode,
+        (None, Some(mode)) => {
+            let span = mode.span();
+            let text = mode.into_inner();
+            text.parse().map_err(|_| {
+                src.error(
+                    span,
+                    "xdp_mode",
+                    format!("{text:?} is not one of \"auto\", \"native\", \"generic\", \"off\""),
+                )
+            })?
+        }
+        (None, None) => defaults.xdp_mode,
+    };
+    let metrics = match (flags.metrics, file.metrics) {
+        (Some(flag), _) => parse_metrics(&flag).map_err(|e| anyhow::anyhow!("--metrics {e}"))?,
+        (None, Some(m)) => parse_metrics(m.get_ref()).map_err(|e| src.error(m.span(), "metrics", e))?,
+        (None, None) => defaults.metrics,
+    };
+    let failsafe = match file.failsafe {
+        None => defaults.failsafe,
+        Some(list) => {
+            let rules =
+                list.get_ref().iter().map(|entry| failsafe_rule(entry, src)).collect::<anyhow::Result<Vec<_>>>()?;
+            if rules.is_empty() {
+                log::warn!(
+                    "config file {}: failsafe = [] turns every failsafe rule off; a policy can now lock operators out of this host",
+                    src.path.display()
+                );
+            }
+            rules
+        }
+    };
+    Ok(RunOptions {
+        ifaces: if flags.ifaces.is_empty() { file.ifaces.unwrap_or(defaults.ifaces) } else { flags.ifaces },
+        policy: if flags.policy.is_empty() { file.policy.unwrap_or(defaults.policy) } else { flags.policy },
+        labels,
+        xdp_mode,
+        state_dir: flags.state_dir.or(file.state_dir).unwrap_or(defaults.state_dir),
+        bpffs: flags.bpffs.or(file.bpffs).unwrap_or(defaults.bpffs),
+        socket: flags.socket.or(file.socket).unwrap_or(defaults.socket),
+        flow_log: flags.flow_log.or(file.flow_log),
+        metrics,
+        default_deny: flags.default_deny.or(file.default_deny).unwrap_or(defaults.default_deny),
+        no_pin: flags.no_pin || file.pin == Some(false),
+        failsafe,
+        datapath,
+    })
+}
+
+/// `ADDR` or `none`.
+fn parse_metrics(text: &str) -> Result<Option<String>, String> {
+    if text == "none" {
+        return Ok(None);
+    }
+    text.parse::<SocketAddr>()
+        .map(|_| Some(text.to_string()))
+        .map_err(|_| format!("{text:?} is not a listen address like {DEFAULT_METRICS}, or none"))
+}
+
+fn failsafe_rule(entry: &Spanned<FailsafeEntry>, src: &Source<'_>) -> anyhow::Result<FailsafeRule> {
+    let e = entry.get_ref();
+    let rule = FailsafeRule { direction: e.direction, protocol: e.protocol, port: e.port };
+    match rule.problem() {
+        Some(p) => Err(src.error(entry.span(), &format!("failsafe rule {rule}"), p)),
+        None => Ok(rule),
+    }
+}
+
+/// The CONFIG map's settings (generation 0: the agent sets it when it switches).
+fn datapath_config(file: &ConfigFile, src: &Source<'_>) -> anyhow::Result<Config> {
+    let mut cfg = Config::DEFAULT;
+    if file.recheck_established == Some(false) {
+        cfg.flags &= !FLAG_RECHECK_ESTABLISHED;
+    }
+    if let Some(ct) = &file.conntrack {
+        let fields: [(&Option<Spanned<String>>, &str, &mut u32, bool); 7] = [
+            (&ct.tcp_syn_timeout, "conntrack.tcp_syn_timeout", &mut cfg.tcp_syn_timeout_s, false),
+            (
+                &ct.tcp_established_timeout,
+                "conntrack.tcp_established_timeout",
+                &mut cfg.tcp_established_timeout_s,
+                false,
+            ),
+            (&ct.tcp_closing_timeout, "conntrack.tcp_closing_timeout", &mut cfg.tcp_closing_timeout_s, false),
+            (&ct.udp_timeout, "conntrack.udp_timeout", &mut cfg.udp_timeout_s, false),
+            (&ct.icmp_timeout, "conntrack.icmp_timeout", &mut cfg.icmp_timeout_s, false),
+            (&ct.other_timeout, "conntrack.other_timeout", &mut cfg.other_timeout_s, false),
+            (&ct.flow_update_interval, "conntrack.flow_update_interval", &mut cfg.flow_update_interval_s, true),
+        ];
+        for (value, key, slot, zero_ok) in fields {
+            if let Some(v) = value {
+                *slot = seconds(v.get_ref(), zero_ok).map_err(|e| src.error(v.span(), key, e))?;
+            }
+        }
+    }
+    if let Some(d) = &file.deny_events {
+        cfg.deny_events_per_sec = d.per_second.unwrap_or(cfg.deny_events_per_sec);
+        cfg.deny_events_burst = d.burst.unwrap_or(cfg.deny_events_burst);
+    }
+    Ok(cfg)
+}
+
+/// A duration like `30s` or `6h` as whole seconds.
+fn seconds(text: &str, zero_ok: bool) -> Result<u32, String> {
+    let d: Duration =
+        humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 30s, 5m or 6h ({e})"))?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("{text:?} is not a whole number of seconds"));
+    }
+    if d.is_zero() && !zero_ok {
+        return Err(format!("{text:?} must be at least 1s"));
+    }
+    u32::try_from(d.as_secs()).map_err(|_| format!("{text:?} is too long; use at most {}s", u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_STATE_DIR};
+
+    const EXAMPLE: &str = include_str!("../../deploy/zt-agent.toml");
+
+    fn from_text(text: &str, flags: RunFlags) -> anyhow::Result<RunOptions> {
+        let file = parse(Path::new("zt-agent.toml"), text)?;
+        merge(flags, file, &Source { path: Path::new("zt-agent.toml"), text })
+    }
+
+    #[test]
+    fn the_example_file_parses_and_states_every_default() {
+        let opts = from_text(EXAMPLE, RunFlags::default()).expect("deploy/zt-agent.toml is valid");
+        let d = RunOptions::default();
+        assert_eq!(opts.state_dir, d.state_dir);
+        assert_eq!(opts.bpffs, d.bpffs);
+        assert_eq!(opts.socket, d.socket);
+        assert_eq!(opts.metrics, d.metrics);
+        assert_eq!(opts.default_deny, d.default_deny);
+        assert_eq!(opts.no_pin, d.no_pin);
+        assert_eq!(opts.xdp_mode, d.xdp_mode);
+        assert_eq!(opts.failsafe, d.failsafe);
+        assert_eq!(opts.datapath, d.datapath);
+        assert_eq!(opts.datapath, Config::DEFAULT);
+        for default in [DEFAULT_STATE_DIR, DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_METRICS] {
+            assert!(EXAMPLE.contains(default), "the example states {default}");
+        }
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let opts = from_text("", RunFlags::default()).unwrap();
+        let d = RunOptions::default();
+        assert_eq!((opts.bpffs, opts.failsafe, opts.datapath, opts.no_pin), (d.bpffs, d.failsafe, d.datapath, false));
+    }
+
+    #[test]
+    fn flags_override_the_file_key_by_key() {
+        let text = "ifaces = [\"eth0\"]\nbpffs = \"/sys/fs/bpf/a\"\nsocket = \"/run/a.sock\"\ndefault_deny = false\nmetrics = \"none\"\n";
+        let flags = RunFlags {
+            ifaces: vec!["eth1".into()],
+            bpffs: Some("/sys/fs/bpf/b".into()),
+            metrics: Some("127.0.0.1:1".into()),
+            ..RunFlags::default()
+        };
+        let opts = from_text(text, flags).unwrap();
+        assert_eq!(opts.ifaces, vec!["eth1".to_string()]);
+        assert_eq!(opts.bpffs, PathBuf::from("/sys/fs/bpf/b"));
+        assert_eq!(opts.socket, PathBuf::from("/run/a.sock"));
+        assert!(!opts.default_deny);
+        assert_eq!(opts.metrics.as_deref(), Some("127.0.0.1:1"));
+    }
+
+    #[test]
+    fn pin_false_in_the_file_or_no_pin_on_the_command_line_turns_pinning_off() {
+        assert!(from_text("pin = false", RunFlags::default()).unwrap().no_pin);
+        assert!(from_text("pin = true", RunFlags { no_pin: true, ..RunFlags::default() }).unwrap().no_pin);
+        assert!(!from_text("pin = true", RunFlags::default()).unwrap().no_pin);
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_file_the_line_the_key_and_the_fix() {
+        let err = from_text("ifaces = [\"eth0\"]\ndefualt_deny = true\n", RunFlags::default()).unwrap_err().to_string();
+        assert!(err.starts_with("config file zt-agent.toml, line 2: unknown key `defualt_deny`"), "{err}");
+        assert!(err.contains("remove the key or correct its spelling"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_section_is_an_error_too() {
+        let err = from_text("[conntrack]\nudp = \"5s\"\n", RunFlags::default()).unwrap_err().to_string();
+        assert!(err.contains("line 2: unknown key `udp`"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_labels_and_recheck_go_to_their_settings() {
+        let text = "recheck_established = false\nlabels = { app = \"web\", env = \"prod\" }\n[conntrack]\nudp_timeout = \"5m\"\nflow_update_interval = \"0s\"\n[deny_events]\nburst = 3\n";
+        let opts = from_text(text, RunFlags::default()).unwrap();
+        assert_eq!(opts.labels, "app=web,env=prod");
+        assert_eq!(opts.datapath.flags & FLAG_RECHECK_ESTABLISHED, 0);
+        assert_eq!(opts.datapath.udp_timeout_s, 300);
+        assert_eq!(opts.datapath.flow_update_interval_s, 0);
+        assert_eq!(opts.datapath.deny_events_burst, 3);
+        assert_eq!(opts.datapath.deny_events_per_sec, Config::DEFAULT.deny_events_per_sec);
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_their_key_and_line() {
+        for (text, expected) in [
+            ("\n[conntrack]\ntcp_syn_timeout = \"0s\"", "line 3: conntrack.tcp_syn_timeout \"0s\" must be at least 1s"),
+            (
+                "[conntrack]\nudp_timeout = \"1500ms\"",
+                "line 2: conntrack.udp_timeout \"1500ms\" is not a whole number of seconds",
+            ),
+            ("xdp_mode = \"fast\"", "line 1: xdp_mode \"fast\" is not one of"),
+            ("metrics = \"everywhere\"", "line 1: metrics \"everywhere\" is not a listen address"),
+            ("labels = { \"\" = \"x\" }", "line 1: labels are invalid"),
+        ] {
+            let err = from_text(text, RunFlags::default()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn failsafe_rules_replace_the_default_and_an_empty_list_means_none() {
+        let text = "[[failsafe]]\ndirection = \"ingress\"\nprotocol = \"TCP\"\nport = 2222\n\n[[failsafe]]\ndirection = \"egress\"\nprotocol = \"ICMP\"\n";
+        let opts = from_text(text, RunFlags::default()).unwrap();
+        let shown: Vec<String> = opts.failsafe.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["ingress TCP 2222", "egress ICMP"]);
+        assert!(from_text("failsafe = []", RunFlags::default()).unwrap().failsafe.is_empty());
+        assert_eq!(from_text("", RunFlags::default()).unwrap().failsafe, vec![FailsafeRule::SSH]);
+    }
+
+    #[test]
+    fn a_failsafe_port_on_icmp_is_rejected() {
+        let text = "[[failsafe]]\ndirection = \"ingress\"\nprotocol = \"ICMP\"\nport = 8\n";
+        let err = from_text(text, RunFlags::default()).unwrap_err().to_string();
+        assert!(err.contains("line 1: failsafe rule ingress ICMP 8 gives a port"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_names_the_path_and_the_flag() {
+        let flags = RunFlags { config: Some("/nonexistent/zt.toml".into()), ..RunFlags::default() };
+        let err = resolve(flags).unwrap_err().to_string();
+        assert!(err.contains("cannot read the config file /nonexistent/zt.toml") && err.contains("--config"), "{err}");
+    }
+}

@@ -1,0 +1,355 @@
+//! One scrape: copy what the metrics need out of the agent's state under a brief lock
+//! (kernel counters, map occupancy, the active generation), then write the exposition
+//! without holding it. Kernel counters are summed over CPUs by `Maps::stats`.
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::sync::mpsc;
+use zt_common::{
+    conntrack::CONNTRACK_MAX_ENTRIES,
+    event::{NUM_KINDS, kind_name},
+    ipcache::IPCACHE_MAX_ENTRIES,
+    policy::POLICY_MAX_ENTRIES,
+    reason::{NUM_REASONS, NUM_VERDICTS, reason_name, verdict_name},
+    stats::{EVENT_LOST_BUDGET, EVENT_LOST_RINGBUF, EVENT_SUBMITTED},
+};
+
+use super::{
+    Telemetry,
+    exposition::{Exposition, Kind},
+    push::{PUSH_BUCKETS, PushOutcome},
+};
+use crate::{
+    agent::{AgentState, SharedState},
+    datapath::StatsSnapshot,
+    flows::{FlowRecord, reader::PipelineStats},
+};
+
+/// Where a scrape reads from.
+pub struct Sources {
+    pub state: SharedState,
+    /// The reader -> sink queue, held weakly so the metrics server never keeps the
+    /// pipeline alive at shutdown.
+    pub queue: mpsc::WeakSender<FlowRecord>,
+}
+
+/// Everything one scrape reports, copied out of the agent's state.
+pub struct Snapshot {
+    /// `None` if the kernel counters could not be read.
+    pub kernel: Option<StatsSnapshot>,
+    pub conntrack_entries: usize,
+    pub generation: u32,
+    pub policies: usize,
+    pub identities: usize,
+    pub policy_entries: usize,
+    pub ipcache_v4: usize,
+    pub ipcache_v6: usize,
+    pub pipeline: Arc<PipelineStats>,
+    pub telemetry: Arc<Telemetry>,
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    pub uptime: Duration,
+}
+
+impl Snapshot {
+    /// Copies the numbers out of `s` (called with the state locked).
+    pub fn take(s: &AgentState) -> Snapshot {
+        let kernel = match s.stats() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                log::warn!("metrics: cannot read the kernel counters: {e}");
+                None
+            }
+        };
+        let v4 = s.active.tables.ipcache.iter().filter(|(net, _)| matches!(net.addr(), IpAddr::V4(_))).count();
+        Snapshot {
+            kernel,
+            conntrack_entries: s.maps.conntrack_len(),
+            generation: s.generation,
+            policies: s.active.compiled.policies.len(),
+            identities: s.active.compiled.identities.len(),
+            policy_entries: s.active.tables.policy.len(),
+            ipcache_v4: v4,
+            ipcache_v6: s.active.tables.ipcache.len() - v4,
+            pipeline: s.pipeline.clone(),
+            telemetry: s.telemetry.clone(),
+            queue_depth: 0,
+            queue_capacity: 0,
+            uptime: s.started.elapsed(),
+        }
+    }
+}
+
+/// Renders the agent's metrics now.
+pub fn render(src: &Sources) -> String {
+    let mut snap = Snapshot::take(&src.state.lock().expect("agent state"));
+    if let Some(tx) = src.queue.upgrade() {
+        snap.queue_depth = tx.max_capacity() - tx.capacity();
+        snap.queue_capacity = tx.max_capacity();
+    }
+    write(&snap, SystemTime::now())
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+/// The exposition of `s`, with `now` for the start time.
+pub fn write(s: &Snapshot, now: SystemTime) -> String {
+    let mut e = Exposition::new();
+    e.family("zt_agent_info", Kind::Gauge, "The running agent; the value is always 1.")
+        .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    e.single(
+        "zt_agent_start_time_seconds",
+        Kind::Gauge,
+        "When the agent started, in seconds since the Unix epoch.",
+        unix_seconds(now - s.uptime).floor(),
+    );
+    e.single("zt_agent_uptime_seconds", Kind::Gauge, "Seconds since the agent started.", s.uptime.as_secs_f64());
+
+    if let Some(k) = &s.kernel {
+        kernel(&mut e, k);
+    }
+
+    pipeline(&mut e, s);
+    policy(&mut e, s);
+
+    let maps = [
+        ("policy", s.policy_entries, POLICY_MAX_ENTRIES),
+        ("ipcache_v4", s.ipcache_v4, IPCACHE_MAX_ENTRIES),
+        ("ipcache_v6", s.ipcache_v6, IPCACHE_MAX_ENTRIES),
+        ("conntrack", s.conntrack_entries, CONNTRACK_MAX_ENTRIES),
+    ];
+    let mut f = e.family(
+        "zt_map_entries",
+        Kind::Gauge,
+        "Entries in a kernel map: the active generation's policy entries and ipcache prefixes, and live conntrack entries.",
+    );
+    for (map, n, _) in maps {
+        f.sample(&[("map", map)], n as f64);
+    }
+    let mut f = e.family(
+        "zt_map_capacity_entries",
+        Kind::Gauge,
+        "Maximum entries of a kernel map (policy and ipcache hold two generations during a push).",
+    );
+    for (map, _, max) in maps {
+        f.sample(&[("map", map)], max as f64);
+    }
+    e.finish()
+}
+
+fn kernel(e: &mut Exposition, k: &StatsSnapshot) {
+    let pairs: Vec<(u8, u8)> =
+        (0..NUM_VERDICTS as u8).flat_map(|v| (0..NUM_REASONS as u8).map(move |r| (v, r))).collect();
+    let mut f = e.family("zt_packets_total", Kind::Counter, "Packets the datapath handled, by verdict and reason.");
+    for &(v, r) in &pairs {
+        f.sample(&[("verdict", verdict_name(v)), ("reason", reason_name(r))], k.get(v, r).packets as f64);
+    }
+    let mut f =
+        e.family("zt_bytes_total", Kind::Counter, "Bytes of the packets the datapath handled, by verdict and reason.");
+    for &(v, r) in &pairs {
+        f.sample(&[("verdict", verdict_name(v)), ("reason", reason_name(r))], k.get(v, r).bytes as f64);
+    }
+    let mut f =
+        e.family("zt_flow_events_total", Kind::Counter, "Flow events the kernel wrote to the ring buffer, by kind.");
+    for kind in 0..NUM_KINDS as u8 {
+        f.sample(&[("kind", kind_name(kind))], k.event(kind, EVENT_SUBMITTED) as f64);
+    }
+    let mut f = e.family(
+        "zt_flow_events_lost_total",
+        Kind::Counter,
+        "Flow events the kernel did not write, by kind and cause: ringbuf (the ring buffer was full) or budget (the source's deny-event budget was spent; the packet is still counted in zt_packets_total).",
+    );
+    for kind in 0..NUM_KINDS as u8 {
+        for (cause, outcome) in [("ringbuf", EVENT_LOST_RINGBUF), ("budget", EVENT_LOST_BUDGET)] {
+            f.sample(&[("kind", kind_name(kind)), ("cause", cause)], k.event(kind, outcome) as f64);
+        }
+    }
+}
+
+fn pipeline(e: &mut Exposition, s: &Snapshot) {
+    let p = &s.pipeline;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    e.single(
+        "zt_flow_pipeline_events_read_total",
+        Kind::Counter,
+        "Events the agent read from the ring buffer.",
+        load(&p.events_read),
+    );
+    e.single(
+        "zt_flow_pipeline_events_malformed_total",
+        Kind::Counter,
+        "Ring-buffer records that were not whole events.",
+        load(&p.events_malformed),
+    );
+    e.single(
+        "zt_flow_pipeline_records_dropped_total",
+        Kind::Counter,
+        "Flow records dropped because the queue to the sink was full.",
+        load(&p.records_dropped),
+    );
+    e.single("zt_flow_pipeline_queue_depth", Kind::Gauge, "Flow records waiting for the sink.", s.queue_depth as f64);
+    e.single(
+        "zt_flow_pipeline_queue_capacity",
+        Kind::Gauge,
+        "Flow records the queue to the sink holds at most.",
+        s.queue_capacity as f64,
+    );
+    let t = &s.telemetry.flow_log;
+    e.single(
+        "zt_flow_records_total",
+        Kind::Counter,
+        "Flow records the sink received (kernel events and swept flow ends).",
+        load(&t.records),
+    );
+    e.single("zt_flow_log_lines_total", Kind::Counter, "Lines written to the flow log.", load(&t.lines_written));
+    e.single("zt_flow_log_bytes_total", Kind::Counter, "Bytes written to the flow log.", load(&t.bytes_written));
+    e.single(
+        "zt_flow_log_write_errors_total",
+        Kind::Counter,
+        "Flow-log lines that could not be written.",
+        load(&t.write_errors),
+    );
+    e.single("zt_flow_log_rotations_total", Kind::Counter, "Times the flow-log file was rotated.", load(&t.rotations));
+    e.single(
+        "zt_flow_log_files_removed_total",
+        Kind::Counter,
+        "Rotated flow-log files removed by retention.",
+        load(&t.files_removed),
+    );
+}
+
+fn policy(e: &mut Exposition, s: &Snapshot) {
+    e.single("zt_policy_generation", Kind::Gauge, "The policy generation the kernel enforces.", s.generation as f64);
+    e.single("zt_policies", Kind::Gauge, "Policies in the active generation.", s.policies as f64);
+    e.single("zt_identities", Kind::Gauge, "Identities in the active generation.", s.identities as f64);
+
+    let hits = s.telemetry.rule_hits.snapshot();
+    let mut f = e.family(
+        "zt_policy_rule_hits_total",
+        Kind::Counter,
+        "Decisions by a policy rule, from the flow records: allowed flows started, denied and audited packets logged.",
+    );
+    for ((policy, rule, verdict), n) in &hits {
+        f.sample(&[("policy", policy), ("rule", &rule.to_string()), ("verdict", verdict)], *n as f64);
+    }
+
+    let pushes = s.telemetry.pushes.snapshot();
+    let mut f = e.family(
+        "zt_policy_pushes_total",
+        Kind::Counter,
+        "Policy pushes and reloads, by outcome: applied, rejected (invalid) or failed (kernel).",
+    );
+    for (i, outcome) in PushOutcome::ALL.iter().enumerate() {
+        f.sample(&[("outcome", outcome.name())], pushes.outcomes[i] as f64);
+    }
+    let buckets: Vec<(f64, u64)> = PUSH_BUCKETS.iter().copied().zip(pushes.buckets.iter().copied()).collect();
+    e.family(
+        "zt_policy_push_duration_seconds",
+        Kind::Histogram,
+        "Time from receiving a policy to enforcing it (validate, compile, write, switch), or to refusing it.",
+    )
+    .histogram(&[], &buckets, pushes.sum_seconds, pushes.count);
+    if let Some(last) = pushes.last_seconds {
+        e.single("zt_policy_last_push_duration_seconds", Kind::Gauge, "Duration of the most recent policy push.", last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use zt_common::{
+        event::KIND_DENY,
+        reason::{DEFAULT_DENY, POLICY, VERDICT_ALLOWED, VERDICT_DENIED},
+        stats::{Counter, EVENT_OUTCOMES, STATS_SLOTS, event_stats_index, stats_index},
+    };
+
+    use super::*;
+    use crate::metrics::push::PushOutcome;
+
+    fn snapshot() -> Snapshot {
+        let mut counters = vec![Counter::default(); STATS_SLOTS as usize];
+        counters[stats_index(VERDICT_ALLOWED, POLICY) as usize] = Counter { packets: 5, bytes: 300 };
+        counters[stats_index(VERDICT_DENIED, DEFAULT_DENY) as usize] = Counter { packets: 20000, bytes: 1_240_000 };
+        let mut events = vec![0; (NUM_KINDS * EVENT_OUTCOMES) as usize];
+        events[event_stats_index(KIND_DENY, EVENT_SUBMITTED) as usize] = 25;
+        events[event_stats_index(KIND_DENY, EVENT_LOST_BUDGET) as usize] = 19975;
+        let telemetry = Arc::new(Telemetry::default());
+        telemetry.pushes.observe(Duration::from_millis(4), PushOutcome::Applied);
+        Snapshot {
+            kernel: Some(StatsSnapshot { counters, events }),
+            conntrack_entries: 3,
+            generation: 7,
+            policies: 2,
+            identities: 4,
+            policy_entries: 12,
+            ipcache_v4: 5,
+            ipcache_v6: 3,
+            pipeline: Arc::new(PipelineStats::default()),
+            telemetry,
+            queue_depth: 1,
+            queue_capacity: 8192,
+            uptime: Duration::from_secs(90),
+        }
+    }
+
+    fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+    }
+
+    #[test]
+    fn kernel_counters_appear_by_verdict_reason_kind_and_cause() {
+        let text = write(&snapshot(), SystemTime::now());
+        assert_eq!(sample(&text, r#"zt_packets_total{verdict="allowed",reason="policy"}"#), Some("5"));
+        assert_eq!(sample(&text, r#"zt_bytes_total{verdict="denied",reason="default-deny"}"#), Some("1240000"));
+        assert_eq!(
+            sample(&text, r#"zt_packets_total{verdict="audit",reason="deny-rule"}"#),
+            Some("0"),
+            "every pair is exported"
+        );
+        assert_eq!(sample(&text, r#"zt_flow_events_total{kind="deny"}"#), Some("25"));
+        assert_eq!(sample(&text, r#"zt_flow_events_lost_total{kind="deny",cause="budget"}"#), Some("19975"));
+        assert_eq!(sample(&text, r#"zt_map_entries{map="conntrack"}"#), Some("3"));
+        assert_eq!(
+            sample(&text, r#"zt_map_capacity_entries{map="conntrack"}"#),
+            Some(CONNTRACK_MAX_ENTRIES.to_string().as_str())
+        );
+        assert_eq!(sample(&text, "zt_policy_generation"), Some("7"));
+        assert_eq!(sample(&text, "zt_policy_push_duration_seconds_count"), Some("1"));
+        assert_eq!(sample(&text, r#"zt_policy_pushes_total{outcome="applied"}"#), Some("1"));
+        assert_eq!(sample(&text, "zt_flow_pipeline_queue_capacity"), Some("8192"));
+    }
+
+    #[test]
+    fn every_family_is_one_block_with_help_and_type() {
+        let text = write(&snapshot(), SystemTime::now());
+        let mut seen = HashSet::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                current = rest.split(' ').next().unwrap().to_string();
+                assert!(seen.insert(current.clone()), "{current} appears twice");
+            } else if line.starts_with("# TYPE ") {
+                assert!(line.starts_with(&format!("# TYPE {current} ")), "{line}");
+            } else {
+                assert!(line.starts_with(&current), "{line} outside its family {current}");
+            }
+        }
+        assert!(seen.len() > 25, "{seen:?}");
+    }
+
+    #[test]
+    fn without_kernel_counters_the_agent_metrics_are_still_served() {
+        let mut s = snapshot();
+        s.kernel = None;
+        let text = write(&s, SystemTime::now());
+        assert!(!text.contains("zt_packets_total"));
+        assert!(text.contains("zt_policy_generation 7"));
+    }
+}
