@@ -21,6 +21,7 @@ use toml::Spanned;
 use zt_common::config::{Config, FLAG_RECHECK_ESTABLISHED};
 
 use crate::{
+    flows::rotate::Rotation,
     agent::{DEFAULT_METRICS, RunOptions},
     datapath::XdpModeChoice,
     identity::Labels,
@@ -95,6 +96,18 @@ pub struct ConfigFile {
     pub conntrack: Option<Conntrack>,
     pub deny_events: Option<DenyEvents>,
     pub failsafe: Option<Spanned<Vec<Spanned<FailsafeEntry>>>>,
+    pub flow_log_rotation: Option<FlowLogRotation>,
+}
+
+/// `[flow_log_rotation]`: sizes like `100MiB`, ages like `90d`; `"off"` (or `max_files = 0`)
+/// switches a limit off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowLogRotation {
+    pub max_file_size: Option<Spanned<String>>,
+    pub max_files: Option<usize>,
+    pub max_age: Option<Spanned<String>>,
+    pub max_total_size: Option<Spanned<String>>,
 }
 
 /// `[conntrack]`: how long idle flows stay tracked, as durations (`30s`, `5m`, `6h`).
@@ -239,7 +252,47 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
         no_pin: flags.no_pin || file.pin == Some(false),
         failsafe,
         datapath,
+        flow_log_rotation: rotation(file.flow_log_rotation.as_ref(), src)?,
     })
+}
+
+fn rotation(file: Option<&FlowLogRotation>, src: &Source<'_>) -> anyhow::Result<Rotation> {
+    let mut r = Rotation::default();
+    let Some(f) = file else { return Ok(r) };
+    let limit = |v: &Option<Spanned<String>>, key: &str, parse: fn(&str) -> Result<u64, String>, into: &mut Option<u64>| {
+        if let Some(v) = v {
+            *into = match v.get_ref().as_str() {
+                "off" => None,
+                text => Some(parse(text).map_err(|e| src.error(v.span(), key, e))?),
+            };
+        }
+        anyhow::Ok(())
+    };
+    limit(&f.max_file_size, "flow_log_rotation.max_file_size", bytes, &mut r.max_file_bytes)?;
+    limit(&f.max_total_size, "flow_log_rotation.max_total_size", bytes, &mut r.max_total_bytes)?;
+    let mut age = r.max_age.map(|d| d.as_secs());
+    limit(&f.max_age, "flow_log_rotation.max_age", |t| seconds(t, false).map(u64::from), &mut age)?;
+    r.max_age = age.map(Duration::from_secs);
+    if let Some(n) = f.max_files {
+        r.max_files = (n > 0).then_some(n);
+    }
+    Ok(r)
+}
+
+/// A size like `100MiB`, `10GiB`, `512KiB` or a plain number of bytes.
+fn bytes(text: &str) -> Result<u64, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        _ => return Err(format!("{text:?} is not a size like 100MiB, 10GiB or a number of bytes")),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a size like 100MiB, 10GiB or a number of bytes"))?;
+    n.checked_shl(shift).filter(|v| v >> shift == n && *v > 0).ok_or_else(|| format!("{text:?} is out of range"))
 }
 
 /// `ADDR` or `none`.
@@ -420,6 +473,17 @@ mod tests {
         assert_eq!(shown, ["ingress TCP 2222", "egress ICMP"]);
         assert!(from_text("failsafe = []", RunFlags::default()).unwrap().failsafe.is_empty());
         assert_eq!(from_text("", RunFlags::default()).unwrap().failsafe, vec![FailsafeRule::SSH]);
+    }
+
+    #[test]
+    fn flow_log_rotation_limits_are_sizes_ages_and_counts_and_can_be_switched_off() {
+        let text = "[flow_log_rotation]\nmax_file_size = \"1MiB\"\nmax_files = 0\nmax_age = \"7d\"\nmax_total_size = \"off\"\n";
+        let r = from_text(text, RunFlags::default()).unwrap().flow_log_rotation;
+        assert_eq!(r.max_file_bytes, Some(1 << 20));
+        assert_eq!((r.max_files, r.max_total_bytes), (None, None));
+        assert_eq!(r.max_age, Some(Duration::from_secs(7 * 86400)));
+        let err = from_text("[flow_log_rotation]\nmax_file_size = \"big\"\n", RunFlags::default()).unwrap_err().to_string();
+        assert!(err.contains("line 2: flow_log_rotation.max_file_size") && err.contains("100MiB"), "{err}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use state::{AgentState, PushError, SharedState};
 use crate::{
     bpffs,
     datapath::{self, Datapath, GenerationWriter},
-    flows::{self, FlowContext, FlowHistory, reader::PipelineStats, rotate::Rotation, sink::{FlowLogTarget, FlowSink}},
+    flows::{self, FlowContext, FlowHistory, reader::PipelineStats, sink::{FlowLogTarget, FlowSink}},
     host,
     identity::{IdentityAllocator, Labels},
     policy::CompileSettings,
@@ -136,7 +136,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let lifetime = opts.link_lifetime();
     // Both fail before the kernel is touched: a taken port or an unwritable log.
     let metrics_listener = crate::metrics::bind(opts.metrics.as_deref())?;
-    let flow_sink = FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), Rotation::default())?;
+    let flow_sink = FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), opts.flow_log_rotation.clone())?;
     let (mut state, dp, adopted) = start(opts)?;
     // Bound before "ready", so ready means ztctl works.
     let api_socket = match crate::api::ApiSocket::bind(&state.opts.socket) {
@@ -151,6 +151,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let ring = state.maps.events.take().expect("events ring taken once");
     let ctx = state.ctx.clone();
     let pipeline = state.pipeline.clone();
+    let sweep_drops = pipeline.clone();
     let history = state.history.clone();
     let telemetry = state.telemetry.clone();
     let ready = ready_line(&state, adopted);
@@ -201,7 +202,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                     };
                     let names = ctx.snapshot();
                     for ev in ended {
-                        let _ = tx.try_send(flows::FlowRecord::from_event(&ev, &names));
+                        if tx.try_send(flows::FlowRecord::from_event(&ev, &names)).is_err() {
+                            // A full queue drops, as for kernel events: counted, never silent.
+                            sweep_drops.records_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                 }
             }

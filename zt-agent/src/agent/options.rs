@@ -42,6 +42,8 @@ pub struct RunOptions {
     /// Conntrack timeouts, flags and the deny-event budget for the CONFIG map; the agent
     /// sets the generation.
     pub datapath: Config,
+    /// Flow-log rotation and retention limits.
+    pub flow_log_rotation: crate::flows::rotate::Rotation,
 }
 
 impl RunOptions {
@@ -67,6 +69,7 @@ impl Default for RunOptions {
             no_pin: false,
             failsafe: vec![FailsafeRule::SSH],
             datapath: Config::DEFAULT,
+            flow_log_rotation: crate::flows::rotate::Rotation::default(),
         }
     }
 }
