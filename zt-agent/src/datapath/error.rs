@@ -1,5 +1,6 @@
 //! Errors of the datapath layer; each names the object that failed and, where there is
-//! one, the fix.
+//! one, the fix. aya's errors are boxed: they are large, and every fallible call in the
+//! agent would otherwise carry their size in its `Result`.
 
 use std::path::PathBuf;
 
@@ -8,25 +9,25 @@ pub enum DatapathError {
     #[error("cannot create the bpffs pin directory {path}: {source} (is bpffs mounted at /sys/fs/bpf and are you root?)")]
     PinDir { path: PathBuf, source: std::io::Error },
     #[error("cannot load the zt kernel programs: {0}")]
-    Load(#[source] aya::EbpfError),
+    Load(#[source] Box<aya::EbpfError>),
     #[error("the kernel verifier rejected program {program}: {source}")]
-    Verify { program: &'static str, source: aya::programs::ProgramError },
+    Verify { program: &'static str, source: Box<aya::programs::ProgramError> },
     #[error("the eBPF object has no {kind} named {name}; the build is inconsistent, rebuild zt-agent")]
     Missing { kind: &'static str, name: &'static str },
     #[error("map {map}: {source}")]
-    Map { map: &'static str, source: aya::maps::MapError },
+    Map { map: &'static str, source: Box<aya::maps::MapError> },
     #[error("interface {iface} does not exist in this network namespace")]
     NoSuchInterface { iface: String },
     #[error("cannot attach {program} to {iface} ({mode}): {source}")]
-    Attach { program: &'static str, iface: String, mode: &'static str, source: aya::programs::ProgramError },
+    Attach { program: &'static str, iface: String, mode: &'static str, source: Box<aya::programs::ProgramError> },
     #[error("cannot pin {what} at {path}: {source}")]
-    Pin { what: String, path: PathBuf, source: aya::pin::PinError },
+    Pin { what: String, path: PathBuf, source: Box<aya::pin::PinError> },
     #[error("{0}")]
     Other(String),
 }
 
 impl DatapathError {
     pub(crate) fn map(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
-        move |source| DatapathError::Map { map, source }
+        move |source| DatapathError::Map { map, source: Box::new(source) }
     }
 }

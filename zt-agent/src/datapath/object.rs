@@ -37,12 +37,12 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
             .load(OBJECT)
-            .map_err(DatapathError::Load)?;
+            .map_err(|e| DatapathError::Load(Box::new(e)))?;
         let xdp: &mut Xdp = program(&mut ebpf, program_names::XDP_INGRESS)?;
-        xdp.load().map_err(|source| DatapathError::Verify { program: program_names::XDP_INGRESS, source })?;
+        xdp.load().map_err(|source| DatapathError::Verify { program: program_names::XDP_INGRESS, source: source.into() })?;
         for name in [program_names::TC_INGRESS, program_names::TC_EGRESS] {
             let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
-            tc.load().map_err(|source| DatapathError::Verify { program: name, source })?;
+            tc.load().map_err(|source| DatapathError::Verify { program: name, source: source.into() })?;
         }
         let links = LinkPins::new(pin_dir, LinkLifetime::Process);
         Ok(Datapath { ebpf, pin_dir: pin_dir.to_path_buf(), links })
@@ -73,7 +73,7 @@ impl Datapath {
     pub fn xdp_baseline(&mut self) -> Result<&mut Xdp, DatapathError> {
         let prog: &mut Xdp = program(&mut self.ebpf, program_names::XDP_BASELINE)?;
         if prog.fd().is_err() {
-            prog.load().map_err(|source| DatapathError::Verify { program: program_names::XDP_BASELINE, source })?;
+            prog.load().map_err(|source| DatapathError::Verify { program: program_names::XDP_BASELINE, source: source.into() })?;
         }
         Ok(prog)
     }
