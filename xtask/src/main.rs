@@ -2,6 +2,7 @@
 //!
 //! Thin dispatch; each task lives in its own module.
 
+mod bench;
 mod build;
 mod demo;
 mod setup;
@@ -26,6 +27,12 @@ enum Task {
     Build,
     /// Show zt enforcing policies/demo on real traffic between network namespaces (root).
     Demo,
+    /// Measure zt against nftables and iptables in one run (root); writes target/bench/.
+    Bench {
+        /// Fewer rounds and sizes: a smoke run in well under two minutes.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Run every test: unit, BPF_PROG_TEST_RUN and end-to-end network-namespace tests.
     /// Kernel tests need root; with --require-privileged (or ZT_REQUIRE_PRIVILEGED=1) a
     /// skipped kernel test is a failure.
@@ -45,6 +52,7 @@ fn main() {
         Task::Build => setup::run().and_then(|()| build::run()),
         // Both work on a fresh clone: setup is idempotent and quick when all is present.
         Task::Demo => setup::run().and_then(|()| demo::run()),
+        Task::Bench { quick } => setup::run().and_then(|()| bench::run(quick)),
         Task::Test { require_privileged, args } => setup::run().and_then(|()| test::run(require_privileged, &args)),
     };
     if let Err(e) = result {

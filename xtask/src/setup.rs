@@ -5,6 +5,7 @@
 //!    exactly, and no LLVM package is needed): a prefix directory with `libLLVM.so`
 //!    symlinked to the nightly's library is handed to bpf-linker's build as LLVM_PREFIX.
 //!    It is installed in `$CARGO_HOME/bin`, where zt-agent's build script finds it.
+//! 3. nftables and iptables (apt, as root), the contenders of `cargo xtask bench`.
 
 use std::{
     env,
@@ -29,7 +30,7 @@ pub fn run() -> anyhow::Result<()> {
     check_nightly()?;
     ensure_rust_src()?;
     ensure_bpf_linker()?;
-    check_tools();
+    check_tools()?;
     eprintln!("xtask setup: ready — `cargo build --release` builds the eBPF object and the binaries");
     Ok(())
 }
@@ -123,15 +124,39 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tools the tests and the demo use; reported, not installed (they are part of the base
-/// system on every supported machine).
-fn check_tools() {
-    for tool in ["ip", "tc", "nft", "iptables"] {
-        let found = env::split_paths(&env::var_os("PATH").unwrap_or_default())
+/// Tools the tests, the demo and the benchmarks use. `ip`/`tc` (iproute2) are part of the
+/// base system and only reported; nftables and iptables are the contenders `cargo xtask
+/// bench` measures zt against, so they are installed with apt when missing (as root).
+fn check_tools() -> anyhow::Result<()> {
+    let found = |tool: &str| {
+        env::split_paths(&env::var_os("PATH").unwrap_or_default())
             .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-            .any(|d| d.join(tool).is_file());
-        if !found {
+            .any(|d| d.join(tool).is_file())
+    };
+    for tool in ["ip", "tc"] {
+        if !found(tool) {
             eprintln!("xtask setup: note: `{tool}` is not installed; tests that need it will fail");
         }
     }
+    // (binary that proves the package is present, Debian package)
+    let wanted = [("nft", "nftables"), ("iptables-legacy", "iptables")];
+    let missing: Vec<&str> = wanted.iter().filter(|(bin, _)| !found(bin)).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        eprintln!("xtask setup: nftables and iptables present");
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !found("apt-get") {
+        eprintln!(
+            "xtask setup: note: {} not installed (needed by `cargo xtask bench`); install them with \
+             `apt-get install -y {}` as root",
+            missing.join(" and "),
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing {} for the benchmarks", missing.join(" and "));
+    shell::run(Command::new("apt-get").arg("update"))?;
+    shell::run(Command::new("apt-get").args(["install", "-y"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
+        .context("cannot install nftables/iptables; install them with `apt-get install -y nftables iptables`")
 }

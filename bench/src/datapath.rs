@@ -1,0 +1,189 @@
+//! Section 1: cost per packet of the real XDP program, by BPF_PROG_TEST_RUN on the real
+//! maps, as a ratio to the empty XDP program measured the same way in the same rounds.
+//!
+//! Cases that leave no state behind (established flow, default-deny, quarantine, malformed)
+//! run one packet `repeat` times per call, and the kernel reports the mean. A new allowed
+//! flow creates a conntrack entry, so repeating it would measure the established path from
+//! the second run on: it is measured with `repeat=1` over K distinct tuples instead, and so
+//! is its baseline, because one test run's fixed overhead (timer, context setup) is then
+//! part of both sides of the ratio.
+
+use zt_common::{
+    addr::Addr,
+    config::{Config, FLAG_QUARANTINE_ACTIVE},
+    quarantine::QuarantineValue,
+};
+
+use crate::{
+    frames::{self, Macs},
+    loaded::{Loaded, Program, XDP_DROP, XDP_PASS},
+    plan::Plan,
+    progress,
+    results::DatapathFigure,
+    stats::Sample,
+    synthetic::{self, ALLOWED_PORT, DENIED_PORT},
+};
+
+/// Source port of the established flow; new flows use ports from 1024 up.
+const ESTABLISHED_SPORT: u16 = 7;
+
+pub fn run(plan: &Plan) -> anyhow::Result<Vec<DatapathFigure>> {
+    let mut figures = Vec::new();
+    for &rules in &plan.datapath_rules {
+        progress(&format!(
+            "datapath: loading {rules} policy entries and {} ipcache prefixes",
+            plan.ipcache_prefixes
+        ));
+        let tables = synthetic::tables(rules, plan.ipcache_prefixes);
+        let mut zt = Loaded::new(&Config::DEFAULT)?;
+        zt.apply(&tables)?;
+        let mut bench = Bench {
+            zt: &mut zt,
+            plan,
+            rules,
+            entries: tables.policy.len(),
+            out: &mut figures,
+        };
+        for v6 in [false, true] {
+            bench.family(v6)?;
+        }
+    }
+    Ok(figures)
+}
+
+struct Bench<'a> {
+    zt: &'a mut Loaded,
+    plan: &'a Plan,
+    rules: usize,
+    entries: usize,
+    out: &'a mut Vec<DatapathFigure>,
+}
+
+impl Bench<'_> {
+    fn family(&mut self, v6: bool) -> anyhow::Result<()> {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        let (client, server) = (synthetic::client(v6, 1), synthetic::server(v6));
+        let frame = |sport, dport| frames::udp(Macs::LOCAL, client, server, sport, dport);
+
+        progress(&format!("datapath: {family}, {} rules: established flow", self.rules));
+        let established = frame(ESTABLISHED_SPORT, ALLOWED_PORT);
+        self.zt.run(Program::Zt, &established, 1, XDP_PASS)?;
+        self.repeated(family, "established flow", &established, XDP_PASS)?;
+
+        progress(&format!(
+            "datapath: {family}, {} rules: new flow denied by default-deny",
+            self.rules
+        ));
+        self.repeated(
+            family,
+            "new flow denied (default-deny)",
+            &frame(1024, DENIED_PORT),
+            XDP_DROP,
+        )?;
+
+        progress(&format!("datapath: {family}, {} rules: new flow allowed", self.rules));
+        self.new_flows(family, v6)?;
+
+        progress(&format!("datapath: {family}, {} rules: quarantined source", self.rules));
+        let addr = match client {
+            std::net::IpAddr::V4(a) => Addr::from_v4(a.octets()),
+            std::net::IpAddr::V6(a) => Addr::from_v6(a.octets()),
+        };
+        self.zt
+            .maps
+            .quarantine
+            .insert(addr, QuarantineValue { expires_ns: 0 }, 0)?;
+        self.set_quarantine_flag(true)?;
+        let quarantined = self.repeated(
+            family,
+            "quarantined source",
+            &frame(ESTABLISHED_SPORT, ALLOWED_PORT),
+            XDP_DROP,
+        );
+        self.set_quarantine_flag(false)?;
+        self.zt.maps.quarantine.remove(&addr)?;
+        quarantined?;
+
+        progress(&format!("datapath: {family}, {} rules: malformed packet", self.rules));
+        self.repeated(family, "malformed packet", &frames::malformed(client, server), XDP_DROP)?;
+        self.zt.drain();
+        Ok(())
+    }
+
+    fn set_quarantine_flag(&mut self, on: bool) -> anyhow::Result<()> {
+        let mut cfg = self.zt.maps.read_config()?;
+        cfg.flags = if on {
+            cfg.flags | FLAG_QUARANTINE_ACTIVE
+        } else {
+            cfg.flags & !FLAG_QUARANTINE_ACTIVE
+        };
+        self.zt.maps.write_config(&cfg)?;
+        Ok(())
+    }
+
+    /// One packet, `repeat` runs per call, baseline and zt alternating round by round.
+    fn repeated(&mut self, family: &'static str, case: &'static str, frame: &[u8], expect: u32) -> anyhow::Result<()> {
+        let repeat = self.plan.repeat;
+        let (mut base, mut zt) = (Vec::new(), Vec::new());
+        for _ in 0..self.plan.rounds {
+            base.push(self.zt.run(Program::Baseline, frame, repeat, XDP_PASS)?);
+            zt.push(self.zt.run(Program::Zt, frame, repeat, expect)?);
+            self.zt.drain();
+        }
+        self.record(family, case, format!("repeat={repeat}"), zt, base);
+        Ok(())
+    }
+
+    /// K distinct new flows per round, one run each; the baseline runs the same K frames.
+    fn new_flows(&mut self, family: &'static str, v6: bool) -> anyhow::Result<()> {
+        let k = self.plan.new_flows;
+        let server = synthetic::server(v6);
+        let (mut base, mut zt) = (Vec::new(), Vec::new());
+        for round in 0..self.plan.rounds {
+            // Tuples never repeat within a load: source host 1..=126 times source port.
+            let frames: Vec<Vec<u8>> = (0..k)
+                .map(|i| {
+                    let t = round * k + i;
+                    let sport = 1024 + (t / 126) as u16;
+                    frames::udp(
+                        Macs::LOCAL,
+                        synthetic::client(v6, 1 + (t % 126) as u8),
+                        server,
+                        sport,
+                        ALLOWED_PORT,
+                    )
+                })
+                .collect();
+            let mut sum = 0.0;
+            for f in &frames {
+                sum += self.zt.run(Program::Baseline, f, 1, XDP_PASS)?;
+            }
+            base.push(sum / k as f64);
+            let mut sum = 0.0;
+            for f in &frames {
+                sum += self.zt.run(Program::Zt, f, 1, XDP_PASS)?;
+            }
+            zt.push(sum / k as f64);
+            self.zt.drain();
+        }
+        self.record(family, "new flow allowed", format!("repeat=1 x {k}"), zt, base);
+        Ok(())
+    }
+
+    fn record(&mut self, family: &'static str, case: &'static str, method: String, zt: Vec<f64>, base: Vec<f64>) {
+        let ns = Sample::new(zt);
+        let baseline_ns = Sample::new(base);
+        let ratio = ns.ratio_to(&baseline_ns);
+        self.out.push(DatapathFigure {
+            family,
+            case,
+            rules: self.rules,
+            policy_entries: self.entries,
+            ipcache_prefixes: self.plan.ipcache_prefixes,
+            method,
+            ns,
+            baseline_ns,
+            ratio,
+        });
+    }
+}
