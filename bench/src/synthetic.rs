@@ -50,13 +50,7 @@ pub fn server(v6: bool) -> IpAddr {
 }
 
 fn value(verdict: u8, reason: u8, policy_id: u32, rule: u32) -> PolicyValue {
-    PolicyValue {
-        verdict,
-        reason,
-        _pad: [0; 2],
-        policy_id,
-        rule,
-    }
+    PolicyValue::new(verdict, reason, policy_id, rule)
 }
 
 /// Tables with `rules` exact-port allow entries (one of them the probe's) and

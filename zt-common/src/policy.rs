@@ -67,6 +67,13 @@ pub struct PolicyValue {
 }
 crate::assert_size!(PolicyValue, 12);
 
+impl PolicyValue {
+    #[inline(always)]
+    pub const fn new(verdict: u8, reason: u8, policy_id: u32, rule: u32) -> Self {
+        Self { verdict, reason, _pad: [0; 2], policy_id, rule }
+    }
+}
+
 pub const POLICY_MAX_ENTRIES: u32 = 1 << 20;
 
 crate::user_pod!(PolicyKey, PolicyValue);

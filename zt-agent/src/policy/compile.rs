@@ -913,13 +913,7 @@ impl Decision {
                 enforce
             }
         };
-        PolicyValue {
-            verdict,
-            reason,
-            _pad: [0; 2],
-            policy_id,
-            rule,
-        }
+        PolicyValue::new(verdict, reason, policy_id, rule)
     }
 }
 

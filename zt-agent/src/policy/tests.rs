@@ -1247,13 +1247,7 @@ fn brute_force(
     proto: u8,
     port: u16,
 ) -> PolicyValue {
-    let value = |verdict, reason, policy_id, rule| PolicyValue {
-        verdict,
-        reason,
-        _pad: [0; 2],
-        policy_id,
-        rule,
-    };
+    let value = PolicyValue::new;
     if r.not_local.contains(&local) {
         return value(
             reason::VERDICT_ALLOWED,

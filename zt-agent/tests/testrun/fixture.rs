@@ -97,7 +97,7 @@ pub struct TablesBuilder {
 
 /// A verdict as stored in POLICY.
 pub fn verdict(verdict: u8, reason: u8, policy_id: u32, rule: u32) -> PolicyValue {
-    PolicyValue { verdict, reason, _pad: [0; 2], policy_id, rule }
+    PolicyValue::new(verdict, reason, policy_id, rule)
 }
 
 impl TablesBuilder {
