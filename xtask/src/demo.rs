@@ -75,8 +75,14 @@ pub fn run() -> anyhow::Result<()> {
     for iface in star.node_ifaces() {
         cmd.args(["--iface", iface]);
     }
-    cmd.args(["--labels", "role=app-server", "--policy"])
+    // --no-pin: the demo removes everything it made, so enforcement should not outlive it;
+    // its own socket and no metrics port, so it runs beside a real agent.
+    cmd.args(["--labels", "role=app-server", "--no-pin", "--metrics", "none", "--policy"])
         .arg(&policy_dir)
+        .arg("--socket")
+        .arg(scratch.join("agent.sock"))
+        .arg("--state-dir")
+        .arg(scratch.join("state"))
         .arg("--bpffs")
         .arg(bpffs.path().join("zt"))
         .arg("--flow-log")
