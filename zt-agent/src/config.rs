@@ -23,6 +23,7 @@ use zt_common::config::{Config, FLAG_RECHECK_ESTABLISHED};
 use crate::{
     flows::rotate::Rotation,
     agent::{DEFAULT_METRICS, RunOptions},
+    api::{remote::RemoteOptions, role::RoleMap},
     datapath::XdpModeChoice,
     identity::Labels,
     policy::{
@@ -97,6 +98,20 @@ pub struct ConfigFile {
     pub deny_events: Option<DenyEvents>,
     pub failsafe: Option<Spanned<Vec<Spanned<FailsafeEntry>>>>,
     pub flow_log_rotation: Option<FlowLogRotation>,
+    pub remote: Option<Spanned<Remote>>,
+}
+
+/// `[remote]`: the remote API listener with mutual TLS; client certificates are admitted
+/// by their subject Common Name or SAN DNS name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remote {
+    pub listen: Option<Spanned<String>>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub admins: Option<Vec<String>>,
+    pub readers: Option<Vec<String>>,
 }
 
 /// `[flow_log_rotation]`: sizes like `100MiB`, ages like `90d`; `"off"` (or `max_files = 0`)
@@ -253,6 +268,35 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
         failsafe,
         datapath,
         flow_log_rotation: rotation(file.flow_log_rotation.as_ref(), src)?,
+        remote: file.remote.as_ref().map(|r| remote(r, src)).transpose()?,
+    })
+}
+
+/// The `[remote]` table: every key but the role lists is required, and at least one
+/// certificate name must have a role (else every client would be refused).
+fn remote(table: &Spanned<Remote>, src: &Source<'_>) -> anyhow::Result<RemoteOptions> {
+    let r = table.get_ref();
+    let missing = |key: &str, what: &str| {
+        src.error(table.span(), &format!("[remote] has no {key};"), format!("add {key} = {what}"))
+    };
+    let listen = r.listen.as_ref().ok_or_else(|| missing("listen", "\"ADDR:PORT\" (e.g. \"0.0.0.0:9465\")"))?;
+    let listen_addr = listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+        src.error(listen.span(), "remote.listen", format!("{:?} is not a listen address like 0.0.0.0:9465", listen.get_ref()))
+    })?;
+    let roles = RoleMap { admins: r.admins.clone().unwrap_or_default(), readers: r.readers.clone().unwrap_or_default() };
+    if roles.admins.is_empty() && roles.readers.is_empty() {
+        return Err(src.error(
+            table.span(),
+            "[remote]",
+            "gives no admins and no readers, so every client would be refused; list client certificate names in admins or readers",
+        ));
+    }
+    Ok(RemoteOptions {
+        listen: listen_addr,
+        ca: r.ca.clone().ok_or_else(|| missing("ca", "\"PATH\" (PEM bundle of the CA that signs client certificates)"))?,
+        cert: r.cert.clone().ok_or_else(|| missing("cert", "\"PATH\" (PEM certificate of this agent)"))?,
+        key: r.key.clone().ok_or_else(|| missing("key", "\"PATH\" (PEM private key of cert)"))?,
+        roles,
     })
 }
 
@@ -387,6 +431,7 @@ mod tests {
         assert_eq!(opts.failsafe, d.failsafe);
         assert_eq!(opts.datapath, d.datapath);
         assert_eq!(opts.datapath, Config::DEFAULT);
+        assert_eq!(opts.remote, None, "the remote listener is off by default");
         for default in [DEFAULT_STATE_DIR, DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_METRICS] {
             assert!(EXAMPLE.contains(default), "the example states {default}");
         }
@@ -491,6 +536,37 @@ mod tests {
         let text = "[[failsafe]]\ndirection = \"ingress\"\nprotocol = \"ICMP\"\nport = 8\n";
         let err = from_text(text, RunFlags::default()).unwrap_err().to_string();
         assert!(err.contains("line 1: failsafe rule ingress ICMP 8 gives a port"), "{err}");
+    }
+
+    #[test]
+    fn the_remote_table_gives_the_listener_and_its_roles() {
+        assert_eq!(from_text("", RunFlags::default()).unwrap().remote, None, "no table, no listener");
+        let text = "[remote]\nlisten = \"127.0.0.1:9465\"\nca = \"/etc/zt/ca.pem\"\ncert = \"/etc/zt/agent.pem\"\nkey = \"/etc/zt/agent.key\"\nadmins = [\"ops\"]\nreaders = [\"audit\", \"grafana\"]\n";
+        let remote = from_text(text, RunFlags::default()).unwrap().remote.expect("[remote] is given");
+        assert_eq!(remote.listen, "127.0.0.1:9465".parse().unwrap());
+        assert_eq!((remote.ca, remote.key), (PathBuf::from("/etc/zt/ca.pem"), PathBuf::from("/etc/zt/agent.key")));
+        assert_eq!(remote.roles.admins, ["ops"]);
+        assert_eq!(remote.roles.readers, ["audit", "grafana"]);
+        // The example's commented-out table is valid once uncommented.
+        let example = &EXAMPLE[EXAMPLE.find("# [remote]").expect("the example shows [remote]")..];
+        let example: String = example.lines().map(|l| format!("{}\n", l.trim_start_matches("# "))).collect();
+        let remote = from_text(&example, RunFlags::default()).unwrap().remote.expect("[remote] is given");
+        assert_eq!((remote.listen.port(), remote.roles.admins.len()), (9465, 1));
+    }
+
+    #[test]
+    fn a_bad_remote_table_names_the_line_the_key_and_the_fix() {
+        let full = "ca = \"c\"\ncert = \"s\"\nkey = \"k\"\nadmins = [\"ops\"]\n";
+        for (text, expected) in [
+            (format!("\n[remote]\nlisten = \"anywhere\"\n{full}"), "line 3: remote.listen \"anywhere\" is not a listen address like 0.0.0.0:9465"),
+            ("[remote]\nca = \"c\"\nadmins = [\"ops\"]\n".to_string(), "line 1: [remote] has no listen; add listen = \"ADDR:PORT\""),
+            ("[remote]\nlisten = \"127.0.0.1:1\"\nca = \"c\"\nadmins = [\"ops\"]\n".to_string(), "[remote] has no cert; add cert = "),
+            ("[remote]\nlisten = \"127.0.0.1:1\"\nca = \"c\"\ncert = \"s\"\nkey = \"k\"\n".to_string(), "[remote] gives no admins and no readers"),
+            (format!("[remote]\nlisten = \"127.0.0.1:1\"\n{full}role = \"x\"\n"), "line 7: unknown key `role`"),
+        ] {
+            let err = from_text(&text, RunFlags::default()).unwrap_err().to_string();
+            assert!(err.starts_with("config file zt-agent.toml, line") && err.contains(expected), "{text:?}: {err}");
+        }
     }
 
     #[test]

@@ -134,9 +134,10 @@ fn ready_line(s: &AgentState, adopted: u32) -> String {
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let bpffs_dir = opts.bpffs.clone();
     let lifetime = opts.link_lifetime();
-    // Both fail before the kernel is touched: a taken port or an unwritable log.
+    // These fail before the kernel is touched: a taken port, an unwritable log, bad TLS files.
     let metrics_listener = crate::metrics::bind(opts.metrics.as_deref())?;
     let flow_sink = FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), opts.flow_log_rotation.clone())?;
+    let remote_listener = opts.remote.as_ref().map(crate::api::remote::bind).transpose()?;
     let (mut state, dp, adopted) = start(opts)?;
     // Bound before "ready", so ready means ztctl works.
     let api_socket = match crate::api::ApiSocket::bind(&state.opts.socket) {
@@ -170,6 +171,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             crate::metrics::serve(listener, crate::metrics::Sources { state: shared.clone(), queue: tx.downgrade() })?;
         }
         crate::api::serve(api_socket, shared.clone())?;
+        if let Some(remote) = remote_listener {
+            crate::api::remote::serve(remote, shared.clone())?;
+        }
         eprintln!("{ready}");
         crate::notify::notify(crate::notify::READY);
 

@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub datapath: Config,
     /// Flow-log rotation and retention limits.
     pub flow_log_rotation: crate::flows::rotate::Rotation,
+    /// The remote API listener (mutual TLS); `None` = local socket only.
+    pub remote: Option<crate::api::remote::RemoteOptions>,
 }
 
 impl RunOptions {
@@ -70,6 +72,7 @@ impl Default for RunOptions {
             failsafe: vec![FailsafeRule::SSH],
             datapath: Config::DEFAULT,
             flow_log_rotation: crate::flows::rotate::Rotation::default(),
+            remote: None,
         }
     }
 }

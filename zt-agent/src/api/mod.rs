@@ -8,7 +8,8 @@
 //! The wire format (`protocol`) is versioned newline-delimited JSON, documented in
 //! `docs/api.md`. Handlers are one file per command group: `policy` (pushes, revisions),
 //! `status`, `inventory` (endpoints, identities), `explain`, `flows` (with `flow_filter`)
-//! and `quarantine`.
+//! and `quarantine`. Optionally, `remote` serves the same protocol over TCP with mutual TLS
+//! (`tls`), where the client certificate's role (`role`) limits what it may ask.
 
 pub mod auth;
 pub mod client;
@@ -19,9 +20,12 @@ pub mod inventory;
 pub mod policy;
 pub mod protocol;
 pub mod quarantine;
+pub mod remote;
+pub mod role;
 pub mod server;
 pub mod socket;
 pub mod status;
+pub mod tls;
 
 pub use client::{Client, ClientError};
 pub use server::serve;

@@ -1,5 +1,6 @@
 //! The API server: accepts connections on the agent's Unix socket, checks each peer's
-//! credentials, reads one request line and answers it.
+//! credentials, reads one request line and answers it. [`connection`] serves any stream,
+//! so the remote TLS listener (`remote`) shares it with only its own authorization.
 //!
 //! Handlers run on the blocking pool, because they take the agent-state mutex (a push
 //! holds it while it compiles and switches the generation) and must not stall the async
@@ -10,14 +11,18 @@
 use std::time::Duration;
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
+    io::{
+        AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+    },
     net::{UnixListener, UnixStream},
 };
 
 use super::{
     ApiSocket, auth, explain, flows, inventory, policy,
     protocol::{self, ApiError, MAX_REQUEST_BYTES, Reply, Request, Response},
-    quarantine, status,
+    quarantine,
+    role::{Grant, Role},
+    status,
 };
 use crate::agent::{SharedState, revisions::own_uid};
 
@@ -41,7 +46,8 @@ async fn accept_loop(listener: UnixListener, _socket: ApiSocket, shared: SharedS
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection(stream, shared.clone(), agent_uid));
+                let grant = local_grant(&stream, agent_uid);
+                tokio::spawn(connection(stream, shared.clone(), grant));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off rather than spin.
@@ -52,9 +58,28 @@ async fn accept_loop(listener: UnixListener, _socket: ApiSocket, shared: SharedS
     }
 }
 
-async fn connection(stream: UnixStream, shared: SharedState, agent_uid: u32) {
-    let peer = stream.peer_cred();
-    let (read, write) = stream.into_split();
+/// A local peer is admitted by its uid (SO_PEERCRED), with every right.
+fn local_grant(stream: &UnixStream, agent_uid: u32) -> Result<Grant, ApiError> {
+    let uid = stream
+        .peer_cred()
+        .map_err(|e| ApiError::failed(format!("cannot read the client's credentials: {e}")))?
+        .uid();
+    auth::authorize(uid, agent_uid)
+        .inspect_err(|_| log::warn!("refused an API request from uid {uid}"))?;
+    Ok(Grant {
+        author_uid: uid,
+        role: Role::Admin,
+    })
+}
+
+/// Serves one connection of any transport (the Unix socket, or TLS for remote clients):
+/// reads the request line, then answers with the listener's authorization decision
+/// `grant` — a refusal, or the role that decides which requests run.
+pub(crate) async fn connection<S>(stream: S, shared: SharedState, grant: Result<Grant, ApiError>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
     let mut input = BufReader::new(read);
     let mut out = BufWriter::new(write);
     // The request is read before any refusal is sent: a client whose request was never
@@ -71,24 +96,21 @@ async fn connection(stream: UnixStream, shared: SharedState, agent_uid: u32) {
             return reply(&mut out, Response::Error { error }).await;
         }
     };
-    let uid = match peer {
-        Ok(cred) => cred.uid(),
-        Err(e) => {
-            let error = ApiError::failed(format!("cannot read the client's credentials: {e}"));
-            return reply(&mut out, Response::Error { error }).await;
-        }
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(error) => return reply(&mut out, Response::Error { error }).await,
     };
-    if let Err(error) = auth::authorize(uid, agent_uid) {
-        log::warn!("refused an API request from uid {uid}");
-        return reply(&mut out, Response::Error { error }).await;
-    }
     let request: Request = match protocol::decode(&line) {
         Ok(request) => request,
         Err(error) => return reply(&mut out, Response::Error { error }).await,
     };
+    if let Err(error) = grant.role.permit(&request) {
+        return reply(&mut out, Response::Error { error }).await;
+    }
     if let Request::Flows { filter, follow } = request {
         return flows::stream(&shared, filter, follow, input, out).await;
     }
+    let uid = grant.author_uid;
     let response = match tokio::task::spawn_blocking(move || handle(&shared, request, uid)).await {
         Ok(Ok(result)) => Response::Ok { result },
         Ok(Err(error)) => Response::Error { error },

@@ -13,6 +13,7 @@ mod output;
 mod policy;
 mod quarantine;
 mod reference;
+mod remote;
 mod status;
 
 use std::{
@@ -42,6 +43,8 @@ pub struct Cli {
     /// The agent's API socket (root only).
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    #[command(flatten)]
+    pub remote: remote::RemoteArgs,
     /// Output format for commands whose output is data [default: table].
     #[arg(
         short = 'o',
@@ -198,8 +201,12 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command, writing its output to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    let client = match cli.remote.target()? {
+        Some(target) => Client::to(target),
+        None => Client::new(cli.socket),
+    };
     let mut ctx = Ctx {
-        client: Client::new(cli.socket),
+        client,
         format: cli.output,
         out,
     };
@@ -237,6 +244,42 @@ mod tests {
         assert_eq!(
             parse(&["status"]).unwrap().socket,
             PathBuf::from(DEFAULT_SOCKET)
+        );
+    }
+
+    #[test]
+    fn the_remote_options_go_together() {
+        let cli = parse(&[
+            "status",
+            "--server",
+            "198.18.0.2:9465",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+        ])
+        .unwrap();
+        assert_eq!(cli.remote.server.as_deref(), Some("198.18.0.2:9465"));
+        assert!(
+            parse(&["status", "--server", "198.18.0.2:9465"]).is_err(),
+            "--server needs --ca"
+        );
+        assert!(
+            parse(&["status", "--ca", "ca.pem"]).is_err(),
+            "--ca only with --server"
+        );
+        assert!(
+            parse(&[
+                "status", "--server", "a:1", "--ca", "ca.pem", "--cert", "c.pem"
+            ])
+            .is_err(),
+            "--cert needs --key"
+        );
+        assert!(
+            parse(&["status", "--server", "a:1", "--ca", "ca.pem"]).is_ok(),
+            "no client certificate is the agent's to refuse"
         );
     }
 
