@@ -27,6 +27,15 @@ use crate::error::{Error, Result};
 /// How often background servers look at their stop flag; also their socket read timeout.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
+/// Whether a socket read ended because its read timeout passed (the kernel reports it as
+/// either kind, depending on the socket type).
+pub(crate) fn read_timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 /// A background thread with a stop flag; dropping it stops and joins the thread, so a
 /// server never outlives its test (and never keeps its namespace alive through its socket).
 #[derive(Debug)]

@@ -220,11 +220,7 @@ fn count_loop(socket: &UdpSocket, counts: &Counts, stop: &AtomicBool) {
                 // also sees all N in the per-source counts.
                 counts.total.fetch_add(1, Ordering::Release);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if super::read_timed_out(&e) => {}
             Err(_) => thread::sleep(Duration::from_millis(1)),
         }
     }

@@ -63,12 +63,7 @@ fn echo(addr: IpAddr, timeout: Duration) -> io::Result<bool> {
         socket.set_read_timeout(Some(left))?;
         let (n, from) = match recv_from(&socket, &mut buffer) {
             Ok(received) => received,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if super::read_timed_out(&e) => {
                 return Ok(false);
             }
             Err(e) => return Err(e),

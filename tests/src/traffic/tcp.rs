@@ -240,11 +240,7 @@ fn echo_connection(mut stream: TcpStream, stop: &AtomicBool) {
                     return;
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if super::read_timed_out(&e) => {}
             Err(_) => return,
         }
     }

@@ -40,12 +40,7 @@ fn roundtrip(addr: SocketAddr, payload: &[u8], timeout: Duration) -> io::Result<
             Ok(n) if buffer[..n] == *payload => return Ok(true),
             // A stray datagram (say, a late echo of an earlier probe): keep waiting.
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if super::read_timed_out(&e) => {
                 return Ok(false);
             }
             Err(e) => return Err(e),
@@ -111,11 +106,7 @@ fn echo_loop(socket: &UdpSocket, received: &AtomicU64, stop: &AtomicBool) {
                 // A lost echo is the client's timeout to report, not the server's concern.
                 let _ = socket.send_to(&buffer[..n], from);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if super::read_timed_out(&e) => {}
             // e.g. ECONNREFUSED left by an ICMP error for an earlier echo: keep serving, but
             // never spin on an error that repeats.
             Err(_) => thread::sleep(Duration::from_millis(1)),
