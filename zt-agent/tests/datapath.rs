@@ -453,6 +453,146 @@ fn established_flows_finish_when_recheck_is_disabled() {
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40001, 5432, SYN)), XDP_DROP);
 }
 
+/// Flips CONFIG between generations `a` and `b` from a second thread, as fast as pushes
+/// could, while `packets` runs; returns how many flips happened under it.
+fn flipping_generations<T>(f: &mut Fixture, a: u32, b: u32, packets: impl FnOnce(&mut Fixture) -> T) -> (T, u64) {
+    use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+    // A second handle on the pinned CONFIG map, as a concurrent push has.
+    let pinned = aya::maps::MapData::from_pin(f.dp.pin_dir().join("ZT_CONFIG")).unwrap();
+    let mut config: aya::maps::Array<_, zt_common::config::Config> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(pinned)).unwrap();
+    let template = f.maps.read_config().unwrap();
+    // The packets and the flips must really run at the same time: on two CPUs of their own,
+    // not taking turns on one.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus >= 2, "the race needs two CPUs");
+    let runner_cpus = pin_to_cpu(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            pin_to_cpu(1);
+            let mut flips = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let generation = if flips % 2 == 0 { a } else { b };
+                config.set(0, zt_common::config::Config { generation, ..template }, 0).unwrap();
+                flips += 1;
+            }
+            flips
+        })
+    };
+    let out = packets(f);
+    stop.store(true, Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    // SAFETY: restores the affinity mask read by `pin_to_cpu` for this thread.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &runner_cpus) };
+    (out, flips)
+}
+
+/// Pins the calling thread to `cpu`; returns its previous affinity mask.
+fn pin_to_cpu(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain data; the calls read and write masks owned by this frame.
+    unsafe {
+        let mut before: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut before);
+        let mut only: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut only);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &only), 0, "pin to CPU {cpu}");
+        before
+    }
+}
+
+/// Generations whose only difference is whether api -> host TCP 5432 is allowed.
+fn allowing_5432(allow: bool) -> TablesBuilder {
+    let b = TablesBuilder::new().ip(&format!("{HOST4}/32"), HOST).ip(&format!("{API4}/32"), API);
+    let b = if allow { b.port(DIR_INGRESS, HOST, API, packet::TCP, 5432, verdict(VERDICT_ALLOWED, POLICY, P_DB, 0)) } else { b };
+    b.any(DIR_INGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE))
+        .any(DIR_EGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE))
+}
+
+/// Every tracked flow must carry the generation `allowing` that admitted it; under the
+/// denying generation each of `ports` is then re-checked and stopped.
+fn assert_stamped_by(f: &mut Fixture, allowing: u32, denying: u32, ports: &[u16]) {
+    f.config(|c| c.generation = denying);
+    let wrong: Vec<u32> =
+        f.maps.conntrack.iter().filter_map(Result::ok).map(|(_, ct)| ct.ingress_gen).filter(|&g| g != allowing).collect();
+    assert!(wrong.is_empty(), "{} flows judged by generation {allowing} were stamped {wrong:?}", wrong.len());
+    let leaked = ports.iter().filter(|&&p| f.xdp(&tcp(API4, HOST4, p, 5432, ACK)) == XDP_PASS).count();
+    assert_eq!(leaked, 0, "flows admitted under generation {allowing} must be re-checked and stopped under {denying}");
+}
+
+/// Events name the generation that made the decision they report: starts the allowing
+/// one, denials the denying one.
+fn assert_events_name(events: &[zt_common::event::FlowEvent], allowing: u32, denying: u32) {
+    let misreported: Vec<(u8, u32)> = events
+        .iter()
+        .filter(|e| (e.kind == KIND_DENY && e.generation != denying) || (e.kind == KIND_START && e.generation != allowing))
+        .map(|e| (e.kind, e.generation))
+        .collect();
+    assert!(
+        misreported.is_empty(),
+        "{} events name another generation than the one that judged them, e.g. {:?}",
+        misreported.len(),
+        &misreported[..misreported.len().min(10)]
+    );
+}
+
+/// The generation is read once per packet, so a flow is stamped with the generation whose
+/// policy judged it. Pushes overwrite CONFIG in place while packets are being decided: a
+/// flow judged under generation N but stamped N+1 would pass as established under N+1
+/// without a re-check, and a tightening push would never stop it. New flows here race a
+/// second thread flipping between an allowing and a denying generation.
+#[test]
+fn new_flows_are_stamped_with_the_generation_that_judged_them_while_pushes_race() {
+    let Some(mut f) = privileged().then(|| Fixture::with(&allowing_5432(true).build())) else { return };
+    assert_eq!(f.apply(&allowing_5432(false).build()), 2);
+    f.config(|c| c.deny_events_per_sec = 0); // every denial reported
+    let ports: Vec<u16> = (20_000..60_000).collect();
+    let ((passed, events), flips) = flipping_generations(&mut f, 1, 2, |f| {
+        let (mut passed, mut events) = (Vec::new(), Vec::new());
+        for chunk in ports.chunks(1000) {
+            passed.extend(chunk.iter().copied().filter(|&p| f.xdp(&tcp(API4, HOST4, p, 5432, SYN)) == XDP_PASS));
+            events.extend(f.events());
+        }
+        (passed, events)
+    });
+    assert!(flips > 1000, "the generation must change under the packets: {flips} flips");
+    assert!(passed.len() > 100 && passed.len() < ports.len() - 100, "both generations judged flows: {} of {}", passed.len(), ports.len());
+    assert_eq!(events.len(), ports.len(), "one start or deny event per flow");
+    assert_events_name(&events, 1, 2);
+    assert_stamped_by(&mut f, 1, 2, &passed);
+}
+
+/// The same race on the re-check of established flows: flows admitted under generation 1
+/// are re-checked on their next packet while CONFIG flips between 2 (allows them) and 3
+/// (denies them); a re-check judged by 2 must record 2.
+#[test]
+fn rechecked_flows_are_stamped_with_the_generation_that_judged_them_while_pushes_race() {
+    let Some(mut f) = privileged().then(|| Fixture::with(&allowing_5432(true).build())) else { return };
+    let ports: Vec<u16> = (20_000..60_000).collect();
+    for &p in &ports {
+        assert_eq!(f.xdp(&tcp(API4, HOST4, p, 5432, SYN)), XDP_PASS);
+    }
+    assert_eq!(f.apply(&allowing_5432(true).build()), 2);
+    assert_eq!(f.apply(&allowing_5432(false).build()), 3);
+    f.config(|c| c.deny_events_per_sec = 0); // every denial reported
+    f.events();
+    let ((passed, events), flips) = flipping_generations(&mut f, 2, 3, |f| {
+        let (mut passed, mut events) = (Vec::new(), Vec::new());
+        for chunk in ports.chunks(1000) {
+            passed.extend(chunk.iter().copied().filter(|&p| f.xdp(&tcp(API4, HOST4, p, 5432, ACK)) == XDP_PASS));
+            events.extend(f.events());
+        }
+        (passed, events)
+    });
+    assert!(flips > 1000, "the generation must change under the packets: {flips} flips");
+    assert!(passed.len() > 100 && passed.len() < ports.len() - 100, "both generations judged flows: {} of {}", passed.len(), ports.len());
+    let denials = events.iter().filter(|e| e.kind == KIND_DENY).count();
+    assert_eq!(denials, ports.len() - passed.len(), "one denial per revoked flow");
+    assert_events_name(&events, 2, 3);
+    assert_stamped_by(&mut f, 2, 3, &passed);
+}
+
 #[test]
 fn tcp_close_reports_the_flow_end_with_counts_both_ways() {
     let Some(mut f) = fixture() else { return };

@@ -53,7 +53,29 @@ struct Ctx<'a> {
     pkt: &'a Packet,
     hook: &'a Hook,
     cfg: &'a Config,
+    /// The policy generation this packet is judged under, read from CONFIG exactly once.
+    /// `cfg` points into the live map value, which the agent overwrites in place on every
+    /// push: reading `cfg.generation` twice could judge a flow under generation N (policy
+    /// and ipcache of slot N) and stamp its conntrack entry with N+1, so a tightening push
+    /// would never re-check it. Every use of the generation or its slot goes through here.
+    generation: u32,
     now: u64,
+}
+
+impl Ctx<'_> {
+    /// IPCACHE/POLICY slot of [`Ctx::generation`].
+    #[inline(always)]
+    fn slot(&self) -> u8 {
+        (self.generation & 1) as u8
+    }
+}
+
+/// The active generation, loaded once. A volatile read: through a shared reference the
+/// compiler may assume the value never changes and load it again at each use.
+#[inline(always)]
+fn generation_of(cfg: &Config) -> u32 {
+    // SAFETY: `cfg` is a valid, aligned map value for the program's run.
+    unsafe { core::ptr::read_volatile(&cfg.generation) }
 }
 
 /// Who is denied and by what, for `deny`.
@@ -89,6 +111,7 @@ pub fn decide(parsed: Result<(), ParseError>, pkt: &mut Packet, hook: &Hook) -> 
         return Action::Pass;
     };
     let now = now();
+    let generation = generation_of(cfg);
     match parsed {
         Ok(()) => {}
         Err(ParseError::NonIp) => {
@@ -98,11 +121,11 @@ pub fn decide(parsed: Result<(), ParseError>, pkt: &mut Packet, hook: &Hook) -> 
         Err(_) => {
             // Report nothing a broken header may have put into the tuple.
             *pkt = Packet::EMPTY;
-            let c = Ctx { pkt, hook, cfg, now };
+            let c = Ctx { pkt, hook, cfg, generation, now };
             return deny(&c, &Judgement::bare(MALFORMED));
         }
     }
-    let c = Ctx { pkt, hook, cfg, now };
+    let c = Ctx { pkt, hook, cfg, generation, now };
     let action = decide_ip(&c);
     if pkt.frag == FRAG_FIRST {
         remember_fragment(pkt, action, now);
@@ -117,7 +140,7 @@ fn decide_ip(c: &Ctx) -> Action {
         count(VERDICT_ALLOWED, NEIGHBOR_DISCOVERY, pkt.len);
         return Action::Pass;
     }
-    if c.cfg.generation == 0 {
+    if c.generation == 0 {
         return deny(c, &Judgement::bare(NO_POLICY));
     }
     if c.cfg.flags & FLAG_QUARANTINE_ACTIVE != 0
@@ -173,7 +196,7 @@ fn set_admitted(ct: &mut CtValue, direction: u8, generation: u32) {
 fn tracked(c: &Ctx) -> Option<Action> {
     let (pkt, cfg, now) = (c.pkt, c.cfg, c.now);
     let key = &pkt.tuple;
-    let generation = cfg.generation;
+    let (generation, slot) = (c.generation, c.slot());
     let recheck = cfg.flags & FLAG_RECHECK_ESTABLISHED != 0;
     if let Some(ct) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: LRU values stay valid while the program runs; racing writers at worst
@@ -192,8 +215,8 @@ fn tracked(c: &Ctx) -> Option<Action> {
         }
         // Either the policy changed since this hook admitted the flow, or the flow was
         // admitted by another hook (a routed path crosses ingress and egress): judge it now.
-        let (src_id, dst_id) = identities(key, cfg.slot());
-        let v = evaluate(key, direction, cfg.slot(), src_id, dst_id);
+        let (src_id, dst_id) = identities(key, slot);
+        let v = evaluate(key, direction, slot, src_id, dst_id);
         return Some(match v {
             Some(v) if v.verdict != VERDICT_DENIED => {
                 set_admitted(ct, direction, generation);
@@ -221,12 +244,12 @@ fn tracked(c: &Ctx) -> Option<Action> {
         if recheck && (stale_in || stale_out) {
             // A reply re-checks the flow in its original orientation, so a revoked flow
             // stops in both directions on the next packet either way.
-            let (src_id, dst_id) = identities(&rev, cfg.slot());
+            let (src_id, dst_id) = identities(&rev, slot);
             for (stale, direction) in [(stale_in, DIR_INGRESS), (stale_out, DIR_EGRESS)] {
                 if !stale {
                     continue;
                 }
-                match evaluate(&rev, direction, cfg.slot(), src_id, dst_id) {
+                match evaluate(&rev, direction, slot, src_id, dst_id) {
                     Some(v) if v.verdict != VERDICT_DENIED => set_admitted(ct, direction, generation),
                     v => return Some(revoke(c, &rev, ct, &Judgement::from_lookup(v, src_id, dst_id))),
                 }
@@ -260,7 +283,7 @@ fn deny(c: &Ctx, j: &Judgement) -> Action {
         dst_identity: j.dst_identity,
         policy_id: j.policy_id,
         rule: j.rule,
-        generation: c.cfg.generation,
+        generation: c.generation,
     };
     packet_event(KIND_DENY, c.pkt, &d, c.cfg, c.now);
     Action::Drop
@@ -271,7 +294,7 @@ fn deny(c: &Ctx, j: &Judgement) -> Action {
 fn new_flow(c: &Ctx) -> Action {
     let (pkt, hook, cfg, now) = (c.pkt, c.hook, c.cfg, c.now);
     let key = &pkt.tuple;
-    let slot = cfg.slot();
+    let slot = c.slot();
     let (src_id, dst_id) = identities(key, slot);
     let v = evaluate(key, hook.direction, slot, src_id, dst_id);
     let v = match v {
@@ -290,12 +313,12 @@ fn new_flow(c: &Ctx) -> Action {
             dst_identity: dst_id,
             policy_id: v.policy_id,
             rule: v.rule,
-            generation: cfg.generation,
+            generation: c.generation,
         };
         packet_event(KIND_AUDIT, pkt, &d, cfg, now);
     }
     if conntrack::trackable(pkt) {
-        let generation = cfg.generation;
+        let generation = c.generation;
         let ct = CtValue {
             created_ns: now,
             last_seen_ns: now,
