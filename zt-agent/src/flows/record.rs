@@ -1,5 +1,5 @@
 //! A flow record: one line of the flow log, decoded from a kernel `FlowEvent` and enriched
-//! with names. Field names and meanings are the flow-log contract (ARCHITECTURE.md).
+//! with names. Field names and meanings are the flow-log contract (docs/observability.md).
 
 use std::{
     collections::BTreeMap,

@@ -252,7 +252,7 @@ fn schema_error(origin: Origin, error: &serde_yaml::Error) -> PolicyError {
     }
 }
 
-/// The document schema exactly as `ARCHITECTURE.md` fixes it. Optional lists are `Option`
+/// The document schema exactly as `docs/policy.md` fixes it. Optional lists are `Option`
 /// so that `key:` with no value (YAML null) means the same as leaving the key out.
 mod schema {
     use super::*;
