@@ -73,6 +73,8 @@ pub fn pair() -> Result<Pair> {
     veth::create_pair(&client_ns, &client_if, &server_ns, &server_if)?;
     let client = attach(client_ns, client_if, subnet, 1)?;
     let server = attach(server_ns, server_if, subnet, 2)?;
+    veth::wait_link_local(&client.ns, &client.iface)?;
+    veth::wait_link_local(&server.ns, &server.iface)?;
     Ok(Pair {
         client,
         server,
@@ -153,6 +155,8 @@ fn star_on<S: AsRef<str>>(labels: &[S], subnet_of: impl Fn(usize) -> Subnet) -> 
             (subnet.v6(1), Subnet::V6_PREFIX),
         )?;
         let host = attach(ns, iface, subnet, 2)?;
+        veth::wait_link_local(&node, &node_iface)?;
+        veth::wait_link_local(&host.ns, &host.iface)?;
         host.ns
             .ip(["route", "add", "default", "via", &subnet.v4(1).to_string()])?;
         host.ns.ip([

@@ -61,3 +61,24 @@ pub fn disable_dad(ns: &Netns) -> Result<()> {
     ns.set_sysctl("net.ipv6.conf.default.accept_dad", "0")?;
     Ok(())
 }
+
+/// Waits until `iface` (in `ns`) has its IPv6 link-local address, which the kernel adds
+/// asynchronously once both ends of the link are up. A topology is returned settled: an
+/// agent started on it must see the addresses it will keep, or its periodic re-read of the
+/// host's addresses would switch to a new policy generation a moment later.
+pub fn wait_link_local(ns: &Netns, iface: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let out = ns.ip(["-6", "addr", "show", "dev", iface, "scope", "link"])?;
+        if String::from_utf8_lossy(&out.stdout).contains("inet6 fe80") {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(crate::error::Error::io(
+                format!("{iface} in {} got no IPv6 link-local address within 5 s", ns.name()),
+                std::io::ErrorKind::TimedOut.into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
