@@ -48,3 +48,37 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--xdp-mode turbo is not one of native, generic, off"));
 }
+
+/// In a container that was not given the host's bpffs (its own PID and mount namespaces,
+/// nothing at /sys/fs/bpf), pins could not outlive the container: a pinned agent refuses to
+/// start with one sentence saying why and what to do, and `--no-pin` runs anyway.
+#[test]
+fn in_a_container_without_the_hosts_bpffs_a_pinned_agent_refuses_to_start() {
+    skip_unless_privileged!();
+    let net = topology::pair().unwrap();
+    let scratch = Scratch::new("agent-container").unwrap();
+    let policy = scratch.write("p.yaml", "apiVersion: zt/v1\nkind: Policy\nmetadata: {name: any}\nspec:\n  selector: {}\n").unwrap();
+    let container = |extra: &str| {
+        let agent = workspace_binary("zt-agent").unwrap();
+        let script = format!(
+            "exec {} run --iface {} --policy {} --bpffs /sys/fs/bpf/zt --metrics none --socket {} {extra}",
+            agent.display(),
+            net.server.iface,
+            policy.display(),
+            scratch.join(format!("agent{}.sock", extra.len())).display()
+        );
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private", "sh", "-c", &script]);
+        NsProcess::spawn(&net.server.ns, &cmd, scratch.path()).unwrap()
+    };
+    let mut pinned = container("");
+    let status = pinned.wait_exit(Duration::from_secs(20)).unwrap();
+    let stderr = std::fs::read_to_string(pinned.stderr_path()).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nothing is mounted at /sys/fs/bpf in this container"), "{stderr}");
+    assert!(stderr.contains("mount the host's /sys/fs/bpf into the container") && stderr.contains("--no-pin"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one sentence: {stderr}");
+
+    let mut unpinned = container("--no-pin");
+    unpinned.wait_for_stderr(|l| l.contains("zt-agent: ready"), Duration::from_secs(20)).unwrap();
+}

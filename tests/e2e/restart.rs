@@ -19,7 +19,9 @@ use std::{
 };
 
 use common::*;
-use zt_tests::{ConnError, Family, Netns, TcpEchoServer, skip_unless_privileged, tcp_connect, workspace_binary};
+use zt_tests::{
+    ConnError, Family, Netns, TcpEchoServer, UdpEchoServer, skip_unless_privileged, tcp_connect, workspace_binary,
+};
 
 /// Client may reach the server on TCP 8080; the server may send UDP to the client's 7000.
 /// Everything else is denied in both directions (default deny).
@@ -250,4 +252,73 @@ fn a_restart_in_another_ingress_mode_replaces_the_stale_link() {
     let link = String::from_utf8_lossy(&link.stdout);
     assert!(!link.contains("xdp"), "the generic XDP program is gone: {link}");
     assert_enforced(&a, "after switching to TC ingress");
+}
+
+/// Datagrams a client sends every 10 ms to a denied UDP port until stopped; counts what
+/// was sent and what came back.
+struct DeniedProbes {
+    stop: Arc<AtomicBool>,
+    worker: Option<JoinHandle<(u64, u64)>>,
+}
+
+impl DeniedProbes {
+    fn start(client: &Netns, to: SocketAddr) -> DeniedProbes {
+        let socket = client.run_in(|| UdpSocket::bind("0.0.0.0:0")).expect("client UDP socket");
+        socket.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let worker = thread::spawn(move || {
+            let (mut sent, mut answered) = (0u64, 0u64);
+            let mut buf = [0u8; 64];
+            while !stop2.load(Ordering::Relaxed) {
+                if socket.send_to(b"probe", to).is_ok() {
+                    sent += 1;
+                }
+                // The read timeout paces the probes at about one per 10 ms.
+                if socket.recv_from(&mut buf).is_ok() {
+                    answered += 1;
+                }
+            }
+            (sent, answered)
+        });
+        DeniedProbes { stop, worker: Some(worker) }
+    }
+
+    fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.worker.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for DeniedProbes {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Operators run the agent with `ip netns exec`, which gives it a private mount namespace
+/// with a fresh /sys; a bpffs mounted there would vanish with the process and leave the
+/// interface open after a crash. With the pins under the host's /sys/fs/bpf and nothing
+/// mounted for it, the agent (started by the harness through `ip netns exec`) must pin
+/// where the pins outlive it: across kill -9 and a restart 1 s later, not one probe to a
+/// denied UDP port gets through, and the restarted agent adopts the pins.
+#[test]
+fn under_ip_netns_exec_kill_9_keeps_enforcing_and_the_restarted_agent_adopts_the_pins() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::start_with_host_pins(&policy(), &[]);
+    let echo = UdpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 7001)).unwrap();
+    let probes = DeniedProbes::start(&a.net.client.ns, echo.local_addr());
+    thread::sleep(Duration::from_millis(300));
+    a.kill();
+    assert!(a.pin_dir().join("ZT_CONFIG").exists(), "maps are pinned in the host's bpffs after kill -9");
+    assert!(a.link_pins().iter().any(|p| p.ends_with("-tc-egress")), "{:?}", a.link_pins());
+    assert_enforced(&a, "after kill -9");
+    thread::sleep(Duration::from_secs(1));
+    let ready = a.restart(&[]);
+    assert!(ready.contains("adopted generation "), "{ready}");
+    assert_enforced(&a, "after the restart");
+    thread::sleep(Duration::from_millis(300));
+    let (sent, answered) = probes.finish();
+    assert!(sent >= 100, "probes ran throughout: {sent}");
+    assert_eq!((answered, echo.received()), (0, 0), "of {sent} probes to a denied port, none may pass");
 }

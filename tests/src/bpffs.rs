@@ -1,16 +1,16 @@
-//! A private BPF filesystem per test, for the agent's `--bpffs` pins.
+//! BPF filesystems for the agent's `--bpffs` pins in tests.
 //!
-//! Pins are how enforcement survives an agent restart, so restart tests need a bpffs that
-//! outlives the agent process. `/sys/fs/bpf` does not serve: processes started with
-//! `ip netns exec` get a fresh `/sys` without it, and a bpffs the agent mounts itself in that
-//! private mount namespace disappears with the process. A bpffs mounted by the harness in a
-//! scratch directory is inherited by every process it starts, and each test's pins stay apart
-//! from every other test's (and from a real agent's on the same machine).
+//! [`BpfFs`] mounts a private, empty bpffs per test in a scratch directory: it is inherited
+//! by every process the test starts (also through `ip netns exec`), and each test's pins
+//! stay apart from every other test's and from a real agent's on the same machine.
+//! [`HostPinDir`] names a directory under the host's `/sys/fs/bpf` instead, for tests of
+//! what operators do: nothing is mounted for the agent there, so it must find a bpffs that
+//! outlives it by itself.
 
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::scratch::Scratch;
@@ -94,4 +94,37 @@ fn c_path(path: &Path) -> Result<CString> {
             io::ErrorKind::InvalidInput.into(),
         )
     })
+}
+
+/// A pin directory under the host's `/sys/fs/bpf`, named for this test: what operators
+/// use. Unlike [`BpfFs`], nothing is mounted for the test: the agent must find (or mount)
+/// the host's bpffs itself, also from the private mount namespace `ip netns exec` gives
+/// it. On drop every pin in it is unlinked — which detaches pinned links — and the
+/// directory removed.
+#[derive(Debug)]
+pub struct HostPinDir {
+    path: PathBuf,
+}
+
+impl HostPinDir {
+    /// Names a directory that does not exist yet; the agent creates it.
+    pub fn new(label: &str) -> HostPinDir {
+        let name = format!("zt-tests-{}-{}-{label}", std::process::id(), crate::names::next_sequence());
+        HostPinDir { path: Path::new("/sys/fs/bpf").join(name) }
+    }
+
+    /// The value for the agent's `--bpffs`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for HostPinDir {
+    fn drop(&mut self) {
+        if self.path.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.path)
+        {
+            eprintln!("warning: could not remove the pins under {}: {e}", self.path.display());
+        }
+    }
 }

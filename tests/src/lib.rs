@@ -42,7 +42,7 @@ pub mod topology;
 pub mod traffic;
 pub mod veth;
 
-pub use bpffs::BpfFs;
+pub use bpffs::{BpfFs, HostPinDir};
 pub use error::{Error, Result};
 pub use netns::Netns;
 pub use privileged::require_privileged;

@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
-use zt_tests::{BpfFs, NsProcess, Pair, Scratch, read_json_lines, topology, workspace_binary};
+use zt_tests::{BpfFs, HostPinDir, NsProcess, Pair, Scratch, read_json_lines, topology, workspace_binary};
 
 pub const READY: Duration = Duration::from_secs(20);
 pub const SHORT: Duration = Duration::from_millis(1500);
@@ -17,6 +17,8 @@ pub struct AgentNet {
     pub net: Pair,
     pub scratch: Scratch,
     pub bpffs: BpfFs,
+    /// When set, the agent pins under the host's /sys/fs/bpf instead of `bpffs`.
+    pub host_pins: Option<HostPinDir>,
     pub policy: PathBuf,
 }
 
@@ -52,6 +54,7 @@ impl AgentNet {
             net,
             scratch,
             bpffs,
+            host_pins: None,
             policy,
         }
     }
@@ -61,7 +64,21 @@ impl AgentNet {
     }
 
     pub fn pin_dir(&self) -> PathBuf {
-        self.bpffs.path().join("zt")
+        match &self.host_pins {
+            Some(dir) => dir.path().to_path_buf(),
+            None => self.bpffs.path().join("zt"),
+        }
+    }
+
+    /// [`Self::start`] with the pins under the host's /sys/fs/bpf, as an operator runs it:
+    /// nothing is mounted for the agent.
+    pub fn start_with_host_pins(policy: &str, extra: &[&str]) -> AgentNet {
+        let mut me = AgentNet::prepare(policy);
+        me.host_pins = Some(HostPinDir::new("pins"));
+        let agent = me.spawn(extra);
+        me.agent = Some(agent);
+        me.wait_ready();
+        me
     }
 
     /// Spawns `zt-agent run` on the server interface (not waiting for readiness).

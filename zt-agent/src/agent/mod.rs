@@ -27,7 +27,7 @@ pub use options::{DEFAULT_BPFFS, DEFAULT_METRICS, DEFAULT_SOCKET, DEFAULT_STATE_
 pub use state::{AgentState, PushError, SharedState};
 
 use crate::{
-    bpffs,
+    bpffs::{self, PinDir},
     datapath::{self, Datapath, GenerationWriter},
     flows::{self, FlowContext, FlowHistory, reader::PipelineStats, sink::{FlowLogTarget, FlowSink}},
     host,
@@ -42,7 +42,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Validates everything, loads and attaches; returns the state and the loaded programs
 /// (whose links keep the attachments alive).
-fn start(opts: RunOptions) -> anyhow::Result<(AgentState, Datapath, u32)> {
+fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Datapath, u32)> {
     if opts.ifaces.is_empty() {
         bail!("no interface given; pass --iface IF (repeat it for more interfaces) or set ifaces in the config file");
     }
@@ -75,8 +75,7 @@ fn start(opts: RunOptions) -> anyhow::Result<(AgentState, Datapath, u32)> {
         log::warn!("{w}");
     }
 
-    bpffs::ensure(&opts.bpffs)?;
-    let mut dp = Datapath::load(&opts.bpffs)?;
+    let mut dp = Datapath::load(pins.path())?;
     let mut maps = dp.take_maps()?;
     let previous = maps.read_config()?;
     let adopted = previous.generation;
@@ -132,19 +131,24 @@ fn ready_line(s: &AgentState, adopted: u32) -> String {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
-    let bpffs_dir = opts.bpffs.clone();
     let lifetime = opts.link_lifetime();
+    // Resolved before anything else touches the kernel: pins that would not outlive the
+    // agent must stop a pinned start here, with the reason.
+    let pins = PinDir::open(&opts.bpffs, match lifetime {
+        datapath::LinkLifetime::Pinned => bpffs::Lifetime::OutliveAgent,
+        datapath::LinkLifetime::Process => bpffs::Lifetime::AgentOnly,
+    })?;
     // These fail before the kernel is touched: a taken port, an unwritable log, bad TLS files.
     let metrics_listener = crate::metrics::bind(opts.metrics.as_deref())?;
     let flow_sink = FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), opts.flow_log_rotation.clone())?;
     let remote_listener = opts.remote.as_ref().map(crate::api::remote::bind).transpose()?;
-    let (mut state, dp, adopted) = start(opts)?;
+    let (mut state, dp, adopted) = start(opts, &pins)?;
     // Bound before "ready", so ready means ztctl works.
     let api_socket = match crate::api::ApiSocket::bind(&state.opts.socket) {
         Ok(socket) => socket,
         Err(e) => {
             drop((state, dp));
-            stop(&bpffs_dir, lifetime);
+            stop(&pins, lifetime);
             return Err(e.into());
         }
     };
@@ -224,20 +228,20 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     drop(shared);
     crate::notify::notify(crate::notify::STOPPING);
     drop(dp);
-    stop(&bpffs_dir, lifetime);
+    stop(&pins, lifetime);
     result
 }
 
 /// Leaves enforcement running (pinned links) or removes every pin (`--no-pin`).
-fn stop(dir: &std::path::Path, lifetime: datapath::LinkLifetime) {
+fn stop(pins: &PinDir, lifetime: datapath::LinkLifetime) {
     match lifetime {
         datapath::LinkLifetime::Pinned => eprintln!(
-            "zt-agent: stopped; enforcement continues: the programs stay attached and pinned under {0} (fail-static); a new agent adopts them, `zt-agent cleanup --bpffs {0}` removes them",
-            dir.display()
+            "zt-agent: stopped; enforcement continues: the programs stay attached and pinned under {pins} (fail-static); a new agent adopts them, `zt-agent cleanup --bpffs {}` removes them",
+            pins.shown().display()
         ),
         datapath::LinkLifetime::Process => {
-            if let Err(e) = datapath::pins::remove_all(dir) {
-                eprintln!("zt-agent: cannot remove the pins under {}: {e}", dir.display());
+            if let Err(e) = datapath::pins::remove_all(pins.path()) {
+                eprintln!("zt-agent: cannot remove the pins under {pins}: {e}");
             }
             eprintln!("zt-agent: stopped; programs detached");
         }

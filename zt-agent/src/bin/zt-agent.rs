@@ -7,6 +7,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use zt_agent::{
     agent::{self, DEFAULT_BPFFS},
+    bpffs::{Lifetime, PinDir},
     config::{self, RunFlags},
     datapath::pins,
 };
@@ -66,13 +67,12 @@ fn main() -> ExitCode {
 }
 
 fn cleanup(dir: &std::path::Path) -> anyhow::Result<()> {
-    let removed = pins::remove_all(dir)
-        .map_err(|e| anyhow::anyhow!("cannot remove the pins under {}: {e}; are you root?", dir.display()))?;
-    let left = if removed.dir_removed {
-        String::new()
-    } else {
-        format!("; {} kept: it holds files zt did not make", dir.display())
-    };
-    println!("zt-agent: cleanup of {}: {removed}{left}", dir.display());
+    // The same resolution as `run`, so a cleanup started in a private mount namespace (ip
+    // netns exec) finds the pins an agent started the same way made in the host's.
+    let pins = PinDir::open(dir, Lifetime::ExistingOnly)?;
+    let removed = pins::remove_all(pins.path())
+        .map_err(|e| anyhow::anyhow!("cannot remove the pins under {pins}: {e}; are you root?"))?;
+    let left = if removed.dir_removed { String::new() } else { format!("; {pins} kept: it holds files zt did not make") };
+    println!("zt-agent: cleanup of {pins}: {removed}{left}");
     Ok(())
 }
