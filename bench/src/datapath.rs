@@ -92,7 +92,7 @@ impl Bench<'_> {
         self.zt
             .maps
             .quarantine
-            .insert(addr, QuarantineValue { expires_ns: 0 }, 0)?;
+            .insert(addr, QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0)?;
         self.set_quarantine_flag(true)?;
         let quarantined = self.repeated(
             family,

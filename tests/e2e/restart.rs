@@ -20,7 +20,8 @@ use std::{
 
 use common::*;
 use zt_tests::{
-    ConnError, Family, Netns, TcpEchoServer, UdpEchoServer, skip_unless_privileged, tcp_connect, workspace_binary,
+    ConnError, Family, Netns, TcpEchoServer, UdpEchoServer, bpffs::pin_hash_map, skip_unless_privileged, tcp_connect,
+    workspace_binary,
 };
 
 /// Client may reach the server on TCP 8080; the server may send UDP to the client's 7000.
@@ -321,4 +322,67 @@ fn under_ip_netns_exec_kill_9_keeps_enforcing_and_the_restarted_agent_adopts_the
     let (sent, answered) = probes.finish();
     assert!(sent >= 100, "probes ran throughout: {sent}");
     assert_eq!((answered, echo.received()), (0, 0), "of {sent} probes to a denied port, none may pass");
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: an out pointer owned by this frame.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// An upgrade across a changed map layout, with traffic running. The pinned state is made
+/// that of an agent of QUARANTINE layout 1 (pinned as ZT_QUARANTINE; the killed agent's
+/// programs keep enforcing with their own map): the client's IPv6 address quarantined for
+/// an hour, another address whose quarantine has expired. The new agent sets the old pin
+/// aside, carries the live entry over into layout 2 (ZT_QUARANTINE2) before it attaches,
+/// swaps its programs into the pinned links and removes the old pin: the established
+/// connection exchanges data throughout, the quarantined address stays cut off under the
+/// new programs with its remaining time, and the expired entry is not carried over.
+#[test]
+fn an_upgrade_across_a_changed_map_layout_migrates_quarantine_and_never_stops_enforcing() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::start(&policy(), &[]);
+    let exchange = PingPong::start(&a.net.client.ns, &a.net.server.ns, a.net.server.socket(Family::V4, 8080));
+    exchange.wait_rounds(10);
+    a.kill();
+    let pins = a.pin_dir();
+    assert!(pins.join("ZT_QUARANTINE2").exists());
+    std::fs::remove_file(pins.join("ZT_QUARANTINE2")).unwrap();
+    let expired: std::net::Ipv6Addr = "fd00:99::9".parse().unwrap();
+    // Layout 1 of QUARANTINE: a 16-byte address and a u64 expiry.
+    let live = (monotonic_ns() + 3_600_000_000_000).to_ne_bytes();
+    let gone = 1u64.to_ne_bytes();
+    pin_hash_map(
+        &pins.join("ZT_QUARANTINE"),
+        (16, 8, 65536),
+        &[(&a.net.client.v6.octets(), &live), (&expired.octets(), &gone)],
+    );
+    exchange.wait_rounds(5);
+    let before_upgrade = exchange.rounds();
+
+    let ready = a.restart(&[]);
+    assert!(ready.contains("adopted generation "), "{ready}");
+    let log = std::fs::read_to_string(a.agent().stderr_path()).unwrap();
+    assert!(log.contains("upgrade: pinned map ZT_QUARANTINE (a map of another layout) set aside"), "{log}");
+    assert!(log.contains("upgrade: ZT_QUARANTINE (layout 1): 1 quarantined address(es) carried over into ZT_QUARANTINE2"), "{log}");
+    assert!(log.contains("upgrade: 1 superseded map pin(s) removed"), "{log}");
+    exchange.wait_rounds(20);
+    let total = exchange.finish().unwrap_or_else(|e| panic!("the connection failed across the upgrade: {e}"));
+    assert!(total - before_upgrade >= 20, "{total} rounds");
+
+    let v6 = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V6, 8080)).unwrap();
+    match tcp_connect(&a.net.client.ns, v6.local_addr(), SHORT) {
+        Err(ConnError::TimedOut) => {}
+        other => panic!("the quarantined IPv6 client must stay cut off after the upgrade, got {other:?}"),
+    }
+    assert_enforced(&a, "after the upgrade");
+    let list = a.ztctl(&["quarantine", "list", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let entries = list.as_array().or_else(|| list["entries"].as_array()).cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "only the live entry is carried over: {list}");
+    assert_eq!(entries[0]["ip"].as_str(), Some(a.net.client.v6.to_string().as_str()), "{list}");
+    let left = entries[0]["expires_in_seconds"].as_u64().unwrap();
+    assert!((3500..=3600).contains(&left), "the remaining time is kept: {left} s");
+    assert!(!pins.join("ZT_QUARANTINE").exists() && !pins.join("superseded").exists(), "the old layout's pin is gone");
 }

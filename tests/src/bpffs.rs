@@ -128,3 +128,58 @@ impl Drop for HostPinDir {
         }
     }
 }
+
+/// Creates a BPF hash map of `(key size, value size, max entries)` holding `entries` and
+/// pins it at `path` (on a bpffs): a stand-in for a map an agent of another version left,
+/// made with raw syscalls so it depends on nothing the agent does.
+pub fn pin_hash_map(path: &Path, (key_size, value_size, max_entries): (u32, u32, u32), entries: &[(&[u8], &[u8])]) {
+    // The bpf_attr variants used, zero-padded to the size the kernel checks.
+    #[repr(C)]
+    struct MapCreate {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        rest: [u8; 112],
+    }
+    #[repr(C)]
+    struct Update {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+        rest: [u8; 96],
+    }
+    #[repr(C)]
+    struct Pin {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        rest: [u8; 112],
+    }
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+    const BPF_OBJ_PIN: libc::c_long = 6;
+    const BPF_MAP_TYPE_HASH: u32 = 1;
+    let bpf = |cmd: libc::c_long, attr: *const u8, size: usize| {
+        // SAFETY: `attr` points at a zero-padded bpf_attr variant of `size` bytes whose
+        // pointers are valid for the call.
+        let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size) };
+        assert!(rc >= 0, "bpf({cmd}): {}", io::Error::last_os_error());
+        rc as u32
+    };
+    let create = MapCreate { map_type: BPF_MAP_TYPE_HASH, key_size, value_size, max_entries, rest: [0; 112] };
+    let fd = bpf(BPF_MAP_CREATE, (&create as *const MapCreate).cast(), std::mem::size_of::<MapCreate>());
+    for (key, value) in entries {
+        assert_eq!((key.len(), value.len()), (key_size as usize, value_size as usize), "entry sizes");
+        let update =
+            Update { map_fd: fd, _pad: 0, key: key.as_ptr() as u64, value: value.as_ptr() as u64, flags: 0, rest: [0; 96] };
+        bpf(BPF_MAP_UPDATE_ELEM, (&update as *const Update).cast(), std::mem::size_of::<Update>());
+    }
+    let c_path = c_path(path).expect("pin path");
+    let pin = Pin { pathname: c_path.as_ptr() as u64, bpf_fd: fd, file_flags: 0, rest: [0; 112] };
+    bpf(BPF_OBJ_PIN, (&pin as *const Pin).cast(), std::mem::size_of::<Pin>());
+    // SAFETY: closing the descriptor made above; the pin keeps the map alive.
+    unsafe { libc::close(fd as i32) };
+}

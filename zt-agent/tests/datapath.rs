@@ -398,7 +398,7 @@ fn quarantined_sources_are_dropped_even_on_established_flows() {
     let Some(mut f) = fixture() else { return };
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
     let api: std::net::Ipv4Addr = API4.parse().unwrap();
-    f.maps.quarantine.insert(Addr::from_v4(api.octets()), QuarantineValue { expires_ns: 0 }, 0).unwrap();
+    f.maps.quarantine.insert(Addr::from_v4(api.octets()), QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0).unwrap();
     f.config(|c| c.flags |= FLAG_QUARANTINE_ACTIVE);
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_DROP);
     assert_eq!(f.stats().get(VERDICT_DENIED, QUARANTINE).packets, 1);
@@ -591,6 +591,25 @@ fn rechecked_flows_are_stamped_with_the_generation_that_judged_them_while_pushes
     assert_eq!(denials, ports.len() - passed.len(), "one denial per revoked flow");
     assert_events_name(&events, 2, 3);
     assert_stamped_by(&mut f, 2, 3, &passed);
+}
+
+/// A pinned map under this agent's name but of another layout (here: CONNTRACK with 8-byte
+/// values) is never adopted: the programs would misread it. It is set aside and the
+/// programs get a fresh map of their own layout, which tracks flows as usual.
+#[test]
+fn a_pinned_map_of_another_layout_is_set_aside_not_adopted() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::over_pins(|pins| {
+        zt_tests::bpffs::pin_hash_map(&pins.join("ZT_CONNTRACK"), (40, 8, 1024), &[(&[7; 40], &[9; 8])]);
+    });
+    assert_eq!(f.dp.set_aside, ["ZT_CONNTRACK (key/value sizes 40/8 instead of 40/88)"]);
+    assert!(f.dp.pin_dir().join("superseded/ZT_CONNTRACK").exists());
+    f.apply(&base().build());
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    assert_eq!(f.maps.conntrack_len(), 1, "the fresh map tracks the flow, the foreign entry is not in it");
+    assert_eq!(zt_agent::datapath::layout::remove_superseded(f.dp.pin_dir()).unwrap(), 1);
 }
 
 #[test]

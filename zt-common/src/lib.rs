@@ -44,6 +44,13 @@ macro_rules! user_pod {
 
 /// Names of the maps the kernel programs declare; userspace opens them by these names and
 /// pins them under the bpffs directory with the same names.
+///
+/// A pinned map outlives the agent that made it, so a newer agent may find maps of an
+/// older (or newer) layout. A map whose key or value layout changes therefore changes its
+/// name (`ZT_QUARANTINE` -> `ZT_QUARANTINE2`): an agent adopts only pins whose name it
+/// defines and whose key and value sizes match its own definition, and sets every other
+/// `ZT_*` pin aside to migrate what it knows how to read (see zt-agent's
+/// `datapath::layout`) — it never reads a map through the wrong layout.
 pub mod map_names {
     pub const CONFIG: &str = "ZT_CONFIG";
     pub const IPCACHE_V4: &str = "ZT_IPCACHE_V4";
@@ -51,7 +58,8 @@ pub mod map_names {
     pub const POLICY: &str = "ZT_POLICY";
     pub const CONNTRACK: &str = "ZT_CONNTRACK";
     pub const FRAGMENTS: &str = "ZT_FRAGMENTS";
-    pub const QUARANTINE: &str = "ZT_QUARANTINE";
+    /// Layout 2 (layout 1 was `ZT_QUARANTINE`: [`crate::quarantine::v1`]).
+    pub const QUARANTINE: &str = "ZT_QUARANTINE2";
     pub const STATS: &str = "ZT_STATS";
     pub const EVENT_STATS: &str = "ZT_EVENT_STATS";
     pub const EVENTS: &str = "ZT_EVENTS";
@@ -70,6 +78,11 @@ pub mod map_names {
         EVENTS,
         DENY_BUDGET,
     ];
+    /// Whether a pin name is zt's: every zt map, of any layout, is named `ZT_*`. Only these
+    /// are set aside, migrated or removed, never another program's pins.
+    pub fn is_zt_map(name: &str) -> bool {
+        name.starts_with("ZT_")
+    }
 }
 
 /// Names of the kernel programs (the ELF section symbols).

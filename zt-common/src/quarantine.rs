@@ -1,13 +1,39 @@
 //! QUARANTINE: addresses cut off from all traffic until an expiry time, and DENY_BUDGET:
 //! per-source token buckets that bound deny events.
 
+/// A quarantined address (layout 2 of the QUARANTINE map, pinned as `ZT_QUARANTINE2`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct QuarantineValue {
     /// `bpf_ktime_get_ns()` after which the entry no longer applies (0 = never expires).
+    /// The kernel judges expiry against its own clock, so it holds with no agent running.
     pub expires_ns: u64,
+    /// `bpf_ktime_get_ns()` when the address was quarantined (0 = not known: carried over
+    /// from layout 1, which did not record it).
+    pub added_ns: u64,
+    /// Who quarantined it: [`ORIGIN_MANUAL`] or a detector.
+    pub origin: u8,
+    pub _pad: [u8; 7],
 }
-crate::assert_size!(QuarantineValue, 8);
+crate::assert_size!(QuarantineValue, 24);
+
+/// Quarantined by an operator (`ztctl quarantine add`).
+pub const ORIGIN_MANUAL: u8 = 0;
+
+impl QuarantineValue {
+    pub const fn new(expires_ns: u64, added_ns: u64, origin: u8) -> Self {
+        Self { expires_ns, added_ns, origin, _pad: [0; 7] }
+    }
+}
+
+/// Layout 1 of the QUARANTINE map (pinned as `ZT_QUARANTINE` by the first agents): only
+/// the expiry. Read only to migrate its entries into layout 2.
+pub mod v1 {
+    /// The map's pin name in layout 1.
+    pub const PIN_NAME: &str = "ZT_QUARANTINE";
+    pub const KEY_SIZE: u32 = 16;
+    pub const VALUE_SIZE: u32 = 8;
+}
 
 pub const QUARANTINE_MAX_ENTRIES: u32 = 65536;
 

@@ -39,7 +39,7 @@ pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(CONNTRACK_
 pub static FRAGMENTS: LruHashMap<FragKey, FragValue> =
     LruHashMap::pinned(FRAGMENTS_MAX_ENTRIES, 0);
 
-#[map(name = "ZT_QUARANTINE")]
+#[map(name = "ZT_QUARANTINE2")]
 pub static QUARANTINE: HashMap<Addr, QuarantineValue> =
     HashMap::pinned(QUARANTINE_MAX_ENTRIES, 0);
 

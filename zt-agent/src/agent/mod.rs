@@ -77,6 +77,12 @@ fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Datapat
 
     let mut dp = Datapath::load(pins.path())?;
     let mut maps = dp.take_maps()?;
+    for map in &dp.set_aside {
+        eprintln!("zt-agent: upgrade: pinned map {map} set aside; the running programs keep it until they are replaced");
+    }
+    for line in datapath::layout::migrate(pins.path(), &mut maps, flows::clock::monotonic_ns())? {
+        eprintln!("zt-agent: upgrade: {line}");
+    }
     let previous = maps.read_config()?;
     let adopted = previous.generation;
     // Quarantine entries are pinned and outlive the agent; so does the flag that arms them.
@@ -90,6 +96,12 @@ fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Datapat
     let mut attachments = Vec::new();
     for iface in &opts.ifaces {
         attachments.push(dp.attach(iface, opts.xdp_mode)?);
+    }
+    // Every link now runs this agent's programs: nothing uses the superseded maps.
+    match datapath::layout::remove_superseded(pins.path()) {
+        Ok(0) => {}
+        Ok(n) => eprintln!("zt-agent: upgrade: {n} superseded map pin(s) removed"),
+        Err(e) => log::warn!("cannot remove the superseded map pins under {pins}: {e}"),
     }
     let (identities, policies) = generation::names(&prepared.compiled);
     let ctx = FlowContext::new(flows::context::Names { identities, policies, interfaces: host::interface_names() });

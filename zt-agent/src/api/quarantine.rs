@@ -53,7 +53,7 @@ pub fn add(shared: &SharedState, ip: IpAddr, ttl_seconds: Option<u64>) -> Result
     let mut s = shared.lock().expect("agent state");
     s.maps
         .quarantine
-        .insert(addr_of(ip), QuarantineValue { expires_ns }, 0)
+        .insert(addr_of(ip), QuarantineValue::new(expires_ns, crate::flows::clock::monotonic_ns(), zt_common::quarantine::ORIGIN_MANUAL), 0)
         .map_err(|e| {
             ApiError::failed(format!(
                 "cannot quarantine {ip}: the QUARANTINE map refused the entry: {e}"

@@ -5,6 +5,7 @@
 mod attach;
 mod error;
 mod generation;
+pub mod layout;
 mod maps;
 mod object;
 pub mod pins;

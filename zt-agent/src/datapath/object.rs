@@ -27,6 +27,9 @@ pub struct Datapath {
     /// The attachments this agent holds or pinned; process-owned until
     /// [`Datapath::prepare_links`] says otherwise.
     pub(crate) links: LinkPins,
+    /// Pinned maps of another layout that were set aside instead of adopted (see
+    /// [`super::layout`]), each with the reason.
+    pub set_aside: Vec<String>,
 }
 
 impl Datapath {
@@ -34,6 +37,8 @@ impl Datapath {
     pub fn load(pin_dir: &Path) -> Result<Datapath, DatapathError> {
         std::fs::create_dir_all(pin_dir)
             .map_err(|source| DatapathError::PinDir { path: pin_dir.to_path_buf(), source })?;
+        // Pins of another layout must not be adopted: the programs would misread them.
+        let set_aside = super::layout::set_aside(pin_dir, OBJECT)?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
             .load(OBJECT)
@@ -45,7 +50,7 @@ impl Datapath {
             tc.load().map_err(|source| DatapathError::Verify { program: name, source: source.into() })?;
         }
         let links = LinkPins::new(pin_dir, LinkLifetime::Process);
-        Ok(Datapath { ebpf, pin_dir: pin_dir.to_path_buf(), links })
+        Ok(Datapath { ebpf, pin_dir: pin_dir.to_path_buf(), links, set_aside })
     }
 
     pub fn pin_dir(&self) -> &Path {

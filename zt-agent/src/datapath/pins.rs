@@ -237,11 +237,14 @@ pub fn remove_all(dir: &Path) -> io::Result<Removed> {
         }
         let _ = fs::remove_dir(&links);
     }
-    for name in map_names::ALL {
-        let path = dir.join(name);
-        if path.exists() {
-            remove_file(&path)?;
-            removed.maps += 1;
+    removed.maps += super::layout::remove_superseded(dir)?;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            // Maps of every layout, not only this agent's (an older agent's pins, too).
+            if map_names::is_zt_map(&entry.file_name().to_string_lossy()) && !entry.path().is_dir() {
+                remove_file(&entry.path())?;
+                removed.maps += 1;
+            }
         }
     }
     removed.dir_removed = match fs::remove_dir(dir) {

@@ -34,8 +34,17 @@ pub struct Fixture {
 impl Fixture {
     /// Loads the programs with default config and no policy generation.
     pub fn new() -> Fixture {
+        Fixture::over_pins(|_| {})
+    }
+
+    /// [`Fixture::new`], after `prepare` has put pins into the pin directory (as an agent
+    /// of another version would have left them).
+    pub fn over_pins(prepare: impl FnOnce(&std::path::Path)) -> Fixture {
         let mount = BpfFs::mount().expect("private bpffs");
-        let mut dp = Datapath::load(&mount.path().join("zt")).expect("programs load and verify");
+        let pins = mount.path().join("zt");
+        std::fs::create_dir_all(&pins).unwrap();
+        prepare(&pins);
+        let mut dp = Datapath::load(&pins).expect("programs load and verify");
         let mut maps = dp.take_maps().unwrap();
         maps.write_config(&Config::DEFAULT).unwrap();
         let ring = maps.events.take().unwrap();
