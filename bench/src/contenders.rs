@@ -226,6 +226,7 @@ pub struct Zt {
 }
 
 impl Zt {
+    /// The agent in native XDP mode enforcing one ingress rule per (source, UDP port) pair.
     pub fn start(
         agent_bin: &Path,
         ns: &Netns,
@@ -233,19 +234,24 @@ impl Zt {
         set: &[(Ipv4Addr, u16)],
         scratch: &Scratch,
     ) -> anyhow::Result<Zt> {
+        Zt::start_with(agent_bin, ns, iface, &zt_policy(set), &["--xdp-mode", "native"], scratch)
+    }
+
+    /// The agent enforcing `policy` (YAML) with extra `zt-agent run` arguments.
+    pub fn start_with(
+        agent_bin: &Path,
+        ns: &Netns,
+        iface: &str,
+        policy: &str,
+        extra: &[&str],
+        scratch: &Scratch,
+    ) -> anyhow::Result<Zt> {
         let bpffs = BpfFs::mount()?;
-        let policy = scratch.write("policy.yaml", zt_policy(set))?;
+        let policy = scratch.write("policy.yaml", policy)?;
         let pins = bpffs.path().join("zt");
         let mut cmd = Command::new(agent_bin);
-        cmd.args([
-            "run",
-            "--iface",
-            iface,
-            "--labels",
-            "app=server",
-            "--xdp-mode",
-            "native",
-        ])
+        cmd.args(["run", "--iface", iface, "--labels", "app=server"])
+        .args(extra)
         .arg("--policy")
         .arg(&policy)
         .arg("--bpffs")

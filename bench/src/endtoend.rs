@@ -190,7 +190,7 @@ fn pin_to_cpu(cpu: usize) {
 }
 
 /// A binary next to this one (`target/release/`).
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::current_exe()?.with_file_name(name);
     anyhow::ensure!(
         path.is_file(),

@@ -8,10 +8,12 @@
 //!    zt (the real agent), nftables, iptables.
 //! 3. [`control`]: compile and apply latency of generated policies; agent and map memory.
 //! 4. [`flows`]: ring-buffer drain, decode and JSON-line throughput.
+//! 5. [`bulk`]: bulk TCP (iperf3) with no filter, zt on each ingress hook, and nftables.
 //!
 //! Every figure is a median over rounds with its spread; ratios pair rounds measured
 //! back to back. [`report`] writes `results.json`, `results.md` and `cost-vs-rules.svg`.
 
+mod bulk;
 mod contenders;
 mod control;
 mod counter;
@@ -62,7 +64,7 @@ fn run() -> anyhow::Result<()> {
             "--out" => out = args.next().context("--out needs a directory")?.into(),
             "--only" => only = Some(args.next().context("--only needs a section name")?),
             _ => bail!(
-                "unknown argument {a:?}; usage: zt-bench [--quick] [--out DIR] [--only datapath|endtoend|control|flows]"
+                "unknown argument {a:?}; usage: zt-bench [--quick] [--out DIR] [--only datapath|endtoend|control|flows|bulk]"
             ),
         }
     }
@@ -80,6 +82,7 @@ fn run() -> anyhow::Result<()> {
         control: vec![],
         memory: None,
         flows: None,
+        bulk: vec![],
         targets: vec![],
         notes: vec![],
     };
@@ -112,6 +115,11 @@ fn run() -> anyhow::Result<()> {
         progress("section 4: flow pipeline");
         let r = flows::run(&plan).map(|f| results.flows = Some(f));
         section("flow pipeline", r, &mut results.notes);
+    }
+    if wanted("bulk") {
+        progress("section 5: bulk TCP through each ingress hook (iperf3)");
+        let r = bulk::run(&plan, &mut results);
+        section("bulk TCP", r, &mut results.notes);
     }
 
     results.wall_seconds = START.get().expect("set at start").elapsed().as_secs_f64();

@@ -22,6 +22,8 @@ pub struct Plan {
     pub control_rules: Vec<usize>,
     /// Section 4: events per round.
     pub flow_events: usize,
+    /// Section 5: seconds of iperf3 per contender and round.
+    pub bulk_seconds: u64,
 }
 
 impl Plan {
@@ -39,6 +41,7 @@ impl Plan {
                 e2e_warmup: Duration::from_millis(300),
                 control_rules: vec![1000, 10_000],
                 flow_events: 20_000,
+                bulk_seconds: 2,
             }
         } else {
             Plan {
@@ -53,6 +56,7 @@ impl Plan {
                 e2e_warmup: Duration::from_millis(500),
                 control_rules: vec![1000, 10_000, 100_000],
                 flow_events: 100_000,
+                bulk_seconds: 4,
             }
         }
     }

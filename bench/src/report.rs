@@ -62,6 +62,13 @@ pub fn targets(r: &Results) -> Vec<Target> {
             }
         }
     }
+    if let Some(f) = r.bulk.iter().find(|f| f.contender == "zt default hook") {
+        t.push(Target {
+            aim: "bulk TCP on a veth with zt's default hook ≥ 0.95× no filter".into(),
+            measured: format!("{:.2}× ({:.1} Gbit/s)", f.ratio.median, f.gbit_per_s.median),
+            met: f.ratio.median >= 0.95,
+        });
+    }
     if let Some(c) = r.control.iter().find(|c| c.rules == 10_000) {
         t.push(Target {
             aim: "10k-rule push (compile + apply) ≤ 100 ms".into(),
@@ -276,6 +283,20 @@ pub fn markdown(r: &Results) -> String {
             f.json_lines_per_s.median, f.json_lines_per_s.min, f.json_lines_per_s.max
         );
         let _ = writeln!(s, "\n{} events per round.\n", f.events_per_round);
+    }
+
+    if !r.bulk.is_empty() {
+        let _ = writeln!(s, "## 5. Bulk TCP on a veth pair (iperf3, {} s per run)\n", r.plan.bulk_seconds);
+        let _ = writeln!(s, "| filter | Gbit/s [min–max] | ratio to no filter [min–max] |\n|---|---|---|");
+        for f in &r.bulk {
+            let (g, q) = (&f.gbit_per_s, &f.ratio);
+            let _ = writeln!(
+                s,
+                "| {} | {:.2} [{:.2}–{:.2}] | {:.2}× [{:.2}–{:.2}] |",
+                f.contender, g.median, g.min, g.max, q.median, q.min, q.max
+            );
+        }
+        s.push('\n');
     }
 
     let _ = writeln!(s, "## Aims\n\n| aim | measured | |\n|---|---|---|");

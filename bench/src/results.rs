@@ -16,6 +16,7 @@ pub struct Results {
     pub control: Vec<ControlFigure>,
     pub memory: Option<Memory>,
     pub flows: Option<FlowFigure>,
+    pub bulk: Vec<BulkFigure>,
     pub targets: Vec<Target>,
     /// Anything a reader must know to interpret the figures (fallbacks taken, limits hit).
     pub notes: Vec<String>,
@@ -81,6 +82,15 @@ pub struct FlowFigure {
     pub decode_per_s: Sample,
     /// `FlowRecord::to_json_line` written to a buffered file.
     pub json_lines_per_s: Sample,
+}
+
+/// Section 5: bulk TCP (iperf3) through one filter on a veth pair.
+#[derive(Debug, Serialize)]
+pub struct BulkFigure {
+    pub contender: &'static str,
+    pub gbit_per_s: Sample,
+    /// Round by round, to the unfiltered link measured in the same round.
+    pub ratio: Sample,
 }
 
 /// One project aim next to the measured figure.

@@ -17,7 +17,11 @@ fn web_policy() -> String {
 }
 
 fn allowed_and_denied_tcp(mode: &[&str]) {
-    let a = AgentNet::start(&web_policy(), mode);
+    assert_allowed_and_denied(&AgentNet::start(&web_policy(), mode));
+}
+
+/// TCP 8080 is exchanged and TCP 9090 dropped, over IPv4 and IPv6.
+fn assert_allowed_and_denied(a: &AgentNet) {
     for family in Family::ALL {
         let open = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(family, 8080)).unwrap();
         let closed = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(family, 9090)).unwrap();
@@ -54,8 +58,26 @@ fn ready_line_names_the_interface_and_its_hook() {
     skip_unless_privileged!();
     let mut a = AgentNet::start(&web_policy(), &["--xdp-mode", "off"]);
     let line = a.wait_ready();
-    assert!(line.contains(&format!("{} (tc)", a.net.server.iface)), "{line}");
+    assert!(line.contains(&format!("{} (tc: --xdp-mode off)", a.net.server.iface)), "{line}");
     assert!(line.contains("failsafe: ingress TCP 22"), "{line}");
+}
+
+/// Native XDP on a veth halves bulk TCP throughput (every GSO packet is split for XDP), so
+/// without --xdp-mode the agent picks TC ingress on virtual links, says why, and really
+/// attached there: the interface has no XDP program and TCP is still enforced.
+#[test]
+fn on_a_veth_the_default_hook_is_tc_ingress_and_the_ready_line_says_why() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::start(&web_policy(), &[]);
+    let line = a.wait_ready();
+    let expected = format!(
+        "{} (tc: a veth link (virtual), where XDP would cost bulk TCP throughput; --xdp-mode native overrides)",
+        a.net.server.iface
+    );
+    assert!(line.contains(&expected), "{line}");
+    let link = a.net.server.ns.ip(["link", "show", "dev", &a.net.server.iface]).unwrap();
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"), "no XDP program on the veth");
+    assert_allowed_and_denied(&a);
 }
 
 #[test]

@@ -246,7 +246,7 @@ fn a_restart_in_another_ingress_mode_replaces_the_stale_link() {
     let mut a = AgentNet::start(&policy(), &["--xdp-mode", "generic"]);
     a.kill();
     let ready = a.restart(&["--xdp-mode", "off"]);
-    assert!(ready.contains(&format!("{} (tc)", a.net.server.iface)), "{ready}");
+    assert!(ready.contains(&format!("{} (tc: --xdp-mode off)", a.net.server.iface)), "{ready}");
     let pins = a.link_pins();
     assert!(pins.iter().any(|p| p.ends_with("-tc-ingress")) && !pins.iter().any(|p| p.contains("xdp")), "{pins:?}");
     let link = a.net.server.ns.ip(["link", "show", "dev", &a.net.server.iface]).unwrap();

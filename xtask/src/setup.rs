@@ -5,7 +5,7 @@
 //!    exactly, and no LLVM package is needed): a prefix directory with `libLLVM.so`
 //!    symlinked to the nightly's library is handed to bpf-linker's build as LLVM_PREFIX.
 //!    It is installed in `$CARGO_HOME/bin`, where zt-agent's build script finds it.
-//! 3. nftables and iptables (apt, as root), the contenders of `cargo xtask bench`.
+//! 3. nftables, iptables and iperf3 (apt, as root): the contenders and the bulk-TCP load of `cargo xtask bench`.
 
 use std::{
     env,
@@ -125,7 +125,7 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 }
 
 /// Tools the tests, the demo and the benchmarks use. `ip`/`tc` (iproute2) are part of the
-/// base system and only reported; nftables and iptables are the contenders `cargo xtask
+/// base system and only reported; nftables, iptables and iperf3 are what `cargo xtask
 /// bench` measures zt against, so they are installed with apt when missing (as root).
 fn check_tools() -> anyhow::Result<()> {
     let found = |tool: &str| {
@@ -139,10 +139,10 @@ fn check_tools() -> anyhow::Result<()> {
         }
     }
     // (binary that proves the package is present, Debian package)
-    let wanted = [("nft", "nftables"), ("iptables-legacy", "iptables")];
+    let wanted = [("nft", "nftables"), ("iptables-legacy", "iptables"), ("iperf3", "iperf3")];
     let missing: Vec<&str> = wanted.iter().filter(|(bin, _)| !found(bin)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
-        eprintln!("xtask setup: nftables and iptables present");
+        eprintln!("xtask setup: nftables, iptables and iperf3 present");
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.

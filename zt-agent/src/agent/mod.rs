@@ -128,7 +128,7 @@ fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Datapat
 }
 
 fn ready_line(s: &AgentState, adopted: u32) -> String {
-    let hooks: Vec<String> = s.attachments.iter().map(|a| format!("{} ({})", a.iface, a.ingress)).collect();
+    let hooks: Vec<String> = s.attachments.iter().map(|a| format!("{} ({}: {})", a.iface, a.ingress, a.why)).collect();
     let failsafe: Vec<String> = s.settings.failsafe.iter().map(ToString::to_string).collect();
     format!(
         "zt-agent: ready: enforcing generation {} ({} policies, {} identities{}) on {}; failsafe: {}",

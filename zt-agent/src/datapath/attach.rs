@@ -24,7 +24,8 @@ use super::{
 /// How the operator asked ingress to be attached (`--xdp-mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum XdpModeChoice {
-    /// Native XDP, else generic XDP, else TC ingress.
+    /// By the kind of link (see [`super::link_kind`]): TC ingress on virtual links, native
+    /// XDP (else generic XDP, else TC ingress) on NICs.
     #[default]
     Auto,
     /// Native (driver) XDP or fail.
@@ -73,6 +74,8 @@ pub struct Attachment {
     pub iface: String,
     pub ifindex: u32,
     pub ingress: IngressHook,
+    /// Why this ingress hook: the `--xdp-mode` asked for, or what `auto` found the link to be.
+    pub why: String,
 }
 
 /// The interface index of `iface` in this network namespace.
@@ -87,13 +90,21 @@ pub fn ifindex_of(iface: &str) -> Result<u32, DatapathError> {
 }
 
 impl XdpModeChoice {
-    /// The ingress hooks this choice accepts, most preferred first.
-    fn attempts(self) -> &'static [IngressHook] {
+    /// The ingress hooks this choice accepts on `iface`, most preferred first, and why.
+    fn attempts(self, iface: &str) -> (&'static [IngressHook], String) {
+        const NIC: &[IngressHook] = &[IngressHook::XdpNative, IngressHook::XdpGeneric, IngressHook::Tc];
         match self {
-            XdpModeChoice::Auto => &[IngressHook::XdpNative, IngressHook::XdpGeneric, IngressHook::Tc],
-            XdpModeChoice::Native => &[IngressHook::XdpNative],
-            XdpModeChoice::Generic => &[IngressHook::XdpGeneric],
-            XdpModeChoice::Off => &[IngressHook::Tc],
+            XdpModeChoice::Auto => match super::link_kind(iface) {
+                Ok(kind @ super::LinkKind::Virtual { .. }) => (
+                    &[IngressHook::Tc],
+                    format!("{kind}, where XDP would cost bulk TCP throughput; --xdp-mode native overrides"),
+                ),
+                Ok(kind @ super::LinkKind::Nic { .. }) => (NIC, format!("{kind}")),
+                Err(e) => (NIC, format!("link kind unknown ({e})")),
+            },
+            XdpModeChoice::Native => (&[IngressHook::XdpNative], "--xdp-mode native".into()),
+            XdpModeChoice::Generic => (&[IngressHook::XdpGeneric], "--xdp-mode generic".into()),
+            XdpModeChoice::Off => (&[IngressHook::Tc], "--xdp-mode off".into()),
         }
     }
 }
@@ -119,15 +130,20 @@ impl Datapath {
     /// earlier agent pinned there so the interface is never without a program.
     pub fn attach(&mut self, iface: &str, mode: XdpModeChoice) -> Result<Attachment, DatapathError> {
         let ifindex = ifindex_of(iface)?;
-        let ingress = self.attach_ingress(iface, ifindex, mode)?;
+        let (attempts, why) = mode.attempts(iface);
+        let ingress = self.attach_ingress(iface, ifindex, attempts)?;
         if !self.adopt(iface, ifindex, LinkHook::Egress) {
             self.attach_new(iface, ifindex, LinkHook::Egress)?;
         }
-        Ok(Attachment { iface: iface.into(), ifindex, ingress })
+        Ok(Attachment { iface: iface.into(), ifindex, ingress, why })
     }
 
-    fn attach_ingress(&mut self, iface: &str, ifindex: u32, mode: XdpModeChoice) -> Result<IngressHook, DatapathError> {
-        let attempts = mode.attempts();
+    fn attach_ingress(
+        &mut self,
+        iface: &str,
+        ifindex: u32,
+        attempts: &[IngressHook],
+    ) -> Result<IngressHook, DatapathError> {
         let found: Vec<LinkHook> = self.links.found(ifindex).collect();
         // A pinned hook the mode accepts is kept: adopting swaps the program without a gap.
         let mut chosen = None;
