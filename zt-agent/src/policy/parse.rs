@@ -126,15 +126,15 @@ enum Kind {
 fn parse_source(name: &str, text: &str, set: &mut PolicySet, errors: &mut Vec<PolicyError>) {
     // Pass 1: what is each document? `None` = skip (empty, or already reported).
     let mut kinds: Vec<Option<Kind>> = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let origin = Origin::new(name, index + 1);
-        match serde_yaml::Value::deserialize(document) {
+        match serde_norway::Value::deserialize(document) {
             // After a syntax error the stream yields the same error forever: stop here.
             Err(error) => {
                 errors.push(syntax_error(origin, &error));
                 break;
             }
-            Ok(serde_yaml::Value::Null) => kinds.push(None),
+            Ok(serde_norway::Value::Null) => kinds.push(None),
             Ok(value) => match classify(&origin, &value) {
                 Ok(kind) => kinds.push(Some(kind)),
                 Err(error) => {
@@ -149,7 +149,7 @@ fn parse_source(name: &str, text: &str, set: &mut PolicySet, errors: &mut Vec<Po
     // field paths and line numbers in its errors (a plain value would have lost them).
     let documents = kinds
         .into_iter()
-        .zip(serde_yaml::Deserializer::from_str(text));
+        .zip(serde_norway::Deserializer::from_str(text));
     for (index, (kind, document)) in documents.enumerate() {
         let origin = Origin::new(name, index + 1);
         let mut check = Checker {
@@ -171,7 +171,7 @@ fn parse_source(name: &str, text: &str, set: &mut PolicySet, errors: &mut Vec<Po
 }
 
 /// Dispatches on `apiVersion` and `kind`.
-fn classify(origin: &Origin, value: &serde_yaml::Value) -> Result<Kind, PolicyError> {
+fn classify(origin: &Origin, value: &serde_norway::Value) -> Result<Kind, PolicyError> {
     let origin = || origin.clone();
     let Some(mapping) = value.as_mapping() else {
         return Err(PolicyError::NotAMapping { origin: origin() });
@@ -205,19 +205,19 @@ fn classify(origin: &Origin, value: &serde_yaml::Value) -> Result<Kind, PolicyEr
 }
 
 /// A YAML scalar as text (numbers and booleans as written), anything else as YAML.
-fn scalar_text(value: &serde_yaml::Value) -> String {
+fn scalar_text(value: &serde_norway::Value) -> String {
     match value {
-        serde_yaml::Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
+        serde_norway::Value::String(s) => s.clone(),
+        other => serde_norway::to_string(other)
             .unwrap_or_default()
             .trim_end()
             .to_string(),
     }
 }
 
-/// serde_yaml's message without its own " at line L column C", which the error repeats in a
+/// serde_norway's message without its own " at line L column C", which the error repeats in a
 /// fixed format.
-fn message_and_position(error: &serde_yaml::Error) -> (String, Option<usize>, Option<usize>) {
+fn message_and_position(error: &serde_norway::Error) -> (String, Option<usize>, Option<usize>) {
     let message = error.to_string();
     match error.location() {
         Some(location) => {
@@ -232,7 +232,7 @@ fn message_and_position(error: &serde_yaml::Error) -> (String, Option<usize>, Op
     }
 }
 
-fn syntax_error(origin: Origin, error: &serde_yaml::Error) -> PolicyError {
+fn syntax_error(origin: Origin, error: &serde_norway::Error) -> PolicyError {
     let (problem, line, column) = message_and_position(error);
     PolicyError::Syntax {
         origin,
@@ -242,7 +242,7 @@ fn syntax_error(origin: Origin, error: &serde_yaml::Error) -> PolicyError {
     }
 }
 
-fn schema_error(origin: Origin, error: &serde_yaml::Error) -> PolicyError {
+fn schema_error(origin: Origin, error: &serde_norway::Error) -> PolicyError {
     let (message, line, column) = message_and_position(error);
     PolicyError::Schema {
         origin,

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::api::protocol::{Change, DocumentChange, DocumentKey};
 
@@ -33,7 +33,7 @@ impl Document {
     }
 
     fn value(&self) -> Value {
-        serde_yaml::from_str(&self.yaml).unwrap_or(Value::Null)
+        serde_norway::from_str(&self.yaml).unwrap_or(Value::Null)
     }
 }
 
@@ -43,12 +43,12 @@ impl Document {
 pub fn split(sources: &[(String, String)]) -> Vec<Document> {
     let mut out = Vec::new();
     for (source, text) in sources {
-        for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        for (index, de) in serde_norway::Deserializer::from_str(text).enumerate() {
             let Ok(value) = Value::deserialize(de) else {
                 break;
             };
             let Some(key) = key_of(&value) else { continue };
-            let yaml = serde_yaml::to_string(&value).expect("a parsed YAML value serializes");
+            let yaml = serde_norway::to_string(&value).expect("a parsed YAML value serializes");
             out.push(Document {
                 key,
                 source: source.clone(),
