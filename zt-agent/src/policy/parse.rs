@@ -1,12 +1,13 @@
 //! Parse and validate: `zt/v1` YAML sources -> [`PolicySet`], or every error at once.
 //!
 //! First stage of a push (`ztctl policy apply` -> agent -> parse -> compile -> maps). Each
-//! source is a multi-document YAML stream, read in two passes: the first reads every document
-//! as a plain YAML value, to find syntax errors, skip empty documents and dispatch on
-//! `apiVersion`/`kind`; the second deserializes the `zt/v1` documents into the strict schema
-//! below (unknown fields are errors, and serde reports the field path and line). The schema
-//! is then checked field by field into the [`model`](super::model) types, and finally the
-//! whole set is checked across documents (unique names, no address claimed twice).
+//! source is a multi-document YAML stream, read in one pass straight into the strict schema
+//! below (unknown fields are errors), dispatching on `apiVersion`/`kind` as they are read.
+//! A source that pass cannot take whole (a syntax or schema error, an unknown apiVersion or
+//! kind, keys in an unusual order) is read again by the checking path, which reports every
+//! problem with serde's field path and line. The schema is then checked field by field into
+//! the [`model`](super::model) types, and finally the whole set is checked across documents
+//! (unique names, no address claimed twice).
 //!
 //! Nothing stops at the first problem: the caller gets every error of the push, so one edit
 //! cycle fixes them all.
@@ -124,6 +125,45 @@ enum Kind {
 }
 
 fn parse_source(name: &str, text: &str, set: &mut PolicySet, errors: &mut Vec<PolicyError>) {
+    let Some(documents) = read_regular(text) else {
+        return check_source(name, text, set, errors);
+    };
+    for (number, document) in documents {
+        let origin = Origin::new(name, number);
+        let mut check = Checker {
+            origin: &origin,
+            errors,
+        };
+        match document {
+            schema::Document::Endpoint(doc) => set.endpoints.push(check.endpoint(doc)),
+            schema::Document::Policy(doc) => set.policies.push(check.policy(doc)),
+            schema::Document::Empty => {}
+        }
+    }
+}
+
+/// The single pass every well-formed source takes: each document straight into its typed
+/// schema, dispatched on `apiVersion`/`kind` as they are read. `None` as soon as any
+/// document is not a regular `zt/v1` document (see [`schema::Document`]) or fails to
+/// deserialize; the source is then read again by [`check_source`], which reports exactly
+/// what is wrong. The values' own checks (ports, addresses, labels) are not done here.
+fn read_regular(text: &str) -> Option<Vec<(usize, schema::Document)>> {
+    let mut documents = Vec::new();
+    for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
+        match schema::Document::deserialize(document).ok()? {
+            schema::Document::Empty => {}
+            document => documents.push((index + 1, document)),
+        }
+    }
+    Some(documents)
+}
+
+/// The checking path, for a source the single pass gave up on: pass 1 reads every document
+/// as a plain YAML value, to find syntax errors (which win over any schema error of the same
+/// document), skip empty documents and dispatch on `apiVersion`/`kind` whatever the key
+/// order; pass 2 deserializes the `zt/v1` documents into the strict schema, which keeps
+/// serde's field paths and line numbers in its errors (a plain value would have lost them).
+fn check_source(name: &str, text: &str, set: &mut PolicySet, errors: &mut Vec<PolicyError>) {
     // Pass 1: what is each document? `None` = skip (empty, or already reported).
     let mut kinds: Vec<Option<Kind>> = Vec::new();
     for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
@@ -145,8 +185,7 @@ fn parse_source(name: &str, text: &str, set: &mut PolicySet, errors: &mut Vec<Po
         }
     }
 
-    // Pass 2: deserialize the zt/v1 documents into the strict schema, which keeps serde's
-    // field paths and line numbers in its errors (a plain value would have lost them).
+    // Pass 2: the zt/v1 documents into the strict schema.
     let documents = kinds
         .into_iter()
         .zip(serde_norway::Deserializer::from_str(text));
@@ -255,6 +294,11 @@ fn schema_error(origin: Origin, error: &serde_norway::Error) -> PolicyError {
 /// The document schema exactly as `ARCHITECTURE.md` fixes it. Optional lists are `Option`
 /// so that `key:` with no value (YAML null) means the same as leaving the key out.
 mod schema {
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::de::{self, MapAccess, Visitor};
+
     use super::*;
 
     #[derive(Deserialize)]
@@ -266,6 +310,89 @@ mod schema {
         pub _kind: IgnoredAny,
         pub metadata: EndpointMetadata,
         pub spec: EndpointSpec,
+    }
+
+    /// One document as the single pass reads it. Regular means: empty, or a mapping whose
+    /// `apiVersion` (`zt/v1`) and `kind` (`Endpoint` or `Policy`) are strings that come
+    /// before `metadata` and `spec`, with no other key and none twice. Anything else is an
+    /// error whose text is never shown: the caller reads the source again to say what is
+    /// wrong (or, for valid documents in an unusual key order, to accept them).
+    pub enum Document {
+        Empty,
+        Endpoint(EndpointDocument),
+        Policy(PolicyDocument),
+    }
+
+    impl<'de> Deserialize<'de> for Document {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(DocumentVisitor)
+        }
+    }
+
+    struct DocumentVisitor;
+
+    impl<'de> Visitor<'de> for DocumentVisitor {
+        type Value = Document;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a zt/v1 Endpoint or Policy document")
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Document, E> {
+            Ok(Document::Empty)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Document, E> {
+            Ok(Document::Empty)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+            let irregular = || de::Error::custom("not a regular zt/v1 document");
+            let (mut api_version, mut kind) = (None::<String>, None::<String>);
+            let mut body = None;
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "apiVersion" if api_version.is_none() => api_version = Some(map.next_value()?),
+                    "kind" if kind.is_none() => kind = Some(map.next_value()?),
+                    "metadata" | "spec" => {
+                        let body = body.get_or_insert(match (api_version.as_deref(), kind.as_deref()) {
+                            (Some(API_VERSION), Some("Endpoint")) => Body::Endpoint(None, None),
+                            (Some(API_VERSION), Some("Policy")) => Body::Policy(None, None),
+                            _ => return Err(irregular()),
+                        });
+                        match (body, key.as_str()) {
+                            (Body::Endpoint(metadata @ None, _), "metadata") => *metadata = Some(map.next_value()?),
+                            (Body::Endpoint(_, spec @ None), "spec") => *spec = Some(map.next_value()?),
+                            (Body::Policy(metadata @ None, _), "metadata") => *metadata = Some(map.next_value()?),
+                            (Body::Policy(_, spec @ None), "spec") => *spec = Some(map.next_value()?),
+                            _ => return Err(irregular()),
+                        }
+                    }
+                    _ => return Err(irregular()),
+                }
+            }
+            match body {
+                Some(Body::Endpoint(Some(metadata), Some(spec))) => Ok(Document::Endpoint(EndpointDocument {
+                    _api_version: IgnoredAny,
+                    _kind: IgnoredAny,
+                    metadata,
+                    spec,
+                })),
+                Some(Body::Policy(Some(metadata), Some(spec))) => Ok(Document::Policy(PolicyDocument {
+                    _api_version: IgnoredAny,
+                    _kind: IgnoredAny,
+                    metadata,
+                    spec,
+                })),
+                _ => Err(irregular()),
+            }
+        }
+    }
+
+    /// `metadata` and `spec` of the kind the header named, as far as read.
+    enum Body {
+        Endpoint(Option<EndpointMetadata>, Option<EndpointSpec>),
+        Policy(Option<PolicyMetadata>, Option<PolicySpec>),
     }
 
     #[derive(Deserialize)]
@@ -791,6 +918,24 @@ spec:
                 ports: vec![]
             }
         );
+    }
+
+    #[test]
+    fn regular_documents_take_the_single_pass_and_keep_their_numbers() {
+        let text = format!("{DB_ENDPOINT}--- ~\n---\n{}", policy_with_ports("[{port: 80}]"));
+        let documents = read_regular(&text).expect("every document is regular");
+        let numbers: Vec<usize> = documents.iter().map(|(number, _)| *number).collect();
+        assert_eq!(numbers, [1, 3], "empty documents are counted, not returned");
+        let set = parse(&[("p.yaml", text)]).unwrap();
+        assert_eq!(set.policies[0].origin, Origin::new("p.yaml", 3));
+    }
+
+    #[test]
+    fn documents_with_the_header_last_are_read_by_the_checking_path() {
+        let text = "metadata: {name: p}\nspec: {selector: {}}\nkind: Policy\napiVersion: zt/v1\n";
+        assert!(read_regular(text).is_none());
+        let set = parse(&[("p.yaml", text)]).unwrap();
+        assert_eq!(set.policies[0].name, "p");
     }
 
     #[test]
