@@ -15,6 +15,44 @@ use super::model::{Action, Endpoint, Entity, Peer, Policy, PortRule, Protocol, R
 use super::*;
 use crate::identity::{IdentityAllocator, Labels};
 
+mod errors;
+mod load;
+mod parse;
+
+// ---------------------------------------------------------------- parse helpers
+
+const DB_ENDPOINT: &str = "apiVersion: zt/v1
+kind: Endpoint
+metadata: {name: db-1}
+spec:
+  addresses: [10.0.1.5, \"fd00::5\", 10.0.2.0/24]
+  labels: {app: db, env: prod}
+";
+
+/// The one error `text` (as source `name`) produces, displayed.
+fn error_of(name: &str, text: &str) -> String {
+    let errors = errors_of(&[(name, text)]);
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    errors.into_iter().next().unwrap()
+}
+
+fn errors_of(sources: &[(&str, &str)]) -> Vec<String> {
+    match parse(sources) {
+        Ok(set) => panic!("expected errors, parsed {set:#?}"),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// A policy document whose single ingress rule has the given `ports` list (flow YAML).
+fn policy_with_ports(ports: &str) -> String {
+    format!(
+        "apiVersion: zt/v1\nkind: Policy\nmetadata: {{name: db-ingress}}\nspec:\n  selector: {{app: db}}\n  \
+         ingress:\n    - from: [{{selector: {{app: api}}}}]\n      ports: {ports}\n"
+    )
+}
+
+// ---------------------------------------------------------------- compile helpers
+
 const ENDPOINTS: &str = "
 apiVersion: zt/v1
 kind: Endpoint
