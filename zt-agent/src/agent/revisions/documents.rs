@@ -339,6 +339,43 @@ mod tests {
     }
 
     #[test]
+    fn documents_as_policy_get_prints_them_apply_again_unchanged() {
+        // Strings that read as other YAML types unquoted must come back quoted.
+        let text = "# a comment, dropped by the round trip
+apiVersion: zt/v1
+kind: Endpoint
+metadata: {name: db, namespace: prod}
+spec:
+  addresses: [10.0.1.5, \"fd00::5\", 10.0.2.0/24]
+  labels: {app: db, version: \"1.10\", enabled: \"true\", none: \"null\", hex: \"0x1F\", empty: \"\"}
+---
+apiVersion: zt/v1
+kind: Policy
+metadata:
+  name: web
+spec:
+  selector: {app: db}
+  mode: audit
+  ingress:
+    - from: [{cidr: 192.168.0.0/16, except: [192.168.9.0/24]}, {entity: host}]
+      ports: [{protocol: TCP, port: 5432, endPort: 5440}, {protocol: ICMP}]
+  egress:
+    - action: deny
+      to: [{selector: {}}]
+";
+        let original = [("a.yaml".to_string(), text.to_string())];
+        // `ztctl policy get -o yaml`: each document's YAML after a `---` line.
+        let printed: String = split(&original)
+            .iter()
+            .map(|d| format!("---\n{}", d.yaml))
+            .collect();
+        let expected = crate::policy::parse(&original).expect("the original is valid");
+        let again = crate::policy::parse(&[("a.yaml", printed.as_str())])
+            .unwrap_or_else(|errors| panic!("{printed}\n{errors:#?}"));
+        assert_eq!(again, expected, "{printed}");
+    }
+
+    #[test]
     fn line_diff_marks_removed_and_added_lines() {
         assert_eq!(
             line_diff("a\nb\nc\n", "a\nx\nc\n"),
