@@ -124,7 +124,7 @@ fn print(out: &mut dyn Write, format: Format, r: &FlowRecord) -> std::io::Result
         Format::Yaml => write!(
             out,
             "---\n{}",
-            serde_yaml::to_string(r).map_err(std::io::Error::other)?
+            serde_norway::to_string(r).map_err(std::io::Error::other)?
         ),
         Format::Table => {
             let policy = match (&r.policy, r.rule) {

@@ -69,7 +69,7 @@ pub fn json<T: Serialize + ?Sized>(out: &mut (impl Write + ?Sized), value: &T) -
 /// YAML, one document.
 pub fn yaml<T: Serialize + ?Sized>(out: &mut (impl Write + ?Sized), value: &T) -> io::Result<()> {
     out.write_all(
-        serde_yaml::to_string(value)
+        serde_norway::to_string(value)
             .map_err(io::Error::other)?
             .as_bytes(),
     )

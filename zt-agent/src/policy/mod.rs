@@ -14,6 +14,7 @@
 
 pub mod compile;
 pub mod error;
+pub mod load;
 pub mod model;
 pub mod parse;
 pub mod ports;
@@ -26,4 +27,5 @@ pub use compile::{
 };
 pub use error::{CompileError, PolicyError, Problem};
 pub use model::{Direction, Mode, Origin, PolicySet};
-pub use parse::{load_path, load_paths, parse};
+pub use load::{load_path, load_paths};
+pub use parse::parse;

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::api::protocol::{Change, DocumentChange, DocumentKey};
 
@@ -33,7 +33,7 @@ impl Document {
     }
 
     fn value(&self) -> Value {
-        serde_yaml::from_str(&self.yaml).unwrap_or(Value::Null)
+        serde_norway::from_str(&self.yaml).unwrap_or(Value::Null)
     }
 }
 
@@ -43,12 +43,12 @@ impl Document {
 pub fn split(sources: &[(String, String)]) -> Vec<Document> {
     let mut out = Vec::new();
     for (source, text) in sources {
-        for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        for (index, de) in serde_norway::Deserializer::from_str(text).enumerate() {
             let Ok(value) = Value::deserialize(de) else {
                 break;
             };
             let Some(key) = key_of(&value) else { continue };
-            let yaml = serde_yaml::to_string(&value).expect("a parsed YAML value serializes");
+            let yaml = serde_norway::to_string(&value).expect("a parsed YAML value serializes");
             out.push(Document {
                 key,
                 source: source.clone(),
@@ -336,6 +336,43 @@ mod tests {
         assert_eq!(matching(&docs, "endpoint/prod/db").len(), 1);
         assert_eq!(matching(&docs, "Endpoint/db").len(), 1);
         assert!(matching(&docs, "web").is_empty());
+    }
+
+    #[test]
+    fn documents_as_policy_get_prints_them_apply_again_unchanged() {
+        // Strings that read as other YAML types unquoted must come back quoted.
+        let text = "# a comment, dropped by the round trip
+apiVersion: zt/v1
+kind: Endpoint
+metadata: {name: db, namespace: prod}
+spec:
+  addresses: [10.0.1.5, \"fd00::5\", 10.0.2.0/24]
+  labels: {app: db, version: \"1.10\", enabled: \"true\", none: \"null\", hex: \"0x1F\", empty: \"\"}
+---
+apiVersion: zt/v1
+kind: Policy
+metadata:
+  name: web
+spec:
+  selector: {app: db}
+  mode: audit
+  ingress:
+    - from: [{cidr: 192.168.0.0/16, except: [192.168.9.0/24]}, {entity: host}]
+      ports: [{protocol: TCP, port: 5432, endPort: 5440}, {protocol: ICMP}]
+  egress:
+    - action: deny
+      to: [{selector: {}}]
+";
+        let original = [("a.yaml".to_string(), text.to_string())];
+        // `ztctl policy get -o yaml`: each document's YAML after a `---` line.
+        let printed: String = split(&original)
+            .iter()
+            .map(|d| format!("---\n{}", d.yaml))
+            .collect();
+        let expected = crate::policy::parse(&original).expect("the original is valid");
+        let again = crate::policy::parse(&[("a.yaml", printed.as_str())])
+            .unwrap_or_else(|errors| panic!("{printed}\n{errors:#?}"));
+        assert_eq!(again, expected, "{printed}");
     }
 
     #[test]

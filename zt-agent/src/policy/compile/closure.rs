@@ -1,0 +1,117 @@
+//! Step 4, intersection closure: the key set closed under intersection, each key carrying
+//! the merged verdict of every atom that covers it, then keys whose verdict equals their LPM
+//! parent's pruned (see the [module docs](super) for why the closure makes the kernel's
+//! first hit right).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use zt_common::identity::ANY;
+use zt_common::policy::PolicyValue;
+
+use super::verdict::{Atom, Decision};
+use super::{Limits, PolicyEntryKey};
+use crate::policy::error::CompileError;
+use crate::policy::ports::PortBlock;
+
+/// Step 4: the intersection closure of the atoms, each key with its merged verdict.
+///
+/// Identities and blocks are both trees under containment (ANY above every identity; any
+/// protocol above a protocol above its port blocks), so the intersection of atoms is
+/// computed per component: a key (l, p, b) is in the closure exactly when some covering atom
+/// has local l, some has peer p and some has block b. That bounds the candidates: pairs
+/// (l, p) that are an atom pair or combine an (l, any) with an (any, p), and per pair the
+/// blocks of the atoms that cover the pair.
+pub(super) fn build_entries(
+    atoms: &[Vec<Atom>; 2],
+    limits: Limits,
+) -> Result<Vec<(PolicyEntryKey, PolicyValue)>, CompileError> {
+    let mut entries = Vec::new();
+    let mut closure_keys = 0usize;
+    for (direction, atoms) in atoms.iter().enumerate() {
+        let direction = direction as u8;
+        let mut groups: BTreeMap<(u32, u32), Vec<&Atom>> = BTreeMap::new();
+        for atom in atoms {
+            groups
+                .entry((atom.local, atom.peer))
+                .or_default()
+                .push(atom);
+        }
+        let locals_with_any_peer: Vec<u32> = groups
+            .keys()
+            .filter(|(l, p)| *l != ANY && *p == ANY)
+            .map(|k| k.0)
+            .collect();
+        let peers_with_any_local: Vec<u32> = groups
+            .keys()
+            .filter(|(l, p)| *l == ANY && *p != ANY)
+            .map(|k| k.1)
+            .collect();
+        let mut pairs: BTreeSet<(u32, u32)> = groups.keys().copied().collect();
+        for &local in &locals_with_any_peer {
+            pairs.extend(peers_with_any_local.iter().map(|&peer| (local, peer)));
+        }
+
+        for (local, peer) in pairs {
+            let mut covering_groups = vec![(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)];
+            covering_groups.sort_unstable();
+            covering_groups.dedup();
+            let covering: Vec<&Atom> = covering_groups
+                .iter()
+                .filter_map(|g| groups.get(g))
+                .flatten()
+                .copied()
+                .collect();
+            let blocks: BTreeSet<PortBlock> = covering.iter().map(|a| a.block).collect();
+            let mut class = Vec::new();
+            for block in blocks {
+                let mut decision = Decision::default();
+                let (mut exact_local, mut exact_peer) = (local == ANY, peer == ANY);
+                for atom in covering.iter().filter(|a| a.block.contains(&block)) {
+                    decision.add(&atom.contribution);
+                    exact_local |= atom.local == local;
+                    exact_peer |= atom.peer == peer;
+                }
+                if !(exact_local && exact_peer) {
+                    continue; // a less specific key already gives this answer
+                }
+                closure_keys += 1;
+                if closure_keys > limits.closure_keys {
+                    return Err(CompileError::TooManyKeys {
+                        limit: limits.closure_keys,
+                    });
+                }
+                class.push((block, decision.value()));
+            }
+            for (block, value) in prune_redundant(class) {
+                entries.push((PolicyEntryKey::new(direction, local, peer, block), value));
+            }
+        }
+    }
+    if entries.len() > limits.policy_entries {
+        return Err(CompileError::TooManyEntries {
+            count: entries.len(),
+            limit: limits.policy_entries,
+        });
+    }
+    entries.sort_by_key(|(key, _)| *key);
+    Ok(entries)
+}
+
+/// Drops keys of one identity pair whose verdict equals that of the nearest kept key
+/// containing them: the kernel's LPM lookup then lands on that key with the same answer.
+/// Keys without a containing key stay, since without them the lookup would move on to the
+/// next identity pair.
+pub(super) fn prune_redundant(
+    mut class: Vec<(PortBlock, PolicyValue)>,
+) -> Vec<(PortBlock, PolicyValue)> {
+    class.sort_by_key(|(block, _)| (block.lpm_prefix_len(), *block));
+    let mut kept: Vec<(PortBlock, PolicyValue)> = Vec::with_capacity(class.len());
+    for (block, value) in class {
+        // `kept` is ordered by prefix length, so the last container is the nearest.
+        let parent = kept.iter().rev().find(|(outer, _)| outer.contains(&block));
+        if parent.is_none_or(|(_, parent_value)| *parent_value != value) {
+            kept.push((block, value));
+        }
+    }
+    kept
+}

@@ -1,0 +1,265 @@
+//! Step 2, resolution: selectors, entities and CIDR peers become sets of identities (`ANY`
+//! for "everything"), port items become port matches, and each policy gets its id.
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+use zt_common::identity::{ANY, HOST, WORLD};
+
+use super::universe::Universe;
+use super::{CompileSettings, PolicyInfo};
+use crate::policy::model::{Action, Direction, Entity, Mode, Origin, Peer, PolicySet, PortRule};
+use crate::policy::ports::{PortBlock, decompose_range};
+
+/// How precisely a rule names the port of a packet; the most precise allow (or deny) is
+/// the one a verdict reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum PortSpecificity {
+    AnyProtocol,
+    AllPorts,
+    Range,
+    Exact,
+}
+
+/// A port item after validation: which (protocol, port) pairs it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PortMatch {
+    AnyProtocol,
+    Protocol(u8),
+    Range { proto: u8, start: u16, end: u16 },
+}
+
+impl PortMatch {
+    pub(super) fn from_rule(rule: &PortRule) -> Self {
+        let proto = rule.protocol.number();
+        match rule.range() {
+            Some((start, end)) => PortMatch::Range { proto, start, end },
+            None => PortMatch::Protocol(proto),
+        }
+    }
+
+    pub(crate) fn specificity(&self) -> PortSpecificity {
+        match *self {
+            PortMatch::AnyProtocol => PortSpecificity::AnyProtocol,
+            PortMatch::Protocol(_) => PortSpecificity::AllPorts,
+            PortMatch::Range { start, end, .. } if start == end => PortSpecificity::Exact,
+            PortMatch::Range { .. } => PortSpecificity::Range,
+        }
+    }
+
+    /// True when a packet with this protocol and destination port matches (the reference
+    /// evaluator's test; the compiler itself works on blocks).
+    #[cfg(test)]
+    pub(crate) fn matches(&self, proto: u8, port: u16) -> bool {
+        match *self {
+            PortMatch::AnyProtocol => true,
+            PortMatch::Protocol(p) => p == proto,
+            PortMatch::Range {
+                proto: p,
+                start,
+                end,
+            } => p == proto && (start..=end).contains(&port),
+        }
+    }
+
+    pub(super) fn blocks(&self) -> Vec<PortBlock> {
+        match *self {
+            PortMatch::AnyProtocol => vec![PortBlock::ANY],
+            PortMatch::Protocol(proto) => vec![PortBlock::protocol(proto)],
+            PortMatch::Range { proto, start, end } => decompose_range(proto, start, end),
+        }
+    }
+}
+
+/// One rule with its selectors resolved to identities. `ANY` (0) in `locals` or `peers`
+/// means every identity.
+#[derive(Clone, Debug)]
+pub(crate) struct ResolvedRule {
+    pub direction: u8,
+    pub policy_id: u32,
+    /// Index within the policy's rules for this direction.
+    pub rule: u32,
+    pub action: Action,
+    /// False for audit-mode policies.
+    pub enforcing: bool,
+    pub locals: BTreeSet<u32>,
+    pub peers: BTreeSet<u32>,
+    pub ports: Vec<PortMatch>,
+}
+
+/// A local identity isolated for a direction by a policy that has rules for it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Isolation {
+    pub direction: u8,
+    pub local: u32,
+    pub enforcing: bool,
+}
+
+/// Everything the verdict of a packet depends on, in identity terms.
+#[derive(Clone, Debug)]
+pub(crate) struct Resolved {
+    pub rules: Vec<ResolvedRule>,
+    pub isolations: Vec<Isolation>,
+    pub failsafe: Vec<(u8, PortMatch)>,
+    pub default_deny: bool,
+    /// Identities that are only ever peers (world and CIDR prefixes): they have no policy
+    /// of their own, so traffic judged with one of them as the local side — the egress hook
+    /// forwarding a packet *from* world, the ingress hook forwarding one *to* world — is not
+    /// isolated; the workload's side of the flow is judged at its own hook.
+    pub not_local: BTreeSet<u32>,
+}
+
+/// Step 2: selectors, entities and CIDRs -> identities; policies get their ids.
+pub(super) fn resolve(
+    set: &PolicySet,
+    settings: &CompileSettings,
+    universe: &Universe,
+    warnings: &mut Vec<String>,
+) -> (Resolved, Vec<PolicyInfo>) {
+    let mut resolved = Resolved {
+        rules: Vec::new(),
+        isolations: Vec::new(),
+        failsafe: settings
+            .failsafe
+            .iter()
+            .map(|f| (f.direction.to_u8(), f.port_match()))
+            .collect(),
+        default_deny: settings.default_deny,
+        not_local: universe
+            .identities
+            .keys()
+            .filter(|id| !universe.selectable.contains_key(id))
+            .copied()
+            .collect(),
+    };
+    let mut policies: Vec<_> = set.policies.iter().collect();
+    policies.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut infos = Vec::new();
+
+    for (index, policy) in policies.into_iter().enumerate() {
+        let policy_id = index as u32 + 1;
+        let origin = &policy.origin;
+        let locals = if policy.selector.is_all() {
+            BTreeSet::from([ANY])
+        } else {
+            universe.select(&policy.selector)
+        };
+        if locals.is_empty() {
+            warnings.push(format!(
+                "{origin}: spec.selector {} selects no endpoint and not this host, so policy {} has no effect",
+                policy.selector, policy.name
+            ));
+        }
+        let enforcing = policy.mode == Mode::Enforce;
+        for direction in Direction::BOTH {
+            let Some(rules) = policy.rules(direction) else {
+                continue;
+            };
+            let dir = direction.to_u8();
+            resolved
+                .isolations
+                .extend(locals.iter().map(|&local| Isolation {
+                    direction: dir,
+                    local,
+                    enforcing,
+                }));
+            if !rules.is_empty()
+                && rules.iter().all(|r| r.action == Action::Deny)
+                && !settings.default_deny
+            {
+                warnings.push(format!(
+                    "{origin}: every {direction} rule of policy {} is a deny rule, yet the policy still isolates what \
+                     it selects, so {direction} traffic it does not deny is dropped too unless another policy allows it",
+                    policy.name
+                ));
+            }
+            for (i, rule) in rules.iter().enumerate() {
+                let rule_path = format!("spec.{direction}[{i}]");
+                let peers = if rule.peers.is_empty() {
+                    BTreeSet::from([ANY])
+                } else {
+                    let mut peers = BTreeSet::new();
+                    for (j, peer) in rule.peers.iter().enumerate() {
+                        let path = format!("{rule_path}.{}[{j}]", direction.peer_field());
+                        peers.extend(resolve_peer(universe, peer, origin, &path, warnings));
+                    }
+                    peers
+                };
+                let ports = if rule.ports.is_empty() {
+                    vec![PortMatch::AnyProtocol]
+                } else {
+                    rule.ports.iter().map(PortMatch::from_rule).collect()
+                };
+                resolved.rules.push(ResolvedRule {
+                    direction: dir,
+                    policy_id,
+                    rule: i as u32,
+                    action: rule.action,
+                    enforcing,
+                    locals: locals.clone(),
+                    peers,
+                    ports,
+                });
+            }
+        }
+        infos.push(PolicyInfo {
+            id: policy_id,
+            name: policy.name.clone(),
+            mode: policy.mode,
+            origin: origin.clone(),
+            selected: locals.into_iter().collect(),
+        });
+    }
+    (resolved, infos)
+}
+
+/// The identities one `from`/`to` item stands for.
+pub(super) fn resolve_peer(
+    universe: &Universe,
+    peer: &Peer,
+    origin: &Origin,
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> BTreeSet<u32> {
+    match peer {
+        Peer::Entity(Entity::Host) => BTreeSet::from([HOST]),
+        Peer::Entity(Entity::World) => BTreeSet::from([WORLD]),
+        Peer::Entity(Entity::Any) => BTreeSet::from([ANY]),
+        Peer::Selector(selector) => {
+            let ids = universe.select(selector);
+            if ids.is_empty() {
+                warnings.push(format!(
+                    "{origin}: {path}.selector {selector} matches no endpoint and not this host, so it adds no peer \
+                     to the rule"
+                ));
+            }
+            ids
+        }
+        Peer::Cidr { cidr, except } => {
+            // An identity matches when every prefix that resolves to it lies in the cidr and
+            // in no except. Prefixes that merely contain an except are fine: the except has
+            // its own, longer ipcache entry, so its addresses never resolve to them.
+            let inside =
+                |net: &IpNet| cidr.contains(net) && !except.iter().any(|e| e.contains(net));
+            let mut ids = BTreeSet::new();
+            for (&id, prefixes) in &universe.prefixes {
+                let count = prefixes.iter().filter(|net| inside(net)).count();
+                if count == prefixes.len() {
+                    ids.insert(id);
+                } else if count > 0 {
+                    let who = universe.describe(id);
+                    warnings.push(format!(
+                        "{origin}: {path}.cidr {cidr} covers only some addresses of {who}, so traffic of {who} does \
+                         not match it; cover all of its addresses or none"
+                    ));
+                }
+            }
+            // World is everything no longer prefix claims: inside any /0 peer. (World is one
+            // identity for both families, so 0.0.0.0/0 also matches IPv6 world traffic.)
+            if cidr.prefix_len() == 0 {
+                ids.insert(WORLD);
+            }
+            ids
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Compile settings: what the agent's configuration adds to a push (default deny, host
+//! labels, failsafe rules).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use super::PortMatch;
+use crate::identity::Labels;
+use crate::policy::error::CompileError;
+use crate::policy::model::{Direction, Protocol};
+
+/// Agent settings that shape compilation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileSettings {
+    /// Isolate every local identity in both directions, whether or not a policy selects it
+    /// (zero trust; the native-mode default).
+    pub default_deny: bool,
+    /// Traffic to or from this host that is always allowed, whatever the policy says.
+    pub failsafe: Vec<FailsafeRule>,
+    /// The operator's labels for this host (`--labels`); `reserved:host` is added.
+    pub host_labels: Labels,
+    /// This host's addresses. The agent maps them to `host` in the ipcache itself; given
+    /// here, they let CIDR peers that contain them match the host, and keep policy prefixes
+    /// equal to one of them from getting a CIDR identity the agent would shadow anyway.
+    pub host_addresses: Vec<IpAddr>,
+}
+
+impl Default for CompileSettings {
+    fn default() -> Self {
+        Self {
+            default_deny: true,
+            failsafe: vec![FailsafeRule::SSH],
+            host_labels: Labels::new(),
+            host_addresses: Vec::new(),
+        }
+    }
+}
+
+/// Traffic of the host that no policy can remove, so an operator cannot lock themselves out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FailsafeRule {
+    pub direction: Direction,
+    pub protocol: Protocol,
+    /// `None`: every port of the protocol (the only choice for ICMP).
+    pub port: Option<u16>,
+}
+
+impl FailsafeRule {
+    /// The default: inbound SSH from anywhere.
+    pub const SSH: FailsafeRule = FailsafeRule {
+        direction: Direction::Ingress,
+        protocol: Protocol::Tcp,
+        port: Some(22),
+    };
+
+    pub(super) fn port_match(&self) -> PortMatch {
+        match self.port {
+            Some(port) => PortMatch::Range {
+                proto: self.protocol.number(),
+                start: port,
+                end: port,
+            },
+            None => PortMatch::Protocol(self.protocol.number()),
+        }
+    }
+
+    /// What is wrong with this rule, as the end of a sentence that starts with the rule
+    /// (the config file and the compiler both report it, each with its own location).
+    pub fn problem(&self) -> Option<&'static str> {
+        match self.port {
+            Some(_) if !self.protocol.has_ports() => {
+                Some("gives a port, but only TCP, UDP and SCTP have ports; remove the port")
+            }
+            Some(0) => Some("has port 0; use a port in 1-65535"),
+            _ => None,
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<(), CompileError> {
+        match self.problem() {
+            None => Ok(()),
+            Some(reason) => Err(CompileError::InvalidFailsafe {
+                rule: self.to_string(),
+                reason,
+            }),
+        }
+    }
+}
+
+/// `ingress TCP 22`, `ingress ICMP`: how start-up reports the failsafe rules.
+impl fmt::Display for FailsafeRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.direction, self.protocol)?;
+        match self.port {
+            Some(port) => write!(f, " {port}"),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Step 1, identities: every endpoint label set and every CIDR prefix a rule names gets a
+//! number from the [`IdentityAllocator`]; the ipcache maps each prefix to its number and the
+//! default routes to `world`. The [`Universe`] is what the later steps resolve against.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ipnet::IpNet;
+use zt_common::identity::{HOST, WORLD};
+
+use super::{CompileSettings, DEFAULT_ROUTES, MAX_IPCACHE_PREFIXES};
+use crate::identity::{IdentityAllocator, Labels};
+use crate::policy::error::CompileError;
+use crate::policy::model::{Direction, Peer, PolicySet, Selector};
+
+/// Every identity of a push, and how addresses map to them.
+pub(super) struct Universe {
+    /// What selectors choose from: endpoint identities and the host, with their labels.
+    pub(super) selectable: BTreeMap<u32, Labels>,
+    /// key -> value -> selectable identities carrying that label: selecting by the rarest
+    /// label of a selector keeps resolution proportional to the answer, not to rules times
+    /// identities (which made 100k-rule policies take seconds).
+    pub(super) by_label: HashMap<String, HashMap<String, Vec<u32>>>,
+    /// The prefixes that resolve to each identity (host: its addresses); CIDR peers are
+    /// judged by these. World's default routes are left out: only a /0 peer matches world.
+    pub(super) prefixes: BTreeMap<u32, BTreeSet<IpNet>>,
+    /// Endpoint names per identity, to name them in warnings.
+    pub(super) names: BTreeMap<u32, Vec<String>>,
+    pub(super) ipcache: BTreeMap<IpNet, u32>,
+    pub(super) identities: BTreeMap<u32, Labels>,
+}
+
+impl Universe {
+    pub(super) fn build(
+        set: &PolicySet,
+        settings: &CompileSettings,
+        allocator: &mut IdentityAllocator,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, CompileError> {
+        let host_labels = Labels::host(&settings.host_labels);
+        let host_prefixes: BTreeSet<IpNet> = settings
+            .host_addresses
+            .iter()
+            .map(|&addr| IpNet::from(addr))
+            .collect();
+        let mut universe = Universe {
+            selectable: BTreeMap::from([(HOST, host_labels.clone())]),
+            by_label: HashMap::new(),
+            prefixes: BTreeMap::new(),
+            names: BTreeMap::new(),
+            ipcache: BTreeMap::new(),
+            identities: BTreeMap::from([(HOST, host_labels), (WORLD, Labels::world())]),
+        };
+        if !host_prefixes.is_empty() {
+            universe.prefixes.insert(HOST, host_prefixes.clone());
+        }
+
+        // Allocate in label order, not file order, so a first push numbers identically
+        // however its files are named.
+        let label_sets: BTreeSet<&Labels> = set.endpoints.iter().map(|e| &e.labels).collect();
+        for labels in label_sets {
+            let id = allocator.allocate(labels)?;
+            universe.selectable.insert(id, labels.clone());
+            universe.identities.insert(id, labels.clone());
+        }
+        for endpoint in &set.endpoints {
+            let id = allocator.get(&endpoint.labels).expect("allocated above");
+            universe
+                .names
+                .entry(id)
+                .or_default()
+                .push(endpoint.qualified_name());
+            if endpoint.addresses.is_empty() {
+                let name = endpoint.qualified_name();
+                warnings.push(format!(
+                    "{}: spec.addresses is empty, so endpoint {name} matches no traffic",
+                    endpoint.origin
+                ));
+            }
+            for (i, &address) in endpoint.addresses.iter().enumerate() {
+                if host_prefixes.contains(&address) {
+                    warnings.push(format!(
+                        "{}: spec.addresses[{i}] {address} is an address of this host, so its traffic has the host \
+                         identity, not the labels of endpoint {}",
+                        endpoint.origin,
+                        endpoint.qualified_name()
+                    ));
+                    continue;
+                }
+                universe.ipcache.insert(address, id);
+                universe.prefixes.entry(id).or_default().insert(address);
+            }
+        }
+
+        // A policy prefix gets its own identity unless something already owns exactly that
+        // prefix: an endpoint, the host, or world (the default routes).
+        let mut policy_prefixes = BTreeSet::new();
+        for policy in &set.policies {
+            for direction in Direction::BOTH {
+                for rule in policy.rules(direction).unwrap_or_default() {
+                    for peer in &rule.peers {
+                        if let Peer::Cidr { cidr, except } = peer {
+                            policy_prefixes.insert(*cidr);
+                            policy_prefixes.extend(except.iter().copied());
+                        }
+                    }
+                }
+            }
+        }
+        for prefix in policy_prefixes {
+            if prefix.prefix_len() == 0
+                || universe.ipcache.contains_key(&prefix)
+                || host_prefixes.contains(&prefix)
+            {
+                continue;
+            }
+            let labels = Labels::cidr(prefix);
+            let id = allocator.allocate(&labels)?;
+            universe.ipcache.insert(prefix, id);
+            universe.prefixes.entry(id).or_default().insert(prefix);
+            universe.identities.insert(id, labels);
+        }
+
+        for default_route in DEFAULT_ROUTES {
+            universe.ipcache.insert(default_route, WORLD);
+        }
+        for (family, v4) in [("IPv4", true), ("IPv6", false)] {
+            let count = universe
+                .ipcache
+                .keys()
+                .filter(|net| matches!(net, IpNet::V4(_)) == v4)
+                .count();
+            if count > MAX_IPCACHE_PREFIXES {
+                return Err(CompileError::TooManyPrefixes {
+                    family,
+                    count,
+                    limit: MAX_IPCACHE_PREFIXES,
+                });
+            }
+        }
+        for (&id, labels) in &universe.selectable {
+            for (key, value) in labels.iter() {
+                universe
+                    .by_label
+                    .entry(key.to_string())
+                    .or_default()
+                    .entry(value.to_string())
+                    .or_default()
+                    .push(id);
+            }
+        }
+        Ok(universe)
+    }
+
+    /// Identities a selector matches among endpoints and the host.
+    pub(super) fn select(&self, selector: &Selector) -> BTreeSet<u32> {
+        let mut rarest: Option<&Vec<u32>> = None;
+        for (key, value) in selector.match_labels.iter() {
+            let Some(ids) = self.by_label.get(key).and_then(|values| values.get(value)) else {
+                return BTreeSet::new();
+            };
+            if rarest.is_none_or(|r| ids.len() < r.len()) {
+                rarest = Some(ids);
+            }
+        }
+        match rarest {
+            // `{}`: every selectable identity.
+            None => self.selectable.keys().copied().collect(),
+            Some(ids) => ids
+                .iter()
+                .copied()
+                .filter(|id| self.selectable.get(id).is_some_and(|l| selector.matches(l)))
+                .collect(),
+        }
+    }
+
+    /// `endpoint db-1`, `endpoints db-1, db-2` or `this host`, for warnings.
+    pub(super) fn describe(&self, id: u32) -> String {
+        if id == HOST {
+            return "this host".to_string();
+        }
+        match self.names.get(&id).map(Vec::as_slice) {
+            Some([name]) => format!("endpoint {name}"),
+            Some(names) => format!("endpoints {}", names.join(", ")),
+            None => format!("identity {id}"),
+        }
+    }
+}

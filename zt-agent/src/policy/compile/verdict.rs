@@ -1,0 +1,267 @@
+//! Step 3, atoms and verdicts: each rule x local x peer x port block is an *atom*, a key
+//! region with what it contributes (an allow, a deny, isolation, failsafe); isolated locals
+//! get a catch-all atom and `(any, any, any protocol)` is always present. Contributions of
+//! every atom covering a key merge, per evaluation [`Layer`], into one [`Decision`] and so
+//! into the key's [`PolicyValue`].
+
+use zt_common::identity::{ANY, HOST};
+use zt_common::policy::{POLICY_NONE, PolicyValue, RULE_NONE};
+use zt_common::reason;
+
+use super::resolve::{PortSpecificity, Resolved};
+use crate::policy::model::{Action, Direction};
+use crate::policy::ports::PortBlock;
+
+/// Which rule a verdict names. Ordered so that the *preferred* attribution is the greatest:
+/// most precise port, then a named peer over "any", then the lowest policy id and rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Attribution {
+    pub specificity: PortSpecificity,
+    pub peer_specific: bool,
+    pub policy_id: u32,
+    pub rule: u32,
+}
+
+impl Attribution {
+    pub(super) fn preference(&self) -> impl Ord {
+        (
+            self.specificity,
+            self.peer_specific,
+            std::cmp::Reverse(self.policy_id),
+            std::cmp::Reverse(self.rule),
+        )
+    }
+
+    pub(super) fn best(current: Option<Self>, candidate: Self) -> Option<Self> {
+        match current {
+            Some(current) if current.preference() >= candidate.preference() => Some(current),
+            _ => Some(candidate),
+        }
+    }
+}
+
+/// What an atom adds to the verdict of the keys it covers.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Contribution {
+    /// The catch-all that guarantees a hit; adds nothing.
+    Neutral,
+    Isolate {
+        enforcing: bool,
+    },
+    Rule {
+        action: Action,
+        enforcing: bool,
+        attribution: Attribution,
+    },
+    Failsafe,
+    /// The local side is world or a CIDR prefix: never isolated.
+    NotLocal,
+}
+
+/// One policy evaluation: either enforce-mode policies only, or all policies treated as
+/// enforcing (which is what audit mode reports against).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Layer {
+    pub(super) isolated: bool,
+    pub(super) allow: Option<Attribution>,
+    pub(super) deny: Option<Attribution>,
+}
+
+impl Layer {
+    pub(super) fn add(&mut self, contribution: &Contribution) {
+        match *contribution {
+            Contribution::Isolate { .. } => self.isolated = true,
+            Contribution::Rule {
+                action: Action::Allow,
+                attribution,
+                ..
+            } => self.allow = Attribution::best(self.allow, attribution),
+            Contribution::Rule {
+                action: Action::Deny,
+                attribution,
+                ..
+            } => self.deny = Attribution::best(self.deny, attribution),
+            Contribution::Neutral | Contribution::Failsafe | Contribution::NotLocal => {}
+        }
+    }
+
+    /// (verdict, reason, policy id, rule) of this layer alone. A deny only ever comes from
+    /// a policy that also isolates the local identity, so checking it first merely makes
+    /// "deny always wins" explicit.
+    pub(super) fn decide(&self) -> (u8, u8, u32, u32) {
+        if let Some(deny) = self.deny {
+            (
+                reason::VERDICT_DENIED,
+                reason::DENY_RULE,
+                deny.policy_id,
+                deny.rule,
+            )
+        } else if !self.isolated {
+            (
+                reason::VERDICT_ALLOWED,
+                reason::NOT_ISOLATED,
+                POLICY_NONE,
+                RULE_NONE,
+            )
+        } else if let Some(allow) = self.allow {
+            (
+                reason::VERDICT_ALLOWED,
+                reason::POLICY,
+                allow.policy_id,
+                allow.rule,
+            )
+        } else {
+            (
+                reason::VERDICT_DENIED,
+                reason::DEFAULT_DENY,
+                POLICY_NONE,
+                RULE_NONE,
+            )
+        }
+    }
+}
+
+/// The merged verdict of every atom covering a key.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Decision {
+    pub(super) not_local: bool,
+    pub(super) failsafe: bool,
+    pub(super) enforce: Layer,
+    pub(super) all: Layer,
+}
+
+impl Decision {
+    pub(super) fn add(&mut self, contribution: &Contribution) {
+        let enforcing = match *contribution {
+            Contribution::Failsafe => {
+                self.failsafe = true;
+                return;
+            }
+            Contribution::NotLocal => {
+                self.not_local = true;
+                return;
+            }
+            Contribution::Isolate { enforcing } | Contribution::Rule { enforcing, .. } => enforcing,
+            Contribution::Neutral => return,
+        };
+        self.all.add(contribution);
+        if enforcing {
+            self.enforce.add(contribution);
+        }
+    }
+
+    /// Failsafe beats everything; an enforce-mode drop is a drop; a drop that only audit
+    /// policies cause is an audit verdict carrying what enforcement would have said.
+    pub(super) fn value(&self) -> PolicyValue {
+        let (verdict, reason, policy_id, rule) = if self.not_local {
+            (
+                reason::VERDICT_ALLOWED,
+                reason::NOT_ISOLATED,
+                POLICY_NONE,
+                RULE_NONE,
+            )
+        } else if self.failsafe {
+            (
+                reason::VERDICT_ALLOWED,
+                reason::FAILSAFE,
+                POLICY_NONE,
+                RULE_NONE,
+            )
+        } else {
+            let enforce = self.enforce.decide();
+            let all = self.all.decide();
+            if enforce.0 == reason::VERDICT_DENIED {
+                enforce
+            } else if all.0 == reason::VERDICT_DENIED {
+                (reason::VERDICT_AUDIT, all.1, all.2, all.3)
+            } else {
+                enforce
+            }
+        };
+        PolicyValue::new(verdict, reason, policy_id, rule)
+    }
+}
+
+/// A key region and its contribution.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Atom {
+    pub(super) local: u32,
+    pub(super) peer: u32,
+    pub(super) block: PortBlock,
+    pub(super) contribution: Contribution,
+}
+
+/// Step 3: atoms per direction (indexed by `DIR_INGRESS`/`DIR_EGRESS`).
+pub(super) fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
+    let mut atoms: [Vec<Atom>; 2] = [Vec::new(), Vec::new()];
+    let catch_all = |contribution| Atom {
+        local: ANY,
+        peer: ANY,
+        block: PortBlock::ANY,
+        contribution,
+    };
+    for direction in Direction::BOTH {
+        let out = &mut atoms[usize::from(direction.to_u8())];
+        out.push(catch_all(Contribution::Neutral));
+        if resolved.default_deny {
+            out.push(catch_all(Contribution::Isolate { enforcing: true }));
+        }
+    }
+    for isolation in &resolved.isolations {
+        let contribution = Contribution::Isolate {
+            enforcing: isolation.enforcing,
+        };
+        let atom = Atom {
+            local: isolation.local,
+            ..catch_all(contribution)
+        };
+        atoms[usize::from(isolation.direction)].push(atom);
+    }
+    for &local in &resolved.not_local {
+        for out in atoms.iter_mut() {
+            out.push(Atom {
+                local,
+                ..catch_all(Contribution::NotLocal)
+            });
+        }
+    }
+    for (direction, ports) in &resolved.failsafe {
+        for block in ports.blocks() {
+            let atom = Atom {
+                local: HOST,
+                peer: ANY,
+                block,
+                contribution: Contribution::Failsafe,
+            };
+            atoms[usize::from(*direction)].push(atom);
+        }
+    }
+    for rule in &resolved.rules {
+        for ports in &rule.ports {
+            let blocks = ports.blocks();
+            for &local in &rule.locals {
+                for &peer in &rule.peers {
+                    let attribution = Attribution {
+                        specificity: ports.specificity(),
+                        peer_specific: peer != ANY,
+                        policy_id: rule.policy_id,
+                        rule: rule.rule,
+                    };
+                    let contribution = Contribution::Rule {
+                        action: rule.action,
+                        enforcing: rule.enforcing,
+                        attribution,
+                    };
+                    let out = &mut atoms[usize::from(rule.direction)];
+                    out.extend(blocks.iter().map(|&block| Atom {
+                        local,
+                        peer,
+                        block,
+                        contribution,
+                    }));
+                }
+            }
+        }
+    }
+    atoms
+}
