@@ -68,21 +68,26 @@ impl Bench<'_> {
         progress(&format!("datapath: {family}, {} rules: established flow", self.rules));
         let established = frame(ESTABLISHED_SPORT, ALLOWED_PORT);
         self.zt.run(Program::Zt, &established, 1, XDP_PASS)?;
+        // The reference finds the established flow in its table, as zt does in conntrack.
+        self.zt.dp.reference_flows()?.insert(synthetic::tuple(client, server, ESTABLISHED_SPORT, ALLOWED_PORT), 0, 0)?;
         self.repeated(family, "established flow", &established, XDP_PASS)?;
 
         progress(&format!(
-            "datapath: {family}, {} rules: new flow denied by default-deny",
+            "datapath: {family}, {} rules: repeated packet of a denied flow",
             self.rules
         ));
         self.repeated(
             family,
-            "new flow denied (default-deny)",
+            "repeated denied packet (default-deny)",
             &frame(1024, DENIED_PORT),
             XDP_DROP,
         )?;
 
+        progress(&format!("datapath: {family}, {} rules: new flow denied by default-deny", self.rules));
+        self.new_flows(family, v6, "new flow denied (default-deny)", DENIED_PORT, XDP_DROP)?;
+
         progress(&format!("datapath: {family}, {} rules: new flow allowed", self.rules));
-        self.new_flows(family, v6)?;
+        self.new_flows(family, v6, "new flow allowed", ALLOWED_PORT, XDP_PASS)?;
 
         progress(&format!("datapath: {family}, {} rules: quarantined source", self.rules));
         let addr = match client {
@@ -124,56 +129,70 @@ impl Bench<'_> {
     /// One packet, `repeat` runs per call, baseline and zt alternating round by round.
     fn repeated(&mut self, family: &'static str, case: &'static str, frame: &[u8], expect: u32) -> anyhow::Result<()> {
         let repeat = self.plan.repeat;
-        let (mut base, mut zt) = (Vec::new(), Vec::new());
+        let (mut base, mut zt, mut reference) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..self.plan.rounds {
             base.push(self.zt.run(Program::Baseline, frame, repeat, XDP_PASS)?);
+            reference.push(self.zt.run(Program::Reference, frame, repeat, XDP_PASS)?);
             zt.push(self.zt.run(Program::Zt, frame, repeat, expect)?);
             self.zt.drain();
         }
-        self.record(family, case, format!("repeat={repeat}"), zt, base);
+        self.record(family, case, format!("repeat={repeat}"), zt, base, reference);
         Ok(())
     }
 
-    /// K distinct new flows per round, one run each; the baseline runs the same K frames.
-    fn new_flows(&mut self, family: &'static str, v6: bool) -> anyhow::Result<()> {
+    /// K distinct new flows to `port` per round, one run each; the baseline and the
+    /// reference run the same K frames.
+    fn new_flows(&mut self, family: &'static str, v6: bool, case: &'static str, port: u16, expect: u32) -> anyhow::Result<()> {
         let k = self.plan.new_flows;
         let server = synthetic::server(v6);
-        let (mut base, mut zt) = (Vec::new(), Vec::new());
+        let (mut base, mut zt, mut reference) = (Vec::new(), Vec::new(), Vec::new());
+        // Distinct tuples per case too: a tuple a previous case admitted would be tracked.
+        let offset = if port == ALLOWED_PORT { 0 } else { self.plan.rounds * k };
         for round in 0..self.plan.rounds {
             // Tuples never repeat within a load: source host 1..=126 times source port.
             let frames: Vec<Vec<u8>> = (0..k)
                 .map(|i| {
-                    let t = round * k + i;
+                    let t = offset + round * k + i;
                     let sport = 1024 + (t / 126) as u16;
                     frames::udp(
                         Macs::LOCAL,
                         synthetic::client(v6, 1 + (t % 126) as u8),
                         server,
                         sport,
-                        ALLOWED_PORT,
+                        port,
                     )
                 })
                 .collect();
-            let mut sum = 0.0;
-            for f in &frames {
-                sum += self.zt.run(Program::Baseline, f, 1, XDP_PASS)?;
-            }
-            base.push(sum / k as f64);
-            let mut sum = 0.0;
-            for f in &frames {
-                sum += self.zt.run(Program::Zt, f, 1, XDP_PASS)?;
-            }
-            zt.push(sum / k as f64);
+            let mut mean = |program, expect| -> anyhow::Result<f64> {
+                let mut sum = 0.0;
+                for f in &frames {
+                    sum += self.zt.run(program, f, 1, expect)?;
+                }
+                Ok(sum / k as f64)
+            };
+            base.push(mean(Program::Baseline, XDP_PASS)?);
+            reference.push(mean(Program::Reference, XDP_PASS)?);
+            zt.push(mean(Program::Zt, expect)?);
             self.zt.drain();
         }
-        self.record(family, "new flow allowed", format!("repeat=1 x {k}"), zt, base);
+        self.record(family, case, format!("repeat=1 x {k}"), zt, base, reference);
         Ok(())
     }
 
-    fn record(&mut self, family: &'static str, case: &'static str, method: String, zt: Vec<f64>, base: Vec<f64>) {
+    fn record(
+        &mut self,
+        family: &'static str,
+        case: &'static str,
+        method: String,
+        zt: Vec<f64>,
+        base: Vec<f64>,
+        reference: Vec<f64>,
+    ) {
         let ns = Sample::new(zt);
         let baseline_ns = Sample::new(base);
         let ratio = ns.ratio_to(&baseline_ns);
+        let reference_ns = Sample::new(reference);
+        let reference_ratio = ns.ratio_to(&reference_ns);
         self.out.push(DatapathFigure {
             family,
             case,
@@ -184,6 +203,8 @@ impl Bench<'_> {
             ns,
             baseline_ns,
             ratio,
+            reference_ns,
+            reference_ratio,
         });
     }
 }

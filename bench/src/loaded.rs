@@ -21,6 +21,8 @@ pub enum Program {
     Baseline,
     /// `zt_xdp_ingress`: the real ingress datapath.
     Zt,
+    /// `zt_xdp_reference`: parse + one 5-tuple hash lookup, the physical-limit reference.
+    Reference,
 }
 
 pub struct Loaded {
@@ -42,6 +44,7 @@ impl Loaded {
         let ring = maps.events.take().expect("events ring present after take_maps");
         let writer = GenerationWriter::adopt(&maps)?;
         dp.xdp_baseline()?;
+        dp.xdp_reference()?;
         Ok(Loaded {
             dp,
             maps,
@@ -62,6 +65,7 @@ impl Loaded {
         let prog = match program {
             Program::Baseline => self.dp.xdp_baseline()?,
             Program::Zt => self.dp.xdp_ingress()?,
+            Program::Reference => self.dp.xdp_reference()?,
         };
         let opts = TestRunOptions {
             data_in: Some(frame),

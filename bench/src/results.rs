@@ -36,6 +36,10 @@ pub struct DatapathFigure {
     /// The empty program, measured the same way in the same rounds.
     pub baseline_ns: Sample,
     pub ratio: Sample,
+    /// The physical-limit reference (parse + one 5-tuple hash lookup), measured the same
+    /// way in the same rounds, and zt's ratio to it.
+    pub reference_ns: Sample,
+    pub reference_ratio: Sample,
 }
 
 /// Section 2: one contender, one traffic kind, one rule count.

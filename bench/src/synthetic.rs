@@ -49,6 +49,16 @@ pub fn server(v6: bool) -> IpAddr {
     if v6 { SERVER_V6.into() } else { SERVER_V4.into() }
 }
 
+/// The UDP 5-tuple as the datapath keys flows (ports in host order).
+pub fn tuple(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> zt_common::conntrack::CtKey {
+    let addr = |ip: IpAddr| match ip {
+        IpAddr::V4(a) => (zt_common::addr::Addr::from_v4(a.octets()), zt_common::addr::FAMILY_V4),
+        IpAddr::V6(a) => (zt_common::addr::Addr::from_v6(a.octets()), zt_common::addr::FAMILY_V6),
+    };
+    let ((src, family), (dst, _)) = (addr(src), addr(dst));
+    zt_common::conntrack::CtKey { src, dst, src_port: sport, dst_port: dport, proto: UDP, family, _pad: [0; 2] }
+}
+
 fn value(verdict: u8, reason: u8, policy_id: u32, rule: u32) -> PolicyValue {
     PolicyValue::new(verdict, reason, policy_id, rule)
 }

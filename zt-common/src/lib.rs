@@ -64,6 +64,8 @@ pub mod map_names {
     pub const EVENT_STATS: &str = "ZT_EVENT_STATS";
     pub const EVENTS: &str = "ZT_EVENTS";
     pub const DENY_BUDGET: &str = "ZT_DENY_BUDGET";
+    /// The benchmarks' reference flow table; not pinned.
+    pub const REFERENCE_FLOWS: &str = "ZT_REF_FLOWS";
     /// Every map, for pin management.
     pub const ALL: &[&str] = &[
         CONFIG,
@@ -92,4 +94,6 @@ pub mod program_names {
     pub const TC_EGRESS: &str = "zt_tc_egress";
     /// Empty XDP program returning XDP_PASS: the benchmark baseline, never attached.
     pub const XDP_BASELINE: &str = "zt_xdp_baseline";
+    /// Parse + one 5-tuple hash lookup: the benchmarks' physical-limit reference.
+    pub const XDP_REFERENCE: &str = "zt_xdp_reference";
 }

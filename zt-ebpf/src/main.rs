@@ -20,6 +20,8 @@ mod policy;
 #[cfg(target_arch = "bpf")]
 mod quarantine;
 #[cfg(target_arch = "bpf")]
+mod reference;
+#[cfg(target_arch = "bpf")]
 mod stats;
 
 #[cfg(target_arch = "bpf")]
@@ -65,6 +67,13 @@ mod programs {
     /// An empty XDP program: the baseline that benchmarks divide by, loaded only by them.
     #[xdp]
     pub fn zt_xdp_baseline(_ctx: XdpContext) -> u32 {
+        xdp_action::XDP_PASS
+    }
+
+    /// The physical-limit reference of the benchmarks (see `reference`), never attached.
+    #[xdp]
+    pub fn zt_xdp_reference(ctx: XdpContext) -> u32 {
+        let _ = crate::reference::lookup(ctx.data(), ctx.data_end());
         xdp_action::XDP_PASS
     }
 

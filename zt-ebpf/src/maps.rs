@@ -57,6 +57,15 @@ pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_RING_BYTES, 0);
 #[map(name = "ZT_SCRATCH")]
 pub static SCRATCH: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
 
+/// The benchmarks' reference flow table (see `reference`): a hash table with as many
+/// buckets as CONNTRACK and the same key. Not preallocated — it costs nothing until a
+/// benchmark fills it — and not pinned.
+#[map(name = "ZT_REF_FLOWS")]
+pub static REFERENCE_FLOWS: HashMap<CtKey, u64> = HashMap::with_max_entries(CONNTRACK_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// `BPF_F_NO_PREALLOC`: allocate hash entries on insert.
+const BPF_F_NO_PREALLOC: u32 = 1;
+
 #[map(name = "ZT_DENY_BUDGET")]
 pub static DENY_BUDGET: LruPerCpuHashMap<Addr, Budget> =
     LruPerCpuHashMap::pinned(DENY_BUDGET_MAX_ENTRIES, 0);

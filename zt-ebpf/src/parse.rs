@@ -120,10 +120,10 @@ impl Packet {
 /// readable range only after its own comparison with `data_end`, and a pointer recomputed
 /// from `data + off` (as LLVM likes to re-associate) would have none.
 #[derive(Clone, Copy)]
-struct Hdr(usize);
+pub(crate) struct Hdr(usize);
 
 #[inline(always)]
-fn hdr(data: usize, data_end: usize, off: usize, len: usize) -> Result<Hdr, ParseError> {
+pub(crate) fn hdr(data: usize, data_end: usize, off: usize, len: usize) -> Result<Hdr, ParseError> {
     let p = data + off;
     if p + len > data_end {
         return Err(ParseError::Truncated);
@@ -134,24 +134,24 @@ fn hdr(data: usize, data_end: usize, off: usize, len: usize) -> Result<Hdr, Pars
 impl Hdr {
     /// Reads a field at a constant offset inside the checked length.
     #[inline(always)]
-    fn get<T: Copy>(self, off: usize) -> T {
+    pub(crate) fn get<T: Copy>(self, off: usize) -> T {
         // SAFETY: callers read only within the length `hdr` checked; packet data has no
         // alignment guarantee.
         unsafe { core::ptr::read_unaligned((self.0 + off) as *const T) }
     }
 
     #[inline(always)]
-    fn be16(self, off: usize) -> u16 {
+    pub(crate) fn be16(self, off: usize) -> u16 {
         u16::from_be(self.get::<u16>(off))
     }
 
     #[inline(always)]
-    fn addr4(self, off: usize) -> Addr {
+    pub(crate) fn addr4(self, off: usize) -> Addr {
         Addr::from_v4(self.get::<[u8; 4]>(off))
     }
 
     #[inline(always)]
-    fn addr16(self, off: usize) -> Addr {
+    pub(crate) fn addr16(self, off: usize) -> Addr {
         Addr { bytes: self.get::<[u8; 16]>(off) }
     }
 }

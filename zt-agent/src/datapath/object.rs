@@ -74,6 +74,23 @@ impl Datapath {
         program(&mut self.ebpf, program_names::TC_EGRESS)
     }
 
+    /// The reference XDP program (benchmarks only): parse and one 5-tuple lookup in its
+    /// flow table; loaded on first use.
+    pub fn xdp_reference(&mut self) -> Result<&mut Xdp, DatapathError> {
+        let prog: &mut Xdp = program(&mut self.ebpf, program_names::XDP_REFERENCE)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|source| DatapathError::Verify { program: program_names::XDP_REFERENCE, source: source.into() })?;
+        }
+        Ok(prog)
+    }
+
+    /// The reference program's flow table (benchmarks only), to put the measured flow in.
+    pub fn reference_flows(&mut self) -> Result<aya::maps::HashMap<&mut aya::maps::MapData, zt_common::conntrack::CtKey, u64>, DatapathError> {
+        let name = zt_common::map_names::REFERENCE_FLOWS;
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::Missing { kind: "map", name })?;
+        aya::maps::HashMap::try_from(map).map_err(DatapathError::map(name))
+    }
+
     /// The empty baseline XDP program (benchmarks only), loaded on first use.
     pub fn xdp_baseline(&mut self) -> Result<&mut Xdp, DatapathError> {
         let prog: &mut Xdp = program(&mut self.ebpf, program_names::XDP_BASELINE)?;
