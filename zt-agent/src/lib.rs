@@ -4,7 +4,6 @@
 pub mod agent;
 pub mod api;
 pub mod bpffs;
-pub mod cli;
 pub mod config;
 pub mod datapath;
 pub mod flows;

@@ -12,7 +12,7 @@ use crate::{
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/zt";
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/zt";
-pub const DEFAULT_SOCKET: &str = "/run/zt/agent.sock";
+pub const DEFAULT_SOCKET: &str = zt_api::DEFAULT_SOCKET;
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 #[derive(Clone, Debug)]

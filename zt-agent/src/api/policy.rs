@@ -12,7 +12,7 @@
 use std::sync::MutexGuard;
 
 use super::protocol::{
-    ApiError, Change, DocumentChange, DocumentView, ErrorCode, PushReport, Reply, Source,
+    ApiError, Change, DocumentChange, DocumentView, ErrorCode, PushReport, Reply, Source, counts,
 };
 use crate::agent::{
     AgentState, PushError, Rejected, SharedState,
@@ -41,17 +41,6 @@ fn push_error(e: PushError) -> ApiError {
             "the kernel maps could not be written ({e}); the running policy is unchanged"
         )),
     }
-}
-
-/// `1 added, 2 changed, 0 removed`.
-pub fn counts(changes: &[DocumentChange]) -> String {
-    let n = |c: Change| changes.iter().filter(|x| x.change == c).count();
-    format!(
-        "{} added, {} changed, {} removed",
-        n(Change::Added),
-        n(Change::Changed),
-        n(Change::Removed)
-    )
 }
 
 /// The documents of `pushed` replace the running ones of the same key; the rest stay.

@@ -5,15 +5,14 @@
 //! -> bounded channel -> `sink` (JSON lines with `rotate`, and `history` for `ztctl flows`). A full channel drops the record and counts
 //! it; the reader never waits for a slow sink. `sweep` reports flows that ended by timeout.
 
-pub mod clock;
 pub mod context;
 pub mod history;
 pub mod reader;
-pub mod record;
 pub mod rotate;
 pub mod sink;
 pub mod sweep;
 
 pub use context::FlowContext;
 pub use history::FlowHistory;
-pub use record::FlowRecord;
+// The record and the clock it is timed by are shared with clients: they live in zt-api.
+pub use zt_api::{clock, record::{self, FlowRecord}};
