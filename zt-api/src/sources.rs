@@ -89,7 +89,12 @@ mod tests {
     fn a_directory_is_read_in_name_order_without_hidden_or_other_files() {
         let dir = std::env::temp_dir().join(format!("zt-api-sources-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        for (name, text) in [("b.yaml", "b"), ("a.yml", "a"), (".a.yaml.swp", "x"), ("notes.txt", "x")] {
+        for (name, text) in [
+            ("b.yaml", "b"),
+            ("a.yml", "a"),
+            (".a.yaml.swp", "x"),
+            ("notes.txt", "x"),
+        ] {
             fs::write(dir.join(name), text).unwrap();
         }
         let loaded = load_paths(&[&dir]).unwrap();
@@ -103,6 +108,10 @@ mod tests {
     fn every_unreadable_path_is_reported() {
         let errors = load_paths(&["/nonexistent/zt-a.yaml", "/nonexistent/zt-b"]).unwrap_err();
         assert_eq!(errors.len(), 2);
-        assert!(errors[0].to_string().starts_with("policy /nonexistent/zt-a.yaml: cannot read it"));
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("policy /nonexistent/zt-a.yaml: cannot read it")
+        );
     }
 }

@@ -87,7 +87,10 @@ impl AgentState {
     }
 
     /// What applying `pushed` would change, with line diffs; changes nothing.
-    pub fn diff_pushed(&mut self, pushed: Vec<(String, String)>) -> Result<PushReport, ChangeError> {
+    pub fn diff_pushed(
+        &mut self,
+        pushed: Vec<(String, String)>,
+    ) -> Result<PushReport, ChangeError> {
         let running = self.running_documents();
         let (sources, after) = merged(&running, &pushed);
         let changes = revisions::compare(&running, &after, true);

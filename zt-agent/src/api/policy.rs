@@ -53,7 +53,12 @@ pub fn apply(
     uid: u32,
 ) -> Result<Reply, ApiError> {
     let pushed = texts(sources)?;
-    push(shared.lock().expect("agent state").apply_pushed(pushed, dry_run, uid))
+    push(
+        shared
+            .lock()
+            .expect("agent state")
+            .apply_pushed(pushed, dry_run, uid),
+    )
 }
 
 pub fn diff(shared: &SharedState, sources: Vec<Source>) -> Result<Reply, ApiError> {
@@ -67,7 +72,12 @@ pub fn delete(
     dry_run: bool,
     uid: u32,
 ) -> Result<Reply, ApiError> {
-    push(shared.lock().expect("agent state").delete_documents(name, dry_run, uid))
+    push(
+        shared
+            .lock()
+            .expect("agent state")
+            .delete_documents(name, dry_run, uid),
+    )
 }
 
 pub fn rollback(shared: &SharedState, revision: Option<u64>, uid: u32) -> Result<Reply, ApiError> {
@@ -75,7 +85,11 @@ pub fn rollback(shared: &SharedState, revision: Option<u64>, uid: u32) -> Result
 }
 
 pub fn get(shared: &SharedState, name: Option<&str>) -> Result<Reply, ApiError> {
-    let chosen = shared.lock().expect("agent state").documents(name).map_err(error)?;
+    let chosen = shared
+        .lock()
+        .expect("agent state")
+        .documents(name)
+        .map_err(error)?;
     let documents = chosen
         .into_iter()
         .map(|d| DocumentView {
