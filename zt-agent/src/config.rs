@@ -22,8 +22,7 @@ use zt_common::config::{Config, FLAG_RECHECK_ESTABLISHED};
 
 use crate::{
     flows::rotate::Rotation,
-    agent::{DEFAULT_METRICS, RunOptions},
-    api::{remote::RemoteOptions, role::RoleMap},
+    agent::{DEFAULT_METRICS, RemoteOptions, RoleMap, RunOptions},
     datapath::XdpModeChoice,
     identity::Labels,
     policy::{

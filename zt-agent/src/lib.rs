@@ -1,11 +1,29 @@
 //! zt-agent: compiles identity-labelled segment policy into the kernel datapath's maps,
 //! attaches the XDP/TC programs, and turns kernel flow events into flow logs.
+//!
+//! Layers import downwards only (a module may use the ones below it, never above):
+//!
+//! ```text
+//! bin/zt-agent.rs                              binaries (ztctl is its own crate, on zt-api)
+//!   daemon                                     wiring of `zt-agent run`: servers, pipeline, main loop
+//!   api (server, handlers)   metrics   config  translate requests/scrapes/files to core calls
+//!   agent                                      core: AgentState (private fields) and every change
+//!                                              to it: pushes, revisions, quarantine, expiry
+//!   datapath   policy -> identity   flows   host   bpffs   notify
+//!                                              kernel maps, compile, flow pipeline (owns rule-hit
+//!                                              and flow-log counters; metrics reads them)
+//! zt-api (crate: protocol, client, tls, flow records, labels)   zt-common (crate: layouts)
+//! zt-ebpf (kernel programs, embedded by build.rs)
+//! ```
+//!
+//! So `api` and `metrics` are never imported by `agent`, `flows`, `datapath`, `policy` or
+//! `identity`; `metrics` is never imported by `flows`; `daemon` by nothing.
 
 pub mod agent;
 pub mod api;
 pub mod bpffs;
-pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod datapath;
 pub mod flows;
 pub mod host;

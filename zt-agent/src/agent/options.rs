@@ -1,7 +1,7 @@
 //! Options of `zt-agent run`, with their documented defaults. [`crate::config`] fills them
 //! from the command line and the configuration file.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use zt_common::config::Config;
 
@@ -12,7 +12,7 @@ use crate::{
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/zt";
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/zt";
-pub const DEFAULT_SOCKET: &str = "/run/zt/agent.sock";
+pub const DEFAULT_SOCKET: &str = zt_api::DEFAULT_SOCKET;
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ pub struct RunOptions {
     /// Flow-log rotation and retention limits.
     pub flow_log_rotation: crate::flows::rotate::Rotation,
     /// The remote API listener (mutual TLS); `None` = local socket only.
-    pub remote: Option<crate::api::remote::RemoteOptions>,
+    pub remote: Option<RemoteOptions>,
 }
 
 impl RunOptions {
@@ -75,4 +75,25 @@ impl Default for RunOptions {
             remote: None,
         }
     }
+}
+
+/// The `[remote]` table of the configuration file: the API listener over mutual TLS that
+/// `api::remote` serves. Plain settings, so the options need nothing from the API layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteOptions {
+    pub listen: SocketAddr,
+    /// PEM bundle of the CA(s) that sign client certificates.
+    pub ca: PathBuf,
+    /// PEM certificate chain and private key the agent presents.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub roles: RoleMap,
+}
+
+/// The `[remote]` table's name lists: which client certificate names are admins and which
+/// readers (`api::role` decides what each role may ask).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoleMap {
+    pub admins: Vec<String>,
+    pub readers: Vec<String>,
 }

@@ -24,7 +24,9 @@ use super::{
     AgentState, PushError,
     generation::{self, Prepared, Rejected},
 };
-use crate::{api::protocol::RevisionInfo, datapath::SwapReport, flows::clock};
+use zt_api::protocol::RevisionInfo;
+
+use crate::{datapath::SwapReport, flows::clock};
 
 /// The revision history and which revision the kernel enforces.
 #[derive(Debug)]

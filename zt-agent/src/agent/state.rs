@@ -1,10 +1,12 @@
 //! The running agent's state, shared by the main loop and its servers: the maps, the
 //! active compiled policy, the identity allocator and what the flow pipeline needs to name
-//! things. Every change goes through methods here, which never half-apply.
+//! things. Every change goes through methods of the agent core (here, `revisions`,
+//! `changes`, `quarantine`), which never half-apply; the fields are private to the core, and
+//! the servers above it (api, metrics) read through the accessors below.
 
 use std::{
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
@@ -13,41 +15,56 @@ use zt_common::{config::Config, event::FlowEvent};
 use super::{
     RunOptions,
     generation::{self, Prepared, Rejected},
+    pushes::{PushOutcome, PushStats},
+    revisions::Revisions,
 };
 use crate::{
     datapath::{Attachment, DatapathError, GenerationWriter, Maps, StatsSnapshot, SwapReport},
-    flows::{self, FlowContext, FlowHistory, reader::PipelineStats},
+    flows::{self, FlowContext, FlowHistory, RuleHits, reader::PipelineStats, sink::SinkStats},
     host,
     identity::IdentityAllocator,
-    metrics::{PushOutcome, Telemetry},
     policy::CompileSettings,
 };
 
 pub type SharedState = Arc<Mutex<AgentState>>;
 
+/// Counters kept by the agent's own stages (the kernel's live in its maps), for metrics.
+/// Each is owned by the stage that updates it; this only gathers them.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    /// Fed by the flow sink with every record.
+    pub rule_hits: Arc<RuleHits>,
+    /// Updated by the flow sink.
+    pub flow_log: Arc<SinkStats>,
+    /// Updated by every policy push (`AgentState::apply_sources`).
+    pub pushes: PushStats,
+}
+
+/// The running agent. Fields are visible to the agent core only (`pub(super)`: this module
+/// and its siblings); the layers above use methods.
 pub struct AgentState {
-    pub opts: RunOptions,
-    pub settings: CompileSettings,
-    pub maps: Maps,
-    pub writer: GenerationWriter,
-    pub allocator: IdentityAllocator,
+    pub(super) opts: RunOptions,
+    pub(super) settings: CompileSettings,
+    pub(super) maps: Maps,
+    pub(super) writer: GenerationWriter,
+    pub(super) allocator: IdentityAllocator,
     /// The policy the kernel enforces now.
-    pub active: Prepared,
+    pub(super) active: Prepared,
     /// Where the active policy came from (file names and texts), for history and diff.
-    pub active_sources: Vec<(String, String)>,
-    pub host: Vec<IpNet>,
-    pub cfg: Config,
-    pub ctx: FlowContext,
-    pub attachments: Vec<Attachment>,
-    pub pipeline: Arc<PipelineStats>,
+    pub(super) active_sources: Vec<(String, String)>,
+    pub(super) host: Vec<IpNet>,
+    pub(super) cfg: Config,
+    pub(super) ctx: FlowContext,
+    pub(super) attachments: Vec<Attachment>,
+    pub(super) pipeline: Arc<PipelineStats>,
     /// Recent flow records and the live feed, for `ztctl flows`.
-    pub history: Arc<FlowHistory>,
-    pub generation: u32,
-    pub started: Instant,
+    pub(super) history: Arc<FlowHistory>,
+    pub(super) generation: u32,
+    pub(super) started: Instant,
     /// Counters the agent keeps for metrics: rule hits, pushes, flow-log writes.
-    pub telemetry: Arc<Telemetry>,
+    pub(super) telemetry: Arc<Telemetry>,
     /// Policy revisions: the history of pushes and which one is enforced.
-    pub revisions: super::revisions::Revisions,
+    pub(super) revisions: Revisions,
 }
 
 /// Why a push did not take effect; the running policy is unchanged either way.
@@ -137,5 +154,75 @@ impl AgentState {
 
     pub fn stats(&self) -> Result<StatsSnapshot, DatapathError> {
         self.maps.stats()
+    }
+}
+
+/// Read-only views for the layers above (status, inventory, explain, metrics, wiring).
+impl AgentState {
+    /// The options the agent runs with.
+    pub fn options(&self) -> &RunOptions {
+        &self.opts
+    }
+
+    /// The compile settings (default deny, failsafe rules, host labels and addresses).
+    pub fn settings(&self) -> &CompileSettings {
+        &self.settings
+    }
+
+    /// The enforced policy: compiled form and the kernel tables written from it.
+    pub fn active(&self) -> &Prepared {
+        &self.active
+    }
+
+    /// The `(name, text)` sources the enforced policy was compiled from.
+    pub fn active_sources(&self) -> &[(String, String)] {
+        &self.active_sources
+    }
+
+    /// The policy generation the kernel enforces.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The revision the kernel enforces; `None` before the first one.
+    pub fn revision(&self) -> Option<u64> {
+        self.revisions.current()
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Flows the kernel tracks now.
+    pub fn conntrack_len(&self) -> usize {
+        self.maps.conntrack_len()
+    }
+
+    /// The flow pipeline's reader counters.
+    pub fn pipeline(&self) -> &Arc<PipelineStats> {
+        &self.pipeline
+    }
+
+    /// Recent flow records and the live feed.
+    pub fn flow_history(&self) -> &Arc<FlowHistory> {
+        &self.history
+    }
+
+    /// The naming context the flow pipeline enriches records with.
+    pub fn flow_context(&self) -> &FlowContext {
+        &self.ctx
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// The EVENTS ring buffer, for the flow reader; `None` once taken.
+    pub fn take_events(&mut self) -> Option<aya::maps::RingBuf<aya::maps::MapData>> {
+        self.maps.events.take()
     }
 }

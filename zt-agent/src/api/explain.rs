@@ -11,19 +11,16 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
 use zt_common::{
-    config::FLAG_QUARANTINE_ACTIVE,
     identity::{HOST, WORLD, reserved_name},
     policy::{POLICY_NONE, RULE_NONE},
     proto,
     reason::{self, DIR_EGRESS, DIR_INGRESS, direction_name, reason_name, verdict_name},
 };
 
-use super::{
-    protocol::{ApiError, ExplainQuery, ExplainedPeer, Explanation, Reply},
-    quarantine::addr_of,
-};
+use super::protocol::{ApiError, ExplainQuery, ExplainedPeer, Explanation, Reply};
 use crate::{
-    agent::AgentState, agent::SharedState, flows::clock::monotonic_ns, flows::record::protocol_name,
+    agent::{AgentState, SharedState},
+    flows::record::protocol_name,
 };
 
 /// The identity `ip` resolves to: the longest matching prefix, else world.
@@ -90,7 +87,7 @@ pub fn explain(shared: &SharedState, q: &ExplainQuery) -> Result<Reply, ApiError
         (false, None) => 0,
     };
     let s = shared.lock().expect("agent state");
-    let ipcache = &s.active.tables.ipcache;
+    let ipcache = &s.active().tables.ipcache;
     let (src_id, src_prefix) = resolve(ipcache, q.from);
     let (dst_id, dst_prefix) = resolve(ipcache, q.to);
     let direction = match q.direction.as_deref() {
@@ -111,7 +108,7 @@ pub fn explain(shared: &SharedState, q: &ExplainQuery) -> Result<Reply, ApiError
     let source = peer_of(&s, q.from, src_id, src_prefix);
     let destination = peer_of(&s, q.to, dst_id, dst_prefix);
     let found = s
-        .active
+        .active()
         .compiled
         .lookup(direction, local, peer, proto, port);
     let (verdict, why, policy_id, rule) = if source.quarantined || destination.quarantined {
@@ -133,7 +130,7 @@ pub fn explain(shared: &SharedState, q: &ExplainQuery) -> Result<Reply, ApiError
         }
     };
     let policy = s
-        .active
+        .active()
         .compiled
         .policy(policy_id)
         .filter(|_| policy_id != POLICY_NONE);
@@ -154,13 +151,13 @@ pub fn explain(shared: &SharedState, q: &ExplainQuery) -> Result<Reply, ApiError
         policy: policy.map(|p| p.name.clone()),
         policy_origin: policy.map(|p| p.origin.location()),
         rule: (policy.is_some() && rule != RULE_NONE).then_some(rule),
-        generation: s.generation,
+        generation: s.generation(),
     }))
 }
 
 fn peer_of(s: &AgentState, ip: IpAddr, identity: u32, prefix: Option<IpNet>) -> ExplainedPeer {
     let mut labels: BTreeMap<String, String> = s
-        .active
+        .active()
         .compiled
         .identities
         .get(&identity)
@@ -180,17 +177,8 @@ fn peer_of(s: &AgentState, ip: IpAddr, identity: u32, prefix: Option<IpNet>) -> 
         prefix: prefix.map(|p| p.to_string()),
         identity,
         labels,
-        quarantined: is_quarantined(s, ip),
+        quarantined: s.is_quarantined(ip),
     }
-}
-
-/// As the kernel judges it: only while the flag is armed, and only unexpired entries.
-fn is_quarantined(s: &AgentState, ip: IpAddr) -> bool {
-    s.cfg.flags & FLAG_QUARANTINE_ACTIVE != 0
-        && s.maps
-            .quarantine
-            .get(&addr_of(ip), 0)
-            .is_ok_and(|v| v.expires_ns == 0 || v.expires_ns > monotonic_ns())
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub async fn stream<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let history = shared.lock().expect("agent state").history.clone();
+    let history = shared.lock().expect("agent state").flow_history().clone();
     let live = follow.then(|| history.subscribe());
     let now = SystemTime::now();
     let mut records = 0u64;

@@ -13,7 +13,7 @@ use zt_common::identity::reserved_name;
 pub fn endpoints(shared: &SharedState) -> Result<Reply, ApiError> {
     let (sources, ipcache) = {
         let s = shared.lock().expect("agent state");
-        (s.active_sources.clone(), s.active.tables.ipcache.clone())
+        (s.active_sources().to_vec(), s.active().tables.ipcache.clone())
     };
     // The running sources were valid when applied; parsing them again cannot fail.
     let set = crate::policy::parse(&sources)
@@ -46,11 +46,11 @@ pub fn endpoints(shared: &SharedState) -> Result<Reply, ApiError> {
 pub fn identities(shared: &SharedState) -> Result<Reply, ApiError> {
     let s = shared.lock().expect("agent state");
     let mut prefixes: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for (net, id) in &s.active.tables.ipcache {
+    for (net, id) in &s.active().tables.ipcache {
         prefixes.entry(*id).or_default().push(net.to_string());
     }
     let identities = s
-        .active
+        .active()
         .compiled
         .identities
         .iter()

@@ -5,28 +5,28 @@
 //!                                                -> handler (locks AgentState briefly)
 //!                                                -> one JSON line, or a stream of them
 //! ```
-//! The wire format (`protocol`) is versioned newline-delimited JSON, documented in
-//! `docs/api.md`. Handlers are one file per command group: `policy` (pushes, revisions),
+//! The wire format (`zt_api::protocol`) is versioned newline-delimited JSON, documented in
+//! `docs/api.md`; it, the client and the TLS material live in the zt-api crate, which
+//! `ztctl` shares. Handlers are one file per command group: `policy` (pushes, revisions),
 //! `status`, `inventory` (endpoints, identities), `explain`, `flows` (with `flow_filter`)
 //! and `quarantine`. Optionally, `remote` serves the same protocol over TCP with mutual TLS
 //! (`tls`), where the client certificate's role (`role`) limits what it may ask.
 
+// The wire format, the TLS material and the flow filter are shared with clients and live in
+// zt-api; the handlers below name them as siblings.
+use zt_api::{flow_filter, protocol, tls};
+
 pub mod auth;
-pub mod client;
 pub mod explain;
-pub mod flow_filter;
 pub mod flows;
 pub mod inventory;
 pub mod policy;
-pub mod protocol;
 pub mod quarantine;
 pub mod remote;
 pub mod role;
 pub mod server;
 pub mod socket;
 pub mod status;
-pub mod tls;
 
-pub use client::{Client, ClientError};
 pub use server::serve;
 pub use socket::ApiSocket;

@@ -8,7 +8,7 @@
 //!   verified against `ca`) -> names -> role (admins / readers) -> server::connection
 //! ```
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -24,17 +24,7 @@ use crate::agent::{SharedState, revisions::own_uid};
 /// A client has this long to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The `[remote]` table of the configuration file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteOptions {
-    pub listen: SocketAddr,
-    /// PEM bundle of the CA(s) that sign client certificates.
-    pub ca: PathBuf,
-    /// PEM certificate chain and private key the agent presents.
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub roles: RoleMap,
-}
+pub use crate::agent::RemoteOptions;
 
 /// Why the remote listener could not start; the agent exits with this sentence.
 #[derive(Debug, thiserror::Error)]

@@ -23,12 +23,7 @@ pub struct Grant {
     pub role: Role,
 }
 
-/// The `[remote]` table's name lists.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RoleMap {
-    pub admins: Vec<String>,
-    pub readers: Vec<String>,
-}
+pub use crate::agent::RoleMap;
 
 impl RoleMap {
     /// The role of a certificate with these names; admin wins when names are in both lists.

@@ -29,15 +29,14 @@ use crate::agent::{SharedState, revisions::own_uid};
 /// A client has this long to send its request line.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Starts serving `socket` and the API's housekeeping (quarantine expiry) on the current
-/// tokio runtime. Both run until the runtime stops; the socket file goes with them.
+/// Starts serving `socket` on the current tokio runtime, until the runtime stops; the socket
+/// file goes with it. (Quarantine expiry is the agent core's, started by `daemon`.)
 pub fn serve(mut socket: ApiSocket, shared: SharedState) -> std::io::Result<()> {
     let listener = socket
         .take_listener()
         .ok_or_else(|| std::io::Error::other("the API socket is already served"))?;
     let listener = UnixListener::from_std(listener)?;
-    tokio::spawn(accept_loop(listener, socket, shared.clone()));
-    tokio::spawn(quarantine::expire_loop(shared));
+    tokio::spawn(accept_loop(listener, socket, shared));
     Ok(())
 }
 

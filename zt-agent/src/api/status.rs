@@ -31,23 +31,23 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
     let maps = vec![
         map(
             "conntrack",
-            s.maps.conntrack_len(),
+            s.conntrack_len(),
             CONNTRACK_MAX_ENTRIES.into(),
         ),
         // A generation may use half of POLICY and IPCACHE: the next one is written beside it.
         map(
             "policy",
-            s.active.tables.policy.len(),
+            s.active().tables.policy.len(),
             MAX_POLICY_ENTRIES as u64,
         ),
         map(
             "ipcache",
-            s.active.tables.ipcache.len(),
+            s.active().tables.ipcache.len(),
             MAX_IPCACHE_PREFIXES as u64,
         ),
         map(
             "quarantine",
-            s.maps.quarantine.keys().filter(Result::is_ok).count(),
+            s.quarantine_len(),
             QUARANTINE_MAX_ENTRIES.into(),
         ),
     ];
@@ -62,9 +62,9 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
         .collect();
     let report = StatusReport {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        uptime_seconds: s.started.elapsed().as_secs(),
+        uptime_seconds: s.uptime().as_secs(),
         interfaces: s
-            .attachments
+            .attachments()
             .iter()
             .map(|a| InterfaceStatus {
                 iface: a.iface.clone(),
@@ -72,13 +72,13 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
                 ingress: a.ingress.to_string(),
             })
             .collect(),
-        revision: s.revisions.current(),
-        generation: s.generation,
-        policies: s.active.compiled.policies.len(),
-        identities: s.active.compiled.identities.len(),
-        default_deny: s.settings.default_deny,
+        revision: s.revision(),
+        generation: s.generation(),
+        policies: s.active().compiled.policies.len(),
+        identities: s.active().compiled.identities.len(),
+        default_deny: s.settings().default_deny,
         failsafe: s
-            .settings
+            .settings()
             .failsafe
             .iter()
             .map(ToString::to_string)
@@ -86,9 +86,9 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
         maps,
         counters,
         pipeline: PipelineCounters {
-            events_read: s.pipeline.events_read.load(Ordering::Relaxed),
-            events_malformed: s.pipeline.events_malformed.load(Ordering::Relaxed),
-            records_dropped: s.pipeline.records_dropped.load(Ordering::Relaxed),
+            events_read: s.pipeline().events_read.load(Ordering::Relaxed),
+            events_malformed: s.pipeline().events_malformed.load(Ordering::Relaxed),
+            records_dropped: s.pipeline().records_dropped.load(Ordering::Relaxed),
         },
     };
     Ok(Reply::Status(Box::new(report)))

@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use zt_agent::{
-    agent::{self, DEFAULT_BPFFS},
+    agent::DEFAULT_BPFFS,
     bpffs::{Lifetime, PinDir},
     config::{self, RunFlags},
     datapath::pins,
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            resolved => resolved.and_then(agent::run),
+            resolved => resolved.and_then(zt_agent::daemon::run),
         },
         Command::Cleanup { bpffs } => cleanup(&bpffs),
     };

@@ -7,16 +7,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-/// Names for the numbers in one policy generation.
-#[derive(Clone, Debug, Default)]
-pub struct Names {
-    /// identity -> labels (`key -> value`).
-    pub identities: HashMap<u32, BTreeMap<String, String>>,
-    /// policy id -> policy name.
-    pub policies: HashMap<u32, String>,
-    /// ifindex -> interface name.
-    pub interfaces: HashMap<u32, String>,
-}
+pub use zt_api::record::Names;
 
 /// Shared, swappable naming context.
 #[derive(Clone, Default)]

@@ -4,16 +4,19 @@
 //! Stages: `reader` (ring buffer, never blocks the kernel) -> `record` (decode + enrich)
 //! -> bounded channel -> `sink` (JSON lines with `rotate`, and `history` for `ztctl flows`). A full channel drops the record and counts
 //! it; the reader never waits for a slow sink. `sweep` reports flows that ended by timeout.
+//! The pipeline owns its counters (`hits`: per-rule hits, `sink::SinkStats`: flow-log
+//! writes); metrics reads them, the pipeline never imports metrics.
 
-pub mod clock;
 pub mod context;
+pub mod hits;
 pub mod history;
 pub mod reader;
-pub mod record;
 pub mod rotate;
 pub mod sink;
 pub mod sweep;
 
 pub use context::FlowContext;
+pub use hits::RuleHits;
 pub use history::FlowHistory;
-pub use record::FlowRecord;
+// The record and the clock it is timed by are shared with clients: they live in zt-api.
+pub use zt_api::{clock, record::{self, FlowRecord}};

@@ -22,7 +22,7 @@ use super::{
     FlowHistory, FlowRecord,
     rotate::{Maintenance, RotatingLog, Rotation},
 };
-use crate::metrics::RuleHits;
+use super::hits::RuleHits;
 
 /// Records taken from the queue per batch; lines are flushed once per batch.
 const BATCH: usize = 64;

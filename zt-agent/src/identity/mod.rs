@@ -10,7 +10,8 @@
 //! `reserved:host`), 2 is the world (`reserved:world`). Everything else starts at 256.
 
 pub mod allocator;
-pub mod labels;
+// Label syntax is shared with clients (selectors in `ztctl flows`): it lives in zt-api.
+pub use zt_api::labels;
 
 pub use allocator::{AllocatorError, IdentityAllocator};
 pub use labels::{LabelError, Labels};

@@ -18,13 +18,12 @@ use zt_common::{
     stats::{EVENT_LOST_BUDGET, EVENT_LOST_RINGBUF, EVENT_SUBMITTED},
 };
 
-use super::{
-    Telemetry,
-    exposition::{Exposition, Kind},
-    push::{PUSH_BUCKETS, PushOutcome},
-};
+use super::exposition::{Exposition, Kind};
 use crate::{
-    agent::{AgentState, SharedState},
+    agent::{
+        AgentState, SharedState, Telemetry,
+        pushes::{PUSH_BUCKETS, PushOutcome},
+    },
     datapath::StatsSnapshot,
     flows::{FlowRecord, reader::PipelineStats},
 };
@@ -65,21 +64,21 @@ impl Snapshot {
                 None
             }
         };
-        let v4 = s.active.tables.ipcache.iter().filter(|(net, _)| matches!(net.addr(), IpAddr::V4(_))).count();
+        let v4 = s.active().tables.ipcache.iter().filter(|(net, _)| matches!(net.addr(), IpAddr::V4(_))).count();
         Snapshot {
             kernel,
-            conntrack_entries: s.maps.conntrack_len(),
-            generation: s.generation,
-            policies: s.active.compiled.policies.len(),
-            identities: s.active.compiled.identities.len(),
-            policy_entries: s.active.tables.policy.len(),
+            conntrack_entries: s.conntrack_len(),
+            generation: s.generation(),
+            policies: s.active().compiled.policies.len(),
+            identities: s.active().compiled.identities.len(),
+            policy_entries: s.active().tables.policy.len(),
             ipcache_v4: v4,
-            ipcache_v6: s.active.tables.ipcache.len() - v4,
-            pipeline: s.pipeline.clone(),
-            telemetry: s.telemetry.clone(),
+            ipcache_v6: s.active().tables.ipcache.len() - v4,
+            pipeline: s.pipeline().clone(),
+            telemetry: s.telemetry().clone(),
             queue_depth: 0,
             queue_capacity: 0,
-            uptime: s.started.elapsed(),
+            uptime: s.uptime(),
         }
     }
 }
@@ -271,7 +270,6 @@ mod tests {
     };
 
     use super::*;
-    use crate::metrics::push::PushOutcome;
 
     fn snapshot() -> Snapshot {
         let mut counters = vec![Counter::default(); STATS_SLOTS as usize];

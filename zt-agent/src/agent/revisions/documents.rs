@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
-use crate::api::protocol::{Change, DocumentChange, DocumentKey};
+use zt_api::protocol::{Change, DocumentChange, DocumentKey};
 
 /// One document of the running set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::documents::Document;
-use crate::api::protocol::RevisionInfo;
+use zt_api::protocol::RevisionInfo;
 
 /// Revisions kept on disk; older ones are deleted as new ones are written.
 pub const KEEP: usize = 100;
@@ -157,7 +157,7 @@ fn read_header(path: &Path) -> io::Result<RevisionInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::protocol::DocumentKey;
+    use zt_api::protocol::DocumentKey;
 
     fn revision(n: u64) -> StoredRevision {
         StoredRevision {

@@ -1,8 +1,8 @@
 //! `ztctl`: the operator's command line for a running zt agent. Thin: the commands live in
-//! `zt_agent::cli`, the wire protocol in `zt_agent::api`.
+//! the `ztctl` library (this crate's `lib.rs`), the wire protocol and client in `zt_api`.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    zt_agent::cli::main()
+    ztctl::main()
 }

@@ -8,7 +8,7 @@ use std::{path::PathBuf, sync::Arc};
 use rustls::pki_types::ServerName;
 
 use super::CliError;
-use crate::api::{
+use zt_api::{
     client::{RemoteTarget, Target},
     tls::{self, Pem},
 };

@@ -1,6 +1,7 @@
-//! `ztctl`: the command line of a running agent. This module defines the command tree (which
-//! also generates the shell completions and the man page) and the exit codes; each command
-//! group lives in its own file and talks to the agent through [`crate::api::Client`].
+//! `ztctl`: the command line of a running agent. This crate root defines the command tree
+//! (which also generates the shell completions and the man page) and the exit codes; each
+//! command group lives in its own file and talks to the agent through [`zt_api::Client`].
+//! It depends on `zt-api` only, never on the agent, so it builds with stable Rust alone.
 //!
 //! Exit codes: 0 success, 1 failure (the agent refused or rejected, or cannot be reached),
 //! 2 usage error. Errors go to stderr as one sentence each.
@@ -27,12 +28,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 pub use duration::parse_duration;
 pub use output::Format;
 
-use crate::{
-    agent::DEFAULT_SOCKET,
-    api::{
-        Client, ClientError,
-        protocol::{ErrorCode, Request},
-    },
+use zt_api::{
+    Client, ClientError, DEFAULT_SOCKET,
+    protocol::{ErrorCode, Reply, Request},
 };
 
 /// Drive a running zt agent: push and roll back policy, inspect what is enforced and why,
@@ -145,13 +143,13 @@ impl Ctx<'_> {
         self.format.unwrap_or(default)
     }
 
-    pub fn call(&self, request: &Request) -> Result<crate::api::protocol::Reply, CliError> {
+    pub fn call(&self, request: &Request) -> Result<Reply, CliError> {
         Ok(self.client.call(request)?)
     }
 }
 
 /// The reply was not the kind the request asks for: agent and ztctl disagree.
-pub fn unexpected(reply: &crate::api::protocol::Reply) -> CliError {
+pub fn unexpected(reply: &Reply) -> CliError {
     CliError::failed(format!(
         "the agent answered with an unexpected {} reply; are ztctl and zt-agent the same version?",
         serde_json::to_value(reply)

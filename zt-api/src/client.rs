@@ -15,7 +15,7 @@ use rustls::{
     AlertDescription, ClientConfig, ClientConnection, StreamOwned, pki_types::ServerName,
 };
 
-use super::protocol::{self, ApiError, Reply, Request, Response};
+use crate::protocol::{self, ApiError, Reply, Request, Response};
 
 /// How long a request may take before the client gives up (a large push compiles for
 /// seconds; a wedged agent must not hang the operator's shell forever).
@@ -49,7 +49,7 @@ pub enum Target {
 }
 
 /// A remote agent: `HOST:PORT`, the name its certificate must carry, and the TLS settings
-/// (CA, client certificate) from [`super::tls::client_config`].
+/// (CA, client certificate) from [`crate::tls::client_config`].
 #[derive(Clone, Debug)]
 pub struct RemoteTarget {
     pub server: String,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::{CliError, Ctx, output, output::Format, unexpected};
-use crate::api::protocol::{
+use zt_api::protocol::{
     Change, DocumentView, PushReport, Reply, Request, RevisionInfo, Source,
 };
 
@@ -88,7 +88,7 @@ pub fn run(ctx: &mut Ctx, command: PolicyCommand) -> Result<(), CliError> {
 
 /// Reads the files as the agent's `--policy` would; every unreadable path is reported.
 fn read(paths: &[PathBuf]) -> Result<Vec<Source>, CliError> {
-    match crate::policy::load_paths(paths) {
+    match zt_api::sources::load_paths(paths) {
         Ok(sources) => Ok(sources
             .into_iter()
             .map(|(name, text)| Source { name, text })
@@ -120,7 +120,7 @@ fn push_report(ctx: &mut Ctx, request: &Request) -> Result<(), CliError> {
 }
 
 fn render_push(r: &PushReport) -> String {
-    let counts = crate::api::policy::counts(&r.changes);
+    let counts = zt_api::protocol::counts(&r.changes);
     let mut text = match (r.applied, r.revision) {
         (true, Some(rev)) => format!(
             "applied revision {rev} (generation {}): {counts}\n",

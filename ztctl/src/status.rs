@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{CliError, Ctx, duration::format_duration, output, output::Format, unexpected};
-use crate::api::protocol::{Reply, Request, StatusReport};
+use zt_api::protocol::{Reply, Request, StatusReport};
 
 pub fn run(ctx: &mut Ctx) -> Result<(), CliError> {
     let reply = ctx.call(&Request::Status)?;

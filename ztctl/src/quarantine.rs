@@ -11,7 +11,7 @@ use super::{
     output::Format,
     unexpected,
 };
-use crate::api::protocol::{QuarantineEntry, Reply, Request};
+use zt_api::protocol::{QuarantineEntry, Reply, Request};
 
 #[derive(Subcommand, Debug)]
 pub enum QuarantineCommand {

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, sync::Mutex};
 
-use crate::flows::FlowRecord;
+use super::FlowRecord;
 
 /// (policy name, rule index, verdict) -> hits.
 pub type HitKey = (String, u32, String);

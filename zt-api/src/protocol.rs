@@ -16,8 +16,8 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::flow_filter::FlowFilter;
-use crate::flows::FlowRecord;
+use crate::flow_filter::FlowFilter;
+use crate::record::FlowRecord;
 
 /// The protocol version this build speaks.
 pub const API_VERSION: u32 = 1;
@@ -441,6 +441,17 @@ pub fn decode<T: for<'de> Deserialize<'de>>(line: &str) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("the line is not a valid message: {e}")))
 }
 
+/// `1 added, 2 changed, 0 removed`: how a push's document changes read in one line.
+pub fn counts(changes: &[DocumentChange]) -> String {
+    let n = |c: Change| changes.iter().filter(|x| x.change == c).count();
+    format!(
+        "{} added, {} changed, {} removed",
+        n(Change::Added),
+        n(Change::Changed),
+        n(Change::Removed)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,7 +493,7 @@ mod tests {
         round_trip(Request::Status);
         round_trip(Request::Flows {
             filter: FlowFilter {
-                verdict: Some(super::super::flow_filter::VerdictFilter::Denied),
+                verdict: Some(crate::flow_filter::VerdictFilter::Denied),
                 from: Some("app=client".parse().unwrap()),
                 to: Some("198.18.0.2".parse().unwrap()),
                 port: Some(8080),

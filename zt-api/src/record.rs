@@ -2,7 +2,7 @@
 //! with names. Field names and meanings are the flow-log contract (docs/observability.md).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
@@ -16,7 +16,19 @@ use zt_common::{
     reason::{direction_name, reason_name, verdict_name},
 };
 
-use super::{clock, context::Names};
+use crate::clock;
+
+/// Names for the numbers in one policy generation: what enrichment needs to turn a kernel
+/// event's identities, policy id and ifindex into names.
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    /// identity -> labels (`key -> value`).
+    pub identities: HashMap<u32, BTreeMap<String, String>>,
+    /// policy id -> policy name.
+    pub policies: HashMap<u32, String>,
+    /// ifindex -> interface name.
+    pub interfaces: HashMap<u32, String>,
+}
 
 /// One flow-log line.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use super::{CliError, Ctx, output, output::Format, unexpected};
-use crate::api::protocol::{Reply, Request};
+use zt_api::protocol::{Reply, Request};
 
 #[derive(Subcommand, Debug)]
 pub enum EndpointCommand {

@@ -14,7 +14,7 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{flows::FlowRecord, identity::Labels};
+use crate::{labels::Labels, record::FlowRecord};
 
 /// Every field is optional; an empty filter matches every record.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,7 +160,7 @@ mod tests {
     fn record(verdict: &str, src: &str, dst: &str, port: u16, time: SystemTime) -> FlowRecord {
         let labels = |app: &str| BTreeMap::from([("app".to_string(), app.to_string())]);
         FlowRecord {
-            time: crate::flows::clock::rfc3339(time),
+            time: crate::clock::rfc3339(time),
             verdict: verdict.into(),
             reason: "policy".into(),
             event: "start".into(),

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use clap::ValueEnum;
 
 use super::{CliError, Ctx, output, output::Format, unexpected};
-use crate::api::protocol::{ExplainQuery, ExplainedPeer, Explanation, Reply, Request};
+use zt_api::protocol::{ExplainQuery, ExplainedPeer, Explanation, Reply, Request};
 
 #[derive(clap::Args, Debug)]
 pub struct ExplainArgs {

@@ -6,12 +6,10 @@ use std::{io::Write, net::IpAddr, time::Duration};
 use clap::ValueEnum;
 
 use super::{CliError, Ctx, duration::parse_duration, output::Format, unexpected};
-use crate::{
-    api::{
-        flow_filter::{FlowFilter, PeerMatch, VerdictFilter},
-        protocol::{Reply, Request, Response},
-    },
-    flows::FlowRecord,
+use zt_api::{
+    FlowRecord,
+    flow_filter::{FlowFilter, PeerMatch, VerdictFilter},
+    protocol::{Reply, Request, Response},
 };
 
 #[derive(clap::Args, Debug)]
@@ -79,7 +77,7 @@ pub fn run(ctx: &mut Ctx, args: FlowsArgs) -> Result<(), CliError> {
     let client = ctx.client.clone().with_timeout(if args.follow {
         None
     } else {
-        Some(crate::api::client::DEFAULT_TIMEOUT)
+        Some(zt_api::client::DEFAULT_TIMEOUT)
     });
     let out = &mut *ctx.out;
     let mut failed = None;

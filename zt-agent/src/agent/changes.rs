@@ -1,0 +1,221 @@
+//! Changes of the running policy: apply, diff, delete and rollback, each validated as the
+//! complete next policy and, when it takes effect, recorded as one new revision.
+//!
+//! Semantics of a push (also in `docs/api.md`): the running policy is a set of documents
+//! keyed by kind, namespace and name. `apply` merges the pushed files into it — documents
+//! with the same key are replaced, the others kept — and validates the whole resulting set
+//! together; `delete` removes documents; `rollback` makes a stored set the running one. Each
+//! successful change is one new revision and one generation switch. A rejected push changes
+//! nothing and returns every problem (file, document, field, reason). A dry run (and
+//! `diff`) validates and compiles the result and reports what would change. A push that
+//! changes no document is validated but creates no revision.
+
+use zt_api::protocol::{Change, DocumentChange, PushReport, RevisionInfo, counts};
+
+use super::{
+    AgentState, PushError, Rejected,
+    revisions::{self, Document},
+};
+use crate::datapath::DatapathError;
+
+/// Why a change did not take effect; the running policy is unchanged in every case.
+#[derive(Debug)]
+pub enum ChangeError {
+    /// Validation or compilation found these problems.
+    Rejected(Rejected),
+    /// The kernel maps could not be written.
+    Kernel(DatapathError),
+    /// No running document has this name (`NAME` or `KIND/NAME`).
+    NoSuchDocument(String),
+    /// A rollback without a revision, and nothing before the current one.
+    NoEarlierRevision,
+    /// A rollback to a revision that is not (or no longer) stored.
+    RevisionNotKept(u64),
+    /// A rollback to a revision whose file cannot be read.
+    RevisionUnreadable(u64, std::io::Error),
+}
+
+impl From<PushError> for ChangeError {
+    fn from(e: PushError) -> ChangeError {
+        match e {
+            PushError::Rejected(r) => ChangeError::Rejected(r),
+            PushError::Kernel(e) => ChangeError::Kernel(e),
+        }
+    }
+}
+
+/// The documents of `pushed` replace the running ones of the same key; the rest stay.
+/// Returns the sources to compile (kept documents, then the pushed texts exactly as sent,
+/// so errors point at the operator's own lines) and the resulting document set.
+fn merged(
+    running: &[Document],
+    pushed: &[(String, String)],
+) -> (Vec<(String, String)>, Vec<Document>) {
+    let incoming = revisions::split(pushed);
+    let kept: Vec<Document> = running
+        .iter()
+        .filter(|d| !incoming.iter().any(|i| i.key == d.key))
+        .cloned()
+        .collect();
+    let mut sources = revisions::to_sources(&kept);
+    sources.extend(pushed.iter().cloned());
+    (sources, revisions::merge(running, &incoming))
+}
+
+fn names(pushed: &[(String, String)]) -> String {
+    pushed
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl AgentState {
+    /// Merges the pushed `(name, text)` files into the running documents and, unless this
+    /// is a dry run, applies the result as a new revision authored by `uid`.
+    pub fn apply_pushed(
+        &mut self,
+        pushed: Vec<(String, String)>,
+        dry_run: bool,
+        uid: u32,
+    ) -> Result<PushReport, ChangeError> {
+        let running = self.running_documents();
+        let (sources, after) = merged(&running, &pushed);
+        let changes = revisions::compare(&running, &after, false);
+        let summary = format!("apply {}: {}", names(&pushed), counts(&changes));
+        self.push(sources, after, changes, summary, dry_run, uid)
+    }
+
+    /// What applying `pushed` would change, with line diffs; changes nothing.
+    pub fn diff_pushed(
+        &mut self,
+        pushed: Vec<(String, String)>,
+    ) -> Result<PushReport, ChangeError> {
+        let running = self.running_documents();
+        let (sources, after) = merged(&running, &pushed);
+        let changes = revisions::compare(&running, &after, true);
+        self.push(sources, after, changes, String::new(), true, 0)
+    }
+
+    /// Removes the running documents named `name` (`NAME` or `KIND/NAME`).
+    pub fn delete_documents(
+        &mut self,
+        name: &str,
+        dry_run: bool,
+        uid: u32,
+    ) -> Result<PushReport, ChangeError> {
+        let running = self.running_documents();
+        let doomed: Vec<String> = revisions::matching(&running, name)
+            .iter()
+            .map(|d| d.key.to_string())
+            .collect();
+        if doomed.is_empty() {
+            return Err(ChangeError::NoSuchDocument(name.to_string()));
+        }
+        let after: Vec<Document> = running
+            .iter()
+            .filter(|d| !doomed.contains(&d.key.to_string()))
+            .cloned()
+            .collect();
+        let changes = revisions::compare(&running, &after, false);
+        let summary = format!("delete {}", doomed.join(", "));
+        self.push(
+            revisions::to_sources(&after),
+            after,
+            changes,
+            summary,
+            dry_run,
+            uid,
+        )
+    }
+
+    /// Makes stored `revision` (default: the one before the current) the running policy,
+    /// as a new revision.
+    pub fn rollback(&mut self, revision: Option<u64>, uid: u32) -> Result<PushReport, ChangeError> {
+        let target = revision
+            .or_else(|| self.revisions.previous())
+            .ok_or(ChangeError::NoEarlierRevision)?;
+        let stored = self.revisions.load(target).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ChangeError::RevisionNotKept(target),
+            _ => ChangeError::RevisionUnreadable(target, e),
+        })?;
+        let running = self.running_documents();
+        let changes = revisions::compare(&running, &stored.documents, false);
+        let summary = format!("rollback to revision {target}: {}", counts(&changes));
+        let sources = revisions::to_sources(&stored.documents);
+        self.push(sources, stored.documents, changes, summary, false, uid)
+    }
+
+    /// The running documents named `name`, or all of them.
+    pub fn documents(&self, name: Option<&str>) -> Result<Vec<Document>, ChangeError> {
+        let running = self.running_documents();
+        match name {
+            None => Ok(running),
+            Some(name) => {
+                let found: Vec<Document> = revisions::matching(&running, name)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                if found.is_empty() {
+                    return Err(ChangeError::NoSuchDocument(name.to_string()));
+                }
+                Ok(found)
+            }
+        }
+    }
+
+    /// Kept revisions, oldest first.
+    pub fn revision_history(&self) -> Vec<RevisionInfo> {
+        self.revisions.history().to_vec()
+    }
+
+    /// Validates `sources` (whose documents are `documents`) as the complete next policy and,
+    /// unless this is a dry run or no document changes, applies it as a new revision.
+    fn push(
+        &mut self,
+        sources: Vec<(String, String)>,
+        documents: Vec<Document>,
+        changes: Vec<DocumentChange>,
+        summary: String,
+        dry_run: bool,
+        uid: u32,
+    ) -> Result<PushReport, ChangeError> {
+        let unchanged = changes.iter().all(|c| c.change == Change::Unchanged);
+        if dry_run || unchanged {
+            let checked = self
+                .check_sources(&sources)
+                .map_err(ChangeError::Rejected)?;
+            return Ok(PushReport {
+                applied: false,
+                revision: None,
+                generation: None,
+                changes,
+                policies: checked.policies,
+                identities: checked.identities,
+                policy_entries: checked.policy_entries,
+                ipcache_entries: checked.ipcache_entries,
+                written: 0,
+                removed: 0,
+                agent_ms: checked.elapsed.as_secs_f64() * 1e3,
+                warnings: checked.warnings,
+            });
+        }
+        let committed = self.commit_sources(sources, documents, uid, summary)?;
+        let mut warnings = self.active.compiled.warnings.clone();
+        warnings.extend(committed.warning);
+        Ok(PushReport {
+            applied: true,
+            revision: committed.revision,
+            generation: Some(committed.swap.generation),
+            changes,
+            policies: self.active.compiled.policies.len(),
+            identities: self.active.compiled.identities.len(),
+            policy_entries: self.active.tables.policy.len(),
+            ipcache_entries: self.active.tables.ipcache.len(),
+            written: committed.swap.written,
+            removed: committed.swap.removed,
+            agent_ms: committed.elapsed.as_secs_f64() * 1e3,
+            warnings,
+        })
+    }
+}

@@ -1,0 +1,139 @@
+//! `zt-agent run`: wires the agent core to the flow pipeline and the servers, then runs the
+//! main loop until SIGINT or SIGTERM. The top layer below the binaries: it may use every
+//! module, and no module uses it.
+//!
+//! Order: what can fail without touching the kernel is bound first (metrics port, flow log,
+//! remote TLS files), then `agent::start` loads and attaches, then the API socket is bound,
+//! the pipeline and servers are started, and only then is "ready" printed (and sent to
+//! systemd). The loop re-reads the policy on SIGHUP and sweeps expired flows; quarantine
+//! entries expire in their own task.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::{
+    agent::{self, PushError, RunOptions, SharedState, quarantine},
+    api,
+    bpffs::{self, PinDir},
+    datapath,
+    flows::{
+        self,
+        sink::{FlowLogTarget, FlowSink},
+    },
+    metrics, notify,
+};
+
+/// Flow records waiting for the sink; beyond this the reader drops and counts.
+const SINK_QUEUE: usize = 8192;
+/// How often expired flows are swept from conntrack and host addresses re-read.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let lifetime = opts.link_lifetime();
+    // Resolved before anything else touches the kernel: pins that would not outlive the
+    // agent must stop a pinned start here, with the reason.
+    let pins = PinDir::open(&opts.bpffs, match lifetime {
+        datapath::LinkLifetime::Pinned => bpffs::Lifetime::OutliveAgent,
+        datapath::LinkLifetime::Process => bpffs::Lifetime::AgentOnly,
+    })?;
+    // These fail before the kernel is touched: a taken port, an unwritable log, bad TLS files.
+    let metrics_listener = metrics::bind(opts.metrics.as_deref())?;
+    let flow_sink = FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), opts.flow_log_rotation.clone())?;
+    let remote_listener = opts.remote.as_ref().map(api::remote::bind).transpose()?;
+    let (mut state, dp, adopted) = agent::start(opts, &pins)?;
+    // Bound before "ready", so ready means ztctl works.
+    let api_socket = match api::ApiSocket::bind(&state.options().socket) {
+        Ok(socket) => socket,
+        Err(e) => {
+            drop((state, dp));
+            agent::stop(&pins, lifetime);
+            return Err(e.into());
+        }
+    };
+    state.record_startup();
+    let ring = state.take_events().expect("events ring taken once");
+    let ctx = state.flow_context().clone();
+    let pipeline = state.pipeline().clone();
+    let sweep_drops = pipeline.clone();
+    let history = state.flow_history().clone();
+    let telemetry = state.telemetry().clone();
+    let ready = agent::ready_line(&state, adopted);
+    let shared: SharedState = Arc::new(Mutex::new(state));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        let (tx, rx) = mpsc::channel(SINK_QUEUE);
+        let reader = tokio::spawn(flows::reader::run(ring, ctx.clone(), tx.clone(), pipeline));
+        let sink = tokio::spawn(flow_sink.run(rx, history, telemetry.rule_hits.clone(), telemetry.flow_log.clone()));
+        if let Some(listener) = metrics_listener {
+            metrics::serve(listener, metrics::Sources { state: shared.clone(), queue: tx.downgrade() })?;
+        }
+        tokio::spawn(quarantine::expire_loop(shared.clone()));
+        api::serve(api_socket, shared.clone())?;
+        if let Some(remote) = remote_listener {
+            api::remote::serve(remote, shared.clone())?;
+        }
+        eprintln!("{ready}");
+        notify::notify(notify::READY);
+
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => {
+                    let mut s = shared.lock().expect("agent state");
+                    match s.reload_revision() {
+                        Ok(swap) => eprintln!(
+                            "zt-agent: reloaded: enforcing generation {} ({} policies, {} entries written, {} removed)",
+                            swap.generation, s.active().compiled.policies.len(), swap.written, swap.removed
+                        ),
+                        Err(PushError::Rejected(r)) => {
+                            eprintln!("zt-agent: reload rejected, the running policy is unchanged:\n{r}")
+                        }
+                        Err(e) => eprintln!("zt-agent: reload failed, the running policy is unchanged: {e}"),
+                    }
+                }
+                _ = sweep.tick() => {
+                    let ended = {
+                        let mut s = shared.lock().expect("agent state");
+                        s.refresh_host();
+                        s.sweep()
+                    };
+                    let names = ctx.snapshot();
+                    for ev in ended {
+                        if tx.try_send(flows::FlowRecord::from_event(&ev, &names)).is_err() {
+                            // A full queue drops, as for kernel events: counted, never silent.
+                            sweep_drops.records_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        drop(tx);
+        reader.abort();
+        // Let the sink write what it has; it ends when the last sender is gone.
+        let _ = tokio::time::timeout(Duration::from_secs(2), sink).await;
+        Ok(())
+    });
+    drop(runtime);
+    drop(shared);
+    notify::notify(notify::STOPPING);
+    drop(dp);
+    agent::stop(&pins, lifetime);
+    result
+}
+
