@@ -357,8 +357,10 @@ fn status_shows_the_interface_hook_revision_and_counters() {
             && text.contains("failsafe:    ingress TCP 22"),
         "{text}"
     );
+    assert!(text.contains(&format!("hooks:       {}: --xdp-mode off\n", a.net.server.iface)), "{text}");
     let s = json(a.ztctl(&["status", "-o", "json"]));
     assert_eq!(s["interfaces"][0]["ingress"], "tc");
+    assert_eq!(s["interfaces"][0]["why"], "--xdp-mode off");
     assert_eq!(s["revision"], 1);
     let maps: Vec<&str> = s["maps"]
         .as_array()

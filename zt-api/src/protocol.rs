@@ -323,6 +323,10 @@ pub struct InterfaceStatus {
     pub ifindex: u32,
     /// xdp-native | xdp-generic | tc
     pub ingress: String,
+    /// Why that ingress hook: the `--xdp-mode` asked for, or what `auto` found the link to
+    /// be (empty from agents that did not say).
+    #[serde(default)]
+    pub why: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,6 +21,8 @@ fn render(s: &StatusReport) -> String {
         .iter()
         .map(|i| format!("{} ({} ingress, tc egress)", i.iface, i.ingress))
         .collect();
+    let hooks: Vec<String> =
+        s.interfaces.iter().filter(|i| !i.why.is_empty()).map(|i| format!("{}: {}", i.iface, i.why)).collect();
     let revision = s.revision.map_or("none".to_string(), |r| r.to_string());
     let failsafe = if s.failsafe.is_empty() {
         "none".to_string()
@@ -30,6 +32,7 @@ fn render(s: &StatusReport) -> String {
     let mut text = format!(
         "agent:       zt-agent {}, up {}\n\
          interfaces:  {}\n\
+         {}\
          policy:      revision {revision}, generation {}: {} policies, {} identities; default deny {}\n\
          failsafe:    {failsafe}\n\
          flow log:    {} events read, {} malformed, {} records dropped\n",
@@ -40,6 +43,7 @@ fn render(s: &StatusReport) -> String {
         } else {
             interfaces.join(", ")
         },
+        hooks.iter().map(|h| format!("hooks:       {h}\n")).collect::<String>(),
         s.generation,
         s.policies,
         s.identities,

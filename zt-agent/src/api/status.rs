@@ -70,6 +70,7 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
                 iface: a.iface.clone(),
                 ifindex: a.ifindex,
                 ingress: a.ingress.to_string(),
+                why: a.why.clone(),
             })
             .collect(),
         revision: s.revision(),
