@@ -183,3 +183,46 @@ pub fn pin_hash_map(path: &Path, (key_size, value_size, max_entries): (u32, u32,
     // SAFETY: closing the descriptor made above; the pin keeps the map alive.
     unsafe { libc::close(fd as i32) };
 }
+
+/// Writes `entries` (key bytes, value bytes) into the BPF map pinned at `path`, as a
+/// program or another process would: for tests that need a map filled, e.g. a full
+/// connection-tracking table.
+pub fn fill_pinned_map<'a>(path: &Path, entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> usize {
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        rest: [u8; 112],
+    }
+    #[repr(C)]
+    struct Update {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+        rest: [u8; 96],
+    }
+    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    let c_path = c_path(path).expect("pin path");
+    let get = ObjGet { pathname: c_path.as_ptr() as u64, bpf_fd: 0, file_flags: 0, rest: [0; 112] };
+    // SAFETY: a zero-padded bpf_attr for BPF_OBJ_GET whose path outlives the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &get as *const ObjGet, std::mem::size_of::<ObjGet>()) };
+    assert!(fd >= 0, "BPF_OBJ_GET {}: {}", path.display(), io::Error::last_os_error());
+    let mut written = 0;
+    for (key, value) in entries {
+        let update =
+            Update { map_fd: fd as u32, _pad: 0, key: key.as_ptr() as u64, value: value.as_ptr() as u64, flags: 0, rest: [0; 96] };
+        // SAFETY: as above; key and value point at buffers of the map's sizes.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_ELEM, &update as *const Update, std::mem::size_of::<Update>())
+        };
+        assert!(rc == 0, "BPF_MAP_UPDATE_ELEM: {}", io::Error::last_os_error());
+        written += 1;
+    }
+    // SAFETY: closing the descriptor BPF_OBJ_GET returned.
+    unsafe { libc::close(fd as i32) };
+    written
+}

@@ -64,6 +64,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let history = state.flow_history().clone();
     let telemetry = state.telemetry().clone();
     let ready = agent::ready_line(&state, adopted);
+    let datapath_config = state.datapath_config();
     let shared: SharedState = Arc::new(Mutex::new(state));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -74,6 +75,21 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let result: anyhow::Result<()> = runtime.block_on(async {
         let (tx, rx) = mpsc::channel(SINK_QUEUE);
         let reader = tokio::spawn(flows::reader::run(ring, ctx.clone(), tx.clone(), pipeline));
+        // Expired flows: walked on the sweep's own thread, off the state lock and the
+        // async workers; their END records join the pipeline like kernel events.
+        let sweeper = {
+            let (tx, ctx) = (tx.clone(), ctx.clone());
+            flows::sweep::Sweeper::start(pins.path(), datapath_config, SWEEP_INTERVAL, move |ended| {
+                let names = ctx.snapshot();
+                for ev in ended {
+                    if tx.try_send(flows::FlowRecord::from_event(&ev, &names)).is_err() {
+                        // A full queue drops, as for kernel events: counted, never silent.
+                        sweep_drops.records_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })?
+        };
+        shared.lock().expect("agent state").count_conntrack_by(sweeper.occupancy());
         let sink = tokio::spawn(flow_sink.run(rx, history, telemetry.rule_hits.clone(), telemetry.flow_log.clone()));
         if let Some(listener) = metrics_listener {
             metrics::serve(listener, metrics::Sources { state: shared.clone(), queue: tx.downgrade() })?;
@@ -86,7 +102,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         eprintln!("{ready}");
         notify::notify(notify::READY);
 
-        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        let mut refresh = tokio::time::interval(SWEEP_INTERVAL);
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -95,34 +111,17 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
                 _ = hup.recv() => {
-                    let mut s = shared.lock().expect("agent state");
-                    match s.reload_revision() {
-                        Ok(swap) => eprintln!(
-                            "zt-agent: reloaded: enforcing generation {} ({} policies, {} entries written, {} removed)",
-                            swap.generation, s.active().compiled.policies.len(), swap.written, swap.removed
-                        ),
-                        Err(PushError::Rejected(r)) => {
-                            eprintln!("zt-agent: reload rejected, the running policy is unchanged:\n{r}")
-                        }
-                        Err(e) => eprintln!("zt-agent: reload failed, the running policy is unchanged: {e}"),
-                    }
+                    // Compiling blocks: on the blocking pool, never on an async worker.
+                    let shared = shared.clone();
+                    tokio::task::spawn_blocking(move || reload(&shared));
                 }
-                _ = sweep.tick() => {
-                    let ended = {
-                        let mut s = shared.lock().expect("agent state");
-                        s.refresh_host();
-                        s.sweep()
-                    };
-                    let names = ctx.snapshot();
-                    for ev in ended {
-                        if tx.try_send(flows::FlowRecord::from_event(&ev, &names)).is_err() {
-                            // A full queue drops, as for kernel events: counted, never silent.
-                            sweep_drops.records_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
+                _ = refresh.tick() => {
+                    let shared = shared.clone();
+                    tokio::task::spawn_blocking(move || shared.lock().expect("agent state").refresh_host());
                 }
             }
         }
+        drop(sweeper);
         drop(tx);
         reader.abort();
         // Let the sink write what it has; it ends when the last sender is gone.
@@ -137,3 +136,22 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     result
 }
 
+/// SIGHUP: the `--policy` files become the running policy; compiled without the state
+/// lock, like every change.
+fn reload(shared: &SharedState) {
+    let _one = agent::one_change_at_a_time();
+    let job = shared.lock().expect("agent state").reload_job();
+    let precompiled = job.map(agent::CompileJob::run);
+    let mut s = shared.lock().expect("agent state");
+    match s.reload_revision(precompiled) {
+        Ok(swap) => eprintln!(
+            "zt-agent: reloaded: enforcing generation {} ({} policies, {} entries written, {} removed)",
+            swap.generation,
+            s.active().compiled.policies.len(),
+            swap.written,
+            swap.removed
+        ),
+        Err(PushError::Rejected(r)) => eprintln!("zt-agent: reload rejected, the running policy is unchanged:\n{r}"),
+        Err(e) => eprintln!("zt-agent: reload failed, the running policy is unchanged: {e}"),
+    }
+}

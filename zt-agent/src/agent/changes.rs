@@ -14,6 +14,7 @@ use zt_api::protocol::{Change, DocumentChange, PushReport, RevisionInfo, counts}
 
 use super::{
     AgentState, PushError, Rejected,
+    compile_job::{CompileJob, Precompiled},
     revisions::{self, Document},
 };
 use crate::datapath::DatapathError;
@@ -70,80 +71,92 @@ fn names(pushed: &[(String, String)]) -> String {
         .join(", ")
 }
 
+/// A change of the running policy, as the API asks for it.
+pub enum PolicyChange {
+    /// Merge these `(name, text)` files into the running documents.
+    Apply(Vec<(String, String)>),
+    /// What `Apply` would change, with line diffs; always a dry run.
+    Diff(Vec<(String, String)>),
+    /// Remove the running documents named so (`NAME` or `KIND/NAME`).
+    Delete(String),
+    /// Make a stored revision (default: the one before the current) the running policy.
+    Rollback(Option<u64>),
+}
+
+/// The complete next policy a change leads to.
+struct Planned {
+    sources: Vec<(String, String)>,
+    documents: Vec<Document>,
+    changes: Vec<DocumentChange>,
+    summary: String,
+}
+
 impl AgentState {
-    /// Merges the pushed `(name, text)` files into the running documents and, unless this
-    /// is a dry run, applies the result as a new revision authored by `uid`.
-    pub fn apply_pushed(
-        &mut self,
-        pushed: Vec<(String, String)>,
-        dry_run: bool,
-        uid: u32,
-    ) -> Result<PushReport, ChangeError> {
+    /// The next policy `change` leads to; cheap, no compile.
+    fn plan(&self, change: &PolicyChange) -> Result<Planned, ChangeError> {
         let running = self.running_documents();
-        let (sources, after) = merged(&running, &pushed);
-        let changes = revisions::compare(&running, &after, false);
-        let summary = format!("apply {}: {}", names(&pushed), counts(&changes));
-        self.push(sources, after, changes, summary, dry_run, uid)
-    }
-
-    /// What applying `pushed` would change, with line diffs; changes nothing.
-    pub fn diff_pushed(
-        &mut self,
-        pushed: Vec<(String, String)>,
-    ) -> Result<PushReport, ChangeError> {
-        let running = self.running_documents();
-        let (sources, after) = merged(&running, &pushed);
-        let changes = revisions::compare(&running, &after, true);
-        self.push(sources, after, changes, String::new(), true, 0)
-    }
-
-    /// Removes the running documents named `name` (`NAME` or `KIND/NAME`).
-    pub fn delete_documents(
-        &mut self,
-        name: &str,
-        dry_run: bool,
-        uid: u32,
-    ) -> Result<PushReport, ChangeError> {
-        let running = self.running_documents();
-        let doomed: Vec<String> = revisions::matching(&running, name)
-            .iter()
-            .map(|d| d.key.to_string())
-            .collect();
-        if doomed.is_empty() {
-            return Err(ChangeError::NoSuchDocument(name.to_string()));
+        match change {
+            PolicyChange::Apply(pushed) | PolicyChange::Diff(pushed) => {
+                let (sources, documents) = merged(&running, pushed);
+                let diff = matches!(change, PolicyChange::Diff(_));
+                let changes = revisions::compare(&running, &documents, diff);
+                let summary = if diff { String::new() } else { format!("apply {}: {}", names(pushed), counts(&changes)) };
+                Ok(Planned { sources, documents, changes, summary })
+            }
+            PolicyChange::Delete(name) => {
+                let doomed: Vec<String> = revisions::matching(&running, name).iter().map(|d| d.key.to_string()).collect();
+                if doomed.is_empty() {
+                    return Err(ChangeError::NoSuchDocument(name.to_string()));
+                }
+                let documents: Vec<Document> =
+                    running.iter().filter(|d| !doomed.contains(&d.key.to_string())).cloned().collect();
+                let changes = revisions::compare(&running, &documents, false);
+                Ok(Planned {
+                    sources: revisions::to_sources(&documents),
+                    documents,
+                    changes,
+                    summary: format!("delete {}", doomed.join(", ")),
+                })
+            }
+            PolicyChange::Rollback(revision) => {
+                let target = revision.or_else(|| self.revisions.previous()).ok_or(ChangeError::NoEarlierRevision)?;
+                let stored = self.revisions.load(target).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => ChangeError::RevisionNotKept(target),
+                    _ => ChangeError::RevisionUnreadable(target, e),
+                })?;
+                let changes = revisions::compare(&running, &stored.documents, false);
+                Ok(Planned {
+                    sources: revisions::to_sources(&stored.documents),
+                    summary: format!("rollback to revision {target}: {}", counts(&changes)),
+                    documents: stored.documents,
+                    changes,
+                })
+            }
         }
-        let after: Vec<Document> = running
-            .iter()
-            .filter(|d| !doomed.contains(&d.key.to_string()))
-            .cloned()
-            .collect();
-        let changes = revisions::compare(&running, &after, false);
-        let summary = format!("delete {}", doomed.join(", "));
-        self.push(
-            revisions::to_sources(&after),
-            after,
-            changes,
-            summary,
-            dry_run,
-            uid,
-        )
     }
 
-    /// Makes stored `revision` (default: the one before the current) the running policy,
-    /// as a new revision.
-    pub fn rollback(&mut self, revision: Option<u64>, uid: u32) -> Result<PushReport, ChangeError> {
-        let target = revision
-            .or_else(|| self.revisions.previous())
-            .ok_or(ChangeError::NoEarlierRevision)?;
-        let stored = self.revisions.load(target).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ChangeError::RevisionNotKept(target),
-            _ => ChangeError::RevisionUnreadable(target, e),
-        })?;
-        let running = self.running_documents();
-        let changes = revisions::compare(&running, &stored.documents, false);
-        let summary = format!("rollback to revision {target}: {}", counts(&changes));
-        let sources = revisions::to_sources(&stored.documents);
-        self.push(sources, stored.documents, changes, summary, false, uid)
+    /// What compiling the next policy of `change` needs, to run without the state lock
+    /// (see [`super::compile_job`]); `None` when the change fails before any compile.
+    pub fn compile_job(&self, change: &PolicyChange) -> Option<CompileJob> {
+        self.plan(change).ok().map(|p| self.job_for(p.sources))
+    }
+
+    /// Applies `change` as a new revision authored by `uid` (validates and reports only,
+    /// for a dry run, a diff, or a change that leaves every document as it is), using
+    /// `precompiled` when it was compiled from the same next policy.
+    pub fn change(
+        &mut self,
+        change: PolicyChange,
+        dry_run: bool,
+        uid: u32,
+        precompiled: Option<Precompiled>,
+    ) -> Result<PushReport, ChangeError> {
+        let dry_run = dry_run || matches!(change, PolicyChange::Diff(_));
+        let planned = self.plan(&change)?;
+        self.precompiled = precompiled;
+        let result = self.push(planned.sources, planned.documents, planned.changes, planned.summary, dry_run, uid);
+        self.precompiled = None;
+        result
     }
 
     /// The running documents named `name`, or all of them.

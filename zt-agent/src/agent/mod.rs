@@ -12,6 +12,7 @@
 //! adopts them without a gap); with `--no-pin` they are detached and every pin removed.
 
 mod changes;
+pub mod compile_job;
 mod generation;
 mod options;
 pub mod pushes;
@@ -24,7 +25,8 @@ use std::{sync::Arc, time::Instant};
 use anyhow::{Context, bail};
 use zt_common::config::Config;
 
-pub use changes::ChangeError;
+pub use changes::{ChangeError, PolicyChange};
+pub use compile_job::{CompileJob, Precompiled, one_change_at_a_time};
 pub use generation::{Prepared, Rejected, prepare, prepare_sources};
 pub use options::{DEFAULT_BPFFS, DEFAULT_METRICS, DEFAULT_SOCKET, DEFAULT_STATE_DIR, RunOptions};
 pub use options::{RemoteOptions, RoleMap};
@@ -123,6 +125,8 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
         started: Instant::now(),
         telemetry: Arc::default(),
         revisions,
+        conntrack_entries: None,
+        precompiled: None,
     };
     Ok((state, dp, adopted))
 }

@@ -22,7 +22,7 @@ pub use store::{KEEP, RevisionStore, StoredRevision};
 
 use super::{
     AgentState, PushError,
-    generation::{self, Prepared, Rejected},
+    generation::{Prepared, Rejected},
 };
 use zt_api::protocol::RevisionInfo;
 
@@ -180,12 +180,10 @@ impl AgentState {
 
     /// Validates and compiles `sources` as a complete policy without applying anything (not
     /// even identity numbers).
-    pub fn check_sources(&self, sources: &[(String, String)]) -> Result<Checked, Rejected> {
+    pub fn check_sources(&mut self, sources: &[(String, String)]) -> Result<Checked, Rejected> {
         let started = Instant::now();
-        let mut allocator = self.allocator.clone();
-        let prepared =
-            generation::prepare_sources(sources, &self.settings, &self.host, &mut allocator)?;
-        Ok(Checked::of(&prepared, started.elapsed()))
+        let (prepared, compiled_before) = self.prepare(sources, false);
+        Ok(Checked::of(&prepared?, started.elapsed() + compiled_before))
     }
 
     /// Applies `sources` as the complete running policy and records `documents` (what
@@ -212,7 +210,23 @@ impl AgentState {
 
     /// SIGHUP: re-reads the `--policy` paths as the complete running policy, as a new
     /// revision. Without paths there is nothing to re-read, and the policy stays.
-    pub fn reload_revision(&mut self) -> Result<SwapReport, PushError> {
+    pub fn reload_revision(&mut self, precompiled: Option<super::Precompiled>) -> Result<SwapReport, PushError> {
+        self.precompiled = precompiled;
+        let result = self.reload_paths_as_revision();
+        self.precompiled = None;
+        result
+    }
+
+    /// What compiling the `--policy` files needs, to run without the state lock; `None`
+    /// without paths or when they cannot be read (the reload then says why).
+    pub fn reload_job(&self) -> Option<super::CompileJob> {
+        if self.opts.policy.is_empty() {
+            return None;
+        }
+        crate::policy::load_paths(&self.opts.policy).ok().map(|sources| self.job_for(sources))
+    }
+
+    fn reload_paths_as_revision(&mut self) -> Result<SwapReport, PushError> {
         if self.opts.policy.is_empty() {
             return Err(PushError::Rejected(Rejected(vec![
                 "there are no --policy paths to re-read; push policy with ztctl policy apply"

@@ -10,7 +10,7 @@ use std::{
 };
 
 use ipnet::IpNet;
-use zt_common::{config::Config, event::FlowEvent};
+use zt_common::config::Config;
 
 use super::{
     RunOptions,
@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     datapath::{Attachment, DatapathError, GenerationWriter, Maps, StatsSnapshot, SwapReport},
-    flows::{self, FlowContext, FlowHistory, RuleHits, reader::PipelineStats, sink::SinkStats},
+    flows::{FlowContext, FlowHistory, RuleHits, reader::PipelineStats, sink::SinkStats},
     host,
     identity::IdentityAllocator,
     policy::CompileSettings,
@@ -65,6 +65,11 @@ pub struct AgentState {
     pub(super) telemetry: Arc<Telemetry>,
     /// Policy revisions: the history of pushes and which one is enforced.
     pub(super) revisions: Revisions,
+    /// Conntrack entries as the sweep last counted them; `None` until a sweep runs.
+    pub(super) conntrack_entries: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// A compile of the change being applied, done without the state lock (see
+    /// `compile_job`); taken by the first compile that matches it.
+    pub(super) precompiled: Option<super::compile_job::Precompiled>,
 }
 
 /// Why a push did not take effect; the running policy is unchanged either way.
@@ -88,11 +93,46 @@ impl AgentState {
     /// Every push is measured for metrics (`zt_policy_push_duration_seconds`).
     pub fn apply_sources(&mut self, sources: Vec<(String, String)>) -> Result<SwapReport, PushError> {
         let started = Instant::now();
-        let result = generation::prepare_sources(&sources, &self.settings, &self.host, &mut self.allocator)
-            .map_err(PushError::Rejected)
-            .and_then(|next| self.switch_to(next, sources));
-        self.measured(started, result.as_ref().err());
+        let (prepared, compiled_before) = self.prepare(&sources, true);
+        let result = prepared.map_err(PushError::Rejected).and_then(|next| self.switch_to(next, sources));
+        self.measured(started.checked_sub(compiled_before).unwrap_or(started), result.as_ref().err());
         result
+    }
+
+    /// Validates and compiles `sources`: the result compiled without the lock when it was
+    /// compiled from these sources and this host's addresses, else now. With `commit` the
+    /// identity allocator keeps what the compile allocated.
+    /// Also returns how long the compile took before this call (zero when compiled now).
+    pub(super) fn prepare(
+        &mut self,
+        sources: &[(String, String)],
+        commit: bool,
+    ) -> (Result<Prepared, Rejected>, std::time::Duration) {
+        if let Some(p) = self.precompiled.take()
+            && p.sources == sources
+            && p.host == self.host
+        {
+            if commit && p.result.is_ok() {
+                self.allocator = p.allocator;
+            }
+            return (p.result, p.elapsed);
+        }
+        let result = if commit {
+            generation::prepare_sources(sources, &self.settings, &self.host, &mut self.allocator)
+        } else {
+            generation::prepare_sources(sources, &self.settings, &self.host, &mut self.allocator.clone())
+        };
+        (result, std::time::Duration::ZERO)
+    }
+
+    /// What compiling `sources` needs, to do it without the state lock.
+    pub(super) fn job_for(&self, sources: Vec<(String, String)>) -> super::compile_job::CompileJob {
+        super::compile_job::CompileJob {
+            sources,
+            settings: self.settings.clone(),
+            host: self.host.clone(),
+            allocator: self.allocator.clone(),
+        }
     }
 
     /// Re-reads the `--policy` paths.
@@ -147,11 +187,6 @@ impl AgentState {
         }
     }
 
-    /// Removes expired flows; returns their END events.
-    pub fn sweep(&mut self) -> Vec<FlowEvent> {
-        flows::sweep::sweep(&mut self.maps.conntrack, &self.cfg, flows::clock::monotonic_ns())
-    }
-
     pub fn stats(&self) -> Result<StatsSnapshot, DatapathError> {
         self.maps.stats()
     }
@@ -197,9 +232,24 @@ impl AgentState {
         self.started.elapsed()
     }
 
-    /// Flows the kernel tracks now.
+    /// Flows the kernel tracks: as of the sweep's last walk when a sweep runs (status and
+    /// metrics must not walk a table of up to 262,144 entries under the state lock), else
+    /// counted now.
     pub fn conntrack_len(&self) -> usize {
-        self.maps.conntrack_len()
+        match &self.conntrack_entries {
+            Some(n) => n.load(std::sync::atomic::Ordering::Relaxed) as usize,
+            None => self.maps.conntrack_len(),
+        }
+    }
+
+    /// The conntrack occupancy the sweep keeps ([`crate::flows::sweep::Sweeper::occupancy`]).
+    pub fn count_conntrack_by(&mut self, occupancy: Arc<std::sync::atomic::AtomicU64>) {
+        self.conntrack_entries = Some(occupancy);
+    }
+
+    /// The datapath settings (timeouts, flags) the agent started with.
+    pub fn datapath_config(&self) -> Config {
+        self.cfg
     }
 
     /// The flow pipeline's reader counters.

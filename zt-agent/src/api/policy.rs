@@ -3,7 +3,7 @@
 //! their outcomes into replies and error sentences.
 
 use super::protocol::{ApiError, DocumentView, ErrorCode, PushReport, Reply, Source};
-use crate::agent::{ChangeError, SharedState};
+use crate::agent::{ChangeError, CompileJob, PolicyChange, SharedState, one_change_at_a_time};
 
 fn error(e: ChangeError) -> ApiError {
     match e {
@@ -46,42 +46,29 @@ fn push(report: Result<PushReport, ChangeError>) -> Result<Reply, ApiError> {
     report.map(Reply::Push).map_err(error)
 }
 
-pub fn apply(
-    shared: &SharedState,
-    sources: Vec<Source>,
-    dry_run: bool,
-    uid: u32,
-) -> Result<Reply, ApiError> {
-    let pushed = texts(sources)?;
-    push(
-        shared
-            .lock()
-            .expect("agent state")
-            .apply_pushed(pushed, dry_run, uid),
-    )
+/// One change of the running policy. Changes run one at a time; each compiles without the
+/// state lock, so status, metrics and flows keep answering while a large policy compiles.
+fn change(shared: &SharedState, change: PolicyChange, dry_run: bool, uid: u32) -> Result<Reply, ApiError> {
+    let _one = one_change_at_a_time();
+    let job = shared.lock().expect("agent state").compile_job(&change);
+    let precompiled = job.map(CompileJob::run);
+    push(shared.lock().expect("agent state").change(change, dry_run, uid, precompiled))
+}
+
+pub fn apply(shared: &SharedState, sources: Vec<Source>, dry_run: bool, uid: u32) -> Result<Reply, ApiError> {
+    change(shared, PolicyChange::Apply(texts(sources)?), dry_run, uid)
 }
 
 pub fn diff(shared: &SharedState, sources: Vec<Source>) -> Result<Reply, ApiError> {
-    let pushed = texts(sources)?;
-    push(shared.lock().expect("agent state").diff_pushed(pushed))
+    change(shared, PolicyChange::Diff(texts(sources)?), true, 0)
 }
 
-pub fn delete(
-    shared: &SharedState,
-    name: &str,
-    dry_run: bool,
-    uid: u32,
-) -> Result<Reply, ApiError> {
-    push(
-        shared
-            .lock()
-            .expect("agent state")
-            .delete_documents(name, dry_run, uid),
-    )
+pub fn delete(shared: &SharedState, name: &str, dry_run: bool, uid: u32) -> Result<Reply, ApiError> {
+    change(shared, PolicyChange::Delete(name.to_string()), dry_run, uid)
 }
 
 pub fn rollback(shared: &SharedState, revision: Option<u64>, uid: u32) -> Result<Reply, ApiError> {
-    push(shared.lock().expect("agent state").rollback(revision, uid))
+    change(shared, PolicyChange::Rollback(revision), false, uid)
 }
 
 pub fn get(shared: &SharedState, name: Option<&str>) -> Result<Reply, ApiError> {

@@ -2,8 +2,25 @@
 //! kernel a closing packet, so the agent walks CONNTRACK periodically, reports the end of
 //! expired flows from their counters, and deletes them. Closed TCP flows whose end the
 //! kernel already reported are deleted once their closing timeout passes.
+//!
+//! The [`Sweeper`] runs on a thread of its own with its own handle on the pinned map: a
+//! walk of a full table (262,144 entries) takes a noticeable fraction of a second, and it
+//! must never hold the agent's state lock (which the API and metrics take) nor occupy an
+//! async worker (which carries the flow pipeline). The kernel's hash map is safe to walk
+//! while packets update it. Each walk also counts the table, so status and metrics read
+//! the occupancy from [`Sweeper::occupancy`] instead of walking it again.
 
-use aya::maps::{HashMap, MapData};
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use aya::maps::{HashMap, Map, MapData};
 use zt_common::{
     config::Config,
     conntrack::{self, CT_AUDIT, CT_END_REPORTED, CtKey, CtValue},
@@ -40,11 +57,23 @@ pub fn end_event(key: &CtKey, ct: &CtValue, now_ns: u64) -> FlowEvent {
     }
 }
 
-/// Removes expired flows; returns END events for those whose end was not yet reported.
-pub fn sweep(conntrack: &mut HashMap<MapData, CtKey, CtValue>, cfg: &Config, now_ns: u64) -> Vec<FlowEvent> {
+/// What one walk found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// END events of expired flows whose end was not yet reported.
+    pub ends: Vec<FlowEvent>,
+    /// Entries left in the table after the walk.
+    pub remaining: u64,
+}
+
+/// Removes expired flows; returns END events for those whose end was not yet reported and
+/// how many entries remain.
+pub fn sweep(conntrack: &mut HashMap<MapData, CtKey, CtValue>, cfg: &Config, now_ns: u64) -> Swept {
     let mut expired = Vec::new();
+    let mut seen = 0u64;
     for item in conntrack.iter() {
         let Ok((key, ct)) = item else { continue };
+        seen += 1;
         if conntrack::expired(&ct, key.proto, cfg, now_ns) {
             expired.push((key, ct));
         }
@@ -56,9 +85,68 @@ pub fn sweep(conntrack: &mut HashMap<MapData, CtKey, CtValue>, cfg: &Config, now
             Ok(now_ct) if now_ct.last_seen_ns == ct.last_seen_ns => {}
             _ => continue,
         }
-        if conntrack.remove(&key).is_ok() && ct.flags & CT_END_REPORTED == 0 {
-            ends.push(end_event(&key, &ct, now_ns));
+        if conntrack.remove(&key).is_ok() {
+            seen = seen.saturating_sub(1);
+            if ct.flags & CT_END_REPORTED == 0 {
+                ends.push(end_event(&key, &ct, now_ns));
+            }
         }
     }
-    ends
+    Swept { ends, remaining: seen }
+}
+
+/// The periodic sweep on its own thread (see the module doc).
+pub struct Sweeper {
+    stop: Arc<AtomicBool>,
+    occupancy: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sweeper {
+    /// Opens the pinned CONNTRACK under `pin_dir` and sweeps it every `interval` (the
+    /// first time at once) with the timeouts of `cfg`, handing each pass's END events to
+    /// `report`.
+    pub fn start(
+        pin_dir: &Path,
+        cfg: Config,
+        interval: Duration,
+        mut report: impl FnMut(Vec<FlowEvent>) + Send + 'static,
+    ) -> Result<Sweeper, crate::datapath::DatapathError> {
+        let name = zt_common::map_names::CONNTRACK;
+        let data = MapData::from_pin(pin_dir.join(name)).map_err(crate::datapath::DatapathError::map(name))?;
+        let mut map: HashMap<MapData, CtKey, CtValue> =
+            HashMap::try_from(Map::LruHashMap(data)).map_err(crate::datapath::DatapathError::map(name))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let occupancy = Arc::new(AtomicU64::new(0));
+        let (stop2, occupancy2) = (stop.clone(), occupancy.clone());
+        let thread = std::thread::Builder::new()
+            .name("zt-sweep".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    let swept = sweep(&mut map, &cfg, super::clock::monotonic_ns());
+                    occupancy2.store(swept.remaining, Ordering::Relaxed);
+                    if !swept.ends.is_empty() {
+                        report(swept.ends);
+                    }
+                    std::thread::park_timeout(interval);
+                }
+            })
+            .map_err(|e| crate::datapath::DatapathError::Other(format!("cannot start the conntrack sweep: {e}")))?;
+        Ok(Sweeper { stop, occupancy, thread: Some(thread) })
+    }
+
+    /// Conntrack entries as of the last walk (updated every interval).
+    pub fn occupancy(&self) -> Arc<AtomicU64> {
+        self.occupancy.clone()
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
 }
