@@ -413,9 +413,14 @@ fn the_api_answers_random_and_mutated_requests_and_keeps_serving() {
         t.problems.push(format!("a request over 64 MiB was not refused with bad-request: {:?}", t.codes));
     }
 
+    let mut last_report = Instant::now();
     while t.connections < max && start.elapsed() < budget && t.problems.len() < 20 {
         let (kind, send) = generate(&mut r, &valid);
         exchange(&socket, kind, send, &mut t);
+        if last_report.elapsed() > Duration::from_secs(10) {
+            last_report = Instant::now();
+            println!("api fuzz: {} connections, {:.0}/s", t.connections, t.connections as f64 / start.elapsed().as_secs_f64());
+        }
     }
     let secs = start.elapsed().as_secs_f64();
     println!(

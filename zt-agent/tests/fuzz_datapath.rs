@@ -999,7 +999,10 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
     let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
     let mut queue: Vec<Vec<u8>> = Vec::new();
-    let mut fragments: std::collections::HashMap<FragKey, bool> = Default::default();
+    // First fragments the kernel saw (verdict pass?, when). The kernel follows them for
+    // FRAGMENT_TIMEOUT_NS (30 s); entries well past that are pruned, since the kernel then
+    // reports fragment-unknown again, which the strict expectation wants.
+    let mut fragments: std::collections::HashMap<FragKey, (bool, Instant)> = Default::default();
     let debug = std::env::var("ZT_FUZZ_DEBUG").is_ok();
     let mut history: std::collections::HashMap<([u8; 16], [u8; 16], u32), Vec<String>> = Default::default();
     while t.frames < max && (t.frames < MIN_FRAMES.min(max) || start.elapsed() < budget) && t.problems.len() < 20 {
@@ -1055,17 +1058,17 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
             }
         }
         let remembered = match expect {
-            Expect::Later(tu) => fragments.get(&frag_key(&tu, &fi)).copied(),
+            Expect::Later(tu) => fragments.get(&frag_key(&tu, &fi)).map(|(pass, _)| *pass),
             _ => None,
         };
         match expect {
             Expect::Deny(tu) if fi.first => {
-                fragments.insert(frag_key(&tu, &fi), false);
+                fragments.insert(frag_key(&tu, &fi), (false, Instant::now()));
             }
             Expect::Pass if fi.first => {
                 // Only IP frames get here with fi.first set: ND first fragments pass.
                 if let Some(tu) = nd_tuple(&frame) {
-                    fragments.insert(frag_key(&tu, &fi), true);
+                    fragments.insert(frag_key(&tu, &fi), (true, Instant::now()));
                 }
             }
             _ => {}
@@ -1144,6 +1147,7 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
         }
         if last_report.elapsed() > Duration::from_secs(10) {
             last_report = Instant::now();
+            fragments.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(35));
             println!("datapath fuzz: {} frames, {:.0} frames/s", t.frames, t.frames as f64 / start.elapsed().as_secs_f64());
         }
     }
