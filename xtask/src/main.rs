@@ -1,10 +1,11 @@
-//! Project tasks: `cargo xtask setup | build | test | demo | bench`.
+//! Project tasks: `cargo xtask setup | build | test | demo | bench | fuzz`.
 //!
 //! Thin dispatch; each task lives in its own module.
 
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod setup;
 mod shell;
 mod test;
@@ -33,6 +34,16 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Fuzz the packet parser (against etherparse, via BPF_PROG_TEST_RUN), the policy parser
+    /// and compiler, and the API protocol, for longer than `cargo test` does (root).
+    Fuzz {
+        /// Total time for the three suites, in minutes (half for the datapath).
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Replay a run: the seed a failing suite printed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Run every test: unit, BPF_PROG_TEST_RUN and end-to-end network-namespace tests.
     /// Kernel tests need root; with --require-privileged (or ZT_REQUIRE_PRIVILEGED=1) a
     /// skipped kernel test is a failure.
@@ -53,6 +64,7 @@ fn main() {
         // Both work on a fresh clone: setup is idempotent and quick when all is present.
         Task::Demo => setup::run().and_then(|()| demo::run()),
         Task::Bench { quick } => setup::run().and_then(|()| bench::run(quick)),
+        Task::Fuzz { minutes, seed } => setup::run().and_then(|()| fuzz::run(minutes, seed)),
         Task::Test { require_privileged, args } => setup::run().and_then(|()| test::run(require_privileged, &args)),
     };
     if let Err(e) = result {
