@@ -227,6 +227,10 @@ fn ipv6_extension_headers_are_walked_to_the_transport_header() {
     let with_ext = Pkt::new(API6, HOST6, L4::tcp(40000, 5432, SYN)).ipv6_ext(&[0, 60, 43]);
     assert_eq!(f.xdp(&with_ext.frame()), XDP_PASS);
     assert_eq!(f.stats().get(VERDICT_ALLOWED, POLICY).packets, 1);
+    // Exactly six extension headers is the limit, and is walked.
+    let six = Pkt::new(API6, HOST6, L4::tcp(40002, 5432, SYN)).ipv6_ext(&[0, 60, 60, 60, 60, 43]);
+    assert_eq!(f.xdp(&six.frame()), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, POLICY).packets, 2);
     let too_many = Pkt::new(API6, HOST6, L4::tcp(40001, 5432, SYN)).ipv6_ext(&[0, 60, 60, 60, 60, 60, 60]);
     assert_eq!(f.xdp(&too_many.frame()), XDP_DROP);
     assert_eq!(f.stats().get(VERDICT_DENIED, MALFORMED).packets, 1);
@@ -360,6 +364,21 @@ fn non_ip_frames_pass_and_are_counted() {
     let Some(mut f) = fixture() else { return };
     assert_eq!(f.xdp(&packet::arp()), XDP_PASS);
     assert_eq!(f.stats().get(VERDICT_ALLOWED, NON_IP).packets, 1);
+}
+
+/// Neighbour discovery passes without policy only over IPv6: an IPv4 packet of protocol 58
+/// whose first byte looks like a neighbour solicitation is judged by policy like any other
+/// (here: dropped by default-deny). Found by the datapath fuzzer: it used to pass.
+#[test]
+fn icmpv6_neighbor_discovery_types_inside_ipv4_are_judged_by_policy() {
+    let Some(mut f) = fixture() else { return };
+    // To db, which no rule lets ICMPv6 reach (the host allows it from anyone).
+    let mut frame = Pkt::new(WORLD4, DB4, L4::Icmp { ty: 135, code: 0, rest: 0, payload: vec![0; 16] }).frame();
+    frame[14 + 9] = 58; // IPv4 protocol: ICMPv6
+    assert_eq!(f.xdp(&frame), XDP_DROP);
+    assert_eq!(f.tc_ingress(&frame), TC_ACT_SHOT);
+    assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 2);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, NEIGHBOR_DISCOVERY).packets, 0);
 }
 
 #[test]

@@ -520,15 +520,6 @@ enum Note {
     /// ICMP echo with a non-zero code: etherparse does not call it echo; the kernel keys on
     /// the type only and uses the identifier as ports.
     EchoCode,
-    /// BUG: ICMPv6 neighbour discovery types inside IPv4 (protocol 58) pass without policy:
-    /// the kernel decides "link infrastructure" from the protocol number, not the family,
-    /// so any IPv4 protocol-58 packet whose first byte is 130-137 or 143 bypasses policy.
-    NdOverIpv4,
-    /// BUG: exactly six IPv6 extension headers are reported `malformed`. `MAX_EXT_HEADERS`
-    /// says "walk at most 6; more is malformed", but the loop makes 6 iterations and
-    /// declares malformed when the 6th was an extension header, without looking at what
-    /// follows it: the limit is effectively 5.
-    SixExtHeaders,
     /// BUG (functional, reported; not a bypass): an IPv6 later fragment whose fragment
     /// header names an extension header as next (legal: e.g. destination options in the
     /// fragmentable part). Etherparse and the kernel both walk on into the fragment's data,
@@ -673,9 +664,6 @@ fn reference_inner(f: &[u8], notes: &mut Vec<Note>, fi: &mut FragInfo) -> Result
                 }
                 walked += 1;
             }
-            if walked == 6 {
-                notes.push(Note::SixExtHeaders);
-            }
             t.proto = next;
             l4
         }
@@ -734,12 +722,9 @@ fn reference_inner(f: &[u8], notes: &mut Vec<Note>, fi: &mut FragInfo) -> Result
         proto::ICMPV6 => {
             let s = Icmpv6Slice::from_slice(rest).map_err(|_| Malformed)?;
             t.flags = s.type_u8();
-            if proto::is_icmpv6_link_infrastructure(t.flags) {
-                if t.family == FAMILY_V4 {
-                    // BUG: the kernel passes this IPv4 packet without policy (see
-                    // Note::NdOverIpv4); expected here so the run stays green, and reported.
-                    notes.push(Note::NdOverIpv4);
-                }
+            // Neighbour discovery passes only over IPv6; inside IPv4 it is an ordinary
+            // protocol-58 packet, judged by policy.
+            if proto::is_icmpv6_link_infrastructure(t.flags) && t.family == FAMILY_V6 {
                 return Ok(Pass);
             }
             let id = match s.icmp_type() {
@@ -1039,14 +1024,9 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
         t.frames += 1;
         let mut notes = Vec::new();
         let mut fi = FragInfo::default();
-        let mut expect = reference_frag(&frame, &mut notes, &mut fi);
+        let expect = reference_frag(&frame, &mut notes, &mut fi);
         notes.sort();
         notes.dedup();
-        if notes.contains(&Note::SixExtHeaders) {
-            // BUG: the kernel reports exactly six extension headers as malformed (see Note).
-            expect = Expect::Malformed;
-            *t.known_bug_hits.entry(format!("{:?}", Note::SixExtHeaders)).or_default() += 1;
-        }
         // A later fragment of a datagram whose first fragment the kernel saw follows that
         // verdict (silently), unless the entry was evicted (LRU) or expired: then it is
         // fragment-unknown. Either is accepted then; otherwise fragment-unknown is required.

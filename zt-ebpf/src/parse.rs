@@ -30,7 +30,8 @@ const NEXTHDR_FRAGMENT: u8 = 44;
 const NEXTHDR_AUTH: u8 = 51;
 const NEXTHDR_DEST: u8 = 60;
 /// Walk at most this many extension headers; more is treated as malformed (an attacker
-/// could otherwise push the transport header out of reach of any bounded parser).
+/// could otherwise push the transport header out of reach of any bounded parser). Exactly
+/// this many are accepted.
 pub const MAX_EXT_HEADERS: usize = 6;
 
 /// Fragment position of the packet.
@@ -265,7 +266,12 @@ fn parse_ipv6(data: usize, data_end: usize, off: usize, pkt: &mut Packet) -> Res
             }
         }
     }
-    Err(ParseError::Malformed)
+    // Six extension headers walked: what follows must be the transport header.
+    if matches!(next, NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_AUTH | NEXTHDR_FRAGMENT) {
+        return Err(ParseError::Malformed);
+    }
+    pkt.tuple.proto = next;
+    Ok(l4)
 }
 
 #[inline(always)]
@@ -302,7 +308,9 @@ fn parse_l4(data: usize, data_end: usize, off: usize, pkt: &mut Packet) -> Resul
             } else {
                 (proto::ICMP_ECHO_REQUEST, proto::ICMP_ECHO_REPLY)
             };
-            if v6 && proto::is_icmpv6_link_infrastructure(ty) {
+            // Only IPv6 carries neighbour discovery; protocol 58 inside IPv4 is judged
+            // by policy like any other packet.
+            if v6 && pkt.tuple.family == FAMILY_V6 && proto::is_icmpv6_link_infrastructure(ty) {
                 pkt.link_infrastructure = true;
             } else if ty == echo_req || ty == echo_rep {
                 let id = icmp.be16(4);
