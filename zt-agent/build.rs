@@ -25,8 +25,8 @@ fn main() -> anyhow::Result<()> {
             unsafe { env::set_var("PATH", env::join_paths(paths)?) };
         }
     }
-    let have_linker = env::split_paths(&env::var_os("PATH").unwrap_or_default())
-        .any(|p| p.join("bpf-linker").is_file());
+    let have_linker =
+        env::split_paths(&env::var_os("PATH").unwrap_or_default()).any(|p| p.join("bpf-linker").is_file());
     if !have_linker && env::var_os("AYA_BUILD_SKIP").is_none() {
         anyhow::bail!("bpf-linker is not installed; run `cargo xtask setup` once, then build again");
     }

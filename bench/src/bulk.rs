@@ -65,7 +65,9 @@ pub fn run(plan: &Plan, results: &mut Results) -> anyhow::Result<()> {
             // Held while iperf3 runs; dropping it removes the filter.
             let guard = match filter {
                 Filter::None => Active::Nothing,
-                Filter::Zt(args) => Active::Zt { _agent: Zt::start_with(&agent_bin, ns, iface, &policy, args, &scratch)? },
+                Filter::Zt(args) => {
+                    Active::Zt { _agent: Zt::start_with(&agent_bin, ns, iface, &policy, args, &scratch)? }
+                }
                 Filter::Nftables => Active::Nft { _table: Nft::new(ns, iface, net.client.v4, &scratch)? },
             };
             let bps = iperf3(&net.client.ns, net.server.v4, plan.bulk_seconds)

@@ -30,14 +30,8 @@ const TABLE: &str = "ztbench";
 /// The N allowed (source, port) pairs: N-1 others, and the traffic's own pair last (the
 /// worst case for a linear rule list).
 pub fn allowed(n: usize, client: Ipv4Addr) -> Vec<(Ipv4Addr, u16)> {
-    let mut v: Vec<(Ipv4Addr, u16)> = (1..n)
-        .map(|i| {
-            (
-                Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8),
-                10_000 + (i % 1000) as u16,
-            )
-        })
-        .collect();
+    let mut v: Vec<(Ipv4Addr, u16)> =
+        (1..n).map(|i| (Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8), 10_000 + (i % 1000) as u16)).collect();
     v.push((client, ALLOWED_PORT));
     v
 }
@@ -85,10 +79,7 @@ pub struct NoFilter<'a> {
 
 impl<'a> NoFilter<'a> {
     pub fn new(ns: &'a Netns, iface: &str, pass: &XdpProgram) -> anyhow::Result<NoFilter<'a>> {
-        Ok(NoFilter {
-            ns,
-            _link: pass_link(ns, iface, pass)?,
-        })
+        Ok(NoFilter { ns, _link: pass_link(ns, iface, pass)? })
     }
 }
 
@@ -98,9 +89,7 @@ impl Contender for NoFilter<'_> {
     }
 
     fn dropped(&mut self) -> anyhow::Result<u64> {
-        let snmp = self
-            .ns
-            .try_run_in(|| std::fs::read_to_string("/proc/thread-self/net/snmp"))??;
+        let snmp = self.ns.try_run_in(|| std::fs::read_to_string("/proc/thread-self/net/snmp"))??;
         udp_no_ports(&snmp).context("/proc/net/snmp has no Udp NoPorts counter")
     }
 }
@@ -211,9 +200,7 @@ pub fn zt_policy(set: &[(Ipv4Addr, u16)]) -> String {
         "apiVersion: zt/v1\nkind: Policy\nmetadata: {name: bench}\nspec:\n  selector: {app: server}\n  ingress:\n",
     );
     for (a, port) in set {
-        p.push_str(&format!(
-            "    - from: [{{cidr: {a}/32}}]\n      ports: [{{protocol: UDP, port: {port}}}]\n"
-        ));
+        p.push_str(&format!("    - from: [{{cidr: {a}/32}}]\n      ports: [{{protocol: UDP, port: {port}}}]\n"));
     }
     p
 }
@@ -251,13 +238,13 @@ impl Zt {
         let pins = bpffs.path().join("zt");
         let mut cmd = Command::new(agent_bin);
         cmd.args(["run", "--iface", iface, "--labels", "app=server"])
-        .args(extra)
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--bpffs")
-        .arg(&pins)
-        .arg("--state-dir")
-        .arg(scratch.join("state"));
+            .args(extra)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--bpffs")
+            .arg(&pins)
+            .arg("--state-dir")
+            .arg(scratch.join("state"));
         // Keep the bench's agent off the machine's API socket and metrics port.
         let help = Command::new(agent_bin)
             .args(["run", "--help"])
@@ -280,11 +267,7 @@ impl Zt {
             .context("zt-agent did not become ready")?;
         let map = MapData::from_pin(pins.join(map_names::STATS)).context("cannot open the agent's pinned STATS map")?;
         let stats = PerCpuArray::try_from(Map::PerCpuArray(map))?;
-        Ok(Zt {
-            agent,
-            stats,
-            _bpffs: bpffs,
-        })
+        Ok(Zt { agent, stats, _bpffs: bpffs })
     }
 }
 

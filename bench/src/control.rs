@@ -85,18 +85,11 @@ mod tests {
 
     #[test]
     fn generated_policies_compile_to_one_entry_per_rule() {
-        let settings = CompileSettings {
-            host_labels: Labels::parse("app=server").unwrap(),
-            ..CompileSettings::default()
-        };
+        let settings =
+            CompileSettings { host_labels: Labels::parse("app=server").unwrap(), ..CompileSettings::default() };
         let sources = vec![("bench.yaml".to_string(), policy_yaml(1000))];
         let prepared = prepare_sources(&sources, &settings, &[], &mut IdentityAllocator::new()).expect("valid policy");
-        let exact = prepared
-            .tables
-            .policy
-            .iter()
-            .filter(|(p, _, _)| *p == zt_common::policy::PREFIX_PORT)
-            .count();
+        let exact = prepared.tables.policy.iter().filter(|(p, _, _)| *p == zt_common::policy::PREFIX_PORT).count();
         assert!(exact >= 1000, "{exact} exact-port entries for 1000 rules");
         assert_eq!(prepared.compiled.identities.len(), 100 + 2, "100 peers, host and world");
     }

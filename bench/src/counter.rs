@@ -27,9 +27,7 @@ pub struct UdpRateCounter {
 
 impl UdpRateCounter {
     pub fn start(ns: &Netns, addr: SocketAddr) -> anyhow::Result<UdpRateCounter> {
-        let socket = ns
-            .try_run_in(|| UdpSocket::bind(addr))?
-            .with_context(|| format!("cannot bind UDP {addr}"))?;
+        let socket = ns.try_run_in(|| UdpSocket::bind(addr))?.with_context(|| format!("cannot bind UDP {addr}"))?;
         socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         let size = RCVBUF;
         // SAFETY: a valid socket and a c_int option value of the size passed.
@@ -42,22 +40,13 @@ impl UdpRateCounter {
                 size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
-        anyhow::ensure!(
-            rc == 0,
-            "cannot enlarge the counter's receive buffer: {}",
-            std::io::Error::last_os_error()
-        );
+        anyhow::ensure!(rc == 0, "cannot enlarge the counter's receive buffer: {}", std::io::Error::last_os_error());
         let count = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (c, s) = (count.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("udp rate counter".into())
-            .spawn(move || drain(&socket, &c, &s))?;
-        Ok(UdpRateCounter {
-            count,
-            stop,
-            thread: Some(thread),
-        })
+        let thread =
+            std::thread::Builder::new().name("udp rate counter".into()).spawn(move || drain(&socket, &c, &s))?;
+        Ok(UdpRateCounter { count, stop, thread: Some(thread) })
     }
 
     pub fn count(&self) -> u64 {
@@ -76,13 +65,8 @@ impl Drop for UdpRateCounter {
 
 fn drain(socket: &UdpSocket, count: &AtomicU64, stop: &AtomicBool) {
     let mut bufs = vec![[0u8; 256]; BATCH];
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
+    let mut iovs: Vec<libc::iovec> =
+        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
     // SAFETY: mmsghdr is plain old data; zero is a valid (empty) value.
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
     for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {

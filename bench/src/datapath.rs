@@ -30,20 +30,11 @@ const ESTABLISHED_SPORT: u16 = 7;
 pub fn run(plan: &Plan) -> anyhow::Result<Vec<DatapathFigure>> {
     let mut figures = Vec::new();
     for &rules in &plan.datapath_rules {
-        progress(&format!(
-            "datapath: loading {rules} policy entries and {} ipcache prefixes",
-            plan.ipcache_prefixes
-        ));
+        progress(&format!("datapath: loading {rules} policy entries and {} ipcache prefixes", plan.ipcache_prefixes));
         let tables = synthetic::tables(rules, plan.ipcache_prefixes);
         let mut zt = Loaded::new(&Config::DEFAULT)?;
         zt.apply(&tables)?;
-        let mut bench = Bench {
-            zt: &mut zt,
-            plan,
-            rules,
-            entries: tables.policy.len(),
-            out: &mut figures,
-        };
+        let mut bench = Bench { zt: &mut zt, plan, rules, entries: tables.policy.len(), out: &mut figures };
         for v6 in [false, true] {
             bench.family(v6)?;
         }
@@ -69,19 +60,15 @@ impl Bench<'_> {
         let established = frame(ESTABLISHED_SPORT, ALLOWED_PORT);
         self.zt.run(Program::Zt, &established, 1, XDP_PASS)?;
         // The reference finds the established flow in its table, as zt does in conntrack.
-        self.zt.dp.reference_flows()?.insert(synthetic::tuple(client, server, ESTABLISHED_SPORT, ALLOWED_PORT), 0, 0)?;
+        self.zt.dp.reference_flows()?.insert(
+            synthetic::tuple(client, server, ESTABLISHED_SPORT, ALLOWED_PORT),
+            0,
+            0,
+        )?;
         self.repeated(family, "established flow", &established, XDP_PASS)?;
 
-        progress(&format!(
-            "datapath: {family}, {} rules: repeated packet of a denied flow",
-            self.rules
-        ));
-        self.repeated(
-            family,
-            "repeated denied packet (default-deny)",
-            &frame(1024, DENIED_PORT),
-            XDP_DROP,
-        )?;
+        progress(&format!("datapath: {family}, {} rules: repeated packet of a denied flow", self.rules));
+        self.repeated(family, "repeated denied packet (default-deny)", &frame(1024, DENIED_PORT), XDP_DROP)?;
 
         progress(&format!("datapath: {family}, {} rules: new flow denied by default-deny", self.rules));
         self.new_flows(family, v6, "new flow denied (default-deny)", DENIED_PORT, XDP_DROP)?;
@@ -94,17 +81,10 @@ impl Bench<'_> {
             std::net::IpAddr::V4(a) => Addr::from_v4(a.octets()),
             std::net::IpAddr::V6(a) => Addr::from_v6(a.octets()),
         };
-        self.zt
-            .maps
-            .quarantine
-            .insert(addr, QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0)?;
+        self.zt.maps.quarantine.insert(addr, QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0)?;
         self.set_quarantine_flag(true)?;
-        let quarantined = self.repeated(
-            family,
-            "quarantined source",
-            &frame(ESTABLISHED_SPORT, ALLOWED_PORT),
-            XDP_DROP,
-        );
+        let quarantined =
+            self.repeated(family, "quarantined source", &frame(ESTABLISHED_SPORT, ALLOWED_PORT), XDP_DROP);
         self.set_quarantine_flag(false)?;
         self.zt.maps.quarantine.remove(&addr)?;
         quarantined?;
@@ -117,11 +97,7 @@ impl Bench<'_> {
 
     fn set_quarantine_flag(&mut self, on: bool) -> anyhow::Result<()> {
         let mut cfg = self.zt.maps.read_config()?;
-        cfg.flags = if on {
-            cfg.flags | FLAG_QUARANTINE_ACTIVE
-        } else {
-            cfg.flags & !FLAG_QUARANTINE_ACTIVE
-        };
+        cfg.flags = if on { cfg.flags | FLAG_QUARANTINE_ACTIVE } else { cfg.flags & !FLAG_QUARANTINE_ACTIVE };
         self.zt.maps.write_config(&cfg)?;
         Ok(())
     }
@@ -142,7 +118,14 @@ impl Bench<'_> {
 
     /// K distinct new flows to `port` per round, one run each; the baseline and the
     /// reference run the same K frames.
-    fn new_flows(&mut self, family: &'static str, v6: bool, case: &'static str, port: u16, expect: u32) -> anyhow::Result<()> {
+    fn new_flows(
+        &mut self,
+        family: &'static str,
+        v6: bool,
+        case: &'static str,
+        port: u16,
+        expect: u32,
+    ) -> anyhow::Result<()> {
         let k = self.plan.new_flows;
         let server = synthetic::server(v6);
         let (mut base, mut zt, mut reference) = (Vec::new(), Vec::new(), Vec::new());
@@ -154,13 +137,7 @@ impl Bench<'_> {
                 .map(|i| {
                     let t = offset + round * k + i;
                     let sport = 1024 + (t / 126) as u16;
-                    frames::udp(
-                        Macs::LOCAL,
-                        synthetic::client(v6, 1 + (t % 126) as u8),
-                        server,
-                        sport,
-                        port,
-                    )
+                    frames::udp(Macs::LOCAL, synthetic::client(v6, 1 + (t % 126) as u8), server, sport, port)
                 })
                 .collect();
             let mut mean = |program, expect| -> anyhow::Result<f64> {

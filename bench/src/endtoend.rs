@@ -51,10 +51,7 @@ pub fn run(plan: &Plan, results: &mut Results) -> anyhow::Result<()> {
     let agent_bin = sibling_binary("zt-agent")?;
     let net = topology::pair()?;
     let scratch = Scratch::new("bench")?;
-    let macs = Macs {
-        dst: mac(&net.server)?,
-        src: mac(&net.client)?,
-    };
+    let macs = Macs { dst: mac(&net.server)?, src: mac(&net.client)? };
     let (client, server) = (IpAddr::from(net.client.v4), IpAddr::from(net.server.v4));
     let drop_frame = frames::udp(macs, client, server, 40_000, DENIED_PORT);
     let pass_frame = frames::udp(macs, client, server, 40_001, ALLOWED_PORT);
@@ -62,23 +59,13 @@ pub fn run(plan: &Plan, results: &mut Results) -> anyhow::Result<()> {
     let pass = XdpProgram::pass().context("cannot load the XDP_PASS program")?;
     let ifindex = net.client.ns.try_run_in(|| rawxdp::ifindex(&net.client.iface))??;
     let counter = UdpRateCounter::start(&net.server.ns, SocketAddr::new(server, ALLOWED_PORT))?;
-    let meter = Meter {
-        plan,
-        net_client: &net.client,
-        ifindex,
-        tx: &tx,
-        counter: &counter,
-    };
+    let meter = Meter { plan, net_client: &net.client, ifindex, tx: &tx, counter: &counter };
     let (ns, iface) = (&net.server.ns, net.server.iface.as_str());
     let out = &mut results.endtoend;
 
     progress("end-to-end: no filter");
     meter.both(&mut NoFilter::new(ns, iface, &pass)?, 0, &drop_frame, &pass_frame, out)?;
-    let memory_at = if plan.e2e_rules.contains(&10_000) {
-        10_000
-    } else {
-        *plan.e2e_rules.iter().max().unwrap_or(&0)
-    };
+    let memory_at = if plan.e2e_rules.contains(&10_000) { 10_000 } else { *plan.e2e_rules.iter().max().unwrap_or(&0) };
     for &n in &plan.e2e_rules {
         let set = contenders::allowed(n, net.client.v4);
         progress(&format!("end-to-end: zt (real agent, native XDP), {n} rules"));
@@ -88,24 +75,10 @@ pub fn run(plan: &Plan, results: &mut Results) -> anyhow::Result<()> {
         }
         meter.both(&mut zt, n, &drop_frame, &pass_frame, out)?;
         drop(zt);
-        progress(&format!(
-            "end-to-end: nftables (netdev ingress, concatenated set), {n} rules"
-        ));
-        meter.both(
-            &mut Nftables::new(ns, iface, &pass, &set, &scratch)?,
-            n,
-            &drop_frame,
-            &pass_frame,
-            out,
-        )?;
+        progress(&format!("end-to-end: nftables (netdev ingress, concatenated set), {n} rules"));
+        meter.both(&mut Nftables::new(ns, iface, &pass, &set, &scratch)?, n, &drop_frame, &pass_frame, out)?;
         progress(&format!("end-to-end: iptables-legacy (linear INPUT rules), {n} rules"));
-        meter.both(
-            &mut Iptables::new(ns, iface, &pass, &set, &scratch)?,
-            n,
-            &drop_frame,
-            &pass_frame,
-            out,
-        )?;
+        meter.both(&mut Iptables::new(ns, iface, &pass, &set, &scratch)?, n, &drop_frame, &pass_frame, out)?;
     }
     Ok(())
 }
@@ -128,21 +101,9 @@ impl Meter<'_> {
         out: &mut Vec<EndToEndFigure>,
     ) -> anyhow::Result<()> {
         let (pps, offered_pps) = self.rate(drop_frame, &mut || c.dropped())?;
-        out.push(EndToEndFigure {
-            contender: c.name(),
-            traffic: "drop",
-            rules,
-            pps,
-            offered_pps,
-        });
+        out.push(EndToEndFigure { contender: c.name(), traffic: "drop", rules, pps, offered_pps });
         let (pps, offered_pps) = self.rate(pass_frame, &mut || Ok(self.counter.count()))?;
-        out.push(EndToEndFigure {
-            contender: c.name(),
-            traffic: "pass",
-            rules,
-            pps,
-            offered_pps,
-        });
+        out.push(EndToEndFigure { contender: c.name(), traffic: "pass", rules, pps, offered_pps });
         Ok(())
     }
 
@@ -201,18 +162,10 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn mac(host: &Host) -> anyhow::Result<[u8; 6]> {
-    let out = host
-        .ns
-        .exec("cat", [format!("/sys/class/net/{}/address", host.iface)])?;
+    let out = host.ns.exec("cat", [format!("/sys/class/net/{}/address", host.iface)])?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let bytes: Vec<u8> = text
-        .trim()
-        .split(':')
-        .filter_map(|b| u8::from_str_radix(b, 16).ok())
-        .collect();
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("cannot read the MAC address of {} in {}", host.iface, host.ns.name()))
+    let bytes: Vec<u8> = text.trim().split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+    bytes.try_into().map_err(|_| anyhow::anyhow!("cannot read the MAC address of {} in {}", host.iface, host.ns.name()))
 }
 
 /// The agent's resident memory and the kernel memory charged to the BPF maps it holds.
@@ -228,11 +181,8 @@ fn memory(pid: u32, rules: usize) -> anyhow::Result<Memory> {
         let Ok(info) = std::fs::read_to_string(entry?.path()) else {
             continue;
         };
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
+        let field =
+            |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok());
         if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) {
             seen.insert(id, memlock);
         }

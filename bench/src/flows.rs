@@ -30,27 +30,13 @@ use crate::{
 const SOURCES: usize = 16;
 
 pub fn run(plan: &Plan) -> anyhow::Result<FlowFigure> {
-    progress(&format!(
-        "flow pipeline: {} deny events per round through the ring buffer",
-        plan.flow_events
-    ));
-    let mut zt = Loaded::new(&Config {
-        deny_events_per_sec: 0,
-        ..Config::DEFAULT
-    })?;
+    progress(&format!("flow pipeline: {} deny events per round through the ring buffer", plan.flow_events));
+    let mut zt = Loaded::new(&Config { deny_events_per_sec: 0, ..Config::DEFAULT })?;
     zt.apply(&synthetic::tables(10, 0))?;
     let names = names();
     let server = synthetic::server(false);
     let frames: Vec<Vec<u8>> = (0..SOURCES)
-        .map(|i| {
-            frames::udp(
-                Macs::LOCAL,
-                synthetic::client(false, 1 + i as u8),
-                server,
-                40_000,
-                DENIED_PORT,
-            )
-        })
+        .map(|i| frames::udp(Macs::LOCAL, synthetic::client(false, 1 + i as u8), server, 40_000, DENIED_PORT))
         .collect();
     // Fill at most half the ring between drains, so no event is lost to a full ring.
     let record = size_of::<FlowEvent>() + 8;

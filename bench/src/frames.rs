@@ -21,10 +21,7 @@ pub struct Macs {
 
 impl Macs {
     /// Locally administered addresses, for frames that never reach a real link.
-    pub const LOCAL: Macs = Macs {
-        dst: [0x02, 0, 0, 0, 0, 2],
-        src: [0x02, 0, 0, 0, 0, 1],
-    };
+    pub const LOCAL: Macs = Macs { dst: [0x02, 0, 0, 0, 0, 2], src: [0x02, 0, 0, 0, 0, 1] };
 }
 
 /// A UDP datagram from `src:sport` to `dst:dport` in an Ethernet frame.
@@ -75,10 +72,7 @@ pub fn malformed(src: IpAddr, dst: IpAddr) -> Vec<u8> {
 
 /// The Internet checksum (RFC 1071) of `bytes`.
 pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
+    let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -96,11 +90,7 @@ mod tests {
     #[test]
     fn ipv4_frames_carry_a_valid_header_checksum() {
         let f = udp(Macs::LOCAL, ip("198.18.0.1"), ip("198.18.0.2"), 1234, 5000);
-        assert_eq!(
-            checksum(&f[ETH_HLEN..ETH_HLEN + 20]),
-            0,
-            "a correct header sums to zero"
-        );
+        assert_eq!(checksum(&f[ETH_HLEN..ETH_HLEN + 20]), 0, "a correct header sums to zero");
         assert_eq!(&f[12..14], &[0x08, 0x00]);
         assert_eq!(&f[ETH_HLEN + 20..ETH_HLEN + 24], &[0x04, 0xd2, 0x13, 0x88], "ports");
         assert_eq!(f.len(), ETH_MIN);

@@ -45,13 +45,7 @@ impl Loaded {
         let writer = GenerationWriter::adopt(&maps)?;
         dp.xdp_baseline()?;
         dp.xdp_reference()?;
-        Ok(Loaded {
-            dp,
-            maps,
-            writer,
-            ring,
-            _mount: mount,
-        })
+        Ok(Loaded { dp, maps, writer, ring, _mount: mount })
     }
 
     pub fn apply(&mut self, tables: &Tables) -> anyhow::Result<SwapReport> {
@@ -67,11 +61,7 @@ impl Loaded {
             Program::Zt => self.dp.xdp_ingress()?,
             Program::Reference => self.dp.xdp_reference()?,
         };
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            repeat,
-            ..Default::default()
-        };
+        let opts = TestRunOptions { data_in: Some(frame), repeat, ..Default::default() };
         let result = prog.test_run(opts).context("BPF_PROG_TEST_RUN failed")?;
         if result.return_value != expect {
             bail!(

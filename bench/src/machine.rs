@@ -22,10 +22,7 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         Machine {
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
             cpu_model: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_mib: field(&meminfo, "MemTotal")
@@ -41,11 +38,7 @@ impl Machine {
 
 /// The value of the first `name: value` line.
 fn field(text: &str, name: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        l.split_once(':')
-            .filter(|(k, _)| k.trim() == name)
-            .map(|(_, v)| v.trim().to_string())
-    })
+    text.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_string()))
 }
 
 fn version(cmd: &mut Command) -> String {

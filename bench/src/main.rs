@@ -126,10 +126,7 @@ fn run() -> anyhow::Result<()> {
     results.targets = report::targets(&results);
     let markdown = report::write(&results, &out)?;
     println!("{markdown}");
-    eprintln!(
-        "zt-bench: wrote {}/results.json, results.md and cost-vs-rules.svg",
-        out.display()
-    );
+    eprintln!("zt-bench: wrote {}/results.json, results.md and cost-vs-rules.svg", out.display());
     if !failed.is_empty() {
         bail!("{} section(s) failed: {}", failed.len(), failed.join(", "));
     }

@@ -17,26 +17,16 @@ pub fn cost_vs_rules(figures: &[DatapathFigure], path: &Path) -> anyhow::Result<
         }
     }
     let xs: Vec<f64> = figures.iter().map(|f| f.rules as f64).collect();
-    let (xmin, xmax) = (
-        xs.iter().copied().fold(f64::MAX, f64::min),
-        xs.iter().copied().fold(0.0, f64::max),
-    );
+    let (xmin, xmax) = (xs.iter().copied().fold(f64::MAX, f64::min), xs.iter().copied().fold(0.0, f64::max));
     if figures.is_empty() || xmin >= xmax {
         return Err(anyhow!("the plot needs datapath figures at two or more table sizes"));
     }
-    let ymax = figures
-        .iter()
-        .map(|f| f.ns.max.max(f.baseline_ns.max))
-        .fold(0.0, f64::max)
-        * 1.1;
+    let ymax = figures.iter().map(|f| f.ns.max.max(f.baseline_ns.max)).fold(0.0, f64::max) * 1.1;
 
     let root = SVGBackend::new(path, (960, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "zt XDP datapath: cost per packet vs policy entries (median of rounds)",
-            ("sans-serif", 20),
-        )
+        .caption("zt XDP datapath: cost per packet vs policy entries (median of rounds)", ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(64)
@@ -81,12 +71,8 @@ pub fn cost_vs_rules(figures: &[DatapathFigure], path: &Path) -> anyhow::Result<
             chart.draw_series(LineSeries::new(pts.clone(), style))
         }
         .map_err(|e| anyhow!("{e}"))?;
-        drawn
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart
-            .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
-            .map_err(|e| anyhow!("{e}"))?;
+        drawn.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(|e| anyhow!("{e}"))?;
     }
     chart
         .configure_series_labels()

@@ -90,11 +90,7 @@ struct XdpMd {
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<i32> {
     // SAFETY: `attr` is a live, initialised bpf_attr prefix of the size passed.
     let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>() as u32) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as i32)
-    }
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc as i32) }
 }
 
 /// A loaded program that returns `action` for every packet.
@@ -127,9 +123,7 @@ impl XdpProgram {
         };
         let fd = bpf(BPF_PROG_LOAD, &mut attr)?;
         // SAFETY: the kernel just returned this descriptor to us.
-        Ok(XdpProgram {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        Ok(XdpProgram { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
     /// Attaches in native mode to `ifindex` of the calling thread's namespace; detached
@@ -149,11 +143,7 @@ impl XdpProgram {
     /// Sends `frame` out of `ifindex` (of the calling thread's namespace) in calls of
     /// `per_call` frames until `stop` is set; returns the frames handed to the device.
     pub fn flood(&self, ifindex: u32, frame: &[u8], per_call: u32, stop: &AtomicBool) -> io::Result<u64> {
-        let mut ctx = XdpMd {
-            data_end: frame.len() as u32,
-            ingress_ifindex: ifindex,
-            ..Default::default()
-        };
+        let mut ctx = XdpMd { data_end: frame.len() as u32, ingress_ifindex: ifindex, ..Default::default() };
         let mut sent = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let mut attr = TestRun {

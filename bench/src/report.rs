@@ -53,11 +53,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
             }
         }
         for case in ["new flow denied (default-deny)", "new flow allowed"] {
-            let at = |rules| {
-                r.datapath
-                    .iter()
-                    .find(|f| f.family == family && f.case == case && f.rules == rules)
-            };
+            let at = |rules| r.datapath.iter().find(|f| f.family == family && f.case == case && f.rules == rules);
             if let (Some(small), Some(large)) = (at(10), at(100_000)) {
                 let growth = large.ns.median / small.ns.median;
                 t.push(Target {
@@ -69,10 +65,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
         }
     }
     let e2e = |who: &str, traffic: &str, rules| {
-        r.endtoend
-            .iter()
-            .find(|f| f.contender == who && f.traffic == traffic && f.rules == rules)
-            .map(|f| f.pps.median)
+        r.endtoend.iter().find(|f| f.contender == who && f.traffic == traffic && f.rules == rules).map(|f| f.pps.median)
     };
     if let Some(zt) = e2e("zt", "drop", 10_000) {
         for (other, aim) in [("nftables", 3.0), ("iptables", 10.0)] {
@@ -120,11 +113,7 @@ pub fn write(r: &Results, dir: &Path) -> anyhow::Result<String> {
 }
 
 pub fn pps(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2} Mpps", v / 1e6)
-    } else {
-        format!("{:.1} kpps", v / 1e3)
-    }
+    if v >= 1e6 { format!("{:.2} Mpps", v / 1e6) } else { format!("{:.1} kpps", v / 1e3) }
 }
 
 fn pps_sample(s: &Sample) -> String {
@@ -149,10 +138,7 @@ pub fn markdown(r: &Results) -> String {
         m.cpu_model, m.cores, m.memory_mib, m.kernel, m.rustc, m.rustc_nightly, r.wall_seconds, r.plan.rounds
     );
 
-    let _ = writeln!(
-        s,
-        "## 1. Datapath cost per packet (BPF_PROG_TEST_RUN, real program and maps)\n"
-    );
+    let _ = writeln!(s, "## 1. Datapath cost per packet (BPF_PROG_TEST_RUN, real program and maps)\n");
     let _ = writeln!(
         s,
         "Each cell: ns per packet · ratio to the empty XDP program [ratio min–max] · ratio to the reference (an XDP program that parses Ethernet, IPv4/IPv6 and the ports and does one 5-tuple lookup in a hash table as large as CONNTRACK: the least any stateful filter must do). {} ipcache prefixes loaded at every size. \
@@ -188,10 +174,7 @@ pub fn markdown(r: &Results) -> String {
             seen.push(case);
             let _ = write!(s, "| {case} |");
             for n in &sizes {
-                let cell = figs
-                    .iter()
-                    .find(|f| f.case == case && f.rules == *n)
-                    .map_or("–".into(), |f| ns_cell(f));
+                let cell = figs.iter().find(|f| f.case == case && f.rules == *n).map_or("–".into(), |f| ns_cell(f));
                 let _ = write!(s, " {cell} |");
             }
             s.push('\n');
@@ -237,18 +220,14 @@ pub fn markdown(r: &Results) -> String {
         r.plan.e2e_measure.as_secs_f64(),
         r.plan.e2e_warmup.as_secs_f64()
     );
-    let _ = writeln!(
-        s,
-        "| traffic | rules | no filter | zt | nftables | iptables | zt/nft | zt/iptables | zt/no filter |"
-    );
+    let _ =
+        writeln!(s, "| traffic | rules | no filter | zt | nftables | iptables | zt/nft | zt/iptables | zt/no filter |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     let mut e2e_sizes: Vec<usize> = r.endtoend.iter().map(|f| f.rules).filter(|n| *n > 0).collect();
     e2e_sizes.dedup();
     for traffic in ["drop", "pass"] {
         let get = |who: &str, n: usize| {
-            r.endtoend
-                .iter()
-                .find(|f| f.contender == who && f.traffic == traffic && f.rules == n)
+            r.endtoend.iter().find(|f| f.contender == who && f.traffic == traffic && f.rules == n)
         };
         let none = get("no filter", 0);
         for &n in &e2e_sizes {
@@ -275,10 +254,7 @@ pub fn markdown(r: &Results) -> String {
     s.push('\n');
 
     let _ = writeln!(s, "## 3. Control plane\n");
-    let _ = writeln!(
-        s,
-        "| rules | YAML | POLICY entries | ipcache prefixes | compile (ms) | apply (ms) | push (ms) |"
-    );
+    let _ = writeln!(s, "| rules | YAML | POLICY entries | ipcache prefixes | compile (ms) | apply (ms) | push (ms) |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for c in &r.control {
         let _ = writeln!(
@@ -334,13 +310,7 @@ pub fn markdown(r: &Results) -> String {
 
     let _ = writeln!(s, "## Aims\n\n| aim | measured | |\n|---|---|---|");
     for t in &r.targets {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} |",
-            t.aim,
-            t.measured,
-            if t.met { "met" } else { "**missed**" }
-        );
+        let _ = writeln!(s, "| {} | {} | {} |", t.aim, t.measured, if t.met { "met" } else { "**missed**" });
     }
     if !r.notes.is_empty() {
         s.push_str("\n## Notes\n\n");
@@ -425,24 +395,14 @@ mod tests {
     }
 
     fn verdict(targets: &[Target], aim_start: &str) -> bool {
-        targets
-            .iter()
-            .find(|t| t.aim.starts_with(aim_start))
-            .unwrap_or_else(|| panic!("no aim {aim_start}"))
-            .met
+        targets.iter().find(|t| t.aim.starts_with(aim_start)).unwrap_or_else(|| panic!("no aim {aim_start}")).met
     }
 
     #[test]
     fn each_aim_is_judged_on_its_own_figure() {
         let t = targets(&results());
-        assert!(
-            !verdict(&t, "established-flow cost ≤ 5×"),
-            "the worst size (6×) decides"
-        );
-        assert!(
-            verdict(&t, "cost at 100k rules ≤ 1.3× cost at 10 rules (new flow denied"),
-            "1.2× growth"
-        );
+        assert!(!verdict(&t, "established-flow cost ≤ 5×"), "the worst size (6×) decides");
+        assert!(verdict(&t, "cost at 100k rules ≤ 1.3× cost at 10 rules (new flow denied"), "1.2× growth");
         assert!(verdict(&t, "end-to-end drop rate ≥ 3× nftables"));
         assert!(verdict(&t, "end-to-end drop rate ≥ 10× iptables"));
         assert!(!verdict(&t, "10k-rule push"), "120 ms is over 100 ms");

@@ -37,13 +37,7 @@ impl Sample {
     /// Round-by-round ratio `self / other` (rounds measured in the same order pair up), so
     /// a drift of the machine between rounds affects numerator and denominator alike.
     pub fn ratio_to(&self, other: &Sample) -> Sample {
-        Sample::new(
-            self.rounds
-                .iter()
-                .zip(&other.rounds)
-                .map(|(a, b)| if *b == 0.0 { 0.0 } else { a / b })
-                .collect(),
-        )
+        Sample::new(self.rounds.iter().zip(&other.rounds).map(|(a, b)| if *b == 0.0 { 0.0 } else { a / b }).collect())
     }
 
     /// `median (min–max)` with `digits` decimals, for tables.

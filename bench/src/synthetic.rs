@@ -73,28 +73,18 @@ pub fn tables(rules: usize, prefixes: usize) -> Tables {
     // Zero trust: everything is isolated; then each protected local is isolated explicitly,
     // as the compiler does for identities a policy selects.
     for dir in [DIR_INGRESS, DIR_EGRESS] {
-        t.policy
-            .push((PREFIX_ANY_PROTO, PolicyKey::new(0, dir, ANY, ANY, 0, 0), deny));
+        t.policy.push((PREFIX_ANY_PROTO, PolicyKey::new(0, dir, ANY, ANY, 0, 0), deny));
     }
     let locals = LOCALS.min(rules.max(1) as u32);
     for l in 0..locals {
-        t.policy.push((
-            PREFIX_ANY_PROTO,
-            PolicyKey::new(0, DIR_INGRESS, PROBE_LOCAL + l, ANY, 0, 0),
-            deny,
-        ));
+        t.policy.push((PREFIX_ANY_PROTO, PolicyKey::new(0, DIR_INGRESS, PROBE_LOCAL + l, ANY, 0, 0), deny));
     }
-    t.policy.push((
-        PREFIX_PORT,
-        key(DIR_INGRESS, PROBE_LOCAL, PROBE_PEER, ALLOWED_PORT),
-        allow(0),
-    ));
+    t.policy.push((PREFIX_PORT, key(DIR_INGRESS, PROBE_LOCAL, PROBE_PEER, ALLOWED_PORT), allow(0)));
     for i in 1..rules as u32 {
         let local = PROBE_LOCAL + i % locals;
         let peer = FIRST_PEER + (i / locals) % PEERS;
         let port = 10_000 + (i / (locals * PEERS)) as u16;
-        t.policy
-            .push((PREFIX_PORT, key(DIR_INGRESS, local, peer, port), allow(i as usize)));
+        t.policy.push((PREFIX_PORT, key(DIR_INGRESS, local, peer, port), allow(i as usize)));
     }
 
     t.ipcache.push(("0.0.0.0/0".parse().unwrap(), WORLD));
@@ -152,13 +142,7 @@ mod tests {
         let nets: HashSet<_> = t.ipcache.iter().map(|(n, _)| *n).collect();
         assert_eq!(nets.len(), t.ipcache.len());
         assert_eq!(t.ipcache.len(), 100_000 + 6);
-        let probes = [
-            client(false, 1),
-            client(false, 126),
-            client(true, 1),
-            server(false),
-            server(true),
-        ];
+        let probes = [client(false, 1), client(false, 126), client(true, 1), server(false), server(true)];
         for (net, id) in &t.ipcache {
             if net.prefix_len() == 0 || *id == PROBE_PEER || *id == PROBE_LOCAL {
                 continue;

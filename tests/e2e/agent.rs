@@ -5,7 +5,10 @@
 mod common;
 
 use common::*;
-use zt_tests::{ConnError, Family, TcpEchoServer, UdpEchoServer, icmp_echo, skip_unless_privileged, tcp_connect, tcp_exchange, udp_roundtrip};
+use zt_tests::{
+    ConnError, Family, TcpEchoServer, UdpEchoServer, icmp_echo, skip_unless_privileged, tcp_connect, tcp_exchange,
+    udp_roundtrip,
+};
 
 /// Client may reach the server on TCP 8080 and UDP 5353, and ping it; nothing else.
 fn web_policy() -> String {
@@ -104,7 +107,11 @@ fn icmp_echo_is_allowed_by_an_icmp_rule_in_both_families() {
 #[test]
 fn icmp_echo_is_dropped_without_a_rule() {
     skip_unless_privileged!();
-    let tcp_only = server_policy("tcp-only", "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 8080}]\n", "");
+    let tcp_only = server_policy(
+        "tcp-only",
+        "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 8080}]\n",
+        "",
+    );
     let a = AgentNet::start(&tcp_only, &[]);
     assert!(!icmp_echo(&a.net.client.ns, a.net.server.v4.into(), SHORT));
     assert!(!icmp_echo(&a.net.client.ns, a.net.server.v6.into(), SHORT));
@@ -114,14 +121,21 @@ fn icmp_echo_is_dropped_without_a_rule() {
 fn replies_to_outbound_flows_pass_while_inbound_stays_denied() {
     skip_unless_privileged!();
     // The server host may connect out to the client on TCP 7000; nothing may come in.
-    let out = server_policy("server-egress", "", "    - to: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 7000}]\n");
+    let out = server_policy(
+        "server-egress",
+        "",
+        "    - to: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 7000}]\n",
+    );
     let a = AgentNet::start(&out, &[]);
     for family in Family::ALL {
         let client_srv = TcpEchoServer::start(&a.net.client.ns, a.net.client.socket(family, 7000)).unwrap();
         let other = TcpEchoServer::start(&a.net.client.ns, a.net.client.socket(family, 7001)).unwrap();
         tcp_exchange(&a.net.server.ns, client_srv.local_addr(), 2048, LONG)
             .unwrap_or_else(|e| panic!("{family:?} outbound TCP 7000 and its replies: {e}"));
-        assert!(tcp_connect(&a.net.server.ns, other.local_addr(), SHORT).is_err(), "{family:?} egress to 7001 is not allowed");
+        assert!(
+            tcp_connect(&a.net.server.ns, other.local_addr(), SHORT).is_err(),
+            "{family:?} egress to 7001 is not allowed"
+        );
         let inbound = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(family, 8080)).unwrap();
         assert!(tcp_connect(&a.net.client.ns, inbound.local_addr(), SHORT).is_err(), "{family:?} inbound stays denied");
     }
@@ -147,7 +161,11 @@ fn a_policy_change_takes_effect_on_reload_and_revokes_established_flows() {
     tcp_connect(&a.net.client.ns, web.local_addr(), LONG).expect("8080 before");
     assert!(tcp_connect(&a.net.client.ns, alt.local_addr(), SHORT).is_err());
 
-    let moved = server_policy("web-ingress", "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 9090}]\n", "");
+    let moved = server_policy(
+        "web-ingress",
+        "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 9090}]\n",
+        "",
+    );
     let line = a.reload(&moved);
     assert!(line.contains("reloaded: enforcing generation 2"), "{line}");
     tcp_connect(&a.net.client.ns, alt.local_addr(), LONG).expect("9090 after");
@@ -216,13 +234,20 @@ fn deny_rules_are_attributed_in_the_flow_log() {
     tcp_connect(&a.net.client.ns, web.local_addr(), LONG).expect("allowed by rule 0");
     assert!(tcp_connect(&a.net.client.ns, admin.local_addr(), SHORT).is_err(), "deny wins over allow");
     let denied = a.flows_where(|r| r["verdict"] == "denied" && r["dst_port"] == 9999);
-    assert_eq!((denied[0]["reason"].as_str(), denied[0]["policy"].as_str(), denied[0]["rule"].as_u64()), (Some("deny-rule"), Some("block-admin"), Some(1)));
+    assert_eq!(
+        (denied[0]["reason"].as_str(), denied[0]["policy"].as_str(), denied[0]["rule"].as_u64()),
+        (Some("deny-rule"), Some("block-admin"), Some(1))
+    );
 }
 
 #[test]
 fn audit_mode_lets_traffic_through_and_logs_the_would_be_drop() {
     skip_unless_privileged!();
-    let mut p = server_policy("audit-web", "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 8080}]\n", "");
+    let mut p = server_policy(
+        "audit-web",
+        "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 8080}]\n",
+        "",
+    );
     p = p.replace("  selector: {app: server}\n", "  selector: {app: server}\n  mode: audit\n");
     // Only the audit policy isolates the server: run without global default-deny.
     let a = AgentNet::start(&p, &["--default-deny", "false"]);
@@ -274,5 +299,9 @@ fn broadcasts_are_judged_as_traffic_to_the_host() {
     assert_eq!(allowed.wait_for(20, LONG), 20, "the allowed port receives the broadcasts");
     assert_eq!(denied.settle(SHORT, LONG), 0, "default-deny drops broadcasts to other ports");
     let dropped = a.flows_where(|r| r["verdict"] == "denied" && r["dst_port"] == 6000);
-    assert_eq!(dropped[0]["dst_labels"]["reserved:host"], "", "the broadcast address resolves to the host: {:?}", dropped[0]);
+    assert_eq!(
+        dropped[0]["dst_labels"]["reserved:host"], "",
+        "the broadcast address resolves to the host: {:?}",
+        dropped[0]
+    );
 }

@@ -18,8 +18,8 @@ use std::{
 
 use common::*;
 use zt_tests::{
-    ConnError, Family, NsProcess, TcpEchoServer, UdpCounter, icmp_echo, skip_unless_privileged,
-    tcp_connect, tcp_exchange, udp_send_n, workspace_binary,
+    ConnError, Family, NsProcess, TcpEchoServer, UdpCounter, icmp_echo, skip_unless_privileged, tcp_connect,
+    tcp_exchange, udp_send_n, workspace_binary,
 };
 
 /// Client may reach the server on TCP 8080 and UDP 5353, and ping it; nothing else.
@@ -33,11 +33,7 @@ fn web_policy() -> String {
 
 /// A second policy that also lets the client reach TCP 9090.
 fn alt_policy() -> String {
-    server_policy(
-        "alt",
-        "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 9090}]\n",
-        "",
-    )
+    server_policy("alt", "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 9090}]\n", "")
 }
 
 fn stdout(out: &Output) -> String {
@@ -50,13 +46,7 @@ fn stderr(out: &Output) -> String {
 
 /// Asserts exit 0 and returns stdout.
 fn ok(out: Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "ztctl failed:\nstdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "ztctl failed:\nstdout: {}\nstderr: {}", stdout(&out), stderr(&out));
     stdout(&out)
 }
 
@@ -66,18 +56,11 @@ fn json(out: Output) -> serde_json::Value {
 }
 
 fn file(a: &AgentNet, name: &str, text: &str) -> String {
-    a.scratch
-        .write(name, text)
-        .expect("write policy file")
-        .display()
-        .to_string()
+    a.scratch.write(name, text).expect("write policy file").display().to_string()
 }
 
 fn denied(a: &AgentNet, server: &TcpEchoServer) -> bool {
-    matches!(
-        tcp_connect(&a.net.client.ns, server.local_addr(), SHORT),
-        Err(ConnError::TimedOut)
-    )
+    matches!(tcp_connect(&a.net.client.ns, server.local_addr(), SHORT), Err(ConnError::TimedOut))
 }
 
 fn revisions(a: &AgentNet) -> (u64, usize) {
@@ -90,23 +73,17 @@ fn revisions(a: &AgentNet) -> (u64, usize) {
 fn apply_takes_effect_on_real_traffic_as_a_new_revision() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &[]);
-    let alt =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
-    let web =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
+    let alt = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
+    let web = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
     assert!(denied(&a, &alt));
     assert_eq!(revisions(&a), (1, 1), "the start-up policy is revision 1");
 
     let path = file(&a, "alt.yaml", &alt_policy());
     let text = ok(a.ztctl(&["policy", "apply", &path]));
-    assert!(
-        text.starts_with("applied revision 2 (generation "),
-        "{text}"
-    );
+    assert!(text.starts_with("applied revision 2 (generation "), "{text}");
     assert!(text.contains("added    Policy/alt"), "{text}");
     tcp_connect(&a.net.client.ns, alt.local_addr(), LONG).expect("9090 is allowed after the push");
-    tcp_connect(&a.net.client.ns, web.local_addr(), LONG)
-        .expect("the merged-in push keeps web-ingress");
+    tcp_connect(&a.net.client.ns, web.local_addr(), LONG).expect("the merged-in push keeps web-ingress");
     assert_eq!(revisions(&a), (2, 2));
 
     let again = ok(a.ztctl(&["policy", "apply", &path]));
@@ -118,18 +95,12 @@ fn apply_takes_effect_on_real_traffic_as_a_new_revision() {
 fn an_invalid_apply_exits_1_names_file_document_and_field_and_changes_nothing() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &[]);
-    let web =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
-    let alt =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
+    let web = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
+    let alt = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
     let bad = format!(
         "{}---\n{}",
         alt_policy(),
-        server_policy(
-            "web-ingress",
-            "    - ports: [{protocol: TCP, port: 70000}]\n",
-            ""
-        )
+        server_policy("web-ingress", "    - ports: [{protocol: TCP, port: 70000}]\n", "")
     );
     let path = file(&a, "bad.yaml", &bad);
     let out = a.ztctl(&["policy", "apply", &path]);
@@ -141,18 +112,10 @@ fn an_invalid_apply_exits_1_names_file_document_and_field_and_changes_nothing() 
         )),
         "{err}"
     );
-    assert!(
-        err.contains(
-            "ztctl: the push was rejected (1 problem(s)); the running policy is unchanged"
-        ),
-        "{err}"
-    );
+    assert!(err.contains("ztctl: the push was rejected (1 problem(s)); the running policy is unchanged"), "{err}");
     assert!(stdout(&out).is_empty());
     tcp_connect(&a.net.client.ns, web.local_addr(), LONG).expect("the old policy still applies");
-    assert!(
-        denied(&a, &alt),
-        "the valid document of the rejected push was not applied either"
-    );
+    assert!(denied(&a, &alt), "the valid document of the rejected push was not applied either");
     assert_eq!(revisions(&a), (1, 1));
 }
 
@@ -160,8 +123,7 @@ fn an_invalid_apply_exits_1_names_file_document_and_field_and_changes_nothing() 
 fn dry_run_and_diff_report_the_change_and_change_nothing() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &[]);
-    let alt =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
+    let alt = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
     let moved = server_policy(
         "web-ingress",
         "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 8443}]\n",
@@ -170,7 +132,12 @@ fn dry_run_and_diff_report_the_change_and_change_nothing() {
     let path = file(&a, "change.yaml", &format!("{}---\n{moved}", alt_policy()));
 
     let text = ok(a.ztctl(&["policy", "apply", "--dry-run", &path]));
-    assert!(text.starts_with("dry run: the result is valid; it would make 1 added, 1 changed, 0 removed; nothing was changed"), "{text}");
+    assert!(
+        text.starts_with(
+            "dry run: the result is valid; it would make 1 added, 1 changed, 0 removed; nothing was changed"
+        ),
+        "{text}"
+    );
     let diff = ok(a.ztctl(&["policy", "diff", &path]));
     assert!(diff.contains("+ Policy/alt"), "{diff}");
     assert!(
@@ -190,39 +157,26 @@ fn dry_run_and_diff_report_the_change_and_change_nothing() {
 fn delete_removes_a_policy_as_a_new_revision() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &[]);
-    let alt =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
+    let alt = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
     ok(a.ztctl(&["policy", "apply", &file(&a, "alt.yaml", &alt_policy())]));
     tcp_connect(&a.net.client.ns, alt.local_addr(), LONG).expect("allowed while alt runs");
     let listing = ok(a.ztctl(&["policy", "get"]));
-    assert!(
-        listing.contains("Policy") && listing.contains("alt") && listing.contains("Endpoint"),
-        "{listing}"
-    );
+    assert!(listing.contains("Policy") && listing.contains("alt") && listing.contains("Endpoint"), "{listing}");
 
     let text = ok(a.ztctl(&["policy", "delete", "alt"]));
-    assert!(
-        text.starts_with("applied revision 3") && text.contains("removed  Policy/alt"),
-        "{text}"
-    );
+    assert!(text.starts_with("applied revision 3") && text.contains("removed  Policy/alt"), "{text}");
     assert!(denied(&a, &alt), "9090 is denied again");
     let missing = a.ztctl(&["policy", "delete", "alt"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        stderr(&missing).contains("no running policy is named alt"),
-        "{}",
-        stderr(&missing)
-    );
+    assert!(stderr(&missing).contains("no running policy is named alt"), "{}", stderr(&missing));
 }
 
 #[test]
 fn history_and_rollback_restore_earlier_behaviour_on_real_traffic() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &[]);
-    let web =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
-    let alt =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
+    let web = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
+    let alt = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
     let moved = server_policy(
         "web-ingress",
         "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 9090}]\n",
@@ -238,23 +192,15 @@ fn history_and_rollback_restore_earlier_behaviour_on_real_traffic() {
     assert!(denied(&a, &alt), "rolled back to revision 1: not 9090");
 
     ok(a.ztctl(&["policy", "rollback", "2"]));
-    tcp_connect(&a.net.client.ns, alt.local_addr(), LONG)
-        .expect("rolled forward to revision 2's policy");
+    tcp_connect(&a.net.client.ns, alt.local_addr(), LONG).expect("rolled forward to revision 2's policy");
     let history = ok(a.ztctl(&["policy", "history"]));
     let lines: Vec<&str> = history.lines().collect();
     assert_eq!(lines.len(), 5, "header + 4 revisions:\n{history}");
-    assert!(
-        lines[4].starts_with("*  4") && lines[4].contains("rollback to revision 2"),
-        "{history}"
-    );
+    assert!(lines[4].starts_with("*  4") && lines[4].contains("rollback to revision 2"), "{history}");
     assert!(lines[1].contains("start-up: --policy"), "{history}");
     let missing = a.ztctl(&["policy", "rollback", "99"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        stderr(&missing).contains("revision 99 is not kept"),
-        "{}",
-        stderr(&missing)
-    );
+    assert!(stderr(&missing).contains("revision 99 is not kept"), "{}", stderr(&missing));
 }
 
 #[test]
@@ -268,11 +214,7 @@ fn sighup_makes_the_policy_files_the_running_set_as_a_new_revision() {
     let history = ok(a.ztctl(&["policy", "history"]));
     assert!(history.contains("SIGHUP: re-read --policy"), "{history}");
     let gone = a.ztctl(&["policy", "get", "alt"]);
-    assert_eq!(
-        gone.status.code(),
-        Some(1),
-        "the files replace what was pushed since"
-    );
+    assert_eq!(gone.status.code(), Some(1), "the files replace what was pushed since");
 }
 
 #[test]
@@ -287,17 +229,10 @@ fn a_restarted_agent_without_policy_files_enforces_the_last_push() {
     a.agent = Some(agent);
     let ready = a.wait_ready();
     assert!(ready.contains("(2 policies"), "{ready}");
-    assert_eq!(
-        revisions(&a),
-        (2, 2),
-        "the restored revision is current; no new one"
-    );
+    assert_eq!(revisions(&a), (2, 2), "the restored revision is current; no new one");
     ok(a.ztctl(&["policy", "get", "alt"]));
     let e = explain_tcp(&a, 9090);
-    assert_eq!(
-        (e["verdict"].as_str(), e["policy"].as_str()),
-        (Some("allowed"), Some("alt"))
-    );
+    assert_eq!((e["verdict"].as_str(), e["policy"].as_str()), (Some("allowed"), Some("alt")));
 }
 
 #[test]
@@ -313,26 +248,16 @@ fn a_user_other_than_root_is_refused() {
             .arg("status");
         zt_tests::command::run_command(&mut cmd, LONG).unwrap()
     };
-    assert_eq!(
-        std::fs::metadata(a.socket()).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(a.socket()).unwrap().permissions().mode() & 0o777, 0o600);
     let out = as_nobody();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("permission denied; run ztctl as root"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("permission denied; run ztctl as root"), "{}", stderr(&out));
 
     // Even with the file opened up by mistake, the peer credentials decide.
     std::fs::set_permissions(a.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = as_nobody();
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        stderr(&out),
-        "ztctl: permission denied: the zt API accepts only root (uid 0); run ztctl as root\n"
-    );
+    assert_eq!(stderr(&out), "ztctl: permission denied: the zt API accepts only root (uid 0); run ztctl as root\n");
     assert!(stdout(&out).is_empty());
     ok(a.ztctl(&["status"]));
 }
@@ -341,20 +266,12 @@ fn a_user_other_than_root_is_refused() {
 fn status_shows_the_interface_hook_revision_and_counters() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &["--xdp-mode", "off"]);
-    let web =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
+    let web = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
     tcp_exchange(&a.net.client.ns, web.local_addr(), 1000, LONG).unwrap();
     let text = ok(a.ztctl(&["status"]));
+    assert!(text.contains(&format!("interfaces:  {} (tc ingress, tc egress)", a.net.server.iface)), "{text}");
     assert!(
-        text.contains(&format!(
-            "interfaces:  {} (tc ingress, tc egress)",
-            a.net.server.iface
-        )),
-        "{text}"
-    );
-    assert!(
-        text.contains("policy:      revision 1, generation ")
-            && text.contains("failsafe:    ingress TCP 22"),
+        text.contains("policy:      revision 1, generation ") && text.contains("failsafe:    ingress TCP 22"),
         "{text}"
     );
     assert!(text.contains(&format!("hooks:       {}: --xdp-mode off\n", a.net.server.iface)), "{text}");
@@ -362,36 +279,19 @@ fn status_shows_the_interface_hook_revision_and_counters() {
     assert_eq!(s["interfaces"][0]["ingress"], "tc");
     assert_eq!(s["interfaces"][0]["why"], "--xdp-mode off");
     assert_eq!(s["revision"], 1);
-    let maps: Vec<&str> = s["maps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["map"].as_str().unwrap())
-        .collect();
+    let maps: Vec<&str> = s["maps"].as_array().unwrap().iter().map(|m| m["map"].as_str().unwrap()).collect();
     assert_eq!(maps, ["conntrack", "policy", "ipcache", "quarantine"]);
     assert!(s["maps"][1]["entries"].as_u64().unwrap() > 0);
-    let allowed = s["counters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["verdict"] == "allowed" && c["reason"] == "policy");
-    assert!(
-        allowed.is_some_and(|c| c["packets"].as_u64().unwrap() >= 1),
-        "{s}"
-    );
+    let allowed =
+        s["counters"].as_array().unwrap().iter().find(|c| c["verdict"] == "allowed" && c["reason"] == "policy");
+    assert!(allowed.is_some_and(|c| c["packets"].as_u64().unwrap() >= 1), "{s}");
     assert!(s["pipeline"]["events_read"].as_u64().unwrap() >= 1);
 }
 
 /// `ztctl explain -o json` for TCP from the client to the server's `port`.
 fn explain_tcp(a: &AgentNet, port: u16) -> serde_json::Value {
-    let (from, to, port) = (
-        a.net.client.v4.to_string(),
-        a.net.server.v4.to_string(),
-        port.to_string(),
-    );
-    json(a.ztctl(&[
-        "explain", "--from", &from, "--to", &to, "--proto", "tcp", "--port", &port, "-o", "json",
-    ]))
+    let (from, to, port) = (a.net.client.v4.to_string(), a.net.server.v4.to_string(), port.to_string());
+    json(a.ztctl(&["explain", "--from", &from, "--to", &to, "--proto", "tcp", "--port", &port, "-o", "json"]))
 }
 
 #[test]
@@ -399,25 +299,16 @@ fn explain_agrees_with_what_real_traffic_does() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &[]);
     for port in [8080, 9090] {
-        let server =
-            TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, port)).unwrap();
+        let server = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, port)).unwrap();
         let e = explain_tcp(&a, port);
         let passes = tcp_connect(&a.net.client.ns, server.local_addr(), SHORT).is_ok();
-        assert_eq!(
-            e["verdict"] == "allowed",
-            passes,
-            "port {port}: explain says {e}"
-        );
+        assert_eq!(e["verdict"] == "allowed", passes, "port {port}: explain says {e}");
         assert_eq!(e["direction"], "ingress");
         assert_eq!(e["source"]["labels"]["app"], "client");
         assert_eq!(e["destination"]["identity"], 1, "the server is this host");
         if passes {
             assert_eq!(
-                (
-                    e["reason"].as_str(),
-                    e["policy"].as_str(),
-                    e["rule"].as_u64()
-                ),
+                (e["reason"].as_str(), e["policy"].as_str(), e["rule"].as_u64()),
                 (Some("policy"), Some("web-ingress"), Some(0))
             );
         } else {
@@ -428,42 +319,21 @@ fn explain_agrees_with_what_real_traffic_does() {
     // ICMP: rule 1 allows echo; the server's own egress to the client is not allowed.
     let c = a.net.client.v4.to_string();
     let s = a.net.server.v4.to_string();
-    let e = json(a.ztctl(&[
-        "explain", "--from", &c, "--to", &s, "--proto", "icmp", "-o", "json",
-    ]));
-    assert_eq!(
-        (e["verdict"].as_str(), e["rule"].as_u64()),
-        (Some("allowed"), Some(1))
-    );
+    let e = json(a.ztctl(&["explain", "--from", &c, "--to", &s, "--proto", "icmp", "-o", "json"]));
+    assert_eq!((e["verdict"].as_str(), e["rule"].as_u64()), (Some("allowed"), Some(1)));
     assert!(icmp_echo(&a.net.client.ns, a.net.server.v4.into(), LONG));
-    let e = json(a.ztctl(&[
-        "explain", "--from", &s, "--to", &c, "--proto", "tcp", "--port", "7000", "-o", "json",
-    ]));
-    assert_eq!(
-        (e["direction"].as_str(), e["verdict"].as_str()),
-        (Some("egress"), Some("denied"))
-    );
-    let client_srv =
-        TcpEchoServer::start(&a.net.client.ns, a.net.client.socket(Family::V4, 7000)).unwrap();
+    let e = json(a.ztctl(&["explain", "--from", &s, "--to", &c, "--proto", "tcp", "--port", "7000", "-o", "json"]));
+    assert_eq!((e["direction"].as_str(), e["verdict"].as_str()), (Some("egress"), Some("denied")));
+    let client_srv = TcpEchoServer::start(&a.net.client.ns, a.net.client.socket(Family::V4, 7000)).unwrap();
+    assert!(tcp_connect(&a.net.server.ns, client_srv.local_addr(), SHORT).is_err(), "egress is denied, as explained");
+    let text = ok(a.ztctl(&["explain", "--from", &c, "--to", &s, "--proto", "tcp", "--port", "8080"]));
     assert!(
-        tcp_connect(&a.net.server.ns, client_srv.local_addr(), SHORT).is_err(),
-        "egress is denied, as explained"
-    );
-    let text = ok(a.ztctl(&[
-        "explain", "--from", &c, "--to", &s, "--proto", "tcp", "--port", "8080",
-    ]));
-    assert!(
-        text.starts_with("verdict:      allowed (policy)")
-            && text.contains("policy web-ingress, ingress rule 0"),
+        text.starts_with("verdict:      allowed (policy)") && text.contains("policy web-ingress, ingress rule 0"),
         "{text}"
     );
 
     let usage = a.ztctl(&["explain", "--from", &c, "--to", &s, "--proto", "tcp"]);
-    assert_eq!(
-        usage.status.code(),
-        Some(2),
-        "a missing port is a usage error"
-    );
+    assert_eq!(usage.status.code(), Some(2), "a missing port is a usage error");
     assert_eq!(stderr(&usage), "ztctl: --port is needed for --proto tcp\n");
 }
 
@@ -471,95 +341,40 @@ fn explain_agrees_with_what_real_traffic_does() {
 fn flows_lists_records_and_follow_shows_a_new_flow_live_with_its_filter() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &[]);
-    let web =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
-    let alt =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
+    let web = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
+    let alt = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
     tcp_exchange(&a.net.client.ns, web.local_addr(), 1000, LONG).unwrap();
     assert!(denied(&a, &alt));
-    assert!(
-        !a.flows_where(|r| r["verdict"] == "denied" && r["dst_port"] == 9090)
-            .is_empty(),
-        "the flow log has it"
-    );
+    assert!(!a.flows_where(|r| r["verdict"] == "denied" && r["dst_port"] == 9090).is_empty(), "the flow log has it");
 
-    let listed = ok(a.ztctl(&[
-        "flows",
-        "--verdict",
-        "denied",
-        "--port",
-        "9090",
-        "-o",
-        "json",
-    ]));
-    let records: Vec<serde_json::Value> = listed
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let listed = ok(a.ztctl(&["flows", "--verdict", "denied", "--port", "9090", "-o", "json"]));
+    let records: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(!records.is_empty());
-    assert!(
-        records
-            .iter()
-            .all(|r| r["verdict"] == "denied" && r["dst_port"] == 9090),
-        "{listed}"
-    );
+    assert!(records.iter().all(|r| r["verdict"] == "denied" && r["dst_port"] == 9090), "{listed}");
     assert_eq!(records[0]["src_labels"]["app"], "client");
     let table = ok(a.ztctl(&["flows", "--from", "app=client", "--port", "8080"]));
-    assert!(
-        table.starts_with("TIME")
-            && table.contains("allowed")
-            && table.contains("web-ingress rule 0"),
-        "{table}"
-    );
+    assert!(table.starts_with("TIME") && table.contains("allowed") && table.contains("web-ingress rule 0"), "{table}");
     assert!(!table.contains("9090"), "{table}");
 
     let server = a.net.server.v4.to_string();
     let mut cmd = Command::new(workspace_binary("ztctl").unwrap());
     cmd.arg("--socket").arg(a.socket());
-    cmd.args([
-        "flows",
-        "--follow",
-        "-o",
-        "json",
-        "--verdict",
-        "allowed",
-        "--to",
-        &server,
-        "--port",
-        "8080",
-    ]);
+    cmd.args(["flows", "--follow", "-o", "json", "--verdict", "allowed", "--to", &server, "--port", "8080"]);
     let mut follow = NsProcess::spawn(&a.net.server.ns, &cmd, a.scratch.path()).unwrap();
     // The earlier flow comes first: from then on the reader is subscribed.
-    follow
-        .wait_for_stdout(|l| l.contains("\"dst_port\":8080"), LONG)
-        .expect("recent records first");
-    let seen = std::fs::read_to_string(follow.stdout_path())
-        .unwrap()
-        .lines()
-        .count();
+    follow.wait_for_stdout(|l| l.contains("\"dst_port\":8080"), LONG).expect("recent records first");
+    let seen = std::fs::read_to_string(follow.stdout_path()).unwrap().lines().count();
     assert!(denied(&a, &alt), "a denied flow the filter leaves out");
-    let stream = a
-        .net
-        .client
-        .ns
-        .run_in(|| TcpStream::connect_timeout(&web.local_addr(), LONG))
-        .unwrap();
+    let stream = a.net.client.ns.run_in(|| TcpStream::connect_timeout(&web.local_addr(), LONG)).unwrap();
     let port = stream.local_addr().unwrap().port();
     let line = follow
         .wait_for_stdout(|l| l.contains(&format!("\"src_port\":{port},")), LONG)
         .expect("the new flow shows up live");
     let r: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(
-        (r["verdict"].as_str(), r["event"].as_str()),
-        (Some("allowed"), Some("start"))
-    );
+    assert_eq!((r["verdict"].as_str(), r["event"].as_str()), (Some("allowed"), Some("start")));
     let all = std::fs::read_to_string(follow.stdout_path()).unwrap();
     assert!(all.lines().count() > seen);
-    assert!(
-        all.lines()
-            .all(|l| l.contains("\"dst_port\":8080") && l.contains("\"verdict\":\"allowed\"")),
-        "{all}"
-    );
+    assert!(all.lines().all(|l| l.contains("\"dst_port\":8080") && l.contains("\"verdict\":\"allowed\"")), "{all}");
     drop(stream);
 }
 
@@ -577,53 +392,28 @@ fn echo(stream: &mut TcpStream, payload: &[u8], timeout: Duration) -> bool {
 fn quarantine_cuts_an_established_flow_and_release_restores_it() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &[]);
-    let web =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
-    let mut stream = a
-        .net
-        .client
-        .ns
-        .run_in(|| TcpStream::connect_timeout(&web.local_addr(), LONG))
-        .unwrap();
+    let web = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
+    let mut stream = a.net.client.ns.run_in(|| TcpStream::connect_timeout(&web.local_addr(), LONG)).unwrap();
     assert!(echo(&mut stream, b"before", LONG));
 
     let client = a.net.client.v4.to_string();
     let text = ok(a.ztctl(&["quarantine", "add", &client, "--ttl", "5m"]));
     assert_eq!(text, format!("quarantined {client} for 5m\n"));
-    assert!(
-        !echo(&mut stream, b"during", SHORT),
-        "the established flow is cut"
-    );
+    assert!(!echo(&mut stream, b"during", SHORT), "the established flow is cut");
     let list = json(a.ztctl(&["quarantine", "list", "-o", "json"]));
     assert_eq!(list[0]["ip"].as_str(), Some(client.as_str()));
-    assert!(
-        (295..=300).contains(&list[0]["expires_in_seconds"].as_u64().unwrap()),
-        "{list}"
-    );
+    assert!((295..=300).contains(&list[0]["expires_in_seconds"].as_u64().unwrap()), "{list}");
     let e = explain_tcp(&a, 8080);
-    assert_eq!(
-        (e["verdict"].as_str(), e["reason"].as_str()),
-        (Some("denied"), Some("quarantine"))
-    );
+    assert_eq!((e["verdict"].as_str(), e["reason"].as_str()), (Some("denied"), Some("quarantine")));
 
-    assert_eq!(
-        ok(a.ztctl(&["quarantine", "release", &client])),
-        format!("released {client}\n")
-    );
+    assert_eq!(ok(a.ztctl(&["quarantine", "release", &client])), format!("released {client}\n"));
     // TCP retransmits the held-back bytes; their echo arrives once the flow passes again.
     let mut back = [0u8; 6];
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .read_exact(&mut back)
-        .expect("the flow resumes after release");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.read_exact(&mut back).expect("the flow resumes after release");
     assert_eq!(&back, b"during");
     assert!(echo(&mut stream, b"after", LONG));
-    assert_eq!(
-        json(a.ztctl(&["quarantine", "list", "-o", "json"])),
-        serde_json::json!([])
-    );
+    assert_eq!(json(a.ztctl(&["quarantine", "list", "-o", "json"])), serde_json::json!([]));
     let again = a.ztctl(&["quarantine", "release", &client]);
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains(&format!("{client} is not quarantined")));
@@ -633,23 +423,18 @@ fn quarantine_cuts_an_established_flow_and_release_restores_it() {
 fn a_quarantine_with_a_ttl_expires_by_itself() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &[]);
-    let web =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V6, 8080)).unwrap();
+    let web = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V6, 8080)).unwrap();
     let client = a.net.client.v6.to_string();
     ok(a.ztctl(&["quarantine", "add", &client, "--ttl", "2s"]));
     assert!(denied(&a, &web), "quarantined (IPv6)");
     let deadline = Instant::now() + Duration::from_secs(6);
     // The agent removes the entry from the map (status counts what the map holds).
     while json(a.ztctl(&["status", "-o", "json"]))["maps"][3]["entries"] != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the entry is removed after its ttl"
-        );
+        assert!(Instant::now() < deadline, "the entry is removed after its ttl");
         thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(ok(a.ztctl(&["quarantine", "list"])), "IP  RELEASED\n");
-    tcp_connect(&a.net.client.ns, web.local_addr(), LONG)
-        .expect("policy decides again after expiry");
+    tcp_connect(&a.net.client.ns, web.local_addr(), LONG).expect("policy decides again after expiry");
 }
 
 #[test]
@@ -661,10 +446,7 @@ fn the_agent_exits_1_when_it_cannot_serve_its_socket() {
     let mut bad = a.spawn(&["--socket", "/proc/zt/agent.sock"]);
     assert_eq!(bad.wait_exit(READY).unwrap().code(), Some(1));
     let err = std::fs::read_to_string(bad.stderr_path()).unwrap();
-    assert!(
-        err.contains("cannot create the API socket directory /proc/zt: "),
-        "{err}"
-    );
+    assert!(err.contains("cannot create the API socket directory /proc/zt: "), "{err}");
     assert!(!err.contains("zt-agent: ready"), "{err}");
 
     // Someone answers on the socket: the agent does not take it over.
@@ -673,32 +455,25 @@ fn the_agent_exits_1_when_it_cannot_serve_its_socket() {
     assert_eq!(second.wait_exit(READY).unwrap().code(), Some(1));
     let err = std::fs::read_to_string(second.stderr_path()).unwrap();
     let socket = a.socket().display().to_string();
-    assert!(err.contains(&format!("another zt-agent is already serving the API socket {socket}; stop it, or pass --socket with another path")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "another zt-agent is already serving the API socket {socket}; stop it, or pass --socket with another path"
+        )),
+        "{err}"
+    );
 }
 
 #[test]
 fn ztctl_without_an_agent_says_so_and_usage_errors_exit_2() {
     let ztctl = workspace_binary("ztctl").unwrap();
-    let missing: PathBuf =
-        std::env::temp_dir().join(format!("zt-no-agent-{}.sock", std::process::id()));
-    let out = Command::new(&ztctl)
-        .arg("--socket")
-        .arg(&missing)
-        .arg("status")
-        .output()
-        .unwrap();
+    let missing: PathBuf = std::env::temp_dir().join(format!("zt-no-agent-{}.sock", std::process::id()));
+    let out = Command::new(&ztctl).arg("--socket").arg(&missing).arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),
-        format!(
-            "ztctl: cannot reach the zt agent at {}: no such file; is zt-agent running?\n",
-            missing.display()
-        )
+        format!("ztctl: cannot reach the zt agent at {}: no such file; is zt-agent running?\n", missing.display())
     );
-    let usage = Command::new(&ztctl)
-        .args(["quarantine", "add", "10.0.0.1", "--ttl", "soon"])
-        .output()
-        .unwrap();
+    let usage = Command::new(&ztctl).args(["quarantine", "add", "10.0.0.1", "--ttl", "soon"]).output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
     assert!(
         stderr(&usage).contains("\"soon\" is not a duration; write it like 30s, 5m, 1h or 90d"),
@@ -707,10 +482,7 @@ fn ztctl_without_an_agent_says_so_and_usage_errors_exit_2() {
     );
     let man = Command::new(&ztctl).arg("man").output().unwrap();
     assert!(man.status.success() && stdout(&man).contains("ztctl"));
-    let completions = Command::new(&ztctl)
-        .args(["completions", "bash"])
-        .output()
-        .unwrap();
+    let completions = Command::new(&ztctl).args(["completions", "bash"]).output().unwrap();
     assert!(completions.status.success() && stdout(&completions).contains("_ztctl"));
 }
 
@@ -738,23 +510,13 @@ fn send_batches(a: &AgentNet, dst: SocketAddr, stop: &AtomicBool, sent: &AtomicU
 fn hundreds_of_pushes_cause_no_transient_drops_or_admissions() {
     skip_unless_privileged!();
     let a = AgentNet::start(&variant(true), &[]);
-    let files = [
-        file(&a, "a.yaml", &variant(true)),
-        file(&a, "b.yaml", &variant(false)),
-    ];
-    let web =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
-    let allowed =
-        UdpCounter::start(&a.net.server.ns, a.net.server.socket(Family::V4, 5353)).unwrap();
-    let closed =
-        UdpCounter::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
+    let files = [file(&a, "a.yaml", &variant(true)), file(&a, "b.yaml", &variant(false))];
+    let web = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
+    let allowed = UdpCounter::start(&a.net.server.ns, a.net.server.socket(Family::V4, 5353)).unwrap();
+    let closed = UdpCounter::start(&a.net.server.ns, a.net.server.socket(Family::V4, 9090)).unwrap();
     let stop = AtomicBool::new(false);
-    let (tcp_ok, tcp_failed, udp_sent, closed_sent) = (
-        AtomicU64::new(0),
-        AtomicU64::new(0),
-        AtomicU64::new(0),
-        AtomicU64::new(0),
-    );
+    let (tcp_ok, tcp_failed, udp_sent, closed_sent) =
+        (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let (allowed_dst, closed_dst) = (allowed.local_addr(), closed.local_addr());
 
     thread::scope(|scope| {
@@ -781,35 +543,21 @@ fn hundreds_of_pushes_cause_no_transient_drops_or_admissions() {
         }
         let took = started.elapsed();
         stop.store(true, Ordering::Relaxed);
-        eprintln!(
-            "{pushes} pushes in {took:?} ({:?} each, ztctl wall time included)",
-            took / pushes as u32
-        );
+        eprintln!("{pushes} pushes in {took:?} ({:?} each, ztctl wall time included)", took / pushes as u32);
         assert!(pushes >= 100, "only {pushes} pushes in {took:?}");
     });
 
-    let (sent, got) = (
-        udp_sent.load(Ordering::Relaxed),
-        allowed.wait_for(udp_sent.load(Ordering::Relaxed), LONG),
-    );
+    let (sent, got) = (udp_sent.load(Ordering::Relaxed), allowed.wait_for(udp_sent.load(Ordering::Relaxed), LONG));
     eprintln!(
         "TCP exchanges: {} ok; UDP: {got}/{sent} received; denied UDP sent: {}",
         tcp_ok.load(Ordering::Relaxed),
         closed_sent.load(Ordering::Relaxed)
     );
-    assert_eq!(
-        tcp_failed.load(Ordering::Relaxed),
-        0,
-        "no allowed TCP exchange failed"
-    );
+    assert_eq!(tcp_failed.load(Ordering::Relaxed), 0, "no allowed TCP exchange failed");
     assert!(tcp_ok.load(Ordering::Relaxed) > 0 && sent > 0);
     assert_eq!(got, sent, "no allowed datagram was lost");
     assert!(closed_sent.load(Ordering::Relaxed) > 0);
-    assert_eq!(
-        closed.settle(Duration::from_millis(300), LONG),
-        0,
-        "no denied datagram was admitted"
-    );
+    assert_eq!(closed.settle(Duration::from_millis(300), LONG), 0, "no denied datagram was admitted");
     let (current, _) = revisions(&a);
     assert!(current > 100, "each push was a revision: {current}");
 }
@@ -819,7 +567,9 @@ fn push_latency_of_a_10k_rule_policy() {
     skip_unless_privileged!();
     let a = AgentNet::start(&web_policy(), &[]);
     let rules: String = (10_000..20_000)
-        .map(|port| format!("    - from: [{{selector: {{app: client}}}}]\n      ports: [{{protocol: TCP, port: {port}}}]\n"))
+        .map(|port| {
+            format!("    - from: [{{selector: {{app: client}}}}]\n      ports: [{{protocol: TCP, port: {port}}}]\n")
+        })
         .collect();
     let path = file(&a, "big.yaml", &server_policy("many-ports", &rules, ""));
     let started = Instant::now();
@@ -833,18 +583,10 @@ fn push_latency_of_a_10k_rule_policy() {
         report["written"]
     );
     assert_eq!(report["applied"], true);
-    assert!(
-        report["policy_entries"].as_u64().unwrap() >= 10_000,
-        "{report}"
-    );
-    assert!(
-        wall < Duration::from_secs(30),
-        "a 10k-rule push took {wall:?}"
-    );
-    let server =
-        TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 15_000)).unwrap();
-    tcp_connect(&a.net.client.ns, server.local_addr(), LONG)
-        .expect("a port of the big policy is open");
+    assert!(report["policy_entries"].as_u64().unwrap() >= 10_000, "{report}");
+    assert!(wall < Duration::from_secs(30), "a 10k-rule push took {wall:?}");
+    let server = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 15_000)).unwrap();
+    tcp_connect(&a.net.client.ns, server.local_addr(), LONG).expect("a port of the big policy is open");
     let e = explain_tcp(&a, 20_001);
     assert_eq!(e["verdict"], "denied");
 }

@@ -28,7 +28,10 @@ fn an_invalid_policy_is_refused_with_every_error_and_exit_1() {
     skip_unless_privileged!();
     let (code, stderr) = run_agent(&["--iface", "lo"], BAD);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("bad.yaml, document 1: spec.ingress[0].ports[0].port 70000 is out of range 1-65535"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml, document 1: spec.ingress[0].ports[0].port 70000 is out of range 1-65535"),
+        "{stderr}"
+    );
     assert!(stderr.contains("bad.yaml, document 1: spec.ingress[0].ports[1]"), "both errors are reported: {stderr}");
     assert!(stderr.contains("nothing was applied"), "{stderr}");
 }
@@ -44,7 +47,10 @@ fn a_missing_interface_is_refused_with_exit_1() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = Command::new(workspace_binary("zt-agent").unwrap()).args(["run", "--xdp-mode", "turbo", "--iface", "lo"]).output().unwrap();
+    let out = Command::new(workspace_binary("zt-agent").unwrap())
+        .args(["run", "--xdp-mode", "turbo", "--iface", "lo"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--xdp-mode turbo is not one of native, generic, off"));
 }
@@ -57,7 +63,9 @@ fn in_a_container_without_the_hosts_bpffs_a_pinned_agent_refuses_to_start() {
     skip_unless_privileged!();
     let net = topology::pair().unwrap();
     let scratch = Scratch::new("agent-container").unwrap();
-    let policy = scratch.write("p.yaml", "apiVersion: zt/v1\nkind: Policy\nmetadata: {name: any}\nspec:\n  selector: {}\n").unwrap();
+    let policy = scratch
+        .write("p.yaml", "apiVersion: zt/v1\nkind: Policy\nmetadata: {name: any}\nspec:\n  selector: {}\n")
+        .unwrap();
     let container = |extra: &str| {
         let agent = workspace_binary("zt-agent").unwrap();
         let script = format!(
@@ -76,7 +84,10 @@ fn in_a_container_without_the_hosts_bpffs_a_pinned_agent_refuses_to_start() {
     let stderr = std::fs::read_to_string(pinned.stderr_path()).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("nothing is mounted at /sys/fs/bpf in this container"), "{stderr}");
-    assert!(stderr.contains("mount the host's /sys/fs/bpf into the container") && stderr.contains("--no-pin"), "{stderr}");
+    assert!(
+        stderr.contains("mount the host's /sys/fs/bpf into the container") && stderr.contains("--no-pin"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "one sentence: {stderr}");
 
     let mut unpinned = container("--no-pin");

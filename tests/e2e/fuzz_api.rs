@@ -101,8 +101,32 @@ fn random_value(r: &mut Rng, depth: usize) -> Value {
 
 fn random_string(r: &mut Rng) -> String {
     const PARTS: &[&str] = &[
-        "status", "policy-apply", "flows", "api", "command", "sources", "name", "text", "dry_run", "ip", "follow",
-        "filter", "a", "", " ", "\n", "\u{0}", "é", "😀", "\u{202e}", "\\", "\"", "192.0.2.1", "::", "-1", "99999999999999999999",
+        "status",
+        "policy-apply",
+        "flows",
+        "api",
+        "command",
+        "sources",
+        "name",
+        "text",
+        "dry_run",
+        "ip",
+        "follow",
+        "filter",
+        "a",
+        "",
+        " ",
+        "\n",
+        "\u{0}",
+        "é",
+        "😀",
+        "\u{202e}",
+        "\\",
+        "\"",
+        "192.0.2.1",
+        "::",
+        "-1",
+        "99999999999999999999",
     ];
     (0..r.below(5)).map(|_| PARTS[r.below(PARTS.len())]).collect()
 }
@@ -174,7 +198,8 @@ fn mutate_bytes(r: &mut Rng, line: &mut Vec<u8>) {
             }
             3 => {
                 let at = r.below(len + 1);
-                let junk = [b"\"".as_slice(), b"{", b"}", b"[", b"\\", b"\xff\xfe", b"\xc3", b"\n", b"\0", b",", b"1e999"];
+                let junk =
+                    [b"\"".as_slice(), b"{", b"}", b"[", b"\\", b"\xff\xfe", b"\xc3", b"\n", b"\0", b",", b"1e999"];
                 let j = junk[r.below(junk.len())];
                 line.splice(at..at, j.iter().copied());
             }
@@ -286,7 +311,8 @@ fn check_answer(sent: &[u8], answer: &[u8], follow: bool, t: &mut Tally) -> Resu
     }
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("answer line {i} is not JSON ({e}): {line:.200}"))?;
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| format!("answer line {i} is not JSON ({e}): {line:.200}"))?;
         if v["api"] != json!(1) {
             return Err(format!("answer line without \"api\": 1: {line:.200}"));
         }
@@ -419,7 +445,11 @@ fn the_api_answers_random_and_mutated_requests_and_keeps_serving() {
         exchange(&socket, kind, send, &mut t);
         if last_report.elapsed() > Duration::from_secs(10) {
             last_report = Instant::now();
-            println!("api fuzz: {} connections, {:.0}/s", t.connections, t.connections as f64 / start.elapsed().as_secs_f64());
+            println!(
+                "api fuzz: {} connections, {:.0}/s",
+                t.connections,
+                t.connections as f64 / start.elapsed().as_secs_f64()
+            );
         }
     }
     let secs = start.elapsed().as_secs_f64();

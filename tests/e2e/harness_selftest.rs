@@ -14,9 +14,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use zt_tests::{
-    BpfFs, ConnError, Family, Host, Netns, NsProcess, Scratch, TcpEchoServer, UdpCounter,
-    UdpEchoServer, bpffs, icmp_echo, netns, skip_unless_privileged, tcp_connect, tcp_exchange,
-    topology, udp_roundtrip, udp_send_n,
+    BpfFs, ConnError, Family, Host, Netns, NsProcess, Scratch, TcpEchoServer, UdpCounter, UdpEchoServer, bpffs,
+    icmp_echo, netns, skip_unless_privileged, tcp_connect, tcp_exchange, topology, udp_roundtrip, udp_send_n,
 };
 
 /// Deadline for probes expected to succeed: generous for a loaded 2-core CI machine.
@@ -55,11 +54,7 @@ fn pair_has_the_documented_addresses() {
     assert_eq!(net.server.v4, net.subnet.v4(2));
     assert_eq!(net.client.v6, net.subnet.v6(1));
     assert_eq!(net.server.v6, net.subnet.v6(2));
-    let shown = net
-        .server
-        .ns
-        .ip(["-br", "addr", "show", "dev", &net.server.iface])
-        .unwrap();
+    let shown = net.server.ns.ip(["-br", "addr", "show", "dev", &net.server.iface]).unwrap();
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains(&format!("{}/24", net.server.v4)), "{shown}");
     assert!(shown.contains(&format!("{}/64", net.server.v6)), "{shown}");
@@ -90,14 +85,8 @@ fn icmp_echo_reports_silence_as_false() {
     for family in Family::ALL {
         blackhole(&net.client, net.server.ip(family));
         let started = Instant::now();
-        assert!(
-            !icmp_echo(&net.client.ns, net.server.ip(family), SILENT_FOR),
-            "{family:?}"
-        );
-        assert!(
-            started.elapsed() >= SILENT_FOR,
-            "{family:?} gave up before its timeout"
-        );
+        assert!(!icmp_echo(&net.client.ns, net.server.ip(family), SILENT_FOR), "{family:?}");
+        assert!(started.elapsed() >= SILENT_FOR, "{family:?} gave up before its timeout");
     }
 }
 
@@ -111,10 +100,7 @@ fn namespaces_are_isolated_from_each_other_and_from_the_host() {
     // ...and the host namespace has no route into any of them through the harness.
     let host_routes = zt_tests::command::run_checked("ip", ["route", "show"], OK_WITHIN).unwrap();
     let host_routes = String::from_utf8_lossy(&host_routes.stdout);
-    assert!(
-        !host_routes.contains(&a.server.v4.to_string()),
-        "{host_routes}"
-    );
+    assert!(!host_routes.contains(&a.server.v4.to_string()), "{host_routes}");
     assert!(!host_routes.contains(&a.server.iface), "{host_routes}");
 }
 
@@ -138,10 +124,7 @@ fn tcp_connect_is_refused_without_a_listener() {
     let net = topology::pair().unwrap();
     for family in Family::ALL {
         let result = tcp_connect(&net.client.ns, net.server.socket(family, 8081), OK_WITHIN);
-        assert!(
-            matches!(result, Err(ConnError::Refused)),
-            "{family:?}: {result:?}"
-        );
+        assert!(matches!(result, Err(ConnError::Refused)), "{family:?}: {result:?}");
     }
 }
 
@@ -153,10 +136,7 @@ fn tcp_connect_times_out_when_packets_vanish() {
         let server = TcpEchoServer::start(&net.server.ns, net.server.socket(family, 8080)).unwrap();
         blackhole(&net.client, net.server.ip(family));
         let result = tcp_connect(&net.client.ns, server.local_addr(), SILENT_FOR);
-        assert!(
-            matches!(result, Err(ConnError::TimedOut)),
-            "{family:?}: {result:?}"
-        );
+        assert!(matches!(result, Err(ConnError::TimedOut)), "{family:?}: {result:?}");
         assert_eq!(server.accepted(), 0, "{family:?}");
     }
 }
@@ -178,21 +158,11 @@ fn tcp_exchange_fails_without_an_echo() {
     let net = topology::pair().unwrap();
     let addr = net.server.socket(Family::V4, 8082);
     // A listener that accepts and closes at once: the exchange must notice the missing echo.
-    let listener = net
-        .server
-        .ns
-        .run_in(|| std::net::TcpListener::bind(addr))
-        .unwrap();
+    let listener = net.server.ns.run_in(|| std::net::TcpListener::bind(addr)).unwrap();
     let closer = std::thread::spawn(move || drop(listener.accept()));
     let result = tcp_exchange(&net.client.ns, addr, 4096, OK_WITHIN);
     closer.join().unwrap();
-    assert!(
-        matches!(
-            result,
-            Err(ConnError::Mismatch { .. } | ConnError::Reset(_))
-        ),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ConnError::Mismatch { .. } | ConnError::Reset(_))), "{result:?}");
 }
 
 // ---- UDP -------------------------------------------------------------------------------------
@@ -214,12 +184,7 @@ fn udp_roundtrip_fails_without_a_server() {
     skip_unless_privileged!();
     let net = topology::pair().unwrap();
     for family in Family::ALL {
-        let ok = udp_roundtrip(
-            &net.client.ns,
-            net.server.socket(family, 5354),
-            b"x",
-            SILENT_FOR,
-        );
+        let ok = udp_roundtrip(&net.client.ns, net.server.socket(family, 5354), b"x", SILENT_FOR);
         assert!(!ok, "{family:?}");
     }
 }
@@ -231,30 +196,11 @@ fn flood_delivers_exactly_the_datagrams_sent() {
     const SENT: u64 = 3000;
     for family in Family::ALL {
         let counter = UdpCounter::start(&net.server.ns, net.server.socket(family, 9000)).unwrap();
-        udp_send_n(
-            &net.client.ns,
-            counter.local_addr(),
-            SENT,
-            64,
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        assert_eq!(
-            counter.wait_for(SENT, Duration::from_secs(5)),
-            SENT,
-            "{family:?}"
-        );
-        assert_eq!(
-            counter.count_from(net.client.ip(family)),
-            SENT,
-            "{family:?}"
-        );
+        udp_send_n(&net.client.ns, counter.local_addr(), SENT, 64, Duration::from_secs(10)).unwrap();
+        assert_eq!(counter.wait_for(SENT, Duration::from_secs(5)), SENT, "{family:?}");
+        assert_eq!(counter.count_from(net.client.ip(family)), SENT, "{family:?}");
         // Exactly: nothing more trickles in afterwards.
-        assert_eq!(
-            counter.settle(Duration::from_millis(200), OK_WITHIN),
-            SENT,
-            "{family:?}"
-        );
+        assert_eq!(counter.settle(Duration::from_millis(200), OK_WITHIN), SENT, "{family:?}");
     }
 }
 
@@ -264,14 +210,7 @@ fn flood_counter_sees_nothing_when_packets_vanish() {
     let net = topology::pair().unwrap();
     let counter = UdpCounter::start(&net.server.ns, net.server.socket(Family::V4, 9001)).unwrap();
     blackhole(&net.client, net.server.v4.into());
-    udp_send_n(
-        &net.client.ns,
-        counter.local_addr(),
-        100,
-        64,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    udp_send_n(&net.client.ns, counter.local_addr(), 100, 64, Duration::from_secs(5)).unwrap();
     assert_eq!(counter.settle(Duration::from_millis(300), OK_WITHIN), 0);
 }
 
@@ -289,10 +228,7 @@ fn star_workloads_reach_each_other_through_the_node() {
         let result = tcp_exchange(&web.ns, server.local_addr(), 64 * 1024, OK_WITHIN);
         assert!(result.is_ok(), "{family:?}: {result:?}");
         let udp = UdpEchoServer::start(&web.ns, web.socket(family, 53)).unwrap();
-        assert!(
-            udp_roundtrip(&db.ns, udp.local_addr(), b"q", OK_WITHIN),
-            "{family:?}"
-        );
+        assert!(udp_roundtrip(&db.ns, udp.local_addr(), b"q", OK_WITHIN), "{family:?}");
     }
     // Workloads are on different subnets: the traffic above was routed by the node.
     assert_ne!(star.workload("web").subnet, star.workload("db").subnet);
@@ -314,26 +250,14 @@ fn star_workloads_reach_the_node_itself() {
     skip_unless_privileged!();
     let star = topology::star(1).unwrap();
     let workload = &star.workloads[0];
-    assert!(icmp_echo(
-        &workload.host.ns,
-        workload.gateway_v4.into(),
-        OK_WITHIN
-    ));
-    assert!(icmp_echo(
-        &workload.host.ns,
-        workload.gateway_v6.into(),
-        OK_WITHIN
-    ));
+    assert!(icmp_echo(&workload.host.ns, workload.gateway_v4.into(), OK_WITHIN));
+    assert!(icmp_echo(&workload.host.ns, workload.gateway_v6.into(), OK_WITHIN));
 }
 
 #[test]
 fn topologies_leave_host_sysctls_untouched() {
     skip_unless_privileged!();
-    let keys = [
-        "net/ipv4/ip_forward",
-        "net/ipv6/conf/all/forwarding",
-        "net/ipv6/conf/default/accept_dad",
-    ];
+    let keys = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv6/conf/default/accept_dad"];
     let read = || keys.map(|key| fs::read_to_string(Path::new("/proc/sys").join(key)).unwrap());
     let before = read();
     let star = topology::star(2).unwrap();
@@ -433,10 +357,7 @@ fn sysctls_are_set_inside_the_namespace_only() {
     ns.set_sysctl("net.ipv4.ip_forward", flipped).unwrap();
     let seen_by_ip = ns.exec("cat", ["/proc/sys/net/ipv4/ip_forward"]).unwrap();
     assert_eq!(String::from_utf8_lossy(&seen_by_ip.stdout).trim(), flipped);
-    assert_eq!(
-        fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
-        host
-    );
+    assert_eq!(fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host);
 }
 
 // ---- processes -------------------------------------------------------------------------------
@@ -447,14 +368,9 @@ fn process_runs_in_the_namespace_and_is_stopped_by_its_guard() {
     let ns = Netns::new("process").unwrap();
     let logs = Scratch::new("process").unwrap();
     let mut command = Command::new("sh");
-    command.args([
-        "-c",
-        "readlink /proc/self/ns/net; echo ready; exec sleep 30",
-    ]);
+    command.args(["-c", "readlink /proc/self/ns/net; echo ready; exec sleep 30"]);
     let mut process = NsProcess::spawn(&ns, &command, logs.path()).unwrap();
-    process
-        .wait_for_stdout(|line| line == "ready", OK_WITHIN)
-        .unwrap();
+    process.wait_for_stdout(|line| line == "ready", OK_WITHIN).unwrap();
     let expected = format!("net:[{}]", fs::metadata(ns.path()).unwrap().ino());
     let stdout = fs::read_to_string(process.stdout_path()).unwrap();
     assert_eq!(stdout.lines().next(), Some(expected.as_str()));
@@ -476,15 +392,10 @@ fn waiting_for_a_line_fails_fast_when_the_process_exits() {
     command.args(["-c", "echo 'cannot attach to eth9' >&2; exit 1"]);
     let mut process = NsProcess::spawn(&ns, &command, logs.path()).unwrap();
     let started = Instant::now();
-    let err = process
-        .wait_for_stdout(|line| line.contains("ready"), Duration::from_secs(30))
-        .unwrap_err();
+    let err = process.wait_for_stdout(|line| line.contains("ready"), Duration::from_secs(30)).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
     let text = err.to_string();
-    assert!(
-        text.contains("cannot attach to eth9") && text.contains("exit status: 1"),
-        "{text}"
-    );
+    assert!(text.contains("cannot attach to eth9") && text.contains("exit status: 1"), "{text}");
 }
 
 #[test]
@@ -493,17 +404,11 @@ fn json_lines_written_by_a_process_are_read_back() {
     let ns = Netns::new("jsonl").unwrap();
     let logs = Scratch::new("jsonl").unwrap();
     let mut command = Command::new("sh");
-    command.args([
-        "-c",
-        r#"echo '{"verdict":"allowed","dst_port":80}'; echo '{"verdict":"denied","dst_port":22}'"#,
-    ]);
+    command.args(["-c", r#"echo '{"verdict":"allowed","dst_port":80}'; echo '{"verdict":"denied","dst_port":22}'"#]);
     let mut process = NsProcess::spawn(&ns, &command, logs.path()).unwrap();
     process.wait_exit(OK_WITHIN).unwrap();
     let flows = zt_tests::read_json_lines(process.stdout_path()).unwrap();
-    let verdicts: Vec<&str> = flows
-        .iter()
-        .map(|f| f["verdict"].as_str().unwrap())
-        .collect();
+    let verdicts: Vec<&str> = flows.iter().map(|f| f["verdict"].as_str().unwrap()).collect();
     assert_eq!(verdicts, ["allowed", "denied"]);
 }
 
@@ -514,9 +419,7 @@ fn bpffs_is_visible_to_processes_in_a_namespace_and_unmounted_on_drop() {
     let fs = BpfFs::mount().unwrap();
     let path = fs.path().to_path_buf();
     assert!(bpffs::is_bpffs(&path).unwrap());
-    let seen = ns
-        .exec("stat", ["-f", "-c", "%t", path.to_str().unwrap()])
-        .unwrap();
+    let seen = ns.exec("stat", ["-f", "-c", "%t", path.to_str().unwrap()]).unwrap();
     assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "cafe4a11");
     drop(fs);
     assert!(!path.exists());
@@ -527,12 +430,7 @@ fn bpffs_is_visible_to_processes_in_a_namespace_and_unmounted_on_drop() {
 /// Runs this test binary with `args` as `nobody`, with `ZT_REQUIRE_PRIVILEGED` set as given.
 fn run_self_unprivileged(args: &[&str], require: Option<&str>) -> std::process::Output {
     let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(args)
-        .current_dir("/")
-        .env_remove("ZT_REQUIRE_PRIVILEGED")
-        .uid(65534)
-        .gid(65534);
+    command.args(args).current_dir("/").env_remove("ZT_REQUIRE_PRIVILEGED").uid(65534).gid(65534);
     if let Some(value) = require {
         command.env("ZT_REQUIRE_PRIVILEGED", value);
     }
@@ -545,18 +443,9 @@ fn unprivileged_runs_skip_and_ci_runs_fail() {
     let exe = std::env::current_exe().unwrap();
     // `nobody` must be able to run this binary; if the build directory is private, say so.
     let readable = run_self_unprivileged(&["--list"], None);
-    assert!(
-        readable.status.success(),
-        "nobody cannot run {}: {:?}",
-        exe.display(),
-        readable
-    );
+    assert!(readable.status.success(), "nobody cannot run {}: {:?}", exe.display(), readable);
 
-    let one_test = [
-        "tcp_connect_is_refused_without_a_listener",
-        "--exact",
-        "--nocapture",
-    ];
+    let one_test = ["tcp_connect_is_refused_without_a_listener", "--exact", "--nocapture"];
     let skipped = run_self_unprivileged(&one_test, None);
     let stderr = String::from_utf8_lossy(&skipped.stderr);
     assert!(skipped.status.success(), "{stderr}");

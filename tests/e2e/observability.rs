@@ -498,12 +498,23 @@ fn p99(mut samples: Vec<Duration>) -> Duration {
 
 /// A full connection-tracking table: `n` established UDP flows seen just now.
 fn fill_conntrack(a: &AgentNet, n: u32) -> usize {
-    use zt_common::{addr::Addr, conntrack::{CtKey, CtValue, STATE_OPEN}};
+    use zt_common::{
+        addr::Addr,
+        conntrack::{CtKey, CtValue, STATE_OPEN},
+    };
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: an out pointer owned by this frame.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-    let value = CtValue { created_ns: now, last_seen_ns: now, last_report_ns: now, fwd_packets: 1, state: STATE_OPEN, ingress_gen: 1, ..Default::default() };
+    let value = CtValue {
+        created_ns: now,
+        last_seen_ns: now,
+        last_report_ns: now,
+        fwd_packets: 1,
+        state: STATE_OPEN,
+        ingress_gen: 1,
+        ..Default::default()
+    };
     let entries: Vec<(CtKey, CtValue)> = (0..n)
         .map(|i| {
             let key = CtKey {
@@ -533,7 +544,9 @@ fn fill_conntrack(a: &AgentNet, n: u32) -> usize {
 /// A policy of `rules` ingress rules (one CIDR peer and UDP port each), `shift` moving
 /// every port so two variants differ in every rule.
 fn large_policy(rules: u32, shift: u16) -> String {
-    let mut p = String::from("apiVersion: zt/v1\nkind: Policy\nmetadata: {name: large}\nspec:\n  selector: {app: server}\n  ingress:\n");
+    let mut p = String::from(
+        "apiVersion: zt/v1\nkind: Policy\nmetadata: {name: large}\nspec:\n  selector: {app: server}\n  ingress:\n",
+    );
     for i in 0..rules {
         p.push_str(&format!(
             "    - from: [{{cidr: 198.19.{}.{}/32}}]\n      ports: [{{protocol: UDP, port: {}}}]\n",

@@ -65,13 +65,7 @@ fn remote_agent() -> AgentNet {
     let ca = Ca::new("zt test CA");
     a.scratch.write("ca.pem", ca.cert.pem()).unwrap();
     let server_ip = std::net::IpAddr::V4(a.net.server.v4);
-    ca.issue(
-        &a,
-        "agent",
-        "zt-agent",
-        vec![SanType::IpAddress(server_ip)],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
+    ca.issue(&a, "agent", "zt-agent", vec![SanType::IpAddress(server_ip)], ExtendedKeyUsagePurpose::ServerAuth);
     ca.issue(&a, "ops", "ops", vec![], ExtendedKeyUsagePurpose::ClientAuth);
     ca.issue(&a, "audit", "audit", vec![], ExtendedKeyUsagePurpose::ClientAuth);
     ca.issue(&a, "nobody", "nobody", vec![], ExtendedKeyUsagePurpose::ClientAuth);
@@ -92,27 +86,14 @@ fn remote_agent() -> AgentNet {
 /// run in the client namespace.
 fn remote_ztctl(a: &AgentNet, who: Option<&str>, args: &[&str]) -> Output {
     let file = |name: String| a.scratch.join(name).display().to_string();
-    let mut all = vec![
-        "--server".to_string(),
-        format!("{}:{PORT}", a.net.server.v4),
-        "--ca".into(),
-        file("ca.pem".into()),
-    ];
+    let mut all =
+        vec!["--server".to_string(), format!("{}:{PORT}", a.net.server.v4), "--ca".into(), file("ca.pem".into())];
     if let Some(who) = who {
-        all.extend([
-            "--cert".into(),
-            file(format!("{who}.pem")),
-            "--key".into(),
-            file(format!("{who}.key")),
-        ]);
+        all.extend(["--cert".into(), file(format!("{who}.pem")), "--key".into(), file(format!("{who}.key"))]);
     }
     all.extend(args.iter().map(|s| s.to_string()));
     let ztctl = workspace_binary("ztctl").expect("ztctl is built");
-    a.net
-        .client
-        .ns
-        .exec_timeout(ztctl, all, Duration::from_secs(30))
-        .expect("ztctl runs in the client namespace")
+    a.net.client.ns.exec_timeout(ztctl, all, Duration::from_secs(30)).expect("ztctl runs in the client namespace")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -147,16 +128,9 @@ fn refused(out: Output) -> String {
 fn an_admin_certificate_pushes_policy_that_takes_effect_and_a_reader_may_only_look() {
     skip_unless_privileged!();
     let a = remote_agent();
-    let echo = TcpEchoServer::start(
-        &a.net.server.ns,
-        std::net::SocketAddr::new(a.net.server.v4.into(), 8080),
-    )
-    .unwrap();
+    let echo = TcpEchoServer::start(&a.net.server.ns, std::net::SocketAddr::new(a.net.server.v4.into(), 8080)).unwrap();
     assert!(
-        matches!(
-            tcp_connect(&a.net.client.ns, echo.local_addr(), SHORT),
-            Err(ConnError::TimedOut)
-        ),
+        matches!(tcp_connect(&a.net.client.ns, echo.local_addr(), SHORT), Err(ConnError::TimedOut)),
         "8080 starts denied"
     );
 
@@ -177,10 +151,7 @@ fn an_admin_certificate_pushes_policy_that_takes_effect_and_a_reader_may_only_lo
         "{e}"
     );
     assert!(refused(remote_ztctl(&a, Some("audit"), &["quarantine", "add", "198.18.0.1"])).contains("read-only role"));
-    assert!(
-        tcp_connect(&a.net.client.ns, echo.local_addr(), SHORT).is_err(),
-        "the reader changed nothing"
-    );
+    assert!(tcp_connect(&a.net.client.ns, echo.local_addr(), SHORT).is_err(), "the reader changed nothing");
 
     // The admin's push is enforced on real traffic, and the local socket sees it too.
     ok(remote_ztctl(&a, Some("ops"), &["policy", "apply", &web]));
@@ -188,10 +159,7 @@ fn an_admin_certificate_pushes_policy_that_takes_effect_and_a_reader_may_only_lo
     let local = a.ztctl(&["policy", "get"]);
     let listed = text(&local.stdout);
     assert!(listed.lines().any(|l| l.starts_with("Policy") && l.contains(" web ")), "{listed}");
-    assert!(
-        ok(remote_ztctl(&a, Some("audit"), &["policy", "history"])).contains('2'),
-        "a reader sees the history"
-    );
+    assert!(ok(remote_ztctl(&a, Some("audit"), &["policy", "history"])).contains('2'), "a reader sees the history");
 }
 
 #[test]
@@ -214,10 +182,7 @@ fn certificates_from_another_ca_without_a_role_or_missing_are_refused() {
         "{e}"
     );
     let e = refused(remote_ztctl(&a, Some("nobody"), &["policy", "get"]));
-    assert!(
-        e.contains("ztctl: permission denied: the client certificate (nobody) has no role on this agent"),
-        "{e}"
-    );
+    assert!(e.contains("ztctl: permission denied: the client certificate (nobody) has no role on this agent"), "{e}");
     // The agent kept serving through the refusals.
     ok(remote_ztctl(&a, Some("ops"), &["status"]));
 }
@@ -239,19 +204,12 @@ fn an_address_the_listener_cannot_bind_stops_the_agent_with_exit_1() {
     let status = agent.wait_exit(READY).unwrap();
     let stderr = std::fs::read_to_string(agent.stderr_path()).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "cannot listen for remote API clients on 198.19.255.254:{PORT}"
-        )),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("cannot listen for remote API clients on 198.19.255.254:{PORT}")), "{stderr}");
     assert!(!stderr.contains("ready"), "{stderr}");
 
     // A key file that is not PEM is named with the key to fix.
     std::fs::write(a.scratch.join("agent.key"), "not a key\n").unwrap();
-    let config = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("198.19.255.254", &a.net.server.v4.to_string());
+    let config = std::fs::read_to_string(&config).unwrap().replace("198.19.255.254", &a.net.server.v4.to_string());
     let config = a.scratch.write("zt-agent.toml", config).unwrap();
     let mut agent = a.spawn(&["--config", &config.display().to_string()]);
     let status = agent.wait_exit(READY).unwrap();

@@ -365,7 +365,10 @@ fn an_upgrade_across_a_changed_map_layout_migrates_quarantine_and_never_stops_en
     assert!(ready.contains("adopted generation "), "{ready}");
     let log = std::fs::read_to_string(a.agent().stderr_path()).unwrap();
     assert!(log.contains("upgrade: pinned map ZT_QUARANTINE (a map of another layout) set aside"), "{log}");
-    assert!(log.contains("upgrade: ZT_QUARANTINE (layout 1): 1 quarantined address(es) carried over into ZT_QUARANTINE2"), "{log}");
+    assert!(
+        log.contains("upgrade: ZT_QUARANTINE (layout 1): 1 quarantined address(es) carried over into ZT_QUARANTINE2"),
+        "{log}"
+    );
     assert!(log.contains("upgrade: 1 superseded map pin(s) removed"), "{log}");
     exchange.wait_rounds(20);
     let total = exchange.finish().unwrap_or_else(|e| panic!("the connection failed across the upgrade: {e}"));

@@ -31,15 +31,7 @@ impl BpfFs {
         let dir = Scratch::new("bpffs")?;
         let target = c_path(dir.path())?;
         // SAFETY: NUL-terminated strings that live across the call; bpffs takes no data.
-        let rc = unsafe {
-            libc::mount(
-                c"bpf".as_ptr(),
-                target.as_ptr(),
-                c"bpf".as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
+        let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
         if rc != 0 {
             return Err(Error::io(
                 format!("cannot mount a bpffs on {}", dir.path().display()),
@@ -64,11 +56,7 @@ impl Drop for BpfFs {
         // (and with it the test's cleanup) fail.
         // SAFETY: a NUL-terminated path that lives across the call.
         if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
-            eprintln!(
-                "warning: could not unmount bpffs {}: {}",
-                self.dir.path().display(),
-                io::Error::last_os_error()
-            );
+            eprintln!("warning: could not unmount bpffs {}: {}", self.dir.path().display(), io::Error::last_os_error());
         }
     }
 }
@@ -79,20 +67,14 @@ pub fn is_bpffs(path: &Path) -> Result<bool> {
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: a valid path and a statfs buffer owned by this frame.
     if unsafe { libc::statfs(c.as_ptr(), &mut stat) } != 0 {
-        return Err(Error::io(
-            format!("cannot statfs {}", path.display()),
-            io::Error::last_os_error(),
-        ));
+        return Err(Error::io(format!("cannot statfs {}", path.display()), io::Error::last_os_error()));
     }
     Ok(stat.f_type as i64 == BPF_FS_MAGIC)
 }
 
 fn c_path(path: &Path) -> Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-        Error::io(
-            format!("path {} contains a NUL byte", path.display()),
-            io::ErrorKind::InvalidInput.into(),
-        )
+        Error::io(format!("path {} contains a NUL byte", path.display()), io::ErrorKind::InvalidInput.into())
     })
 }
 
@@ -173,8 +155,14 @@ pub fn pin_hash_map(path: &Path, (key_size, value_size, max_entries): (u32, u32,
     let fd = bpf(BPF_MAP_CREATE, (&create as *const MapCreate).cast(), std::mem::size_of::<MapCreate>());
     for (key, value) in entries {
         assert_eq!((key.len(), value.len()), (key_size as usize, value_size as usize), "entry sizes");
-        let update =
-            Update { map_fd: fd, _pad: 0, key: key.as_ptr() as u64, value: value.as_ptr() as u64, flags: 0, rest: [0; 96] };
+        let update = Update {
+            map_fd: fd,
+            _pad: 0,
+            key: key.as_ptr() as u64,
+            value: value.as_ptr() as u64,
+            flags: 0,
+            rest: [0; 96],
+        };
         bpf(BPF_MAP_UPDATE_ELEM, (&update as *const Update).cast(), std::mem::size_of::<Update>());
     }
     let c_path = c_path(path).expect("pin path");
@@ -213,8 +201,14 @@ pub fn fill_pinned_map<'a>(path: &Path, entries: impl IntoIterator<Item = (&'a [
     assert!(fd >= 0, "BPF_OBJ_GET {}: {}", path.display(), io::Error::last_os_error());
     let mut written = 0;
     for (key, value) in entries {
-        let update =
-            Update { map_fd: fd as u32, _pad: 0, key: key.as_ptr() as u64, value: value.as_ptr() as u64, flags: 0, rest: [0; 96] };
+        let update = Update {
+            map_fd: fd as u32,
+            _pad: 0,
+            key: key.as_ptr() as u64,
+            value: value.as_ptr() as u64,
+            flags: 0,
+            rest: [0; 96],
+        };
         // SAFETY: as above; key and value point at buffers of the map's sizes.
         let rc = unsafe {
             libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_ELEM, &update as *const Update, std::mem::size_of::<Update>())

@@ -81,10 +81,7 @@ pub fn run_command(command: &mut Command, timeout: Duration) -> Result<Output> {
                 // The child is not reaped yet, so its pid cannot have been reused: kill is safe.
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Error::CommandTimeout {
-                    command: text,
-                    timeout,
-                });
+                return Err(Error::CommandTimeout { command: text, timeout });
             }
             Ok(None) => {
                 thread::sleep(pause);
@@ -97,14 +94,9 @@ pub fn run_command(command: &mut Command, timeout: Duration) -> Result<Output> {
     // the child exits, so collecting the output is bounded by the same deadline.
     let collect = |pipe: mpsc::Receiver<Vec<u8>>| {
         let left = deadline.saturating_duration_since(Instant::now());
-        pipe.recv_timeout(left.max(Duration::from_millis(100)))
-            .unwrap_or_default()
+        pipe.recv_timeout(left.max(Duration::from_millis(100))).unwrap_or_default()
     };
-    Ok(Output {
-        status,
-        stdout: collect(stdout),
-        stderr: collect(stderr),
-    })
+    Ok(Output { status, stdout: collect(stdout), stderr: collect(stderr) })
 }
 
 /// The command line as a person would type it, for error messages.

@@ -13,11 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// An external command (`ip`, a binary under test) ran and exited unsuccessfully.
     #[error("`{command}` failed with {status}: {stderr}")]
-    Command {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    Command { command: String, status: String, stderr: String },
 
     /// An external command did not finish in time and was killed.
     #[error("`{command}` did not finish within {timeout:?} and was killed")]
@@ -33,22 +29,11 @@ pub enum Error {
 
     /// No line of a log file satisfied the caller's predicate before the deadline.
     #[error("no matching line in {path} within {timeout:?}; last lines:\n{tail}")]
-    WaitTimeout {
-        path: PathBuf,
-        timeout: Duration,
-        tail: String,
-    },
+    WaitTimeout { path: PathBuf, timeout: Duration, tail: String },
 
     /// A process under test exited while the harness was still waiting for it.
-    #[error(
-        "process `{command}` exited with {status} while waiting for {waiting_for}; stderr tail:\n{stderr_tail}"
-    )]
-    ProcessExited {
-        command: String,
-        status: String,
-        waiting_for: String,
-        stderr_tail: String,
-    },
+    #[error("process `{command}` exited with {status} while waiting for {waiting_for}; stderr tail:\n{stderr_tail}")]
+    ProcessExited { command: String, status: String, waiting_for: String, stderr_tail: String },
 
     /// A line of a JSON-lines file is not valid JSON.
     #[error("{path}:{line}: not a JSON value: {source}")]
@@ -63,9 +48,6 @@ pub enum Error {
 impl Error {
     /// Wraps an `io::Error` with a sentence saying what the harness was doing.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 }

@@ -30,16 +30,8 @@ pub fn netns_name(label: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .take(20)
         .collect();
-    let label = if label.is_empty() {
-        "ns".to_string()
-    } else {
-        label
-    };
-    format!(
-        "{NETNS_PREFIX}{}-{}-{label}",
-        std::process::id(),
-        next_sequence()
-    )
+    let label = if label.is_empty() { "ns".to_string() } else { label };
+    format!("{NETNS_PREFIX}{}-{}-{label}", std::process::id(), next_sequence())
 }
 
 /// The pid a harness namespace name was created by, or `None` if the name is not ours.
@@ -56,20 +48,13 @@ pub fn netns_owner_pid(name: &str) -> Option<u32> {
 /// (3 base-36 digits) = 10 bytes, leaving 5 for a role suffix such as `c`, `s`, `n12`, `w12`.
 /// Fixed widths keep two different (pid, sequence) pairs from spelling the same stem.
 pub fn ifname_stem() -> String {
-    format!(
-        "zt{}{}",
-        base36(std::process::id(), 5),
-        base36(next_sequence(), 3)
-    )
+    format!("zt{}{}", base36(std::process::id(), 5), base36(next_sequence(), 3))
 }
 
 /// `stem` + `role`, checked against the kernel's length limit.
 pub fn ifname(stem: &str, role: &str) -> String {
     let name = format!("{stem}{role}");
-    assert!(
-        name.len() <= IFNAME_MAX,
-        "interface name {name} is longer than {IFNAME_MAX} bytes"
-    );
+    assert!(name.len() <= IFNAME_MAX, "interface name {name} is longer than {IFNAME_MAX} bytes");
     name
 }
 
@@ -104,17 +89,12 @@ impl Subnet {
     pub fn allocate() -> Subnet {
         let offset = std::process::id().wrapping_mul(37);
         let n = NEXT_SUBNET.fetch_add(1, Ordering::Relaxed);
-        Subnet {
-            index: (offset.wrapping_add(n) % SUBNETS) as u16,
-        }
+        Subnet { index: (offset.wrapping_add(n) % SUBNETS) as u16 }
     }
 
     /// Subnet number `index` (0..512).
     pub fn from_index(index: u16) -> Subnet {
-        assert!(
-            u32::from(index) < SUBNETS,
-            "subnet index {index} is not below {SUBNETS}"
-        );
+        assert!(u32::from(index) < SUBNETS, "subnet index {index} is not below {SUBNETS}");
         Subnet { index }
     }
 
@@ -163,13 +143,7 @@ mod tests {
     #[test]
     fn subnets_stay_inside_the_benchmarking_range() {
         assert_eq!(Subnet::from_index(0).v4(1), Ipv4Addr::new(198, 18, 0, 1));
-        assert_eq!(
-            Subnet::from_index(511).v4(2),
-            Ipv4Addr::new(198, 19, 255, 2)
-        );
-        assert_eq!(
-            Subnet::from_index(0x1a).v6(2),
-            "fd00:1a::2".parse::<Ipv6Addr>().unwrap()
-        );
+        assert_eq!(Subnet::from_index(511).v4(2), Ipv4Addr::new(198, 19, 255, 2));
+        assert_eq!(Subnet::from_index(0x1a).v6(2), "fd00:1a::2".parse::<Ipv6Addr>().unwrap());
     }
 }

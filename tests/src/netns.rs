@@ -48,9 +48,7 @@ impl Netns {
         sweep_stale_once();
         let name = names::netns_name(label);
         {
-            let _serial = NETNS_LOCK
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _serial = NETNS_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             command::ip(["netns", "add", &name])?;
         }
         // From here on the guard exists, so a failure below still deletes the namespace.
@@ -91,18 +89,12 @@ impl Netns {
     }
 
     /// [`Netns::exec`] with an explicit deadline, after which the program is killed.
-    pub fn exec_timeout<I, S>(
-        &self,
-        program: impl AsRef<OsStr>,
-        args: I,
-        timeout: Duration,
-    ) -> Result<Output>
+    pub fn exec_timeout<I, S>(&self, program: impl AsRef<OsStr>, args: I, timeout: Duration) -> Result<Output>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut all: Vec<std::ffi::OsString> =
-            vec!["netns".into(), "exec".into(), self.name.clone().into()];
+        let mut all: Vec<std::ffi::OsString> = vec!["netns".into(), "exec".into(), self.name.clone().into()];
         all.push(program.as_ref().to_owned());
         all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         command::run("ip", all, timeout)
@@ -130,12 +122,8 @@ impl Netns {
         F: FnOnce() -> R + Send,
         R: Send,
     {
-        let handle = File::open(self.path()).map_err(|e| {
-            Error::io(
-                format!("cannot open network namespace {}", self.path().display()),
-                e,
-            )
-        })?;
+        let handle = File::open(self.path())
+            .map_err(|e| Error::io(format!("cannot open network namespace {}", self.path().display()), e))?;
         let entered = thread::scope(|scope| {
             // A fresh thread, because setns(2) changes the namespace of the calling thread for
             // the rest of its life; the test's own thread must stay where it is.
@@ -180,16 +168,11 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _serial = NETNS_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _serial = NETNS_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Deleting the namespace also deletes every veth end inside it, and with it the peer.
         if let Err(err) = command::ip(["netns", "delete", &self.name]) {
             // Drop cannot fail; say so loudly rather than hide a leaked namespace.
-            eprintln!(
-                "warning: could not delete network namespace {}: {err}",
-                self.name
-            );
+            eprintln!("warning: could not delete network namespace {}: {err}", self.name);
         }
     }
 }
@@ -231,9 +214,7 @@ pub fn sweep_stale() -> usize {
         if process_alive(pid) {
             continue;
         }
-        let _serial = NETNS_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _serial = NETNS_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if command::ip(["netns", "delete", &name]).is_ok() {
             deleted += 1;
         }

@@ -43,17 +43,11 @@ impl NsProcess {
     /// by this guard reach the program itself.
     pub fn spawn(ns: &Netns, command: &Command, log_dir: &Path) -> Result<NsProcess> {
         let program = Path::new(command.get_program());
-        let stem = format!(
-            "{}-{}",
-            program.file_name().unwrap_or_default().to_string_lossy(),
-            next_sequence()
-        );
+        let stem = format!("{}-{}", program.file_name().unwrap_or_default().to_string_lossy(), next_sequence());
         let stdout = log_dir.join(format!("{stem}.stdout"));
         let stderr = log_dir.join(format!("{stem}.stderr"));
-        let create = |path: &Path| {
-            File::create(path)
-                .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))
-        };
+        let create =
+            |path: &Path| File::create(path).map_err(|e| Error::io(format!("cannot create {}", path.display()), e));
 
         let mut wrapped = Command::new("ip");
         wrapped
@@ -73,16 +67,8 @@ impl NsProcess {
             wrapped.current_dir(dir);
         }
         let text = describe(command);
-        let child = wrapped
-            .spawn()
-            .map_err(|e| Error::io(format!("cannot start `{text}` in {}", ns.name()), e))?;
-        Ok(NsProcess {
-            child,
-            command: text,
-            stdout,
-            stderr,
-            status: None,
-        })
+        let child = wrapped.spawn().map_err(|e| Error::io(format!("cannot start `{text}` in {}", ns.name()), e))?;
+        Ok(NsProcess { child, command: text, stdout, stderr, status: None })
     }
 
     /// The program's process id.
@@ -103,31 +89,21 @@ impl NsProcess {
     /// The exit status if the program has exited, without waiting.
     pub fn try_status(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status = self
-                .child
-                .try_wait()
-                .map_err(|e| Error::io(format!("cannot check on `{}`", self.command), e))?;
+            self.status =
+                self.child.try_wait().map_err(|e| Error::io(format!("cannot check on `{}`", self.command), e))?;
         }
         Ok(self.status)
     }
 
     /// Waits up to `timeout` for a line of stdout satisfying `predicate` and returns it;
     /// fails at once, with the stderr tail, if the program exits first.
-    pub fn wait_for_stdout(
-        &mut self,
-        predicate: impl FnMut(&str) -> bool,
-        timeout: Duration,
-    ) -> Result<String> {
+    pub fn wait_for_stdout(&mut self, predicate: impl FnMut(&str) -> bool, timeout: Duration) -> Result<String> {
         let path = self.stdout.clone();
         self.wait_for_line_in(&path, predicate, timeout)
     }
 
     /// Like [`Self::wait_for_stdout`], for stderr (where the agent logs).
-    pub fn wait_for_stderr(
-        &mut self,
-        predicate: impl FnMut(&str) -> bool,
-        timeout: Duration,
-    ) -> Result<String> {
+    pub fn wait_for_stderr(&mut self, predicate: impl FnMut(&str) -> bool, timeout: Duration) -> Result<String> {
         let path = self.stderr.clone();
         self.wait_for_line_in(&path, predicate, timeout)
     }
@@ -157,10 +133,7 @@ impl NsProcess {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                return Err(Error::CommandTimeout {
-                    command: self.command.clone(),
-                    timeout,
-                });
+                return Err(Error::CommandTimeout { command: self.command.clone(), timeout });
             }
             thread::sleep(POLL);
         }
@@ -177,10 +150,7 @@ impl NsProcess {
         if unsafe { libc::kill(pid, signal) } == 0 {
             Ok(())
         } else {
-            Err(Error::io(
-                format!("cannot signal `{}`", self.command),
-                io::Error::last_os_error(),
-            ))
+            Err(Error::io(format!("cannot signal `{}`", self.command), io::Error::last_os_error()))
         }
     }
 
@@ -192,10 +162,7 @@ impl NsProcess {
             Ok(status) => Ok(status),
             Err(Error::CommandTimeout { .. }) => {
                 self.signal(libc::SIGKILL)?;
-                let status = self
-                    .child
-                    .wait()
-                    .map_err(|e| Error::io(format!("cannot reap `{}`", self.command), e))?;
+                let status = self.child.wait().map_err(|e| Error::io(format!("cannot reap `{}`", self.command), e))?;
                 self.status = Some(status);
                 Ok(status)
             }
@@ -215,11 +182,7 @@ impl Drop for NsProcess {
 /// Waits up to `timeout` for a complete line of `path` satisfying `predicate` and returns it.
 /// The file may not exist yet. Lines are only judged once their newline is written, so a
 /// half-written line never matches too early.
-pub fn wait_for_line(
-    path: &Path,
-    predicate: impl FnMut(&str) -> bool,
-    timeout: Duration,
-) -> Result<String> {
+pub fn wait_for_line(path: &Path, predicate: impl FnMut(&str) -> bool, timeout: Duration) -> Result<String> {
     scan_lines(path, predicate, timeout, || Ok(()))
 }
 
@@ -235,10 +198,7 @@ fn scan_lines(
     let mut judged = 0;
     loop {
         let contents = fs::read(path).unwrap_or_default();
-        let complete = contents
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
+        let complete = contents.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if complete > judged {
             let fresh = String::from_utf8_lossy(&contents[judged..complete]);
             if let Some(line) = fresh.lines().find(|line| predicate(line)) {
@@ -247,11 +207,7 @@ fn scan_lines(
             judged = complete;
         }
         if Instant::now() >= deadline {
-            return Err(Error::WaitTimeout {
-                path: path.to_path_buf(),
-                timeout,
-                tail: tail(path, 20),
-            });
+            return Err(Error::WaitTimeout { path: path.to_path_buf(), timeout, tail: tail(path, 20) });
         }
         // One last read after the process is gone catches a line written just before it exited.
         if let Err(err) = still_worth_waiting() {
@@ -278,8 +234,7 @@ pub fn tail(path: &Path, lines: usize) -> String {
 /// Blank lines are skipped; so is a last line without its newline that does not parse yet,
 /// because the writer may be in the middle of it. Any other bad line is an error naming it.
 pub fn read_json_lines(path: &Path) -> Result<Vec<serde_json::Value>> {
-    let contents =
-        fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let contents = fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     let text = String::from_utf8_lossy(&contents);
     let ends_complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
@@ -292,11 +247,7 @@ pub fn read_json_lines(path: &Path) -> Result<Vec<serde_json::Value>> {
             Ok(value) => values.push(value),
             Err(_) if index + 1 == lines.len() && !ends_complete => break,
             Err(source) => {
-                return Err(Error::Json {
-                    path: path.to_path_buf(),
-                    line: index + 1,
-                    source,
-                });
+                return Err(Error::Json { path: path.to_path_buf(), line: index + 1, source });
             }
         }
     }
@@ -306,24 +257,18 @@ pub fn read_json_lines(path: &Path) -> Result<Vec<serde_json::Value>> {
 /// The path of a binary built by this workspace (`zt-agent`, `ztctl`) next to the running
 /// test executable, i.e. `target/<profile>/<name>`. Fails with the build command if absent.
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::io("cannot locate the running test executable", e))?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("cannot locate the running test executable", e))?;
     // Test executables live in target/<profile>/deps/; binaries one level up.
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).ok_or_else(|| {
-        Error::io(
-            "unexpected test executable location",
-            io::ErrorKind::NotFound.into(),
-        )
-    })?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| Error::io("unexpected test executable location", io::ErrorKind::NotFound.into()))?;
     let path = profile_dir.join(name);
     if path.is_file() {
         Ok(path)
     } else {
         Err(Error::io(
-            format!(
-                "{} does not exist; build it first (cargo build --bin {name})",
-                path.display()
-            ),
+            format!("{} does not exist; build it first (cargo build --bin {name})", path.display()),
             io::ErrorKind::NotFound.into(),
         ))
     }
@@ -334,11 +279,8 @@ mod tests {
     use super::*;
 
     fn scratch_file(name: &str, contents: &str) -> PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "zt-tests-unit-{}-{}-{name}",
-            std::process::id(),
-            next_sequence()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("zt-tests-unit-{}-{}-{name}", std::process::id(), next_sequence()));
         fs::write(&path, contents).unwrap();
         path
     }
@@ -348,10 +290,7 @@ mod tests {
         let path = scratch_file("partial.jsonl", "{\"a\":1}\n\n{\"a\":2}\n{\"a\":");
         let values = read_json_lines(&path).unwrap();
         fs::remove_file(&path).unwrap();
-        assert_eq!(
-            values,
-            vec![serde_json::json!({"a": 1}), serde_json::json!({"a": 2})]
-        );
+        assert_eq!(values, vec![serde_json::json!({"a": 1}), serde_json::json!({"a": 2})]);
     }
 
     #[test]

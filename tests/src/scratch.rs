@@ -20,13 +20,8 @@ pub struct Scratch {
 impl Scratch {
     /// Creates the directory.
     pub fn new(label: &str) -> Result<Scratch> {
-        let path = std::env::temp_dir().join(format!(
-            "zt-tests-{}-{}-{label}",
-            std::process::id(),
-            next_sequence()
-        ));
-        fs::create_dir_all(&path)
-            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        let path = std::env::temp_dir().join(format!("zt-tests-{}-{}-{label}", std::process::id(), next_sequence()));
+        fs::create_dir_all(&path).map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
         Ok(Scratch { path })
     }
 
@@ -43,8 +38,7 @@ impl Scratch {
     /// Writes `contents` to `name` inside the directory and returns its path.
     pub fn write(&self, name: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> Result<PathBuf> {
         let path = self.join(name);
-        fs::write(&path, contents)
-            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        fs::write(&path, contents).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
         Ok(path)
     }
 }

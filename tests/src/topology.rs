@@ -75,11 +75,7 @@ pub fn pair() -> Result<Pair> {
     let server = attach(server_ns, server_if, subnet, 2)?;
     veth::wait_link_local(&client.ns, &client.iface)?;
     veth::wait_link_local(&server.ns, &server.iface)?;
-    Ok(Pair {
-        client,
-        server,
-        subnet,
-    })
+    Ok(Pair { client, server, subnet })
 }
 
 /// A workload namespace of a [`Star`], wired to the node by its own veth and subnet.
@@ -148,25 +144,12 @@ fn star_on<S: AsRef<str>>(labels: &[S], subnet_of: impl Fn(usize) -> Subnet) -> 
         let node_iface = names::ifname(&stem, &format!("n{i}"));
         let iface = names::ifname(&stem, &format!("w{i}"));
         veth::create_pair(&node, &node_iface, &ns, &iface)?;
-        veth::configure(
-            &node,
-            &node_iface,
-            (subnet.v4(1), Subnet::V4_PREFIX),
-            (subnet.v6(1), Subnet::V6_PREFIX),
-        )?;
+        veth::configure(&node, &node_iface, (subnet.v4(1), Subnet::V4_PREFIX), (subnet.v6(1), Subnet::V6_PREFIX))?;
         let host = attach(ns, iface, subnet, 2)?;
         veth::wait_link_local(&node, &node_iface)?;
         veth::wait_link_local(&host.ns, &host.iface)?;
-        host.ns
-            .ip(["route", "add", "default", "via", &subnet.v4(1).to_string()])?;
-        host.ns.ip([
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            &subnet.v6(1).to_string(),
-        ])?;
+        host.ns.ip(["route", "add", "default", "via", &subnet.v4(1).to_string()])?;
+        host.ns.ip(["-6", "route", "add", "default", "via", &subnet.v6(1).to_string()])?;
         workloads.push(Workload {
             label: label.to_string(),
             host,
@@ -190,10 +173,7 @@ impl Star {
 
     /// The node's interfaces, one per workload, for the agent's `--iface` arguments.
     pub fn node_ifaces(&self) -> Vec<&str> {
-        self.workloads
-            .iter()
-            .map(|w| w.node_iface.as_str())
-            .collect()
+        self.workloads.iter().map(|w| w.node_iface.as_str()).collect()
     }
 }
 
@@ -208,11 +188,6 @@ fn prepared_netns(label: &str) -> Result<Netns> {
 fn attach(ns: Netns, iface: String, subnet: Subnet, host: u8) -> Result<Host> {
     let v4 = subnet.v4(host);
     let v6 = subnet.v6(u16::from(host));
-    veth::configure(
-        &ns,
-        &iface,
-        (v4, Subnet::V4_PREFIX),
-        (v6, Subnet::V6_PREFIX),
-    )?;
+    veth::configure(&ns, &iface, (v4, Subnet::V4_PREFIX), (v6, Subnet::V6_PREFIX))?;
     Ok(Host { ns, iface, v4, v6 })
 }

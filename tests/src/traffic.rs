@@ -30,10 +30,7 @@ pub(crate) const POLL: Duration = Duration::from_millis(50);
 /// Whether a socket read ended because its read timeout passed (the kernel reports it as
 /// either kind, depending on the socket type).
 pub(crate) fn read_timed_out(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
 
 /// A background thread with a stop flag; dropping it stops and joins the thread, so a
@@ -56,10 +53,7 @@ impl Worker {
             .name(name.to_string())
             .spawn(move || body(flag))
             .map_err(|e| Error::io(format!("cannot start {name}"), e))?;
-        Ok(Worker {
-            stop,
-            handle: Some(handle),
-        })
+        Ok(Worker { stop, handle: Some(handle) })
     }
 
     /// Asks the thread to stop and waits for it.

@@ -37,15 +37,7 @@ pub fn create_pair(left: &Netns, left_name: &str, right: &Netns, right_name: &st
 /// "tentative" (unusable) for about a second, and a test sending right away would fail.
 pub fn configure(ns: &Netns, iface: &str, v4: (Ipv4Addr, u8), v6: (Ipv6Addr, u8)) -> Result<()> {
     ns.ip(["addr", "add", &format!("{}/{}", v4.0, v4.1), "dev", iface])?;
-    ns.ip([
-        "-6",
-        "addr",
-        "add",
-        &format!("{}/{}", v6.0, v6.1),
-        "dev",
-        iface,
-        "nodad",
-    ])?;
+    ns.ip(["-6", "addr", "add", &format!("{}/{}", v6.0, v6.1), "dev", iface, "nodad"])?;
     ns.ip(["link", "set", iface, "up"])?;
     Ok(())
 }

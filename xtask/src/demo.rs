@@ -12,7 +12,9 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use zt_tests::{BpfFs, Family, NsProcess, Scratch, Star, TcpEchoServer, icmp_echo, read_json_lines, tcp_connect, topology};
+use zt_tests::{
+    BpfFs, Family, NsProcess, Scratch, Star, TcpEchoServer, icmp_echo, read_json_lines, tcp_connect, topology,
+};
 
 use crate::shell;
 
@@ -35,16 +37,86 @@ struct Probe {
 }
 
 const PROBES: &[Probe] = &[
-    Probe { from: "outsider", to: "web", port: Some(80), family: Family::V4, expect: Expect::Allowed, why: "web: HTTP from world" },
-    Probe { from: "outsider", to: "web", port: None, family: Family::V4, expect: Expect::Allowed, why: "web: ICMP from world" },
-    Probe { from: "web", to: "api", port: Some(8080), family: Family::V4, expect: Expect::Allowed, why: "api ingress + web egress" },
-    Probe { from: "web", to: "api", port: Some(8080), family: Family::V6, expect: Expect::Allowed, why: "the same over IPv6" },
-    Probe { from: "api", to: "db", port: Some(5432), family: Family::V4, expect: Expect::Allowed, why: "db: only the API" },
-    Probe { from: "web", to: "api", port: Some(8089), family: Family::V4, expect: Expect::Audit, why: "audit policy would close 8089" },
-    Probe { from: "web", to: "db", port: Some(5432), family: Family::V4, expect: Expect::Denied, why: "db: deny rule for tier=frontend" },
-    Probe { from: "outsider", to: "api", port: Some(8080), family: Family::V4, expect: Expect::Denied, why: "api: only from web" },
-    Probe { from: "outsider", to: "db", port: None, family: Family::V4, expect: Expect::Denied, why: "db: no ICMP rule" },
-    Probe { from: "db", to: "web", port: Some(80), family: Family::V4, expect: Expect::Denied, why: "db initiates nothing (egress: [])" },
+    Probe {
+        from: "outsider",
+        to: "web",
+        port: Some(80),
+        family: Family::V4,
+        expect: Expect::Allowed,
+        why: "web: HTTP from world",
+    },
+    Probe {
+        from: "outsider",
+        to: "web",
+        port: None,
+        family: Family::V4,
+        expect: Expect::Allowed,
+        why: "web: ICMP from world",
+    },
+    Probe {
+        from: "web",
+        to: "api",
+        port: Some(8080),
+        family: Family::V4,
+        expect: Expect::Allowed,
+        why: "api ingress + web egress",
+    },
+    Probe {
+        from: "web",
+        to: "api",
+        port: Some(8080),
+        family: Family::V6,
+        expect: Expect::Allowed,
+        why: "the same over IPv6",
+    },
+    Probe {
+        from: "api",
+        to: "db",
+        port: Some(5432),
+        family: Family::V4,
+        expect: Expect::Allowed,
+        why: "db: only the API",
+    },
+    Probe {
+        from: "web",
+        to: "api",
+        port: Some(8089),
+        family: Family::V4,
+        expect: Expect::Audit,
+        why: "audit policy would close 8089",
+    },
+    Probe {
+        from: "web",
+        to: "db",
+        port: Some(5432),
+        family: Family::V4,
+        expect: Expect::Denied,
+        why: "db: deny rule for tier=frontend",
+    },
+    Probe {
+        from: "outsider",
+        to: "api",
+        port: Some(8080),
+        family: Family::V4,
+        expect: Expect::Denied,
+        why: "api: only from web",
+    },
+    Probe {
+        from: "outsider",
+        to: "db",
+        port: None,
+        family: Family::V4,
+        expect: Expect::Denied,
+        why: "db: no ICMP rule",
+    },
+    Probe {
+        from: "db",
+        to: "web",
+        port: Some(80),
+        family: Family::V4,
+        expect: Expect::Denied,
+        why: "db initiates nothing (egress: [])",
+    },
 ];
 
 const WORKLOADS: [&str; 4] = ["web", "api", "db", "outsider"];
@@ -87,7 +159,10 @@ pub fn run() -> anyhow::Result<()> {
         .arg(bpffs.path().join("zt"))
         .arg("--flow-log")
         .arg(&flow_log);
-    println!("\nAgent: {} run --iface <each node link> --labels role=app-server --policy policies/demo", agent_bin.display());
+    println!(
+        "\nAgent: {} run --iface <each node link> --labels role=app-server --policy policies/demo",
+        agent_bin.display()
+    );
     let mut agent = NsProcess::spawn(&star.node, &cmd, scratch.path())?;
     let ready = agent.wait_for_stderr(|l| l.contains("zt-agent: ready"), Duration::from_secs(20))?;
     println!("  {}", ready.trim());
@@ -157,7 +232,10 @@ fn print_flow_log(path: &std::path::Path) -> anyhow::Result<()> {
     let records = read_json_lines(path)?;
     let shown: Vec<_> = records.iter().filter(|r| r["event"] != "update").collect();
     println!("\nFlow log ({} lines in {}; start/end/deny/audit shown):", records.len(), path.display());
-    println!("  {:<6} {:<8} {:<13} {:<8} {:<26} {:<26} {:<22} {:>4} {:>9}", "event", "verdict", "reason", "dir", "source", "destination", "policy", "rule", "pkts/rpl");
+    println!(
+        "  {:<6} {:<8} {:<13} {:<8} {:<26} {:<26} {:<22} {:>4} {:>9}",
+        "event", "verdict", "reason", "dir", "source", "destination", "policy", "rule", "pkts/rpl"
+    );
     for r in shown {
         let ep = |ip: &serde_json::Value, port: &serde_json::Value, labels: &serde_json::Value| {
             let app = labels.get("app").and_then(|v| v.as_str()).map(|a| format!("{a} ")).unwrap_or_default();

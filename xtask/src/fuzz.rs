@@ -50,7 +50,13 @@ pub fn run(minutes: f64, seed: Option<u64>) -> anyhow::Result<()> {
     // their features differently and rebuild at run time.
     for s in SUITES {
         shell::run(Command::new("cargo").current_dir(&root).args([
-            "test", "--release", "--no-run", "-p", s.package, "--test", s.test,
+            "test",
+            "--release",
+            "--no-run",
+            "-p",
+            s.package,
+            "--test",
+            s.test,
         ]))?;
     }
 

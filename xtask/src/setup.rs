@@ -78,13 +78,15 @@ fn nightly_llvm() -> anyhow::Result<(PathBuf, u32)> {
         }
     }
     found.filter(|(_, major)| *major > 0).with_context(|| {
-        format!("the nightly toolchain at {} ships no libLLVM.so.*-rust-* to build bpf-linker against", sysroot.display())
+        format!(
+            "the nightly toolchain at {} ships no libLLVM.so.*-rust-* to build bpf-linker against",
+            sysroot.display()
+        )
     })
 }
 
 fn linker_works(linker: &Path) -> bool {
-    shell::output(Command::new(linker).arg("--version"))
-        .is_some_and(|v| v.contains(BPF_LINKER_VERSION))
+    shell::output(Command::new(linker).arg("--version")).is_some_and(|v| v.contains(BPF_LINKER_VERSION))
 }
 
 fn ensure_bpf_linker() -> anyhow::Result<()> {
@@ -157,7 +159,9 @@ fn check_tools() -> anyhow::Result<()> {
     }
     eprintln!("xtask setup: installing {} for the benchmarks", missing.join(" and "));
     let installed = shell::run(Command::new("apt-get").arg("update")).and_then(|()| {
-        shell::run(Command::new("apt-get").args(["install", "-y"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
+        shell::run(
+            Command::new("apt-get").args(["install", "-y"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"),
+        )
     });
     // Only the benchmarks need them: building, testing and the demo go on without.
     if let Err(e) = installed {

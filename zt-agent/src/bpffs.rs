@@ -56,9 +56,7 @@ pub enum Lifetime {
 /// Why the pin directory cannot be used; one sentence that names the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum PinDirError {
-    #[error(
-        "{dir} is not on a bpf filesystem; mount one (mount -t bpf bpf DIR) or use a directory under {SYS_FS_BPF}"
-    )]
+    #[error("{dir} is not on a bpf filesystem; mount one (mount -t bpf bpf DIR) or use a directory under {SYS_FS_BPF}")]
     NotBpffs { dir: PathBuf },
     #[error(
         "{dir} is not on a bpf filesystem in the host's mount namespace (that of process {pid}), and a bpffs mounted in this process's private mount namespace would vanish with it; mount one there or use a directory under {SYS_FS_BPF}"

@@ -21,9 +21,9 @@ use toml::Spanned;
 use zt_common::config::{Config, FLAG_RECHECK_ESTABLISHED};
 
 use crate::{
-    flows::rotate::Rotation,
     agent::{DEFAULT_METRICS, RemoteOptions, RoleMap, RunOptions},
     datapath::XdpModeChoice,
+    flows::rotate::Rotation,
     identity::Labels,
     policy::{
         FailsafeRule,
@@ -280,9 +280,14 @@ fn remote(table: &Spanned<Remote>, src: &Source<'_>) -> anyhow::Result<RemoteOpt
     };
     let listen = r.listen.as_ref().ok_or_else(|| missing("listen", "\"ADDR:PORT\" (e.g. \"0.0.0.0:9465\")"))?;
     let listen_addr = listen.get_ref().parse::<SocketAddr>().map_err(|_| {
-        src.error(listen.span(), "remote.listen", format!("{:?} is not a listen address like 0.0.0.0:9465", listen.get_ref()))
+        src.error(
+            listen.span(),
+            "remote.listen",
+            format!("{:?} is not a listen address like 0.0.0.0:9465", listen.get_ref()),
+        )
     })?;
-    let roles = RoleMap { admins: r.admins.clone().unwrap_or_default(), readers: r.readers.clone().unwrap_or_default() };
+    let roles =
+        RoleMap { admins: r.admins.clone().unwrap_or_default(), readers: r.readers.clone().unwrap_or_default() };
     if roles.admins.is_empty() && roles.readers.is_empty() {
         return Err(src.error(
             table.span(),
@@ -292,7 +297,10 @@ fn remote(table: &Spanned<Remote>, src: &Source<'_>) -> anyhow::Result<RemoteOpt
     }
     Ok(RemoteOptions {
         listen: listen_addr,
-        ca: r.ca.clone().ok_or_else(|| missing("ca", "\"PATH\" (PEM bundle of the CA that signs client certificates)"))?,
+        ca: r
+            .ca
+            .clone()
+            .ok_or_else(|| missing("ca", "\"PATH\" (PEM bundle of the CA that signs client certificates)"))?,
         cert: r.cert.clone().ok_or_else(|| missing("cert", "\"PATH\" (PEM certificate of this agent)"))?,
         key: r.key.clone().ok_or_else(|| missing("key", "\"PATH\" (PEM private key of cert)"))?,
         roles,
@@ -302,15 +310,16 @@ fn remote(table: &Spanned<Remote>, src: &Source<'_>) -> anyhow::Result<RemoteOpt
 fn rotation(file: Option<&FlowLogRotation>, src: &Source<'_>) -> anyhow::Result<Rotation> {
     let mut r = Rotation::default();
     let Some(f) = file else { return Ok(r) };
-    let limit = |v: &Option<Spanned<String>>, key: &str, parse: fn(&str) -> Result<u64, String>, into: &mut Option<u64>| {
-        if let Some(v) = v {
-            *into = match v.get_ref().as_str() {
-                "off" => None,
-                text => Some(parse(text).map_err(|e| src.error(v.span(), key, e))?),
-            };
-        }
-        anyhow::Ok(())
-    };
+    let limit =
+        |v: &Option<Spanned<String>>, key: &str, parse: fn(&str) -> Result<u64, String>, into: &mut Option<u64>| {
+            if let Some(v) = v {
+                *into = match v.get_ref().as_str() {
+                    "off" => None,
+                    text => Some(parse(text).map_err(|e| src.error(v.span(), key, e))?),
+                };
+            }
+            anyhow::Ok(())
+        };
     limit(&f.max_file_size, "flow_log_rotation.max_file_size", bytes, &mut r.max_file_bytes)?;
     limit(&f.max_total_size, "flow_log_rotation.max_total_size", bytes, &mut r.max_total_bytes)?;
     let mut age = r.max_age.map(|d| d.as_secs());
@@ -334,7 +343,8 @@ fn bytes(text: &str) -> Result<u64, String> {
         "TiB" => 40,
         _ => return Err(format!("{text:?} is not a size like 100MiB, 10GiB or a number of bytes")),
     };
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a size like 100MiB, 10GiB or a number of bytes"))?;
+    let n: u64 =
+        number.parse().map_err(|_| format!("{text:?} is not a size like 100MiB, 10GiB or a number of bytes"))?;
     n.checked_shl(shift).filter(|v| v >> shift == n && *v > 0).ok_or_else(|| format!("{text:?} is out of range"))
 }
 
@@ -526,7 +536,8 @@ mod tests {
         assert_eq!(r.max_file_bytes, Some(1 << 20));
         assert_eq!((r.max_files, r.max_total_bytes), (None, None));
         assert_eq!(r.max_age, Some(Duration::from_secs(7 * 86400)));
-        let err = from_text("[flow_log_rotation]\nmax_file_size = \"big\"\n", RunFlags::default()).unwrap_err().to_string();
+        let err =
+            from_text("[flow_log_rotation]\nmax_file_size = \"big\"\n", RunFlags::default()).unwrap_err().to_string();
         assert!(err.contains("line 2: flow_log_rotation.max_file_size") && err.contains("100MiB"), "{err}");
     }
 
@@ -557,10 +568,22 @@ mod tests {
     fn a_bad_remote_table_names_the_line_the_key_and_the_fix() {
         let full = "ca = \"c\"\ncert = \"s\"\nkey = \"k\"\nadmins = [\"ops\"]\n";
         for (text, expected) in [
-            (format!("\n[remote]\nlisten = \"anywhere\"\n{full}"), "line 3: remote.listen \"anywhere\" is not a listen address like 0.0.0.0:9465"),
-            ("[remote]\nca = \"c\"\nadmins = [\"ops\"]\n".to_string(), "line 1: [remote] has no listen; add listen = \"ADDR:PORT\""),
-            ("[remote]\nlisten = \"127.0.0.1:1\"\nca = \"c\"\nadmins = [\"ops\"]\n".to_string(), "[remote] has no cert; add cert = "),
-            ("[remote]\nlisten = \"127.0.0.1:1\"\nca = \"c\"\ncert = \"s\"\nkey = \"k\"\n".to_string(), "[remote] gives no admins and no readers"),
+            (
+                format!("\n[remote]\nlisten = \"anywhere\"\n{full}"),
+                "line 3: remote.listen \"anywhere\" is not a listen address like 0.0.0.0:9465",
+            ),
+            (
+                "[remote]\nca = \"c\"\nadmins = [\"ops\"]\n".to_string(),
+                "line 1: [remote] has no listen; add listen = \"ADDR:PORT\"",
+            ),
+            (
+                "[remote]\nlisten = \"127.0.0.1:1\"\nca = \"c\"\nadmins = [\"ops\"]\n".to_string(),
+                "[remote] has no cert; add cert = ",
+            ),
+            (
+                "[remote]\nlisten = \"127.0.0.1:1\"\nca = \"c\"\ncert = \"s\"\nkey = \"k\"\n".to_string(),
+                "[remote] gives no admins and no readers",
+            ),
             (format!("[remote]\nlisten = \"127.0.0.1:1\"\n{full}role = \"x\"\n"), "line 7: unknown key `role`"),
         ] {
             let err = from_text(&text, RunFlags::default()).unwrap_err().to_string();

@@ -38,13 +38,17 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let lifetime = opts.link_lifetime();
     // Resolved before anything else touches the kernel: pins that would not outlive the
     // agent must stop a pinned start here, with the reason.
-    let pins = PinDir::open(&opts.bpffs, match lifetime {
-        datapath::LinkLifetime::Pinned => bpffs::Lifetime::OutliveAgent,
-        datapath::LinkLifetime::Process => bpffs::Lifetime::AgentOnly,
-    })?;
+    let pins = PinDir::open(
+        &opts.bpffs,
+        match lifetime {
+            datapath::LinkLifetime::Pinned => bpffs::Lifetime::OutliveAgent,
+            datapath::LinkLifetime::Process => bpffs::Lifetime::AgentOnly,
+        },
+    )?;
     // These fail before the kernel is touched: a taken port, an unwritable log, bad TLS files.
     let metrics_listener = metrics::bind(opts.metrics.as_deref())?;
-    let flow_sink = FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), opts.flow_log_rotation.clone())?;
+    let flow_sink =
+        FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), opts.flow_log_rotation.clone())?;
     let remote_listener = opts.remote.as_ref().map(api::remote::bind).transpose()?;
     let (mut state, dp, adopted) = agent::start(opts, &pins)?;
     // Bound before "ready", so ready means ztctl works.

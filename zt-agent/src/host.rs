@@ -46,17 +46,19 @@ pub fn addresses() -> std::io::Result<Vec<IpNet>> {
             // reasons, its network address) to local sockets whenever the prefix is shorter
             // than /31, whether or not a broadcast address was configured — so derive them
             // from address and netmask as it does.
-            if family == libc::AF_INET && !ifa.ifa_netmask.is_null()
-                && let Some(IpAddr::V4(addr)) = ip {
-                    // SAFETY: for AF_INET entries the netmask is a sockaddr_in.
-                    let mask = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
-                    let mask = u32::from_be(mask.sin_addr.s_addr);
-                    if mask.leading_ones() < 31 {
-                        let a = u32::from(addr);
-                        push(&mut out, IpNet::from(IpAddr::from((a | !mask).to_be_bytes())));
-                        push(&mut out, IpNet::from(IpAddr::from((a & mask).to_be_bytes())));
-                    }
+            if family == libc::AF_INET
+                && !ifa.ifa_netmask.is_null()
+                && let Some(IpAddr::V4(addr)) = ip
+            {
+                // SAFETY: for AF_INET entries the netmask is a sockaddr_in.
+                let mask = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
+                let mask = u32::from_be(mask.sin_addr.s_addr);
+                if mask.leading_ones() < 31 {
+                    let a = u32::from(addr);
+                    push(&mut out, IpNet::from(IpAddr::from((a | !mask).to_be_bytes())));
+                    push(&mut out, IpNet::from(IpAddr::from((a & mask).to_be_bytes())));
                 }
+            }
         }
         cur = ifa.ifa_next;
     }
@@ -82,9 +84,10 @@ pub fn interface_names() -> std::collections::HashMap<u32, String> {
         for entry in dir.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Ok(idx) = std::fs::read_to_string(entry.path().join("ifindex"))
-                && let Ok(idx) = idx.trim().parse() {
-                    names.insert(idx, name);
-                }
+                && let Ok(idx) = idx.trim().parse()
+            {
+                names.insert(idx, name);
+            }
         }
     }
     names

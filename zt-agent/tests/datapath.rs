@@ -417,7 +417,10 @@ fn quarantined_sources_are_dropped_even_on_established_flows() {
     let Some(mut f) = fixture() else { return };
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
     let api: std::net::Ipv4Addr = API4.parse().unwrap();
-    f.maps.quarantine.insert(Addr::from_v4(api.octets()), QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0).unwrap();
+    f.maps
+        .quarantine
+        .insert(Addr::from_v4(api.octets()), QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0)
+        .unwrap();
     f.config(|c| c.flags |= FLAG_QUARANTINE_ACTIVE);
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_DROP);
     assert_eq!(f.stats().get(VERDICT_DENIED, QUARANTINE).packets, 1);
@@ -463,10 +466,12 @@ fn established_flows_finish_when_recheck_is_disabled() {
     let Some(mut f) = fixture() else { return };
     f.config(|c| c.flags &= !FLAG_RECHECK_ESTABLISHED);
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
-    let tightened = TablesBuilder::new()
-        .ip(&format!("{HOST4}/32"), HOST)
-        .ip(&format!("{API4}/32"), API)
-        .any(DIR_INGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE));
+    let tightened = TablesBuilder::new().ip(&format!("{HOST4}/32"), HOST).ip(&format!("{API4}/32"), API).any(
+        DIR_INGRESS,
+        ANY,
+        ANY,
+        verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE),
+    );
     f.apply(&tightened.build());
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40001, 5432, SYN)), XDP_DROP);
@@ -475,7 +480,10 @@ fn established_flows_finish_when_recheck_is_disabled() {
 /// Flips CONFIG between generations `a` and `b` from a second thread, as fast as pushes
 /// could, while `packets` runs; returns how many flips happened under it.
 fn flipping_generations<T>(f: &mut Fixture, a: u32, b: u32, packets: impl FnOnce(&mut Fixture) -> T) -> (T, u64) {
-    use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
     // A second handle on the pinned CONFIG map, as a concurrent push has.
     let pinned = aya::maps::MapData::from_pin(f.dp.pin_dir().join("ZT_CONFIG")).unwrap();
     let mut config: aya::maps::Array<_, zt_common::config::Config> =
@@ -524,17 +532,31 @@ fn pin_to_cpu(cpu: usize) -> libc::cpu_set_t {
 /// Generations whose only difference is whether api -> host TCP 5432 is allowed.
 fn allowing_5432(allow: bool) -> TablesBuilder {
     let b = TablesBuilder::new().ip(&format!("{HOST4}/32"), HOST).ip(&format!("{API4}/32"), API);
-    let b = if allow { b.port(DIR_INGRESS, HOST, API, packet::TCP, 5432, verdict(VERDICT_ALLOWED, POLICY, P_DB, 0)) } else { b };
-    b.any(DIR_INGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE))
-        .any(DIR_EGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE))
+    let b = if allow {
+        b.port(DIR_INGRESS, HOST, API, packet::TCP, 5432, verdict(VERDICT_ALLOWED, POLICY, P_DB, 0))
+    } else {
+        b
+    };
+    b.any(DIR_INGRESS, ANY, ANY, verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE)).any(
+        DIR_EGRESS,
+        ANY,
+        ANY,
+        verdict(VERDICT_DENIED, DEFAULT_DENY, 0, NO_RULE),
+    )
 }
 
 /// Every tracked flow must carry the generation `allowing` that admitted it; under the
 /// denying generation each of `ports` is then re-checked and stopped.
 fn assert_stamped_by(f: &mut Fixture, allowing: u32, denying: u32, ports: &[u16]) {
     f.config(|c| c.generation = denying);
-    let wrong: Vec<u32> =
-        f.maps.conntrack.iter().filter_map(Result::ok).map(|(_, ct)| ct.ingress_gen).filter(|&g| g != allowing).collect();
+    let wrong: Vec<u32> = f
+        .maps
+        .conntrack
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(_, ct)| ct.ingress_gen)
+        .filter(|&g| g != allowing)
+        .collect();
     assert!(wrong.is_empty(), "{} flows judged by generation {allowing} were stamped {wrong:?}", wrong.len());
     let leaked = ports.iter().filter(|&&p| f.xdp(&tcp(API4, HOST4, p, 5432, ACK)) == XDP_PASS).count();
     assert_eq!(leaked, 0, "flows admitted under generation {allowing} must be re-checked and stopped under {denying}");
@@ -545,7 +567,9 @@ fn assert_stamped_by(f: &mut Fixture, allowing: u32, denying: u32, ports: &[u16]
 fn assert_events_name(events: &[zt_common::event::FlowEvent], allowing: u32, denying: u32) {
     let misreported: Vec<(u8, u32)> = events
         .iter()
-        .filter(|e| (e.kind == KIND_DENY && e.generation != denying) || (e.kind == KIND_START && e.generation != allowing))
+        .filter(|e| {
+            (e.kind == KIND_DENY && e.generation != denying) || (e.kind == KIND_START && e.generation != allowing)
+        })
         .map(|e| (e.kind, e.generation))
         .collect();
     assert!(
@@ -576,7 +600,12 @@ fn new_flows_are_stamped_with_the_generation_that_judged_them_while_pushes_race(
         (passed, events)
     });
     assert!(flips > 1000, "the generation must change under the packets: {flips} flips");
-    assert!(passed.len() > 100 && passed.len() < ports.len() - 100, "both generations judged flows: {} of {}", passed.len(), ports.len());
+    assert!(
+        passed.len() > 100 && passed.len() < ports.len() - 100,
+        "both generations judged flows: {} of {}",
+        passed.len(),
+        ports.len()
+    );
     assert_eq!(events.len(), ports.len(), "one start or deny event per flow");
     assert_events_name(&events, 1, 2);
     assert_stamped_by(&mut f, 1, 2, &passed);
@@ -605,7 +634,12 @@ fn rechecked_flows_are_stamped_with_the_generation_that_judged_them_while_pushes
         (passed, events)
     });
     assert!(flips > 1000, "the generation must change under the packets: {flips} flips");
-    assert!(passed.len() > 100 && passed.len() < ports.len() - 100, "both generations judged flows: {} of {}", passed.len(), ports.len());
+    assert!(
+        passed.len() > 100 && passed.len() < ports.len() - 100,
+        "both generations judged flows: {} of {}",
+        passed.len(),
+        ports.len()
+    );
     let denials = events.iter().filter(|e| e.kind == KIND_DENY).count();
     assert_eq!(denials, ports.len() - passed.len(), "one denial per revoked flow");
     assert_events_name(&events, 2, 3);
@@ -642,7 +676,11 @@ fn tcp_close_reports_the_flow_end_with_counts_both_ways() {
     let ev = f.events();
     let end: Vec<_> = ev.iter().filter(|e| e.kind == KIND_END).collect();
     assert_eq!(end.len(), 1, "{ev:?}");
-    assert_eq!((end[0].reason, end[0].policy_id, end[0].rule), (POLICY, P_DB, 0), "the end names what admitted the flow");
+    assert_eq!(
+        (end[0].reason, end[0].policy_id, end[0].rule),
+        (POLICY, P_DB, 0),
+        "the end names what admitted the flow"
+    );
     assert_eq!((end[0].packets, end[0].rev_packets), (3, 2));
     assert_eq!(end[0].bytes, 3 * 40);
     // The last ACK still passes; a new SYN on the same ports opens a new flow.

@@ -154,7 +154,12 @@ fn gen_l4(r: &mut Rng, v6: bool, depth: usize) -> (u8, Vec<u8>) {
         }
         30..=49 => {
             let payload = r.bytes(payload_len);
-            let h = UdpHeader { source_port: r.u16(), destination_port: r.u16(), length: 8 + payload.len() as u16, checksum: 0 };
+            let h = UdpHeader {
+                source_port: r.u16(),
+                destination_port: r.u16(),
+                length: 8 + payload.len() as u16,
+                checksum: 0,
+            };
             let mut b = h.to_bytes().to_vec();
             b.extend(payload);
             (proto::UDP, b)
@@ -180,22 +185,43 @@ fn gen_l4(r: &mut Rng, v6: bool, depth: usize) -> (u8, Vec<u8>) {
                     0..=2 => Icmpv6Type::EchoRequest(echo),
                     3 => Icmpv6Type::EchoReply(echo),
                     4 => Icmpv6Type::NeighborSolicitation,
-                    5 => Icmpv6Type::Unknown { type_u8: r.pick(&[130, 131, 132, 133, 134, 136, 137, 143]), code_u8: 0, bytes5to8: [0; 4] },
-                    6..=7 => Icmpv6Type::Unknown { type_u8: r.pick(&[1, 2, 3, 4]), code_u8: r.u8() % 8, bytes5to8: [0, 0, 5, 0xdc] },
-                    _ => Icmpv6Type::Unknown { type_u8: r.u8(), code_u8: r.u8(), bytes5to8: (r.next() as u32).to_be_bytes() },
+                    5 => Icmpv6Type::Unknown {
+                        type_u8: r.pick(&[130, 131, 132, 133, 134, 136, 137, 143]),
+                        code_u8: 0,
+                        bytes5to8: [0; 4],
+                    },
+                    6..=7 => Icmpv6Type::Unknown {
+                        type_u8: r.pick(&[1, 2, 3, 4]),
+                        code_u8: r.u8() % 8,
+                        bytes5to8: [0, 0, 5, 0xdc],
+                    },
+                    _ => Icmpv6Type::Unknown {
+                        type_u8: r.u8(),
+                        code_u8: r.u8(),
+                        bytes5to8: (r.next() as u32).to_be_bytes(),
+                    },
                 };
                 Icmpv6Header::new(t).to_bytes().to_vec()
             } else {
                 let t = match ty_pick {
                     0..=2 => Icmpv4Type::EchoRequest(echo),
                     3 => Icmpv4Type::EchoReply(echo),
-                    4..=6 => Icmpv4Type::Unknown { type_u8: r.pick(&[3, 11, 12]), code_u8: r.u8() % 16, bytes5to8: [0, 0, 5, 0xdc] },
+                    4..=6 => Icmpv4Type::Unknown {
+                        type_u8: r.pick(&[3, 11, 12]),
+                        code_u8: r.u8() % 16,
+                        bytes5to8: [0, 0, 5, 0xdc],
+                    },
                     7 => Icmpv4Type::Unknown { type_u8: r.pick(&[13, 14]), code_u8: 0, bytes5to8: [0; 4] },
-                    _ => Icmpv4Type::Unknown { type_u8: r.u8(), code_u8: r.u8(), bytes5to8: (r.next() as u32).to_be_bytes() },
+                    _ => Icmpv4Type::Unknown {
+                        type_u8: r.u8(),
+                        code_u8: r.u8(),
+                        bytes5to8: (r.next() as u32).to_be_bytes(),
+                    },
                 };
                 Icmpv4Header::new(t).to_bytes().to_vec()
             };
-            let is_error = matches!(b[0], 1..=4 if p == proto::ICMPV6) || matches!(b[0], 3 | 11 | 12 if p == proto::ICMP);
+            let is_error =
+                matches!(b[0], 1..=4 if p == proto::ICMPV6) || matches!(b[0], 3 | 11 | 12 if p == proto::ICMP);
             if is_error && depth == 0 {
                 // Quote an inner packet: its IP header and the first 8 transport bytes, or
                 // all of it, or less.
@@ -213,8 +239,14 @@ fn gen_l4(r: &mut Rng, v6: bool, depth: usize) -> (u8, Vec<u8>) {
             (p, b)
         }
         _ => {
-            let p = { let x = r.u8(); r.pick(&[0u8, 2, 4, 41, 47, 50, 89, 103, 136, 253, 255, x]) };
-            (p, { let n = r.below(40); r.bytes(n) })
+            let p = {
+                let x = r.u8();
+                r.pick(&[0u8, 2, 4, 41, 47, 50, 89, 103, 136, 253, 255, x])
+            };
+            (p, {
+                let n = r.below(40);
+                r.bytes(n)
+            })
         }
     }
 }
@@ -261,9 +293,8 @@ fn gen_ip(r: &mut Rng, v6: bool, depth: usize) -> (Vec<u8>, Layout) {
             7 => 2 + r.below(3),
             _ => 5 + r.below(4),
         };
-        let mut chain: Vec<u8> = (0..n)
-            .map(|i| if i == 0 && r.chance(40) { 0 } else { r.pick(&[43, 60, 60, 51, 0]) })
-            .collect();
+        let mut chain: Vec<u8> =
+            (0..n).map(|i| if i == 0 && r.chance(40) { 0 } else { r.pick(&[43, 60, 60, 51, 0]) }).collect();
         if frag != 0 || r.chance(5) {
             let at = r.below(chain.len() + 1);
             chain.insert(at, 44);
@@ -279,14 +310,22 @@ fn gen_ip(r: &mut Rng, v6: bool, depth: usize) -> (Vec<u8>, Layout) {
                         2 => (1 + r.below(0x1ffe) as u16, r.chance(50)),
                         _ => (0, false), // an atomic fragment
                     };
-                    ext.extend(Ipv6FragmentHeader::new(next, IpFragOffset::try_new(off).unwrap(), more, frag_id).to_bytes());
+                    ext.extend(
+                        Ipv6FragmentHeader::new(next, IpFragOffset::try_new(off).unwrap(), more, frag_id).to_bytes(),
+                    );
                 }
                 51 => {
-                    let icv = { let n = 4 * r.below(4); r.bytes(n) };
+                    let icv = {
+                        let n = 4 * r.below(4);
+                        r.bytes(n)
+                    };
                     ext.extend(IpAuthHeader::new(next, r.next() as u32, r.next() as u32, &icv).unwrap().to_bytes());
                 }
                 _ => {
-                    let payload = { let n = 6 + 8 * r.below(3); r.bytes(n) };
+                    let payload = {
+                        let n = 6 + 8 * r.below(3);
+                        r.bytes(n)
+                    };
                     ext.extend(Ipv6RawExtHeader::new_raw(next, &payload).unwrap().to_bytes());
                 }
             }
@@ -314,7 +353,16 @@ fn gen_ip(r: &mut Rng, v6: bool, depth: usize) -> (Vec<u8>, Layout) {
 fn gen_frame(r: &mut Rng) -> (Vec<u8>, Layout) {
     let v6 = r.chance(50);
     let (ip, mut lay) = gen_ip(r, v6, 0);
-    let ip_type = if r.chance(3) { { let x = r.u16(); r.pick(&[0x0806u16, 0x88cc, 0x8847, x]) } } else if v6 { ETH_IP6 } else { ETH_IP4 };
+    let ip_type = if r.chance(3) {
+        {
+            let x = r.u16();
+            r.pick(&[0x0806u16, 0x88cc, 0x8847, x])
+        }
+    } else if v6 {
+        ETH_IP6
+    } else {
+        ETH_IP4
+    };
     let tpids: Vec<u16> = match r.below(10) {
         0..=5 => vec![],
         6..=7 => vec![0x8100],
@@ -379,34 +427,53 @@ fn mutate(r: &mut Rng, f: &mut Vec<u8>, lay: &Layout) {
             2 => f.truncate(r.below(len + 1)),
             3 => {
                 // Version/IHL byte.
-                let v = if r.chance(50) { r.u8() } else { (f.get(lay.ip).copied().unwrap_or(0x45) & 0xf0) | r.below(16) as u8 };
+                let v = if r.chance(50) {
+                    r.u8()
+                } else {
+                    (f.get(lay.ip).copied().unwrap_or(0x45) & 0xf0) | r.below(16) as u8
+                };
                 set(f, lay.ip, v);
             }
             4 => {
                 // Total length (v4) / payload length (v6).
                 let at = lay.ip + if lay.v6 { 4 } else { 2 };
-                let v = { let x = r.u16(); r.pick(&[0u16, 1, 19, 20, 39, 40, 0xffff, x, len as u16]) };
+                let v = {
+                    let x = r.u16();
+                    r.pick(&[0u16, 1, 19, 20, 39, 40, 0xffff, x, len as u16])
+                };
                 set(f, at, (v >> 8) as u8);
                 set(f, at + 1, v as u8);
             }
             5 => {
                 // Protocol / next header.
                 let at = lay.ip + if lay.v6 { 6 } else { 9 };
-                set(f, at, { let x = r.u8(); r.pick(&[0u8, 1, 6, 17, 43, 44, 50, 51, 58, 59, 60, 132, 135, x]) });
+                set(f, at, {
+                    let x = r.u8();
+                    r.pick(&[0u8, 1, 6, 17, 43, 44, 50, 51, 58, 59, 60, 132, 135, x])
+                });
             }
             6 if !lay.exts.is_empty() => {
                 // An extension header's next header or length.
                 let e = lay.exts[r.below(lay.exts.len())];
                 if r.chance(50) {
-                    set(f, e, { let x = r.u8(); r.pick(&[0u8, 6, 17, 43, 44, 51, 58, 60, x]) });
+                    set(f, e, {
+                        let x = r.u8();
+                        r.pick(&[0u8, 6, 17, 43, 44, 51, 58, 60, x])
+                    });
                 } else {
-                    set(f, e + 1, { let x = r.u8(); r.pick(&[0u8, 1, 2, 0xff, x]) });
+                    set(f, e + 1, {
+                        let x = r.u8();
+                        r.pick(&[0u8, 1, 2, 0xff, x])
+                    });
                 }
             }
             7 => {
                 // An ethertype.
                 let at = lay.ethertypes[r.below(lay.ethertypes.len())];
-                let v = { let x = r.u16(); r.pick(&[0x8100u16, 0x88a8, 0x9100, ETH_IP4, ETH_IP6, 0x0806, x]) };
+                let v = {
+                    let x = r.u16();
+                    r.pick(&[0x8100u16, 0x88a8, 0x9100, ETH_IP4, ETH_IP6, 0x0806, x])
+                };
                 set(f, at, (v >> 8) as u8);
                 set(f, at + 1, v as u8);
             }
@@ -417,7 +484,10 @@ fn mutate(r: &mut Rng, f: &mut Vec<u8>, lay: &Layout) {
             }
             9 => {
                 let at = r.below(len + 1);
-                let junk = { let n = 1 + r.below(16); r.bytes(n) };
+                let junk = {
+                    let n = 1 + r.below(16);
+                    r.bytes(n)
+                };
                 f.splice(at..at, junk);
             }
             10 => {
@@ -439,7 +509,10 @@ fn mutate(r: &mut Rng, f: &mut Vec<u8>, lay: &Layout) {
 
 /// Random bytes, sometimes behind a plausible Ethernet header.
 fn garbage(r: &mut Rng) -> Vec<u8> {
-    let mut f = { let n = 14 + r.below(120); r.bytes(n) };
+    let mut f = {
+        let n = 14 + r.below(120);
+        r.bytes(n)
+    };
     if r.chance(70) {
         let t = r.pick(&[ETH_IP4, ETH_IP6, 0x8100, 0x88a8]);
         f[12] = (t >> 8) as u8;
@@ -915,7 +988,11 @@ fn settle(fx: &mut Fixture, pending: &mut Vec<Pending>, frames: &[Vec<u8>], t: &
             }
         };
         let matches = |e: &FlowEvent| {
-            e.kind == KIND_DENY && e.verdict == VERDICT_DENIED && e.reason == want_reason && e.direction == dir && event_tuple(e) == want_tuple
+            e.kind == KIND_DENY
+                && e.verdict == VERDICT_DENIED
+                && e.reason == want_reason
+                && e.direction == dir
+                && event_tuple(e) == want_tuple
         };
         if p.optional {
             if ev.peek().is_some_and(|e| matches(e)) {
@@ -1032,7 +1109,11 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
         // fragment-unknown. Either is accepted then; otherwise fragment-unknown is required.
         if debug {
             if let Expect::Deny(tu) | Expect::Later(tu) = expect {
-                history.entry((tu.src, tu.dst, fi.id)).or_default().push(format!("{expect:?} first={} {}", fi.first, hex(&frame)));
+                history.entry((tu.src, tu.dst, fi.id)).or_default().push(format!(
+                    "{expect:?} first={} {}",
+                    fi.first,
+                    hex(&frame)
+                ));
             }
             if let Expect::Later(tu) = expect {
                 if !fragments.contains_key(&frag_key(&tu, &fi)) {
@@ -1100,7 +1181,11 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
                 _ => (TC_ACT_OK, TC_ACT_SHOT),
             };
             if rc != pass && rc != drop {
-                t.problems.push(format!("return code {rc} (neither PASS nor DROP) from {} on {}", prog.name(), hex(&frame)));
+                t.problems.push(format!(
+                    "return code {rc} (neither PASS nor DROP) from {} on {}",
+                    prog.name(),
+                    hex(&frame)
+                ));
                 pending.push(Pending { frame: idx, prog, expect: None, optional: true });
                 continue;
             }
@@ -1135,7 +1220,11 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
         if last_report.elapsed() > Duration::from_secs(10) {
             last_report = Instant::now();
             fragments.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(35));
-            println!("datapath fuzz: {} frames, {:.0} frames/s", t.frames, t.frames as f64 / start.elapsed().as_secs_f64());
+            println!(
+                "datapath fuzz: {} frames, {:.0} frames/s",
+                t.frames,
+                t.frames as f64 / start.elapsed().as_secs_f64()
+            );
         }
     }
     settle(&mut fx, &mut pending, &frames, &mut t);

@@ -106,9 +106,9 @@ fn junk_scalar(r: &mut Rng) -> String {
 /// Characters from everywhere: ASCII, controls, combining marks, RTL, emoji, NUL.
 fn unicode_string(r: &mut Rng) -> String {
     const CHARS: &[char] = &[
-        'a', 'Z', '0', '-', '.', '/', ':', ' ', '\t', '\n', '\r', '\0', '\u{7f}', '\u{85}', '\u{2028}', 'é',
-        '\u{301}', '\u{202e}', 'ß', '中', '😀', '\u{feff}', '"', '\'', '\\', '#', '&', '*', '!', '|', '>', '%',
-        '@', '`', '{', '}', '[', ']', ',',
+        'a', 'Z', '0', '-', '.', '/', ':', ' ', '\t', '\n', '\r', '\0', '\u{7f}', '\u{85}', '\u{2028}', 'é', '\u{301}',
+        '\u{202e}', 'ß', '中', '😀', '\u{feff}', '"', '\'', '\\', '#', '&', '*', '!', '|', '>', '%', '@', '`', '{',
+        '}', '[', ']', ',',
     ];
     let n = r.below(24);
     (0..n).map(|_| *r.pick(CHARS)).collect()
@@ -149,8 +149,20 @@ fn labels(r: &mut Rng) -> String {
     let rot = r.below(3);
     let items: Vec<String> = (0..n)
         .map(|i| {
-            let k = if r.1 == 0 { ["app", "tier", "team"][(i + rot) % 3].to_string() } else if r.chance(95) { r.pick(LABEL_KEYS).to_string() } else { unicode_string(r) };
-            let v = if r.1 == 0 { r.pick(&["web", "api", "db", "x1"]).to_string() } else if r.chance(95) { r.pick(NAMES).to_string() } else { unicode_string(r) };
+            let k = if r.1 == 0 {
+                ["app", "tier", "team"][(i + rot) % 3].to_string()
+            } else if r.chance(95) {
+                r.pick(LABEL_KEYS).to_string()
+            } else {
+                unicode_string(r)
+            };
+            let v = if r.1 == 0 {
+                r.pick(&["web", "api", "db", "x1"]).to_string()
+            } else if r.chance(95) {
+                r.pick(NAMES).to_string()
+            } else {
+                unicode_string(r)
+            };
             let v = or_junk(r, |_| format!("\"{}\"", escaped(&v)));
             format!("\"{}\": {}", escaped(&k), v)
         })
@@ -303,7 +315,10 @@ fn odd_doc(r: &mut Rng) -> String {
             // Exponential alias expansion ("billion laughs").
             let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
             for i in 1..(2 + r.below(10)) {
-                s += &format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n", p = i - 1);
+                s += &format!(
+                    "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+                    p = i - 1
+                );
             }
             s
         }
@@ -406,8 +421,10 @@ struct Tally {
 /// quoted input; a template with a line break of its own would break every instance of
 /// its error, also for inputs without such constructs, and still fail the test.
 fn multiline_is_echoed_input(sources: &[(String, String)]) -> bool {
-    const BREAKS: &[&str] =
-        &["\\n", "\\r", "\\x0a", "\\x0A", "\\x0d", "\\x0D", "\\N", "\\L", "\\P", "\\u", "\\U", "|", ">", "\n\n", "\r", "\u{85}", "\u{2028}", "\u{2029}"];
+    const BREAKS: &[&str] = &[
+        "\\n", "\\r", "\\x0a", "\\x0A", "\\x0d", "\\x0D", "\\N", "\\L", "\\P", "\\u", "\\U", "|", ">", "\n\n", "\r",
+        "\u{85}", "\u{2028}", "\u{2029}",
+    ];
     sources.iter().any(|(_, text)| BREAKS.iter().any(|b| text.contains(b)))
 }
 

@@ -47,11 +47,7 @@ fn sources(module: &str) -> Vec<PathBuf> {
 
 /// The top-level modules a source names through `crate::`, comments left out.
 fn imports(text: &str) -> Vec<String> {
-    let code: String = text
-        .lines()
-        .map(|l| l.find("//").map_or(l, |i| &l[..i]))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let code: String = text.lines().map(|l| l.find("//").map_or(l, |i| &l[..i])).collect::<Vec<_>>().join("\n");
     let mut found = Vec::new();
     let mut rest = code.as_str();
     while let Some(at) = rest.find("crate::") {

@@ -11,9 +11,7 @@ use std::{
     time::Duration,
 };
 
-use rustls::{
-    AlertDescription, ClientConfig, ClientConnection, StreamOwned, pki_types::ServerName,
-};
+use rustls::{AlertDescription, ClientConfig, ClientConnection, StreamOwned, pki_types::ServerName};
 
 use crate::protocol::{self, ApiError, Reply, Request, Response};
 
@@ -84,10 +82,7 @@ impl Client {
     }
 
     pub fn to(target: Target) -> Client {
-        Client {
-            target,
-            timeout: Some(DEFAULT_TIMEOUT),
-        }
+        Client { target, timeout: Some(DEFAULT_TIMEOUT) }
     }
 
     /// `None`: wait as long as it takes (`flows --follow`).
@@ -102,11 +97,10 @@ impl Client {
 
     /// Sends `request` and returns the agent's final answer.
     pub fn call(&self, request: &Request) -> Result<Reply, ClientError> {
-        self.stream(request, |_| true)?
-            .ok_or_else(|| ClientError::Protocol {
-                agent: self.target.to_string(),
-                detail: "the answer ended early".into(),
-            })
+        self.stream(request, |_| true)?.ok_or_else(|| ClientError::Protocol {
+            agent: self.target.to_string(),
+            detail: "the answer ended early".into(),
+        })
     }
 
     /// Sends `request`, hands every streamed line (flow records, `lost` notices) to
@@ -119,10 +113,7 @@ impl Client {
     ) -> Result<Option<Reply>, ClientError> {
         let mut stream = self.connect()?;
         let io_error = |e| self.io_error(e);
-        stream
-            .write_all(protocol::encode(request).as_bytes())
-            .and_then(|()| stream.flush())
-            .map_err(io_error)?;
+        stream.write_all(protocol::encode(request).as_bytes()).and_then(|()| stream.flush()).map_err(io_error)?;
         let mut lines = BufReader::new(stream);
         let mut line = String::new();
         loop {
@@ -132,10 +123,7 @@ impl Client {
                     agent: self.target.to_string(),
                     source: io::Error::new(
                         e.kind(),
-                        format!(
-                            "no answer within {}s",
-                            self.timeout.unwrap_or_default().as_secs()
-                        ),
+                        format!("no answer within {}s", self.timeout.unwrap_or_default().as_secs()),
                     ),
                 },
                 _ => io_error(e),
@@ -146,11 +134,8 @@ impl Client {
                     detail: "it closed the connection without a final answer".into(),
                 });
             }
-            let response: Response =
-                protocol::decode(&line).map_err(|e| ClientError::Protocol {
-                    agent: self.target.to_string(),
-                    detail: e.message,
-                })?;
+            let response: Response = protocol::decode(&line)
+                .map_err(|e| ClientError::Protocol { agent: self.target.to_string(), detail: e.message })?;
             match response {
                 Response::Ok { result } => return Ok(Some(result)),
                 Response::Error { error } => return Err(ClientError::Api(error)),
@@ -164,42 +149,29 @@ impl Client {
     }
 
     fn connect(&self) -> Result<Box<dyn Connection>, ClientError> {
-        let connect_error = |reason: String| ClientError::Connect {
-            agent: self.target.to_string(),
-            reason,
-        };
+        let connect_error = |reason: String| ClientError::Connect { agent: self.target.to_string(), reason };
         match &self.target {
             Target::Socket(path) => {
                 let stream = UnixStream::connect(path).map_err(|e| {
                     connect_error(match e.kind() {
                         io::ErrorKind::NotFound => "no such file; is zt-agent running?".to_string(),
-                        io::ErrorKind::ConnectionRefused => {
-                            "connection refused; is zt-agent running?".to_string()
-                        }
-                        io::ErrorKind::PermissionDenied => {
-                            "permission denied; run ztctl as root".to_string()
-                        }
+                        io::ErrorKind::ConnectionRefused => "connection refused; is zt-agent running?".to_string(),
+                        io::ErrorKind::PermissionDenied => "permission denied; run ztctl as root".to_string(),
                         _ => format!("{e}; is zt-agent running, and is --socket right?"),
                     })
                 })?;
-                stream
-                    .set_read_timeout(self.timeout)
-                    .map_err(|e| self.io_error(e))?;
+                stream.set_read_timeout(self.timeout).map_err(|e| self.io_error(e))?;
                 Ok(Box::new(stream))
             }
             Target::Remote(remote) => {
                 let tcp = remote_connect(&remote.server).map_err(connect_error)?;
-                tcp.set_read_timeout(self.timeout)
-                    .map_err(|e| self.io_error(e))?;
+                tcp.set_read_timeout(self.timeout).map_err(|e| self.io_error(e))?;
                 let tls = ClientConnection::new(remote.config.clone(), remote.server_name.clone())
                     .map_err(|e| self.io_error(io::Error::other(e)))?;
                 let mut stream = StreamOwned::new(tls, tcp);
                 // Finish the handshake here, so its failures are told apart from the request's.
                 while stream.conn.is_handshaking() {
-                    stream
-                        .conn
-                        .complete_io(&mut stream.sock)
-                        .map_err(|e| self.io_error(e))?;
+                    stream.conn.complete_io(&mut stream.sock).map_err(|e| self.io_error(e))?;
                 }
                 Ok(Box::new(stream))
             }
@@ -212,9 +184,7 @@ impl Client {
         if !matches!(self.target, Target::Remote(_)) {
             return ClientError::Io { agent, source };
         }
-        let tls = source
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        let tls = source.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
         let reason = match tls {
             Some(rustls::Error::AlertReceived(AlertDescription::CertificateRequired))
             | Some(rustls::Error::AlertReceived(AlertDescription::HandshakeFailure))
@@ -225,13 +195,12 @@ impl Client {
             Some(rustls::Error::AlertReceived(alert)) => format!(
                 "the agent refused this client certificate ({alert:?}); pass --cert and --key of a certificate signed by the CA in the agent's [remote] ca"
             ),
-            Some(rustls::Error::InvalidCertificate(e)) => format!(
-                "the agent's certificate is not trusted ({e:?}); check --ca and --server-name"
-            ),
+            Some(rustls::Error::InvalidCertificate(e)) => {
+                format!("the agent's certificate is not trusted ({e:?}); check --ca and --server-name")
+            }
             Some(other) => format!("{other}"),
             None if source.kind() == io::ErrorKind::ConnectionReset => {
-                "the agent closed the connection; is --cert signed by the CA in the agent's [remote] ca?"
-                    .to_string()
+                "the agent closed the connection; is --cert signed by the CA in the agent's [remote] ca?".to_string()
             }
             None => return ClientError::Io { agent, source },
         };
@@ -245,9 +214,7 @@ impl Client {
 
 /// Connects to `HOST:PORT`, trying each address it resolves to.
 fn remote_connect(server: &str) -> Result<TcpStream, String> {
-    let addrs = server
-        .to_socket_addrs()
-        .map_err(|e| format!("{e}; pass --server as HOST:PORT"))?;
+    let addrs = server.to_socket_addrs().map_err(|e| format!("{e}; pass --server as HOST:PORT"))?;
     let mut last = String::from("the name resolves to no address; check --server");
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {

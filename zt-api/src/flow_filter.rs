@@ -81,14 +81,8 @@ impl FromStr for PeerMatch {
 
     fn from_str(text: &str) -> Result<PeerMatch, String> {
         if text.contains('=') {
-            let labels =
-                Labels::parse(text).map_err(|e| format!("label selector {text:?}: {e}"))?;
-            return Ok(PeerMatch::Labels(
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ));
+            let labels = Labels::parse(text).map_err(|e| format!("label selector {text:?}: {e}"))?;
+            return Ok(PeerMatch::Labels(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()));
         }
         if let Ok(ip) = text.parse::<IpAddr>() {
             return Ok(PeerMatch::Ip(ip));
@@ -96,9 +90,7 @@ impl FromStr for PeerMatch {
         if let Ok(net) = text.parse::<IpNet>() {
             return Ok(PeerMatch::Cidr(net.trunc()));
         }
-        Err(format!(
-            "{text:?} is neither an IP address, a CIDR prefix nor a label selector k=v[,k=v]"
-        ))
+        Err(format!("{text:?} is neither an IP address, a CIDR prefix nor a label selector k=v[,k=v]"))
     }
 }
 
@@ -139,9 +131,7 @@ impl FlowFilter {
             return false;
         }
         if let Some(since) = self.since_seconds {
-            let cutoff = now
-                .checked_sub(Duration::from_secs(since))
-                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let cutoff = now.checked_sub(Duration::from_secs(since)).unwrap_or(SystemTime::UNIX_EPOCH);
             // A record whose time cannot be read is shown rather than silently hidden.
             if let Ok(t) = humantime::parse_rfc3339_weak(&record.time)
                 && t < cutoff
@@ -194,10 +184,7 @@ mod tests {
     #[test]
     fn an_empty_filter_matches_everything() {
         let now = SystemTime::now();
-        assert!(
-            FlowFilter::default()
-                .matches(&record("denied", "198.18.0.1", "198.18.0.2", 80, now), now)
-        );
+        assert!(FlowFilter::default().matches(&record("denied", "198.18.0.1", "198.18.0.2", 80, now), now));
     }
 
     #[test]
@@ -219,29 +206,14 @@ mod tests {
             f.to = Some("app=server".parse().unwrap());
             f.port = Some(81);
         });
-        assert!(
-            !both.matches(&r, now),
-            "one failing condition rejects the record"
-        );
+        assert!(!both.matches(&r, now), "one failing condition rejects the record");
     }
 
     #[test]
     fn since_keeps_only_recent_records() {
         let now = SystemTime::now();
-        let old = record(
-            "allowed",
-            "198.18.0.1",
-            "198.18.0.2",
-            80,
-            now - Duration::from_secs(600),
-        );
-        let new = record(
-            "allowed",
-            "198.18.0.1",
-            "198.18.0.2",
-            80,
-            now - Duration::from_secs(10),
-        );
+        let old = record("allowed", "198.18.0.1", "198.18.0.2", 80, now - Duration::from_secs(600));
+        let new = record("allowed", "198.18.0.1", "198.18.0.2", 80, now - Duration::from_secs(10));
         let last_5m = filter(|f| f.since_seconds = Some(300));
         assert!(!last_5m.matches(&old, now));
         assert!(last_5m.matches(&new, now));
@@ -249,22 +221,10 @@ mod tests {
 
     #[test]
     fn peer_matches_parse_and_name_bad_input() {
-        assert_eq!(
-            "fd00::1".parse::<PeerMatch>().unwrap(),
-            PeerMatch::Ip("fd00::1".parse().unwrap())
-        );
-        assert_eq!(
-            "198.18.0.7/24".parse::<PeerMatch>().unwrap(),
-            PeerMatch::Cidr("198.18.0.0/24".parse().unwrap())
-        );
-        assert_eq!(
-            "app=web,env=prod".parse::<PeerMatch>().unwrap().to_string(),
-            "app=web,env=prod"
-        );
+        assert_eq!("fd00::1".parse::<PeerMatch>().unwrap(), PeerMatch::Ip("fd00::1".parse().unwrap()));
+        assert_eq!("198.18.0.7/24".parse::<PeerMatch>().unwrap(), PeerMatch::Cidr("198.18.0.0/24".parse().unwrap()));
+        assert_eq!("app=web,env=prod".parse::<PeerMatch>().unwrap().to_string(), "app=web,env=prod");
         let e = "web".parse::<PeerMatch>().unwrap_err();
-        assert_eq!(
-            e,
-            "\"web\" is neither an IP address, a CIDR prefix nor a label selector k=v[,k=v]"
-        );
+        assert_eq!(e, "\"web\" is neither an IP address, a CIDR prefix nor a label selector k=v[,k=v]");
     }
 }

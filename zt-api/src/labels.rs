@@ -46,12 +46,7 @@ impl Labels {
         K: Into<String>,
         V: Into<String>,
     {
-        Self(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 
     /// Parses `k=v,k2=v2` (the `--labels` syntax) and checks every key and value against
@@ -64,18 +59,14 @@ impl Labels {
         for item in text.split(',') {
             let item = item.trim();
             if item.is_empty() {
-                return Err(LabelError::EmptyItem {
-                    text: text.to_string(),
-                });
+                return Err(LabelError::EmptyItem { text: text.to_string() });
             }
             let (key, value) = item.split_once('=').unwrap_or((item, ""));
             let (key, value) = (key.trim(), value.trim());
             validate_key(key)?;
             validate_value(key, value)?;
             if labels.insert(key.to_string(), value.to_string()).is_some() {
-                return Err(LabelError::DuplicateKey {
-                    key: key.to_string(),
-                });
+                return Err(LabelError::DuplicateKey { key: key.to_string() });
             }
         }
         Ok(Self(labels))
@@ -177,13 +168,7 @@ pub fn validate_key(key: &str) -> Result<(), LabelError> {
         None => (None, key),
     };
     let prefix_ok = prefix.is_none_or(is_dns_subdomain);
-    if prefix_ok && is_label_name(name) {
-        Ok(())
-    } else {
-        Err(LabelError::InvalidKey {
-            key: key.to_string(),
-        })
-    }
+    if prefix_ok && is_label_name(name) { Ok(()) } else { Err(LabelError::InvalidKey { key: key.to_string() }) }
 }
 
 /// Checks a label value: empty, or a label name.
@@ -191,10 +176,7 @@ pub fn validate_value(key: &str, value: &str) -> Result<(), LabelError> {
     if value.is_empty() || is_label_name(value) {
         Ok(())
     } else {
-        Err(LabelError::InvalidValue {
-            key: key.to_string(),
-            value: value.to_string(),
-        })
+        Err(LabelError::InvalidValue { key: key.to_string(), value: value.to_string() })
     }
 }
 
@@ -205,9 +187,7 @@ fn is_label_name(name: &str) -> bool {
         && bytes.len() <= MAX_NAME_LEN
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// RFC 1123 subdomain as Kubernetes checks it: lowercase, dot-separated labels of
@@ -250,43 +230,19 @@ mod tests {
     #[test]
     fn reserved_labels_are_not_valid_user_keys() {
         assert!(Labels::parse("reserved:host").is_err());
-        assert_eq!(
-            Labels::host(&Labels::parse("role=gw").unwrap()).to_string(),
-            "reserved:host,role=gw"
-        );
+        assert_eq!(Labels::host(&Labels::parse("role=gw").unwrap()).to_string(), "reserved:host,role=gw");
         assert_eq!(Labels::world().to_string(), "reserved:world");
-        assert_eq!(
-            Labels::cidr("10.0.0.0/8".parse().unwrap()).to_string(),
-            "cidr:10.0.0.0/8"
-        );
+        assert_eq!(Labels::cidr("10.0.0.0/8".parse().unwrap()).to_string(), "cidr:10.0.0.0/8");
     }
 
     #[test]
     fn kubernetes_key_syntax() {
-        for ok in [
-            "app",
-            "a",
-            "app.kubernetes.io/name",
-            "example.com/tier",
-            "A_b-c.d",
-            "x9",
-        ] {
+        for ok in ["app", "a", "app.kubernetes.io/name", "example.com/tier", "A_b-c.d", "x9"] {
             assert!(validate_key(ok).is_ok(), "{ok}");
         }
         let long = "a".repeat(64);
         let bad_prefix = format!("{}/x", "a".repeat(254));
-        for bad in [
-            "",
-            "-app",
-            "app-",
-            "app name",
-            "Example.com/x",
-            "/x",
-            "a/",
-            "a/b/c",
-            &long,
-            &bad_prefix,
-        ] {
+        for bad in ["", "-app", "app-", "app name", "Example.com/x", "/x", "a/", "a/b/c", &long, &bad_prefix] {
             assert!(validate_key(bad).is_err(), "{bad}");
         }
     }
@@ -302,14 +258,8 @@ mod tests {
 
     #[test]
     fn parse_rejects_duplicates_and_empty_items() {
-        assert_eq!(
-            Labels::parse("a=1,a=2"),
-            Err(LabelError::DuplicateKey { key: "a".into() })
-        );
-        assert!(matches!(
-            Labels::parse("a=1,,b=2"),
-            Err(LabelError::EmptyItem { .. })
-        ));
+        assert_eq!(Labels::parse("a=1,a=2"), Err(LabelError::DuplicateKey { key: "a".into() }));
+        assert!(matches!(Labels::parse("a=1,,b=2"), Err(LabelError::EmptyItem { .. })));
         assert_eq!(Labels::parse("  ").unwrap(), Labels::new());
     }
 

@@ -161,11 +161,7 @@ pub enum ErrorCode {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            message: message.into(),
-            problems: Vec::new(),
-        }
+        ApiError { code, message: message.into(), problems: Vec::new() }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -430,66 +426,43 @@ pub fn decode<T: for<'de> Deserialize<'de>>(line: &str) -> Result<T, ApiError> {
         Some(v) => {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedVersion,
-                format!(
-                    "API version {v} is not supported; this agent speaks version {API_VERSION}"
-                ),
+                format!("API version {v} is not supported; this agent speaks version {API_VERSION}"),
             ));
         }
         None => {
-            return Err(ApiError::bad_request(
-                r#"the line has no "api" version field; add "api": 1"#,
-            ));
+            return Err(ApiError::bad_request(r#"the line has no "api" version field; add "api": 1"#));
         }
     }
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request(format!("the line is not a valid message: {e}")))
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("the line is not a valid message: {e}")))
 }
 
 /// `1 added, 2 changed, 0 removed`: how a push's document changes read in one line.
 pub fn counts(changes: &[DocumentChange]) -> String {
     let n = |c: Change| changes.iter().filter(|x| x.change == c).count();
-    format!(
-        "{} added, {} changed, {} removed",
-        n(Change::Added),
-        n(Change::Changed),
-        n(Change::Removed)
-    )
+    format!("{} added, {} changed, {} removed", n(Change::Added), n(Change::Changed), n(Change::Removed))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(
-        value: T,
-    ) {
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(value: T) {
         let line = encode(&value);
         assert!(line.starts_with(r#"{"api":1,"#), "{line}");
-        assert!(
-            line.ends_with('\n') && !line[..line.len() - 1].contains('\n'),
-            "one line: {line}"
-        );
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'), "one line: {line}");
         assert_eq!(decode::<T>(&line).unwrap(), value);
     }
 
     #[test]
     fn every_request_round_trips() {
         round_trip(Request::PolicyApply {
-            sources: vec![Source {
-                name: "a.yaml".into(),
-                text: "kind: Policy\n---\nx: 1\n".into(),
-            }],
+            sources: vec![Source { name: "a.yaml".into(), text: "kind: Policy\n---\nx: 1\n".into() }],
             dry_run: true,
         });
         round_trip(Request::PolicyDiff { sources: vec![] });
-        round_trip(Request::PolicyGet {
-            name: Some("web".into()),
-        });
+        round_trip(Request::PolicyGet { name: Some("web".into()) });
         round_trip(Request::PolicyGet { name: None });
-        round_trip(Request::PolicyDelete {
-            name: "web".into(),
-            dry_run: false,
-        });
+        round_trip(Request::PolicyDelete { name: "web".into(), dry_run: false });
         round_trip(Request::PolicyHistory);
         round_trip(Request::PolicyRollback { revision: Some(3) });
         round_trip(Request::EndpointList);
@@ -513,33 +486,17 @@ mod tests {
             direction: None,
         }));
         round_trip(Request::QuarantineList);
-        round_trip(Request::QuarantineAdd {
-            ip: "198.18.0.9".parse().unwrap(),
-            ttl_seconds: Some(300),
-        });
-        round_trip(Request::QuarantineRelease {
-            ip: "fd00::9".parse().unwrap(),
-        });
+        round_trip(Request::QuarantineAdd { ip: "198.18.0.9".parse().unwrap(), ttl_seconds: Some(300) });
+        round_trip(Request::QuarantineRelease { ip: "fd00::9".parse().unwrap() });
     }
 
     #[test]
     fn responses_round_trip() {
         round_trip(Response::Ok {
-            result: Reply::Push(PushReport {
-                applied: true,
-                revision: Some(2),
-                ..PushReport::default()
-            }),
+            result: Reply::Push(PushReport { applied: true, revision: Some(2), ..PushReport::default() }),
         });
-        round_trip(Response::Ok {
-            result: Reply::FlowsEnd { records: 4 },
-        });
-        round_trip(Response::Ok {
-            result: Reply::History {
-                current: Some(1),
-                revisions: vec![],
-            },
-        });
+        round_trip(Response::Ok { result: Reply::FlowsEnd { records: 4 } });
+        round_trip(Response::Ok { result: Reply::History { current: Some(1), revisions: vec![] } });
         round_trip(Response::Error {
             error: ApiError {
                 code: ErrorCode::Rejected,
@@ -552,14 +509,8 @@ mod tests {
 
     #[test]
     fn the_wire_names_are_the_documented_ones() {
-        let line = encode(&Request::QuarantineAdd {
-            ip: "198.18.0.9".parse().unwrap(),
-            ttl_seconds: None,
-        });
-        assert_eq!(
-            line,
-            "{\"api\":1,\"command\":\"quarantine-add\",\"ip\":\"198.18.0.9\",\"ttl_seconds\":null}\n"
-        );
+        let line = encode(&Request::QuarantineAdd { ip: "198.18.0.9".parse().unwrap(), ttl_seconds: None });
+        assert_eq!(line, "{\"api\":1,\"command\":\"quarantine-add\",\"ip\":\"198.18.0.9\",\"ttl_seconds\":null}\n");
         let status: Request = decode(r#"{"api":1,"command":"status"}"#).unwrap();
         assert_eq!(status, Request::Status);
     }
@@ -568,10 +519,7 @@ mod tests {
     fn another_version_is_refused_with_the_supported_one() {
         let e = decode::<Request>(r#"{"api":2,"command":"status"}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::UnsupportedVersion);
-        assert_eq!(
-            e.message,
-            "API version 2 is not supported; this agent speaks version 1"
-        );
+        assert_eq!(e.message, "API version 2 is not supported; this agent speaks version 1");
         let e = decode::<Request>(r#"{"command":"status"}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::BadRequest);
         let e = decode::<Request>(r#"{"api":1,"command":"reboot"}"#).unwrap_err();

@@ -113,9 +113,8 @@ impl FlowRecord {
             dst_identity: ev.dst_identity,
             src_labels: labels_of(names, ev.src_identity),
             dst_labels: labels_of(names, ev.dst_identity),
-            policy: (ev.policy_id != POLICY_NONE).then(|| {
-                names.policies.get(&ev.policy_id).cloned().unwrap_or_else(|| format!("#{}", ev.policy_id))
-            }),
+            policy: (ev.policy_id != POLICY_NONE)
+                .then(|| names.policies.get(&ev.policy_id).cloned().unwrap_or_else(|| format!("#{}", ev.policy_id))),
             rule: (ev.rule != RULE_NONE && ev.policy_id != POLICY_NONE).then_some(ev.rule),
             packets: ev.packets,
             bytes: ev.bytes,

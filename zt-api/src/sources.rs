@@ -18,18 +18,13 @@ pub enum SourceError {
         error: io::Error,
     },
 
-    #[error(
-        "policy {path}: the directory has no *.yaml or *.yml files; pass a directory that holds policy files"
-    )]
+    #[error("policy {path}: the directory has no *.yaml or *.yml files; pass a directory that holds policy files")]
     NoPolicyFiles { path: String },
 }
 
 /// Reads a policy file, or the policy files of a directory.
 pub fn load_path(path: &Path) -> Result<Vec<(String, String)>, SourceError> {
-    let read_error = |path: &Path, error| SourceError::Read {
-        path: path.display().to_string(),
-        error,
-    };
+    let read_error = |path: &Path, error| SourceError::Read { path: path.display().to_string(), error };
     let metadata = fs::metadata(path).map_err(|e| read_error(path, e))?;
     let files = if metadata.is_dir() {
         let mut files = Vec::new();
@@ -40,9 +35,7 @@ pub fn load_path(path: &Path) -> Result<Vec<(String, String)>, SourceError> {
             }
         }
         if files.is_empty() {
-            return Err(SourceError::NoPolicyFiles {
-                path: path.display().to_string(),
-            });
+            return Err(SourceError::NoPolicyFiles { path: path.display().to_string() });
         }
         files.sort();
         files
@@ -68,11 +61,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<(String, String)>, 
             Err(error) => errors.push(error),
         }
     }
-    if errors.is_empty() {
-        Ok(sources)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(sources) } else { Err(errors) }
 }
 
 fn is_policy_file(path: &Path) -> bool {
@@ -89,12 +78,7 @@ mod tests {
     fn a_directory_is_read_in_name_order_without_hidden_or_other_files() {
         let dir = std::env::temp_dir().join(format!("zt-api-sources-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        for (name, text) in [
-            ("b.yaml", "b"),
-            ("a.yml", "a"),
-            (".a.yaml.swp", "x"),
-            ("notes.txt", "x"),
-        ] {
+        for (name, text) in [("b.yaml", "b"), ("a.yml", "a"), (".a.yaml.swp", "x"), ("notes.txt", "x")] {
             fs::write(dir.join(name), text).unwrap();
         }
         let loaded = load_paths(&[&dir]).unwrap();
@@ -108,10 +92,6 @@ mod tests {
     fn every_unreadable_path_is_reported() {
         let errors = load_paths(&["/nonexistent/zt-a.yaml", "/nonexistent/zt-b"]).unwrap_err();
         assert_eq!(errors.len(), 2);
-        assert!(
-            errors[0]
-                .to_string()
-                .starts_with("policy /nonexistent/zt-a.yaml: cannot read it")
-        );
+        assert!(errors[0].to_string().starts_with("policy /nonexistent/zt-a.yaml: cannot read it"));
     }
 }

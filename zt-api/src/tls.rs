@@ -21,15 +21,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read the {what} {path}: {reason}; {fix}")]
-    File {
-        what: &'static str,
-        path: PathBuf,
-        reason: String,
-        fix: &'static str,
-    },
-    #[error(
-        "cannot use the TLS material ({0}); check that the certificate and key belong together"
-    )]
+    File { what: &'static str, path: PathBuf, reason: String, fix: &'static str },
+    #[error("cannot use the TLS material ({0}); check that the certificate and key belong together")]
     Config(String),
 }
 
@@ -46,20 +39,13 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Every certificate in a PEM file (at least one).
 pub fn certificates(path: &Path, pem: Pem) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let fail = |reason: String| TlsError::File {
-        what: pem.what,
-        path: path.to_path_buf(),
-        reason,
-        fix: pem.fix,
-    };
+    let fail = |reason: String| TlsError::File { what: pem.what, path: path.to_path_buf(), reason, fix: pem.fix };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| fail(pem_reason(e)))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| fail(pem_reason(e)))?;
     if certs.is_empty() {
-        return Err(fail(
-            "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-        ));
+        return Err(fail("it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()));
     }
     Ok(certs)
 }
@@ -84,11 +70,7 @@ fn pem_reason(e: rustls_pki_types::pem::Error) -> String {
     }
 }
 
-fn roots(
-    certs: Vec<CertificateDer<'static>>,
-    path: &Path,
-    pem: Pem,
-) -> Result<RootCertStore, TlsError> {
+fn roots(certs: Vec<CertificateDer<'static>>, path: &Path, pem: Pem) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     for cert in certs {
         store.add(cert).map_err(|e| TlsError::File {
@@ -115,11 +97,7 @@ pub struct Files<'a> {
 
 /// The agent's side: its certificate, and a client certificate signed by the CA required.
 pub fn server_config(files: Files<'_>) -> Result<ServerConfig, TlsError> {
-    let ca = roots(
-        certificates(files.ca.0, files.ca.1)?,
-        files.ca.0,
-        files.ca.1,
-    )?;
+    let ca = roots(certificates(files.ca.0, files.ca.1)?, files.ca.0, files.ca.1)?;
     let chain = certificates(files.cert.0, files.cert.1)?;
     let key = private_key(files.key.0, files.key.1)?;
     let provider = provider();
@@ -136,10 +114,7 @@ pub fn server_config(files: Files<'_>) -> Result<ServerConfig, TlsError> {
 
 /// `ztctl`'s side: the agent's certificate must be signed by `ca`; `identity` is the client
 /// certificate and key (without one the agent refuses the handshake).
-pub fn client_config(
-    ca: PemFile<'_>,
-    identity: Option<(PemFile<'_>, PemFile<'_>)>,
-) -> Result<ClientConfig, TlsError> {
+pub fn client_config(ca: PemFile<'_>, identity: Option<(PemFile<'_>, PemFile<'_>)>) -> Result<ClientConfig, TlsError> {
     let roots = roots(certificates(ca.0, ca.1)?, ca.0, ca.1)?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -159,12 +134,8 @@ pub fn peer_names(cert: &CertificateDer<'_>) -> Vec<String> {
         // The verifier already parsed it; this cannot fail for a verified peer.
         return Vec::new();
     };
-    let mut names: Vec<String> = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .map(str::to_string)
-        .collect();
+    let mut names: Vec<String> =
+        cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_string).collect();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
             if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
@@ -179,10 +150,7 @@ pub fn peer_names(cert: &CertificateDer<'_>) -> Vec<String> {
 mod tests {
     use super::*;
 
-    const CA: Pem = Pem {
-        what: "CA bundle",
-        fix: "fix the path",
-    };
+    const CA: Pem = Pem { what: "CA bundle", fix: "fix the path" };
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("zt-tls-test-{}-{name}", std::process::id()));
@@ -194,9 +162,7 @@ mod tests {
     #[test]
     fn the_common_name_and_san_dns_names_are_the_peer_names() {
         let mut params = rcgen::CertificateParams::new(vec!["ops.example".to_string()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "ops");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "ops");
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(peer_names(cert.der()), ["ops", "ops.example"]);
@@ -205,13 +171,9 @@ mod tests {
     #[test]
     fn missing_and_invalid_pem_files_are_named_with_the_fix() {
         let dir = scratch("pem");
-        let e = certificates(&dir.join("absent.pem"), CA)
-            .unwrap_err()
-            .to_string();
+        let e = certificates(&dir.join("absent.pem"), CA).unwrap_err().to_string();
         assert!(
-            e.starts_with("cannot read the CA bundle ")
-                && e.contains("absent.pem")
-                && e.ends_with("fix the path"),
+            e.starts_with("cannot read the CA bundle ") && e.contains("absent.pem") && e.ends_with("fix the path"),
             "{e}"
         );
         let junk = dir.join("junk.pem");
@@ -231,33 +193,18 @@ mod tests {
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["agent".to_string()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec!["agent".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
         std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
         std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
         std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-        std::fs::write(
-            dir.join("other.pem"),
-            rcgen::KeyPair::generate().unwrap().serialize_pem(),
-        )
-        .unwrap();
+        std::fs::write(dir.join("other.pem"), rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
         let files = |key: &'static str| (dir.join("ca.pem"), dir.join("cert.pem"), dir.join(key));
         let (ca, cert, good) = files("key.pem");
-        let ok = Files {
-            ca: (&ca, CA),
-            cert: (&cert, CA),
-            key: (&good, CA),
-        };
+        let ok = Files { ca: (&ca, CA), cert: (&cert, CA), key: (&good, CA) };
         assert!(server_config(ok).is_ok());
         let (_, _, other) = files("other.pem");
-        let e = server_config(Files {
-            key: (&other, CA),
-            ..ok
-        })
-        .unwrap_err()
-        .to_string();
+        let e = server_config(Files { key: (&other, CA), ..ok }).unwrap_err().to_string();
         assert!(e.contains("belong together"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

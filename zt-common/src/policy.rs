@@ -35,14 +35,7 @@ pub const PREFIX_PORT: u32 = 104;
 impl PolicyKey {
     #[inline(always)]
     pub const fn new(slot: u8, direction: u8, local: u32, peer: u32, proto: u8, port: u16) -> Self {
-        Self {
-            slot,
-            direction,
-            local: local.to_be_bytes(),
-            peer: peer.to_be_bytes(),
-            proto,
-            port: port.to_be_bytes(),
-        }
+        Self { slot, direction, local: local.to_be_bytes(), peer: peer.to_be_bytes(), proto, port: port.to_be_bytes() }
     }
 }
 

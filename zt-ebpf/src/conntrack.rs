@@ -80,10 +80,7 @@ pub fn account(key: &CtKey, ct: &mut CtValue, pkt: &Packet, reply: bool, cfg: &C
         }
     }
     let interval = cfg.flow_update_interval_s as u64 * NS;
-    if interval != 0
-        && cfg.flags & FLAG_EVENTS_ALLOWED != 0
-        && now.saturating_sub(ct.last_report_ns) > interval
-    {
+    if interval != 0 && cfg.flags & FLAG_EVENTS_ALLOWED != 0 && now.saturating_sub(ct.last_report_ns) > interval {
         ct.last_report_ns = now;
         flow_event(KIND_UPDATE, key, ct, flow_verdict(ct), ct.reason);
     }

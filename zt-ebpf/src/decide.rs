@@ -99,7 +99,9 @@ impl Judgement {
     fn from_lookup(v: Option<PolicyValue>, src_identity: u32, dst_identity: u32) -> Judgement {
         match v {
             Some(v) => Judgement { reason: v.reason, src_identity, dst_identity, policy_id: v.policy_id, rule: v.rule },
-            None => Judgement { reason: NO_POLICY, src_identity, dst_identity, policy_id: POLICY_NONE, rule: RULE_NONE },
+            None => {
+                Judgement { reason: NO_POLICY, src_identity, dst_identity, policy_id: POLICY_NONE, rule: RULE_NONE }
+            }
         }
     }
 }

@@ -1,11 +1,11 @@
 //! Every map the kernel programs share. All are pinned by name under the agent's bpffs
 //! directory, so enforcement and flow state survive an agent restart.
 
+use crate::parse::Packet;
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf, HashMap},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
-use crate::parse::Packet;
 use zt_common::{
     addr::Addr,
     config::Config,
@@ -22,12 +22,10 @@ use zt_common::{
 pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 
 #[map(name = "ZT_IPCACHE_V4")]
-pub static IPCACHE_V4: LpmTrie<IpcacheV4Key, IpcacheValue> =
-    LpmTrie::pinned(IPCACHE_MAX_ENTRIES, 0);
+pub static IPCACHE_V4: LpmTrie<IpcacheV4Key, IpcacheValue> = LpmTrie::pinned(IPCACHE_MAX_ENTRIES, 0);
 
 #[map(name = "ZT_IPCACHE_V6")]
-pub static IPCACHE_V6: LpmTrie<IpcacheV6Key, IpcacheValue> =
-    LpmTrie::pinned(IPCACHE_MAX_ENTRIES, 0);
+pub static IPCACHE_V6: LpmTrie<IpcacheV6Key, IpcacheValue> = LpmTrie::pinned(IPCACHE_MAX_ENTRIES, 0);
 
 #[map(name = "ZT_POLICY")]
 pub static POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::pinned(POLICY_MAX_ENTRIES, 0);
@@ -36,12 +34,10 @@ pub static POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::pinned(POLICY_MAX_
 pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(CONNTRACK_MAX_ENTRIES, 0);
 
 #[map(name = "ZT_FRAGMENTS")]
-pub static FRAGMENTS: LruHashMap<FragKey, FragValue> =
-    LruHashMap::pinned(FRAGMENTS_MAX_ENTRIES, 0);
+pub static FRAGMENTS: LruHashMap<FragKey, FragValue> = LruHashMap::pinned(FRAGMENTS_MAX_ENTRIES, 0);
 
 #[map(name = "ZT_QUARANTINE2")]
-pub static QUARANTINE: HashMap<Addr, QuarantineValue> =
-    HashMap::pinned(QUARANTINE_MAX_ENTRIES, 0);
+pub static QUARANTINE: HashMap<Addr, QuarantineValue> = HashMap::pinned(QUARANTINE_MAX_ENTRIES, 0);
 
 #[map(name = "ZT_STATS")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(STATS_SLOTS, 0);
@@ -67,5 +63,4 @@ pub static REFERENCE_FLOWS: HashMap<CtKey, u64> = HashMap::with_max_entries(CONN
 const BPF_F_NO_PREALLOC: u32 = 1;
 
 #[map(name = "ZT_DENY_BUDGET")]
-pub static DENY_BUDGET: LruPerCpuHashMap<Addr, Budget> =
-    LruPerCpuHashMap::pinned(DENY_BUDGET_MAX_ENTRIES, 0);
+pub static DENY_BUDGET: LruPerCpuHashMap<Addr, Budget> = LruPerCpuHashMap::pinned(DENY_BUDGET_MAX_ENTRIES, 0);

@@ -15,11 +15,7 @@ use crate::maps::POLICY;
 /// the source.
 #[inline(always)]
 pub fn local_and_peer(direction: u8, src_identity: u32, dst_identity: u32) -> (u32, u32) {
-    if direction == DIR_INGRESS {
-        (dst_identity, src_identity)
-    } else {
-        (src_identity, dst_identity)
-    }
+    if direction == DIR_INGRESS { (dst_identity, src_identity) } else { (src_identity, dst_identity) }
 }
 
 #[inline(always)]

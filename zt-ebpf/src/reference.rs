@@ -23,7 +23,15 @@ const ETH_P_IPV6: u16 = 0x86DD;
 #[inline(always)]
 pub fn lookup(data: usize, data_end: usize) -> Result<bool, ParseError> {
     let eth = hdr(data, data_end, 0, ETH_HLEN)?;
-    let mut key = CtKey { src: Addr::default(), dst: Addr::default(), src_port: 0, dst_port: 0, proto: 0, family: 0, _pad: [0; 2] };
+    let mut key = CtKey {
+        src: Addr::default(),
+        dst: Addr::default(),
+        src_port: 0,
+        dst_port: 0,
+        proto: 0,
+        family: 0,
+        _pad: [0; 2],
+    };
     let l4 = match eth.be16(12) {
         ETH_P_IP => {
             let ip = hdr(data, data_end, ETH_HLEN, 20)?;

@@ -26,23 +26,14 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(
-            parse_duration("90d").unwrap(),
-            Duration::from_secs(90 * 86400)
-        );
+        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86400));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
     }
 
     #[test]
     fn nonsense_and_zero_are_refused_with_examples() {
-        assert_eq!(
-            parse_duration("soon").unwrap_err(),
-            "\"soon\" is not a duration; write it like 30s, 5m, 1h or 90d"
-        );
-        assert_eq!(
-            parse_duration("10").unwrap_err(),
-            "\"10\" is not a duration; write it like 30s, 5m, 1h or 90d"
-        );
+        assert_eq!(parse_duration("soon").unwrap_err(), "\"soon\" is not a duration; write it like 30s, 5m, 1h or 90d");
+        assert_eq!(parse_duration("10").unwrap_err(), "\"10\" is not a duration; write it like 30s, 5m, 1h or 90d");
         assert!(parse_duration("0s").unwrap_err().contains("at least 1s"));
     }
 

@@ -43,42 +43,26 @@ enum Direction {
 }
 
 pub fn run(ctx: &mut Ctx, args: ExplainArgs) -> Result<(), CliError> {
-    let protocol = args
-        .proto
-        .to_possible_value()
-        .expect("no skipped values")
-        .get_name()
-        .to_string();
+    let protocol = args.proto.to_possible_value().expect("no skipped values").get_name().to_string();
     let has_ports = matches!(args.proto, Proto::Tcp | Proto::Udp | Proto::Sctp);
     match (has_ports, args.port) {
         (true, None) => {
-            return Err(CliError::Usage(format!(
-                "--port is needed for --proto {protocol}"
-            )));
+            return Err(CliError::Usage(format!("--port is needed for --proto {protocol}")));
         }
         (false, Some(_)) => {
-            return Err(CliError::Usage(format!(
-                "--proto {protocol} has no ports; leave out --port"
-            )));
+            return Err(CliError::Usage(format!("--proto {protocol} has no ports; leave out --port")));
         }
         _ => {}
     }
     if args.from.to_canonical().is_ipv4() != args.to.to_canonical().is_ipv4() {
-        return Err(CliError::Usage(
-            "--from and --to must both be IPv4 or both IPv6 addresses".into(),
-        ));
+        return Err(CliError::Usage("--from and --to must both be IPv4 or both IPv6 addresses".into()));
     }
     let query = ExplainQuery {
         from: args.from,
         to: args.to,
         protocol,
         port: args.port,
-        direction: args.direction.map(|d| {
-            d.to_possible_value()
-                .expect("no skipped values")
-                .get_name()
-                .to_string()
-        }),
+        direction: args.direction.map(|d| d.to_possible_value().expect("no skipped values").get_name().to_string()),
     };
     let reply = ctx.call(&Request::Explain(query))?;
     let Reply::Explain(e) = &reply else {
@@ -118,16 +102,7 @@ fn render(e: &Explanation) -> String {
 }
 
 fn peer(p: &ExplainedPeer) -> String {
-    let prefix = p
-        .prefix
-        .as_deref()
-        .map(|n| format!(" via {n}"))
-        .unwrap_or_default();
+    let prefix = p.prefix.as_deref().map(|n| format!(" via {n}")).unwrap_or_default();
     let quarantined = if p.quarantined { ", QUARANTINED" } else { "" };
-    format!(
-        "{} identity {} [{}]{prefix}{quarantined}",
-        p.ip,
-        p.identity,
-        output::labels(&p.labels)
-    )
+    format!("{} identity {} [{}]{prefix}{quarantined}", p.ip, p.identity, output::labels(&p.labels))
 }

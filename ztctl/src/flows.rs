@@ -62,51 +62,31 @@ pub fn run(ctx: &mut Ctx, args: FlowsArgs) -> Result<(), CliError> {
         writeln!(
             ctx.out,
             "{}",
-            row_text([
-                "TIME",
-                "VERDICT",
-                "REASON",
-                "DIRECTION",
-                "PROTO",
-                "SOURCE",
-                "DESTINATION",
-                "POLICY"
-            ])
+            row_text(["TIME", "VERDICT", "REASON", "DIRECTION", "PROTO", "SOURCE", "DESTINATION", "POLICY"])
         )?;
     }
-    let client = ctx.client.clone().with_timeout(if args.follow {
-        None
-    } else {
-        Some(zt_api::client::DEFAULT_TIMEOUT)
-    });
+    let client =
+        ctx.client.clone().with_timeout(if args.follow { None } else { Some(zt_api::client::DEFAULT_TIMEOUT) });
     let out = &mut *ctx.out;
     let mut failed = None;
-    let reply = client.stream(
-        &Request::Flows {
-            filter,
-            follow: args.follow,
-        },
-        |item| {
-            let written = match item {
-                Response::Flow { flow } => print(out, format, &flow),
-                Response::Lost { lost } => {
-                    eprintln!(
-                        "ztctl: {lost} flow records were missed because this reader fell behind"
-                    );
-                    Ok(())
-                }
-                _ => Ok(()),
-            };
-            // Flushed per record: a --follow reader wants each flow as it happens.
-            match written.and_then(|()| out.flush()) {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
+    let reply = client.stream(&Request::Flows { filter, follow: args.follow }, |item| {
+        let written = match item {
+            Response::Flow { flow } => print(out, format, &flow),
+            Response::Lost { lost } => {
+                eprintln!("ztctl: {lost} flow records were missed because this reader fell behind");
+                Ok(())
             }
-        },
-    )?;
+            _ => Ok(()),
+        };
+        // Flushed per record: a --follow reader wants each flow as it happens.
+        match written.and_then(|()| out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
     if let Some(e) = failed {
         return Err(CliError::Output(e));
     }
@@ -119,11 +99,7 @@ pub fn run(ctx: &mut Ctx, args: FlowsArgs) -> Result<(), CliError> {
 fn print(out: &mut dyn Write, format: Format, r: &FlowRecord) -> std::io::Result<()> {
     match format {
         Format::Json => writeln!(out, "{}", r.to_json_line()),
-        Format::Yaml => write!(
-            out,
-            "---\n{}",
-            serde_norway::to_string(r).map_err(std::io::Error::other)?
-        ),
+        Format::Yaml => write!(out, "---\n{}", serde_norway::to_string(r).map_err(std::io::Error::other)?),
         Format::Table => {
             let policy = match (&r.policy, r.rule) {
                 (Some(p), Some(rule)) => format!("{p} rule {rule}"),

@@ -31,12 +31,7 @@ pub fn run_endpoint(ctx: &mut Ctx, EndpointCommand::List: EndpointCommand) -> Re
                 None => e.key.name.clone(),
             };
             let identity = e.identity.map_or("-".to_string(), |i| i.to_string());
-            t.row(vec![
-                name,
-                identity,
-                output::labels(&e.labels),
-                e.addresses.join(","),
-            ]);
+            t.row(vec![name, identity, output::labels(&e.labels), e.addresses.join(",")]);
         }
         t.render()
     })?;
@@ -52,16 +47,8 @@ pub fn run_identity(ctx: &mut Ctx, IdentityCommand::List: IdentityCommand) -> Re
     output::data(ctx.out, format, identities, || {
         let mut t = output::Table::new(&["IDENTITY", "LABELS", "PREFIXES"]);
         for i in identities {
-            let prefixes = if i.prefixes.is_empty() {
-                "-".to_string()
-            } else {
-                i.prefixes.join(",")
-            };
-            t.row(vec![
-                i.identity.to_string(),
-                output::labels(&i.labels),
-                prefixes,
-            ]);
+            let prefixes = if i.prefixes.is_empty() { "-".to_string() } else { i.prefixes.join(",") };
+            t.row(vec![i.identity.to_string(), output::labels(&i.labels), prefixes]);
         }
         t.render()
     })?;

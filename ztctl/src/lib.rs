@@ -44,13 +44,7 @@ pub struct Cli {
     #[command(flatten)]
     pub remote: remote::RemoteArgs,
     /// Output format for commands whose output is data [default: table].
-    #[arg(
-        short = 'o',
-        long = "output",
-        global = true,
-        value_enum,
-        value_name = "FORMAT"
-    )]
+    #[arg(short = 'o', long = "output", global = true, value_enum, value_name = "FORMAT")]
     pub output: Option<Format>,
     #[command(subcommand)]
     pub command: Command,
@@ -92,20 +86,14 @@ pub enum CliError {
     /// Exit 2: the command line asks for something impossible.
     Usage(String),
     /// Exit 1. `problems` are printed first, one per line (each problem of a rejected push).
-    Failed {
-        problems: Vec<String>,
-        message: String,
-    },
+    Failed { problems: Vec<String>, message: String },
     /// Writing the output failed (a closed pipe ends the command quietly).
     Output(io::Error),
 }
 
 impl CliError {
     pub fn failed(message: impl Into<String>) -> CliError {
-        CliError::Failed {
-            problems: Vec::new(),
-            message: message.into(),
-        }
+        CliError::Failed { problems: Vec::new(), message: message.into() }
     }
 }
 
@@ -115,10 +103,7 @@ impl From<ClientError> for CliError {
             ClientError::Api(e) if e.code == ErrorCode::BadRequest && e.problems.is_empty() => {
                 CliError::Usage(e.message)
             }
-            ClientError::Api(e) => CliError::Failed {
-                problems: e.problems,
-                message: e.message,
-            },
+            ClientError::Api(e) => CliError::Failed { problems: e.problems, message: e.message },
             other => CliError::failed(other.to_string()),
         }
     }
@@ -152,10 +137,7 @@ impl Ctx<'_> {
 pub fn unexpected(reply: &Reply) -> CliError {
     CliError::failed(format!(
         "the agent answered with an unexpected {} reply; are ztctl and zt-agent the same version?",
-        serde_json::to_value(reply)
-            .ok()
-            .and_then(|v| v["kind"].as_str().map(str::to_string))
-            .unwrap_or_default()
+        serde_json::to_value(reply).ok().and_then(|v| v["kind"].as_str().map(str::to_string)).unwrap_or_default()
     ))
 }
 
@@ -203,11 +185,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Some(target) => Client::to(target),
         None => Client::new(cli.socket),
     };
-    let mut ctx = Ctx {
-        client,
-        format: cli.output,
-        out,
-    };
+    let mut ctx = Ctx { client, format: cli.output, out };
     match cli.command {
         Command::Policy(c) => policy::run(&mut ctx, c),
         Command::Endpoint(c) => inventory::run_endpoint(&mut ctx, c),
@@ -239,40 +217,19 @@ mod tests {
         let cli = parse(&["policy", "get", "-o", "json", "--socket", "/tmp/a.sock"]).unwrap();
         assert_eq!(cli.output, Some(Format::Json));
         assert_eq!(cli.socket, PathBuf::from("/tmp/a.sock"));
-        assert_eq!(
-            parse(&["status"]).unwrap().socket,
-            PathBuf::from(DEFAULT_SOCKET)
-        );
+        assert_eq!(parse(&["status"]).unwrap().socket, PathBuf::from(DEFAULT_SOCKET));
     }
 
     #[test]
     fn the_remote_options_go_together() {
-        let cli = parse(&[
-            "status",
-            "--server",
-            "198.18.0.2:9465",
-            "--ca",
-            "ca.pem",
-            "--cert",
-            "c.pem",
-            "--key",
-            "k.pem",
-        ])
-        .unwrap();
+        let cli =
+            parse(&["status", "--server", "198.18.0.2:9465", "--ca", "ca.pem", "--cert", "c.pem", "--key", "k.pem"])
+                .unwrap();
         assert_eq!(cli.remote.server.as_deref(), Some("198.18.0.2:9465"));
+        assert!(parse(&["status", "--server", "198.18.0.2:9465"]).is_err(), "--server needs --ca");
+        assert!(parse(&["status", "--ca", "ca.pem"]).is_err(), "--ca only with --server");
         assert!(
-            parse(&["status", "--server", "198.18.0.2:9465"]).is_err(),
-            "--server needs --ca"
-        );
-        assert!(
-            parse(&["status", "--ca", "ca.pem"]).is_err(),
-            "--ca only with --server"
-        );
-        assert!(
-            parse(&[
-                "status", "--server", "a:1", "--ca", "ca.pem", "--cert", "c.pem"
-            ])
-            .is_err(),
+            parse(&["status", "--server", "a:1", "--ca", "ca.pem", "--cert", "c.pem"]).is_err(),
             "--cert needs --key"
         );
         assert!(
@@ -287,18 +244,7 @@ mod tests {
         assert!(parse(&["flows", "--verdict", "maybe"]).is_err());
         assert!(parse(&["flows", "--since", "soon"]).is_err());
         assert!(parse(&["quarantine", "add", "not-an-ip"]).is_err());
-        assert!(
-            parse(&[
-                "explain",
-                "--from",
-                "198.18.0.1",
-                "--to",
-                "198.18.0.2",
-                "--proto",
-                "gre"
-            ])
-            .is_err()
-        );
+        assert!(parse(&["explain", "--from", "198.18.0.1", "--to", "198.18.0.2", "--proto", "gre"]).is_err());
         assert!(parse(&["alerts"]).is_err(), "alerts is not a command yet");
     }
 }

@@ -22,9 +22,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Table {
-        Table {
-            rows: vec![header.iter().map(|h| h.to_string()).collect()],
-        }
+        Table { rows: vec![header.iter().map(|h| h.to_string()).collect()] }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -34,14 +32,7 @@ impl Table {
     pub fn render(&self) -> String {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)
-            .map(|c| {
-                self.rows
-                    .iter()
-                    .filter_map(|r| r.get(c))
-                    .map(|s| s.chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
+            .map(|c| self.rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
             .collect();
         let mut out = String::new();
         for row in &self.rows {
@@ -68,11 +59,7 @@ pub fn json<T: Serialize + ?Sized>(out: &mut (impl Write + ?Sized), value: &T) -
 
 /// YAML, one document.
 pub fn yaml<T: Serialize + ?Sized>(out: &mut (impl Write + ?Sized), value: &T) -> io::Result<()> {
-    out.write_all(
-        serde_norway::to_string(value)
-            .map_err(io::Error::other)?
-            .as_bytes(),
-    )
+    out.write_all(serde_norway::to_string(value).map_err(io::Error::other)?.as_bytes())
 }
 
 /// Prints `value` as `format` asks; `table` renders the people's view.
@@ -94,17 +81,7 @@ pub fn labels(labels: &std::collections::BTreeMap<String, String>) -> String {
     if labels.is_empty() {
         return "-".into();
     }
-    labels
-        .iter()
-        .map(|(k, v)| {
-            if v.is_empty() {
-                k.clone()
-            } else {
-                format!("{k}={v}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    labels.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") }).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]
@@ -116,10 +93,7 @@ mod tests {
         let mut t = Table::new(&["IP", "EXPIRES"]);
         t.row(vec!["198.18.0.9".into(), "never".into()]);
         t.row(vec!["fd00::1".into(), "5m".into()]);
-        assert_eq!(
-            t.render(),
-            "IP          EXPIRES\n198.18.0.9  never\nfd00::1     5m\n"
-        );
+        assert_eq!(t.render(), "IP          EXPIRES\n198.18.0.9  never\nfd00::1     5m\n");
     }
 
     #[test]

@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::{CliError, Ctx, output, output::Format, unexpected};
-use zt_api::protocol::{
-    Change, DocumentView, PushReport, Reply, Request, RevisionInfo, Source,
-};
+use zt_api::protocol::{Change, DocumentView, PushReport, Reply, Request, RevisionInfo, Source};
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -63,36 +61,21 @@ pub enum PolicyCommand {
 pub fn run(ctx: &mut Ctx, command: PolicyCommand) -> Result<(), CliError> {
     match command {
         PolicyCommand::Apply { paths, dry_run } => {
-            let request = Request::PolicyApply {
-                sources: read(&paths)?,
-                dry_run,
-            };
+            let request = Request::PolicyApply { sources: read(&paths)?, dry_run };
             push_report(ctx, &request)
         }
-        PolicyCommand::Diff { paths } => diff(
-            ctx,
-            &Request::PolicyDiff {
-                sources: read(&paths)?,
-            },
-        ),
+        PolicyCommand::Diff { paths } => diff(ctx, &Request::PolicyDiff { sources: read(&paths)? }),
         PolicyCommand::Get { name } => get(ctx, name),
-        PolicyCommand::Delete { name, dry_run } => {
-            push_report(ctx, &Request::PolicyDelete { name, dry_run })
-        }
+        PolicyCommand::Delete { name, dry_run } => push_report(ctx, &Request::PolicyDelete { name, dry_run }),
         PolicyCommand::History => history(ctx),
-        PolicyCommand::Rollback { revision } => {
-            push_report(ctx, &Request::PolicyRollback { revision })
-        }
+        PolicyCommand::Rollback { revision } => push_report(ctx, &Request::PolicyRollback { revision }),
     }
 }
 
 /// Reads the files as the agent's `--policy` would; every unreadable path is reported.
 fn read(paths: &[PathBuf]) -> Result<Vec<Source>, CliError> {
     match zt_api::sources::load_paths(paths) {
-        Ok(sources) => Ok(sources
-            .into_iter()
-            .map(|(name, text)| Source { name, text })
-            .collect()),
+        Ok(sources) => Ok(sources.into_iter().map(|(name, text)| Source { name, text }).collect()),
         Err(errors) => Err(CliError::Failed {
             problems: errors.iter().map(ToString::to_string).collect(),
             message: "nothing was sent to the agent".into(),
@@ -122,10 +105,9 @@ fn push_report(ctx: &mut Ctx, request: &Request) -> Result<(), CliError> {
 fn render_push(r: &PushReport) -> String {
     let counts = zt_api::protocol::counts(&r.changes);
     let mut text = match (r.applied, r.revision) {
-        (true, Some(rev)) => format!(
-            "applied revision {rev} (generation {}): {counts}\n",
-            r.generation.unwrap_or_default()
-        ),
+        (true, Some(rev)) => {
+            format!("applied revision {rev} (generation {}): {counts}\n", r.generation.unwrap_or_default())
+        }
         (true, None) => format!(
             "applied as generation {} (the revision was not saved): {counts}\n",
             r.generation.unwrap_or_default()
@@ -138,22 +120,14 @@ fn render_push(r: &PushReport) -> String {
         }
     };
     for c in r.changes.iter().filter(|c| c.change != Change::Unchanged) {
-        text.push_str(&format!(
-            "  {:<8} {}  ({})\n",
-            c.change.to_string(),
-            c.key,
-            c.origin
-        ));
+        text.push_str(&format!("  {:<8} {}  ({})\n", c.change.to_string(), c.key, c.origin));
     }
     text.push_str(&format!(
         "{} policies, {} identities, {} policy entries, {} ipcache prefixes",
         r.policies, r.identities, r.policy_entries, r.ipcache_entries
     ));
     if r.applied {
-        text.push_str(&format!(
-            "; {} kernel entries written, {} removed",
-            r.written, r.removed
-        ));
+        text.push_str(&format!("; {} kernel entries written, {} removed", r.written, r.removed));
     }
     text.push_str(&format!("; {:.1} ms in the agent\n", r.agent_ms));
     text
@@ -164,11 +138,7 @@ fn diff(ctx: &mut Ctx, request: &Request) -> Result<(), CliError> {
     let format = ctx.format_or(Format::Table);
     output::data(ctx.out, format, &report, || {
         let mut text = String::new();
-        for c in report
-            .changes
-            .iter()
-            .filter(|c| c.change != Change::Unchanged)
-        {
+        for c in report.changes.iter().filter(|c| c.change != Change::Unchanged) {
             let mark = match c.change {
                 Change::Added => '+',
                 Change::Removed => '-',
@@ -190,9 +160,7 @@ fn diff(ctx: &mut Ctx, request: &Request) -> Result<(), CliError> {
 fn get(ctx: &mut Ctx, name: Option<String>) -> Result<(), CliError> {
     let single = name.is_some();
     let Reply::Documents { documents } = ctx.call(&Request::PolicyGet { name })? else {
-        return Err(CliError::failed(
-            "the agent answered policy get with something else",
-        ));
+        return Err(CliError::failed("the agent answered policy get with something else"));
     };
     // A named document is most useful as the YAML it is; a listing as a table.
     match ctx.format_or(if single { Format::Yaml } else { Format::Table }) {
@@ -202,12 +170,7 @@ fn get(ctx: &mut Ctx, name: Option<String>) -> Result<(), CliError> {
             let mut t = output::Table::new(&["KIND", "NAMESPACE", "NAME", "FROM"]);
             for d in &documents {
                 let ns = d.key.namespace.clone().unwrap_or_else(|| "-".into());
-                t.row(vec![
-                    d.key.kind.clone(),
-                    ns,
-                    d.key.name.clone(),
-                    d.origin.clone(),
-                ]);
+                t.row(vec![d.key.kind.clone(), ns, d.key.name.clone(), d.origin.clone()]);
             }
             ctx.out.write_all(t.render().as_bytes())?;
         }
@@ -217,10 +180,7 @@ fn get(ctx: &mut Ctx, name: Option<String>) -> Result<(), CliError> {
 
 /// The documents as one multi-document YAML stream.
 fn yaml_stream(documents: &[DocumentView]) -> String {
-    documents
-        .iter()
-        .map(|d| format!("---\n{}", d.yaml))
-        .collect()
+    documents.iter().map(|d| format!("---\n{}", d.yaml)).collect()
 }
 
 fn history(ctx: &mut Ctx) -> Result<(), CliError> {
@@ -229,28 +189,14 @@ fn history(ctx: &mut Ctx) -> Result<(), CliError> {
         return Err(unexpected(&reply));
     };
     let format = ctx.format_or(Format::Table);
-    output::data(ctx.out, format, &reply, || {
-        render_history(*current, revisions)
-    })?;
+    output::data(ctx.out, format, &reply, || render_history(*current, revisions))?;
     Ok(())
 }
 
 fn render_history(current: Option<u64>, revisions: &[RevisionInfo]) -> String {
-    let mut t = output::Table::new(&[
-        "",
-        "REVISION",
-        "TIME",
-        "AUTHOR",
-        "GENERATION",
-        "DOCUMENTS",
-        "SUMMARY",
-    ]);
+    let mut t = output::Table::new(&["", "REVISION", "TIME", "AUTHOR", "GENERATION", "DOCUMENTS", "SUMMARY"]);
     for r in revisions {
-        let author = if r.author_uid == 0 {
-            "root".to_string()
-        } else {
-            format!("uid {}", r.author_uid)
-        };
+        let author = if r.author_uid == 0 { "root".to_string() } else { format!("uid {}", r.author_uid) };
         t.row(vec![
             if Some(r.revision) == current { "*" } else { "" }.to_string(),
             r.revision.to_string(),

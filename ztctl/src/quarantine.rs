@@ -36,21 +36,13 @@ pub fn run(ctx: &mut Ctx, command: QuarantineCommand) -> Result<(), CliError> {
     let (request, done) = match command {
         QuarantineCommand::List => (Request::QuarantineList, None),
         QuarantineCommand::Add { ip, ttl } => {
-            let until = ttl.map_or("until released".to_string(), |d| {
-                format!("for {}", format_duration(d))
-            });
+            let until = ttl.map_or("until released".to_string(), |d| format!("for {}", format_duration(d)));
             (
-                Request::QuarantineAdd {
-                    ip,
-                    ttl_seconds: ttl.map(|d| d.as_secs()),
-                },
+                Request::QuarantineAdd { ip, ttl_seconds: ttl.map(|d| d.as_secs()) },
                 Some(format!("quarantined {ip} {until}")),
             )
         }
-        QuarantineCommand::Release { ip } => (
-            Request::QuarantineRelease { ip },
-            Some(format!("released {ip}")),
-        ),
+        QuarantineCommand::Release { ip } => (Request::QuarantineRelease { ip }, Some(format!("released {ip}"))),
     };
     let reply = ctx.call(&request)?;
     let Reply::Quarantine { entries } = &reply else {
@@ -71,9 +63,7 @@ fn table(entries: &[QuarantineEntry]) -> String {
     for e in entries {
         let when = e
             .expires_in_seconds
-            .map_or("when released".to_string(), |s| {
-                format!("in {}", format_duration(Duration::from_secs(s)))
-            });
+            .map_or("when released".to_string(), |s| format!("in {}", format_duration(Duration::from_secs(s))));
         t.row(vec![e.ip.to_string(), when]);
     }
     t.render()

@@ -27,10 +27,7 @@ mod tests {
         let mut out = Vec::new();
         completions(&mut out, clap_complete::Shell::Bash).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.contains("ztctl") && text.contains("quarantine") && text.contains("rollback"),
-            "{text}"
-        );
+        assert!(text.contains("ztctl") && text.contains("quarantine") && text.contains("rollback"), "{text}");
     }
 
     #[test]
@@ -38,11 +35,7 @@ mod tests {
         let mut out = Vec::new();
         man(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.starts_with(".ie") || text.contains(".TH ztctl"),
-            "{}",
-            &text[..200.min(text.len())]
-        );
+        assert!(text.starts_with(".ie") || text.contains(".TH ztctl"), "{}", &text[..200.min(text.len())]);
         assert!(text.contains("policy") && text.contains("explain"));
     }
 }

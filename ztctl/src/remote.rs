@@ -42,39 +42,25 @@ impl RemoteArgs {
             Some(name) => name.clone(),
             None => host_of(server)
                 .ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "--server {server:?} is not HOST:PORT; give the agent's address and port"
-                    ))
+                    CliError::Usage(format!("--server {server:?} is not HOST:PORT; give the agent's address and port"))
                 })?
                 .to_string(),
         };
         let server_name = ServerName::try_from(name.clone()).map_err(|_| {
-            CliError::Usage(format!(
-                "{name:?} is not a DNS name or IP address; pass --server-name NAME"
-            ))
+            CliError::Usage(format!("{name:?} is not a DNS name or IP address; pass --server-name NAME"))
         })?;
-        let ca = self
-            .ca
-            .as_deref()
-            .expect("clap requires --ca with --server");
+        let ca = self.ca.as_deref().expect("clap requires --ca with --server");
         let pem = |what, fix| Pem { what, fix };
         let identity = match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => Some((
-                (
-                    cert.as_path(),
-                    pem("client certificate", "check the --cert path"),
-                ),
+                (cert.as_path(), pem("client certificate", "check the --cert path")),
                 (key.as_path(), pem("client key", "check the --key path")),
             )),
             _ => None,
         };
         let config = tls::client_config((ca, pem("CA bundle", "check the --ca path")), identity)
             .map_err(|e| CliError::failed(e.to_string()))?;
-        Ok(Some(Target::Remote(RemoteTarget {
-            server: server.clone(),
-            server_name,
-            config: Arc::new(config),
-        })))
+        Ok(Some(Target::Remote(RemoteTarget { server: server.clone(), server_name, config: Arc::new(config) })))
     }
 }
 
@@ -82,10 +68,7 @@ impl RemoteArgs {
 fn host_of(server: &str) -> Option<&str> {
     let (host, port) = server.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     (!host.is_empty()).then_some(host)
 }
 

@@ -16,19 +16,12 @@ pub fn run(ctx: &mut Ctx) -> Result<(), CliError> {
 }
 
 fn render(s: &StatusReport) -> String {
-    let interfaces: Vec<String> = s
-        .interfaces
-        .iter()
-        .map(|i| format!("{} ({} ingress, tc egress)", i.iface, i.ingress))
-        .collect();
+    let interfaces: Vec<String> =
+        s.interfaces.iter().map(|i| format!("{} ({} ingress, tc egress)", i.iface, i.ingress)).collect();
     let hooks: Vec<String> =
         s.interfaces.iter().filter(|i| !i.why.is_empty()).map(|i| format!("{}: {}", i.iface, i.why)).collect();
     let revision = s.revision.map_or("none".to_string(), |r| r.to_string());
-    let failsafe = if s.failsafe.is_empty() {
-        "none".to_string()
-    } else {
-        s.failsafe.join(", ")
-    };
+    let failsafe = if s.failsafe.is_empty() { "none".to_string() } else { s.failsafe.join(", ") };
     let mut text = format!(
         "agent:       zt-agent {}, up {}\n\
          interfaces:  {}\n\
@@ -38,11 +31,7 @@ fn render(s: &StatusReport) -> String {
          flow log:    {} events read, {} malformed, {} records dropped\n",
         s.version,
         format_duration(Duration::from_secs(s.uptime_seconds)),
-        if interfaces.is_empty() {
-            "none".to_string()
-        } else {
-            interfaces.join(", ")
-        },
+        if interfaces.is_empty() { "none".to_string() } else { interfaces.join(", ") },
         hooks.iter().map(|h| format!("hooks:       {h}\n")).collect::<String>(),
         s.generation,
         s.policies,
@@ -54,22 +43,13 @@ fn render(s: &StatusReport) -> String {
     );
     let mut maps = output::Table::new(&["MAP", "ENTRIES", "MAX"]);
     for m in &s.maps {
-        maps.row(vec![
-            m.map.clone(),
-            m.entries.to_string(),
-            m.max.to_string(),
-        ]);
+        maps.row(vec![m.map.clone(), m.entries.to_string(), m.max.to_string()]);
     }
     text.push('\n');
     text.push_str(&maps.render());
     let mut counters = output::Table::new(&["VERDICT", "REASON", "PACKETS", "BYTES"]);
     for c in &s.counters {
-        counters.row(vec![
-            c.verdict.clone(),
-            c.reason.clone(),
-            c.packets.to_string(),
-            c.bytes.to_string(),
-        ]);
+        counters.row(vec![c.verdict.clone(), c.reason.clone(), c.packets.to_string(), c.bytes.to_string()]);
     }
     text.push('\n');
     if s.counters.is_empty() {

@@ -49,14 +49,7 @@ impl AgentNet {
         let bpffs = BpfFs::mount().expect("bpffs");
         let text = format!("{}---\n{policy}", endpoints(&net));
         let policy = scratch.write("policy.yaml", text).expect("write policy");
-        AgentNet {
-            agent: None,
-            net,
-            scratch,
-            bpffs,
-            host_pins: None,
-            policy,
-        }
+        AgentNet { agent: None, net, scratch, bpffs, host_pins: None, policy }
     }
 
     pub fn flow_log(&self) -> PathBuf {
@@ -125,9 +118,7 @@ impl AgentNet {
     }
 
     pub fn wait_ready(&mut self) -> String {
-        self.agent()
-            .wait_for_stderr(|l| l.contains("zt-agent: ready"), READY)
-            .expect("agent becomes ready")
+        self.agent().wait_for_stderr(|l| l.contains("zt-agent: ready"), READY).expect("agent becomes ready")
     }
 
     /// Kills the agent with SIGKILL (no chance to clean up) and reaps it.
@@ -146,11 +137,7 @@ impl AgentNet {
     /// Names of the link pins under the bpffs directory, sorted.
     pub fn link_pins(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.pin_dir().join("links"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         names.sort();
         names
@@ -161,10 +148,7 @@ impl AgentNet {
     pub fn reload(&mut self, policy: &str) -> String {
         let text = format!("{}---\n{policy}", endpoints(&self.net));
         std::fs::write(&self.policy, text).expect("rewrite policy");
-        let before = std::fs::read_to_string(self.agent().stderr_path())
-            .unwrap_or_default()
-            .lines()
-            .count();
+        let before = std::fs::read_to_string(self.agent().stderr_path()).unwrap_or_default().lines().count();
         self.agent().signal(libc::SIGHUP).expect("SIGHUP");
         let mut seen = 0;
         self.agent()
@@ -183,11 +167,8 @@ impl AgentNet {
     pub fn flows_where(&self, pred: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
         let deadline = std::time::Instant::now() + LONG;
         loop {
-            let found: Vec<_> = read_json_lines(&self.flow_log())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|r| pred(r))
-                .collect();
+            let found: Vec<_> =
+                read_json_lines(&self.flow_log()).unwrap_or_default().into_iter().filter(|r| pred(r)).collect();
             if !found.is_empty() || std::time::Instant::now() > deadline {
                 return found;
             }
@@ -229,9 +210,8 @@ pub fn http_get(
         Ok(response)
     })?;
     let text = String::from_utf8(response).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("no end of head in {text:?}")))?;
+    let (head, body) =
+        text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no end of head in {text:?}")))?;
     let status = head
         .split(' ')
         .nth(1)

@@ -31,13 +31,7 @@ const NEIGHBOUR_SETTLE: Duration = Duration::from_millis(50);
 /// Sends exactly `count` UDP datagrams of `payload_len` bytes from `ns` to `dst`, within
 /// `timeout`. Fails if the kernel would not take them all in time, so "N sent" is a fact the
 /// test can compare received counts against.
-pub fn udp_send_n(
-    ns: &Netns,
-    dst: SocketAddr,
-    count: u64,
-    payload_len: usize,
-    timeout: Duration,
-) -> io::Result<()> {
+pub fn udp_send_n(ns: &Netns, dst: SocketAddr, count: u64, payload_len: usize, timeout: Duration) -> io::Result<()> {
     ns.run_in(|| send_n(dst, count, payload_len, timeout))
 }
 
@@ -87,12 +81,7 @@ fn enable_recverr(socket: &UdpSocket, dst: &SocketAddr) -> io::Result<()> {
     set_int_option(socket, level, name, 1)
 }
 
-fn set_int_option(
-    socket: &UdpSocket,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
+fn set_int_option(socket: &UdpSocket, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: a valid socket descriptor and a pointer to a live c_int of the size passed.
     let rc = unsafe {
         libc::setsockopt(
@@ -103,11 +92,7 @@ fn set_int_option(
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Counts UDP datagrams arriving at an address in a namespace, in total and per source IP.
@@ -131,30 +116,15 @@ impl UdpCounter {
         let socket = ns
             .try_run_in(|| UdpSocket::bind(addr))?
             .map_err(|e| Error::io(format!("cannot bind UDP {addr} in {}", ns.name()), e))?;
-        let addr = socket
-            .local_addr()
-            .map_err(|e| Error::io("cannot read the UDP socket's address", e))?;
+        let addr = socket.local_addr().map_err(|e| Error::io("cannot read the UDP socket's address", e))?;
         // SO_RCVBUFFORCE (root only) goes past net.core.rmem_max, which is not ours to change.
-        set_int_option(
-            &socket,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            COUNTER_RCVBUF,
-        )
-        .map_err(|e| Error::io("cannot enlarge the counter's receive buffer", e))?;
-        socket
-            .set_read_timeout(Some(POLL))
-            .map_err(|e| Error::io("cannot set the UDP socket's timeout", e))?;
+        set_int_option(&socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, COUNTER_RCVBUF)
+            .map_err(|e| Error::io("cannot enlarge the counter's receive buffer", e))?;
+        socket.set_read_timeout(Some(POLL)).map_err(|e| Error::io("cannot set the UDP socket's timeout", e))?;
         let counts = Arc::new(Counts::default());
         let shared = Arc::clone(&counts);
-        let worker = Worker::spawn(&format!("udp counter {addr}"), move |stop| {
-            count_loop(&socket, &shared, &stop)
-        })?;
-        Ok(UdpCounter {
-            addr,
-            counts,
-            worker,
-        })
+        let worker = Worker::spawn(&format!("udp counter {addr}"), move |stop| count_loop(&socket, &shared, &stop))?;
+        Ok(UdpCounter { addr, counts, worker })
     }
 
     /// The address the counter is bound to.
@@ -169,11 +139,7 @@ impl UdpCounter {
 
     /// Datagrams received so far from `source`.
     pub fn count_from(&self, source: IpAddr) -> u64 {
-        let by_source = self
-            .counts
-            .by_source
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let by_source = self.counts.by_source.lock().unwrap_or_else(|p| p.into_inner());
         by_source.get(&source).copied().unwrap_or(0)
     }
 

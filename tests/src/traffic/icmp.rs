@@ -48,11 +48,7 @@ fn echo(addr: IpAddr, timeout: Duration) -> io::Result<bool> {
     let peer = SockAddr::from(SocketAddr::new(addr, 0));
     socket.send_to(&request, &peer)?;
 
-    let reply_type = if addr.is_ipv4() {
-        ECHO_REPLY_V4
-    } else {
-        ECHO_REPLY_V6
-    };
+    let reply_type = if addr.is_ipv4() { ECHO_REPLY_V4 } else { ECHO_REPLY_V6 };
     let expected_reply = echo_message(reply_type, id, sequence, &payload);
     let mut buffer = [0u8; 2048];
     loop {
@@ -93,9 +89,7 @@ fn echo_message(kind: u8, id: u16, sequence: u16, payload: &[u8]) -> Vec<u8> {
 /// Whether `received` is the echo `expected` describes, ignoring the checksum field (the
 /// sender computed it; the kernel already verified it).
 fn same_echo(received: &[u8], expected: &[u8]) -> bool {
-    received.len() == expected.len()
-        && received[..2] == expected[..2]
-        && received[4..] == expected[4..]
+    received.len() == expected.len() && received[..2] == expected[..2] && received[4..] == expected[4..]
 }
 
 /// The ICMP message inside an IPv4 packet, honouring header options (IHL > 5).

@@ -46,9 +46,7 @@ impl ConnError {
             io::ErrorKind::ConnectionRefused => ConnError::Refused,
             // A read or write timeout on a blocking socket reports WouldBlock on Linux.
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ConnError::TimedOut,
-            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
-                ConnError::Unreachable(err)
-            }
+            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => ConnError::Unreachable(err),
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
@@ -60,20 +58,13 @@ impl ConnError {
 
 /// Opens a TCP connection to `addr` from `ns` within `timeout`, then closes it.
 pub fn tcp_connect(ns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<(), ConnError> {
-    ns.run_in(|| TcpStream::connect_timeout(&addr, timeout))
-        .map(drop)
-        .map_err(ConnError::classify)
+    ns.run_in(|| TcpStream::connect_timeout(&addr, timeout)).map(drop).map_err(ConnError::classify)
 }
 
 /// Connects from `ns` to an echo server at `addr`, sends `len` bytes and checks that the same
 /// bytes come back, all within `timeout`. Sending and reading run concurrently so a transfer
 /// larger than the socket buffers cannot deadlock.
-pub fn tcp_exchange(
-    ns: &Netns,
-    addr: SocketAddr,
-    len: usize,
-    timeout: Duration,
-) -> Result<(), ConnError> {
+pub fn tcp_exchange(ns: &Netns, addr: SocketAddr, len: usize, timeout: Duration) -> Result<(), ConnError> {
     ns.run_in(|| {
         let deadline = Instant::now() + timeout;
         let stream = TcpStream::connect_timeout(&addr, timeout).map_err(ConnError::classify)?;
@@ -93,34 +84,16 @@ pub fn tcp_exchange(
             // part (a late error such as shutting down an already closed socket is noise), and
             // if not, the reader's error or the missing bytes say more than the sender's error,
             // which is usually the same reset seen later.
-            let _ = sending
-                .join()
-                .expect("the TCP sender thread does not panic");
+            let _ = sending.join().expect("the TCP sender thread does not panic");
             read.map_err(ConnError::classify)
         })?;
-        let correct = received
-            .iter()
-            .zip(&sent)
-            .take_while(|(a, b)| a == b)
-            .count();
-        if correct == len {
-            Ok(())
-        } else {
-            Err(ConnError::Mismatch {
-                expected: len,
-                received: correct,
-            })
-        }
+        let correct = received.iter().zip(&sent).take_while(|(a, b)| a == b).count();
+        if correct == len { Ok(()) } else { Err(ConnError::Mismatch { expected: len, received: correct }) }
     })
 }
 
 /// Reads until `len` bytes, end of stream or the deadline.
-fn read_exactly(
-    mut stream: &TcpStream,
-    into: &mut Vec<u8>,
-    len: usize,
-    deadline: Instant,
-) -> io::Result<()> {
+fn read_exactly(mut stream: &TcpStream, into: &mut Vec<u8>, len: usize, deadline: Instant) -> io::Result<()> {
     let mut buffer = [0u8; 16 * 1024];
     while into.len() < len {
         stream.set_read_timeout(Some(remaining(deadline)?))?;
@@ -136,11 +109,7 @@ fn read_exactly(
 /// timeout would mean "block forever").
 fn remaining(deadline: Instant) -> io::Result<Duration> {
     let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err(io::ErrorKind::TimedOut.into())
-    } else {
-        Ok(left)
-    }
+    if left.is_zero() { Err(io::ErrorKind::TimedOut.into()) } else { Ok(left) }
 }
 
 /// A TCP echo server in a namespace: every accepted connection gets its bytes echoed back.
@@ -158,22 +127,12 @@ impl TcpEchoServer {
         let listener = ns
             .try_run_in(|| TcpListener::bind(addr))?
             .map_err(|e| Error::io(format!("cannot listen on {addr} in {}", ns.name()), e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("cannot read the listener's address", e))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
+        let addr = listener.local_addr().map_err(|e| Error::io("cannot read the listener's address", e))?;
+        listener.set_nonblocking(true).map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
         let accepted = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&accepted);
-        let worker = Worker::spawn(&format!("tcp echo {addr}"), move |stop| {
-            accept_loop(&listener, &counter, stop)
-        })?;
-        Ok(TcpEchoServer {
-            addr,
-            accepted,
-            worker,
-        })
+        let worker = Worker::spawn(&format!("tcp echo {addr}"), move |stop| accept_loop(&listener, &counter, stop))?;
+        Ok(TcpEchoServer { addr, accepted, worker })
     }
 
     /// The address the server listens on.
@@ -225,9 +184,7 @@ fn accept_loop(listener: &TcpListener, accepted: &AtomicU64, stop: Arc<AtomicBoo
 fn echo_connection(mut stream: TcpStream, stop: &AtomicBool) {
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(Some(POLL)).is_err()
-        || stream
-            .set_write_timeout(Some(Duration::from_secs(5)))
-            .is_err()
+        || stream.set_write_timeout(Some(Duration::from_secs(5))).is_err()
     {
         return;
     }
@@ -248,11 +205,7 @@ fn echo_connection(mut stream: TcpStream, stop: &AtomicBool) {
 
 /// Waits up to `timeout` for `fd` to become readable.
 fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) -> bool {
-    let mut pollfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut pollfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
     // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
     let rc = unsafe { libc::poll(&mut pollfd, 1, millis) };

@@ -18,8 +18,7 @@ use crate::netns::Netns;
 /// came back from `addr` within `timeout`. One datagram is sent, never retried, so a test
 /// knows exactly what crossed the datapath.
 pub fn udp_roundtrip(ns: &Netns, addr: SocketAddr, payload: &[u8], timeout: Duration) -> bool {
-    ns.run_in(|| roundtrip(addr, payload, timeout))
-        .unwrap_or(false)
+    ns.run_in(|| roundtrip(addr, payload, timeout)).unwrap_or(false)
 }
 
 fn roundtrip(addr: SocketAddr, payload: &[u8], timeout: Duration) -> io::Result<bool> {
@@ -63,22 +62,12 @@ impl UdpEchoServer {
         let socket = ns
             .try_run_in(|| UdpSocket::bind(addr))?
             .map_err(|e| Error::io(format!("cannot bind UDP {addr} in {}", ns.name()), e))?;
-        let addr = socket
-            .local_addr()
-            .map_err(|e| Error::io("cannot read the UDP socket's address", e))?;
-        socket
-            .set_read_timeout(Some(POLL))
-            .map_err(|e| Error::io("cannot set the UDP socket's timeout", e))?;
+        let addr = socket.local_addr().map_err(|e| Error::io("cannot read the UDP socket's address", e))?;
+        socket.set_read_timeout(Some(POLL)).map_err(|e| Error::io("cannot set the UDP socket's timeout", e))?;
         let received = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&received);
-        let worker = Worker::spawn(&format!("udp echo {addr}"), move |stop| {
-            echo_loop(&socket, &counter, &stop)
-        })?;
-        Ok(UdpEchoServer {
-            addr,
-            received,
-            worker,
-        })
+        let worker = Worker::spawn(&format!("udp echo {addr}"), move |stop| echo_loop(&socket, &counter, &stop))?;
+        Ok(UdpEchoServer { addr, received, worker })
     }
 
     /// The address the server is bound to.

@@ -48,27 +48,16 @@ impl From<PushError> for ChangeError {
 /// The documents of `pushed` replace the running ones of the same key; the rest stay.
 /// Returns the sources to compile (kept documents, then the pushed texts exactly as sent,
 /// so errors point at the operator's own lines) and the resulting document set.
-fn merged(
-    running: &[Document],
-    pushed: &[(String, String)],
-) -> (Vec<(String, String)>, Vec<Document>) {
+fn merged(running: &[Document], pushed: &[(String, String)]) -> (Vec<(String, String)>, Vec<Document>) {
     let incoming = revisions::split(pushed);
-    let kept: Vec<Document> = running
-        .iter()
-        .filter(|d| !incoming.iter().any(|i| i.key == d.key))
-        .cloned()
-        .collect();
+    let kept: Vec<Document> = running.iter().filter(|d| !incoming.iter().any(|i| i.key == d.key)).cloned().collect();
     let mut sources = revisions::to_sources(&kept);
     sources.extend(pushed.iter().cloned());
     (sources, revisions::merge(running, &incoming))
 }
 
 fn names(pushed: &[(String, String)]) -> String {
-    pushed
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    pushed.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// A change of the running policy, as the API asks for it.
@@ -100,11 +89,13 @@ impl AgentState {
                 let (sources, documents) = merged(&running, pushed);
                 let diff = matches!(change, PolicyChange::Diff(_));
                 let changes = revisions::compare(&running, &documents, diff);
-                let summary = if diff { String::new() } else { format!("apply {}: {}", names(pushed), counts(&changes)) };
+                let summary =
+                    if diff { String::new() } else { format!("apply {}: {}", names(pushed), counts(&changes)) };
                 Ok(Planned { sources, documents, changes, summary })
             }
             PolicyChange::Delete(name) => {
-                let doomed: Vec<String> = revisions::matching(&running, name).iter().map(|d| d.key.to_string()).collect();
+                let doomed: Vec<String> =
+                    revisions::matching(&running, name).iter().map(|d| d.key.to_string()).collect();
                 if doomed.is_empty() {
                     return Err(ChangeError::NoSuchDocument(name.to_string()));
                 }
@@ -165,10 +156,7 @@ impl AgentState {
         match name {
             None => Ok(running),
             Some(name) => {
-                let found: Vec<Document> = revisions::matching(&running, name)
-                    .into_iter()
-                    .cloned()
-                    .collect();
+                let found: Vec<Document> = revisions::matching(&running, name).into_iter().cloned().collect();
                 if found.is_empty() {
                     return Err(ChangeError::NoSuchDocument(name.to_string()));
                 }
@@ -195,9 +183,7 @@ impl AgentState {
     ) -> Result<PushReport, ChangeError> {
         let unchanged = changes.iter().all(|c| c.change == Change::Unchanged);
         if dry_run || unchanged {
-            let checked = self
-                .check_sources(&sources)
-                .map_err(ChangeError::Rejected)?;
+            let checked = self.check_sources(&sources).map_err(ChangeError::Rejected)?;
             return Ok(PushReport {
                 applied: false,
                 revision: None,

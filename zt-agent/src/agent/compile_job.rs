@@ -46,7 +46,13 @@ impl CompileJob {
     pub fn run(mut self) -> Precompiled {
         let started = Instant::now();
         let result = generation::prepare_sources(&self.sources, &self.settings, &self.host, &mut self.allocator);
-        Precompiled { sources: self.sources, host: self.host, allocator: self.allocator, result, elapsed: started.elapsed() }
+        Precompiled {
+            sources: self.sources,
+            host: self.host,
+            allocator: self.allocator,
+            result,
+            elapsed: started.elapsed(),
+        }
     }
 }
 

@@ -51,8 +51,7 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
     for iface in &opts.ifaces {
         datapath::ifindex_of(iface)?;
     }
-    let host_labels =
-        Labels::parse(&opts.labels).map_err(|e| anyhow::anyhow!("--labels {:?}: {e}", opts.labels))?;
+    let host_labels = Labels::parse(&opts.labels).map_err(|e| anyhow::anyhow!("--labels {:?}: {e}", opts.labels))?;
     let host = host::addresses().context("cannot list this host's addresses")?;
     let settings = CompileSettings {
         default_deny: opts.default_deny,
@@ -70,9 +69,8 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
             anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len())
         })?,
     };
-    let prepared = prepare_sources(&sources, &settings, &host, &mut allocator).map_err(|r| {
-        anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len())
-    })?;
+    let prepared = prepare_sources(&sources, &settings, &host, &mut allocator)
+        .map_err(|r| anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len()))?;
     for w in &prepared.compiled.warnings {
         log::warn!("{w}");
     }
@@ -80,7 +78,9 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
     let mut dp = Datapath::load(pins.path())?;
     let mut maps = dp.take_maps()?;
     for map in &dp.set_aside {
-        eprintln!("zt-agent: upgrade: pinned map {map} set aside; the running programs keep it until they are replaced");
+        eprintln!(
+            "zt-agent: upgrade: pinned map {map} set aside; the running programs keep it until they are replaced"
+        );
     }
     for line in datapath::layout::migrate(pins.path(), &mut maps, flows::clock::monotonic_ns())? {
         eprintln!("zt-agent: upgrade: {line}");

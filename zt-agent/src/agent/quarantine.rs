@@ -33,11 +33,7 @@ pub fn addr_of(ip: IpAddr) -> Addr {
 /// bytes are zero is read as IPv4 (the IPv6 addresses that look the same end in 96 zero
 /// bits — subnet-router anycast, never a host that sends traffic).
 pub fn ip_of(addr: &Addr) -> IpAddr {
-    if addr.bytes[4..].iter().all(|&b| b == 0) {
-        IpAddr::from(addr.v4_octets())
-    } else {
-        IpAddr::from(addr.bytes)
-    }
+    if addr.bytes[4..].iter().all(|&b| b == 0) { IpAddr::from(addr.v4_octets()) } else { IpAddr::from(addr.bytes) }
 }
 
 /// An address cut off now, and for how much longer (`None`: until released).
@@ -64,11 +60,7 @@ pub enum QuarantineError {
 
 impl AgentState {
     /// Cuts `ip` off, for `ttl_seconds` or until released; returns the entries in force.
-    pub fn quarantine(
-        &mut self,
-        ip: IpAddr,
-        ttl_seconds: Option<u64>,
-    ) -> Result<Vec<Quarantined>, QuarantineError> {
+    pub fn quarantine(&mut self, ip: IpAddr, ttl_seconds: Option<u64>) -> Result<Vec<Quarantined>, QuarantineError> {
         let expires_ns = match ttl_seconds {
             None => 0,
             Some(0) => return Err(QuarantineError::ZeroTtl),
@@ -77,10 +69,7 @@ impl AgentState {
         self.maps
             .quarantine
             .insert(addr_of(ip), QuarantineValue::new(expires_ns, monotonic_ns(), ORIGIN_MANUAL), 0)
-            .map_err(|e| QuarantineError::Insert {
-                ip,
-                error: e.to_string(),
-            })?;
+            .map_err(|e| QuarantineError::Insert { ip, error: e.to_string() })?;
         sync_flag(self).map_err(QuarantineError::Flag)?;
         log::info!("quarantined {ip}");
         Ok(self.quarantined())
@@ -92,13 +81,7 @@ impl AgentState {
         if self.maps.quarantine.get(&key, 0).is_err() {
             return Err(QuarantineError::NotQuarantined { ip });
         }
-        self.maps
-            .quarantine
-            .remove(&key)
-            .map_err(|e| QuarantineError::Remove {
-                ip,
-                error: e.to_string(),
-            })?;
+        self.maps.quarantine.remove(&key).map_err(|e| QuarantineError::Remove { ip, error: e.to_string() })?;
         sync_flag(self).map_err(QuarantineError::Flag)?;
         log::info!("released {ip} from quarantine");
         Ok(self.quarantined())
@@ -115,8 +98,7 @@ impl AgentState {
             .filter(|(_, v)| v.expires_ns == 0 || v.expires_ns > now)
             .map(|(k, v)| Quarantined {
                 ip: ip_of(&k),
-                expires_in_seconds: (v.expires_ns != 0)
-                    .then(|| (v.expires_ns - now).div_ceil(NS_PER_SEC)),
+                expires_in_seconds: (v.expires_ns != 0).then(|| (v.expires_ns - now).div_ceil(NS_PER_SEC)),
             })
             .collect();
         out.sort_by_key(|e| e.ip);
@@ -144,11 +126,7 @@ impl AgentState {
 fn sync_flag(s: &mut AgentState) -> Result<(), DatapathError> {
     let occupied = s.maps.quarantine.keys().next().is_some_and(|k| k.is_ok());
     let mut cfg = s.maps.read_config()?;
-    let flags = if occupied {
-        cfg.flags | FLAG_QUARANTINE_ACTIVE
-    } else {
-        cfg.flags & !FLAG_QUARANTINE_ACTIVE
-    };
+    let flags = if occupied { cfg.flags | FLAG_QUARANTINE_ACTIVE } else { cfg.flags & !FLAG_QUARANTINE_ACTIVE };
     if flags != cfg.flags {
         cfg.flags = flags;
         s.maps.write_config(&cfg)?;
@@ -171,10 +149,7 @@ fn expire(s: &mut AgentState) {
     for key in expired {
         match s.maps.quarantine.remove(&key) {
             Ok(()) => log::info!("quarantine of {} expired", ip_of(&key)),
-            Err(e) => log::warn!(
-                "cannot remove the expired quarantine of {}: {e}",
-                ip_of(&key)
-            ),
+            Err(e) => log::warn!("cannot remove the expired quarantine of {}: {e}", ip_of(&key)),
         }
     }
     if let Err(e) = sync_flag(s) {
@@ -188,9 +163,7 @@ pub async fn expire_loop(shared: SharedState) {
     loop {
         tick.tick().await;
         let shared = shared.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || expire(&mut shared.lock().expect("agent state")))
-                .await;
+        let _ = tokio::task::spawn_blocking(move || expire(&mut shared.lock().expect("agent state"))).await;
     }
 }
 
@@ -205,10 +178,6 @@ mod tests {
             assert_eq!(ip_of(&addr_of(ip)), ip);
         }
         let mapped: IpAddr = "::ffff:198.18.0.9".parse().unwrap();
-        assert_eq!(
-            ip_of(&addr_of(mapped)),
-            "198.18.0.9".parse::<IpAddr>().unwrap(),
-            "v4-mapped is the v4 address"
-        );
+        assert_eq!(ip_of(&addr_of(mapped)), "198.18.0.9".parse::<IpAddr>().unwrap(), "v4-mapped is the v4 address");
     }
 }

@@ -38,18 +38,12 @@ pub struct Revisions {
 impl Revisions {
     /// Reads the revision index under `state_dir`; creates nothing.
     pub fn open(state_dir: &Path) -> Revisions {
-        Revisions {
-            store: RevisionStore::open(state_dir),
-            current: None,
-        }
+        Revisions { store: RevisionStore::open(state_dir), current: None }
     }
 
     /// Start-up without `--policy` paths: the sources of the latest stored revision, which
     /// becomes the current one. `None` when paths are given (they win) or nothing is stored.
-    pub fn restore(
-        &mut self,
-        policy_paths: &[PathBuf],
-    ) -> anyhow::Result<Option<Vec<(String, String)>>> {
+    pub fn restore(&mut self, policy_paths: &[PathBuf]) -> anyhow::Result<Option<Vec<(String, String)>>> {
         if !policy_paths.is_empty() {
             return Ok(None);
         }
@@ -62,10 +56,7 @@ impl Revisions {
                 self.store.path_of(latest).display()
             )
         })?;
-        log::info!(
-            "restoring policy revision {latest} ({} documents)",
-            stored.documents.len()
-        );
+        log::info!("restoring policy revision {latest} ({} documents)", stored.documents.len());
         self.current = Some(latest);
         Ok(Some(to_sources(&stored.documents)))
     }
@@ -87,12 +78,7 @@ impl Revisions {
     /// The kept revision before the current one: what `policy rollback` returns to.
     pub fn previous(&self) -> Option<u64> {
         let current = self.current?;
-        self.store
-            .index()
-            .iter()
-            .rev()
-            .map(|i| i.revision)
-            .find(|&n| n < current)
+        self.store.index().iter().rev().map(|i| i.revision).find(|&n| n < current)
     }
 
     /// Stores `documents` as the next revision and makes it current. On a write error the
@@ -200,12 +186,7 @@ impl AgentState {
         let swap = self.apply_sources(sources)?;
         let elapsed = started.elapsed();
         let (revision, warning) = self.record(documents, author_uid, summary, swap.generation);
-        Ok(Committed {
-            swap,
-            revision,
-            warning,
-            elapsed,
-        })
+        Ok(Committed { swap, revision, warning, elapsed })
     }
 
     /// SIGHUP: re-reads the `--policy` paths as the complete running policy, as a new
@@ -229,8 +210,7 @@ impl AgentState {
     fn reload_paths_as_revision(&mut self) -> Result<SwapReport, PushError> {
         if self.opts.policy.is_empty() {
             return Err(PushError::Rejected(Rejected(vec![
-                "there are no --policy paths to re-read; push policy with ztctl policy apply"
-                    .to_string(),
+                "there are no --policy paths to re-read; push policy with ztctl policy apply".to_string(),
             ])));
         }
         let swap = self.reload_paths()?;
@@ -248,12 +228,7 @@ impl AgentState {
         }
     }
 
-    fn record_active(
-        &mut self,
-        author_uid: u32,
-        summary: String,
-        generation: u32,
-    ) -> (Option<u64>, Option<String>) {
+    fn record_active(&mut self, author_uid: u32, summary: String, generation: u32) -> (Option<u64>, Option<String>) {
         let documents = self.running_documents();
         self.record(documents, author_uid, summary, generation)
     }
@@ -265,10 +240,7 @@ impl AgentState {
         summary: String,
         generation: u32,
     ) -> (Option<u64>, Option<String>) {
-        match self
-            .revisions
-            .record(documents, author_uid, summary, generation)
-        {
+        match self.revisions.record(documents, author_uid, summary, generation) {
             Ok(n) => (Some(n), None),
             Err(warning) => {
                 log::warn!("{warning}");

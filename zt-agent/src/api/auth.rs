@@ -6,8 +6,7 @@
 use super::protocol::{ApiError, ErrorCode};
 
 /// The sentence a refused peer receives.
-pub const ROOT_ONLY: &str =
-    "permission denied: the zt API accepts only root (uid 0); run ztctl as root";
+pub const ROOT_ONLY: &str = "permission denied: the zt API accepts only root (uid 0); run ztctl as root";
 
 /// Admits `peer_uid` if it is root or the agent's own effective uid.
 pub fn authorize(peer_uid: u32, agent_uid: u32) -> Result<(), ApiError> {
@@ -25,10 +24,7 @@ mod tests {
     #[test]
     fn root_and_the_agents_own_user_are_admitted_and_nobody_else() {
         assert!(authorize(0, 0).is_ok());
-        assert!(
-            authorize(1000, 1000).is_ok(),
-            "an unprivileged agent's own user"
-        );
+        assert!(authorize(1000, 1000).is_ok(), "an unprivileged agent's own user");
         let refused = authorize(65534, 0).unwrap_err();
         assert_eq!(refused.code, ErrorCode::PermissionDenied);
         assert_eq!(refused.message, ROOT_ONLY);

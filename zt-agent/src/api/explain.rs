@@ -59,29 +59,18 @@ pub fn default_direction(src_identity: u32, dst_identity: u32) -> u8 {
 
 pub fn explain(shared: &SharedState, q: &ExplainQuery) -> Result<Reply, ApiError> {
     if q.from.to_canonical().is_ipv4() != q.to.to_canonical().is_ipv4() {
-        return Err(ApiError::bad_request(
-            "--from and --to must both be IPv4 or both IPv6 addresses",
-        ));
+        return Err(ApiError::bad_request("--from and --to must both be IPv4 or both IPv6 addresses"));
     }
     let proto = protocol_number(&q.protocol).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "--proto {} is not one of tcp, udp, sctp, icmp, icmpv6",
-            q.protocol
-        ))
+        ApiError::bad_request(format!("--proto {} is not one of tcp, udp, sctp, icmp, icmpv6", q.protocol))
     })?;
     let port = match (proto::has_ports(proto), q.port) {
         (true, Some(port)) => port,
         (true, None) => {
-            return Err(ApiError::bad_request(format!(
-                "--port is needed for {}",
-                q.protocol
-            )));
+            return Err(ApiError::bad_request(format!("--port is needed for {}", q.protocol)));
         }
         (false, Some(_)) => {
-            return Err(ApiError::bad_request(format!(
-                "{} has no ports; leave out --port",
-                q.protocol
-            )));
+            return Err(ApiError::bad_request(format!("{} has no ports; leave out --port", q.protocol)));
         }
         // The kernel's policy key for port-less protocols carries port 0.
         (false, None) => 0,
@@ -95,45 +84,22 @@ pub fn explain(shared: &SharedState, q: &ExplainQuery) -> Result<Reply, ApiError
         Some("ingress") => DIR_INGRESS,
         Some("egress") => DIR_EGRESS,
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "--direction {other} is not ingress or egress"
-            )));
+            return Err(ApiError::bad_request(format!("--direction {other} is not ingress or egress")));
         }
     };
-    let (local, peer) = if direction == DIR_INGRESS {
-        (dst_id, src_id)
-    } else {
-        (src_id, dst_id)
-    };
+    let (local, peer) = if direction == DIR_INGRESS { (dst_id, src_id) } else { (src_id, dst_id) };
     let source = peer_of(&s, q.from, src_id, src_prefix);
     let destination = peer_of(&s, q.to, dst_id, dst_prefix);
-    let found = s
-        .active()
-        .compiled
-        .lookup(direction, local, peer, proto, port);
+    let found = s.active().compiled.lookup(direction, local, peer, proto, port);
     let (verdict, why, policy_id, rule) = if source.quarantined || destination.quarantined {
-        (
-            reason::VERDICT_DENIED,
-            reason::QUARANTINE,
-            POLICY_NONE,
-            RULE_NONE,
-        )
+        (reason::VERDICT_DENIED, reason::QUARANTINE, POLICY_NONE, RULE_NONE)
     } else {
         match found {
             Some(v) => (v.verdict, v.reason, v.policy_id, v.rule),
-            None => (
-                reason::VERDICT_DENIED,
-                reason::NO_POLICY,
-                POLICY_NONE,
-                RULE_NONE,
-            ),
+            None => (reason::VERDICT_DENIED, reason::NO_POLICY, POLICY_NONE, RULE_NONE),
         }
     };
-    let policy = s
-        .active()
-        .compiled
-        .policy(policy_id)
-        .filter(|_| policy_id != POLICY_NONE);
+    let policy = s.active().compiled.policy(policy_id).filter(|_| policy_id != POLICY_NONE);
     Ok(Reply::Explain(Explanation {
         direction: direction_name(direction).to_string(),
         protocol: protocol_name(proto),
@@ -142,12 +108,7 @@ pub fn explain(shared: &SharedState, q: &ExplainQuery) -> Result<Reply, ApiError
         reason: reason_name(why).to_string(),
         source,
         destination,
-        local: if direction == DIR_INGRESS {
-            "destination"
-        } else {
-            "source"
-        }
-        .to_string(),
+        local: if direction == DIR_INGRESS { "destination" } else { "source" }.to_string(),
         policy: policy.map(|p| p.name.clone()),
         policy_origin: policy.map(|p| p.origin.location()),
         rule: (policy.is_some() && rule != RULE_NONE).then_some(rule),
@@ -161,24 +122,14 @@ fn peer_of(s: &AgentState, ip: IpAddr, identity: u32, prefix: Option<IpNet>) -> 
         .compiled
         .identities
         .get(&identity)
-        .map(|l| {
-            l.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
+        .map(|l| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
         .unwrap_or_default();
     if labels.is_empty()
         && let Some(name) = reserved_name(identity)
     {
         labels.insert("reserved".to_string(), name.to_string());
     }
-    ExplainedPeer {
-        ip,
-        prefix: prefix.map(|p| p.to_string()),
-        identity,
-        labels,
-        quarantined: s.is_quarantined(ip),
-    }
+    ExplainedPeer { ip, prefix: prefix.map(|p| p.to_string()), identity, labels, quarantined: s.is_quarantined(ip) }
 }
 
 #[cfg(test)]
@@ -194,17 +145,10 @@ mod tests {
             ("fd00::/64".parse().unwrap(), 301),
         ];
         assert_eq!(resolve(&ipcache, "198.18.0.1".parse().unwrap()).0, HOST);
-        assert_eq!(
-            resolve(&ipcache, "198.18.7.1".parse().unwrap()),
-            (300, Some("198.18.0.0/16".parse().unwrap()))
-        );
+        assert_eq!(resolve(&ipcache, "198.18.7.1".parse().unwrap()), (300, Some("198.18.0.0/16".parse().unwrap())));
         assert_eq!(resolve(&ipcache, "203.0.113.1".parse().unwrap()).0, WORLD);
         assert_eq!(resolve(&ipcache, "fd00::9".parse().unwrap()).0, 301);
-        assert_eq!(
-            resolve(&ipcache, "fd01::9".parse().unwrap()),
-            (WORLD, None),
-            "no ::/0 here: world by default"
-        );
+        assert_eq!(resolve(&ipcache, "fd01::9".parse().unwrap()), (WORLD, None), "no ::/0 here: world by default");
     }
 
     #[test]

@@ -20,13 +20,8 @@ use super::{
 use crate::agent::SharedState;
 
 /// Streams matching records to `out` until done, or with `follow` until `input` closes.
-pub async fn stream<R, W>(
-    shared: &SharedState,
-    filter: FlowFilter,
-    follow: bool,
-    mut input: R,
-    mut out: W,
-) where
+pub async fn stream<R, W>(shared: &SharedState, filter: FlowFilter, follow: bool, mut input: R, mut out: W)
+where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -34,32 +29,14 @@ pub async fn stream<R, W>(
     let live = follow.then(|| history.subscribe());
     let now = SystemTime::now();
     let mut records = 0u64;
-    for record in history
-        .recent()
-        .into_iter()
-        .filter(|r| filter.matches(r, now))
-    {
-        if send(
-            &mut out,
-            &Response::Flow {
-                flow: Box::new(record),
-            },
-        )
-        .await
-        .is_err()
-        {
+    for record in history.recent().into_iter().filter(|r| filter.matches(r, now)) {
+        if send(&mut out, &Response::Flow { flow: Box::new(record) }).await.is_err() {
             return;
         }
         records += 1;
     }
     let Some(mut live) = live else {
-        let _ = send(
-            &mut out,
-            &Response::Ok {
-                result: Reply::FlowsEnd { records },
-            },
-        )
-        .await;
+        let _ = send(&mut out, &Response::Ok { result: Reply::FlowsEnd { records } }).await;
         return;
     };
     let mut scratch = [0u8; 256];

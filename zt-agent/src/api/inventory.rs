@@ -22,22 +22,11 @@ pub fn endpoints(shared: &SharedState) -> Result<Reply, ApiError> {
         .endpoints
         .iter()
         .map(|e| EndpointView {
-            key: DocumentKey {
-                kind: "Endpoint".into(),
-                namespace: e.namespace.clone(),
-                name: e.name.clone(),
-            },
+            key: DocumentKey { kind: "Endpoint".into(), namespace: e.namespace.clone(), name: e.name.clone() },
             addresses: e.addresses.iter().map(ToString::to_string).collect(),
-            labels: e
-                .labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: e.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             // What the kernel resolves the endpoint's first address to.
-            identity: e
-                .addresses
-                .first()
-                .map(|net| resolve(&ipcache, net.addr()).0),
+            identity: e.addresses.first().map(|net| resolve(&ipcache, net.addr()).0),
         })
         .collect();
     Ok(Reply::Endpoints { endpoints })
@@ -55,20 +44,14 @@ pub fn identities(shared: &SharedState) -> Result<Reply, ApiError> {
         .identities
         .iter()
         .map(|(id, labels)| {
-            let mut labels: BTreeMap<String, String> = labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            let mut labels: BTreeMap<String, String> =
+                labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             if labels.is_empty()
                 && let Some(name) = reserved_name(*id)
             {
                 labels.insert("reserved".into(), name.into());
             }
-            IdentityView {
-                identity: *id,
-                labels,
-                prefixes: prefixes.remove(id).unwrap_or_default(),
-            }
+            IdentityView { identity: *id, labels, prefixes: prefixes.remove(id).unwrap_or_default() }
         })
         .collect();
     Ok(Reply::Identities { identities })

@@ -9,35 +9,28 @@ fn error(e: ChangeError) -> ApiError {
     match e {
         ChangeError::Rejected(r) => ApiError {
             code: ErrorCode::Rejected,
-            message: format!(
-                "the push was rejected ({} problem(s)); the running policy is unchanged",
-                r.0.len()
-            ),
+            message: format!("the push was rejected ({} problem(s)); the running policy is unchanged", r.0.len()),
             problems: r.0,
         },
-        ChangeError::Kernel(e) => ApiError::failed(format!(
-            "the kernel maps could not be written ({e}); the running policy is unchanged"
-        )),
+        ChangeError::Kernel(e) => {
+            ApiError::failed(format!("the kernel maps could not be written ({e}); the running policy is unchanged"))
+        }
         ChangeError::NoSuchDocument(name) => ApiError::not_found(format!(
             "no running policy is named {name}; see ztctl policy get (other kinds: KIND/NAME, e.g. Endpoint/db-1)"
         )),
-        ChangeError::NoEarlierRevision => ApiError::not_found(
-            "there is no earlier revision to roll back to; see ztctl policy history",
-        ),
-        ChangeError::RevisionNotKept(target) => ApiError::not_found(format!(
-            "revision {target} is not kept; see ztctl policy history"
-        )),
-        ChangeError::RevisionUnreadable(target, e) => {
-            ApiError::failed(format!("cannot read revision {target}: {e}"))
+        ChangeError::NoEarlierRevision => {
+            ApiError::not_found("there is no earlier revision to roll back to; see ztctl policy history")
         }
+        ChangeError::RevisionNotKept(target) => {
+            ApiError::not_found(format!("revision {target} is not kept; see ztctl policy history"))
+        }
+        ChangeError::RevisionUnreadable(target, e) => ApiError::failed(format!("cannot read revision {target}: {e}")),
     }
 }
 
 fn texts(sources: Vec<Source>) -> Result<Vec<(String, String)>, ApiError> {
     if sources.is_empty() {
-        return Err(ApiError::bad_request(
-            "no policy files were given; name at least one file or directory",
-        ));
+        return Err(ApiError::bad_request("no policy files were given; name at least one file or directory"));
     }
     Ok(sources.into_iter().map(|s| (s.name, s.text)).collect())
 }
@@ -72,26 +65,12 @@ pub fn rollback(shared: &SharedState, revision: Option<u64>, uid: u32) -> Result
 }
 
 pub fn get(shared: &SharedState, name: Option<&str>) -> Result<Reply, ApiError> {
-    let chosen = shared
-        .lock()
-        .expect("agent state")
-        .documents(name)
-        .map_err(error)?;
-    let documents = chosen
-        .into_iter()
-        .map(|d| DocumentView {
-            origin: d.origin(),
-            key: d.key,
-            yaml: d.yaml,
-        })
-        .collect();
+    let chosen = shared.lock().expect("agent state").documents(name).map_err(error)?;
+    let documents = chosen.into_iter().map(|d| DocumentView { origin: d.origin(), key: d.key, yaml: d.yaml }).collect();
     Ok(Reply::Documents { documents })
 }
 
 pub fn history(shared: &SharedState) -> Result<Reply, ApiError> {
     let s = shared.lock().expect("agent state");
-    Ok(Reply::History {
-        current: s.revision(),
-        revisions: s.revision_history(),
-    })
+    Ok(Reply::History { current: s.revision(), revisions: s.revision_history() })
 }

@@ -11,10 +11,7 @@ fn reply(entries: Vec<Quarantined>) -> Reply {
     Reply::Quarantine {
         entries: entries
             .into_iter()
-            .map(|q| QuarantineEntry {
-                ip: q.ip,
-                expires_in_seconds: q.expires_in_seconds,
-            })
+            .map(|q| QuarantineEntry { ip: q.ip, expires_in_seconds: q.expires_in_seconds })
             .collect(),
     }
 }

@@ -34,10 +34,7 @@ pub enum RemoteError {
     #[error(
         "cannot listen for remote API clients on {addr}: {source}; free the address or change listen in the config file's [remote] table"
     )]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// The bound listener and its TLS configuration, ready to serve.
@@ -57,39 +54,14 @@ impl RemoteListener {
 pub fn bind(opts: &RemoteOptions) -> Result<RemoteListener, RemoteError> {
     let pem = |what, fix| Pem { what, fix };
     let config = tls::server_config(Files {
-        ca: (
-            &opts.ca,
-            pem(
-                "remote client CA bundle",
-                "fix ca in the config file's [remote] table",
-            ),
-        ),
-        cert: (
-            &opts.cert,
-            pem(
-                "remote server certificate",
-                "fix cert in the config file's [remote] table",
-            ),
-        ),
-        key: (
-            &opts.key,
-            pem(
-                "remote server key",
-                "fix key in the config file's [remote] table",
-            ),
-        ),
+        ca: (&opts.ca, pem("remote client CA bundle", "fix ca in the config file's [remote] table")),
+        cert: (&opts.cert, pem("remote server certificate", "fix cert in the config file's [remote] table")),
+        key: (&opts.key, pem("remote server key", "fix key in the config file's [remote] table")),
     })?;
-    let bind_error = |source| RemoteError::Bind {
-        addr: opts.listen,
-        source,
-    };
+    let bind_error = |source| RemoteError::Bind { addr: opts.listen, source };
     let listener = std::net::TcpListener::bind(opts.listen).map_err(bind_error)?;
     listener.set_nonblocking(true).map_err(bind_error)?;
-    Ok(RemoteListener {
-        listener,
-        acceptor: TlsAcceptor::from(Arc::new(config)),
-        roles: Arc::new(opts.roles.clone()),
-    })
+    Ok(RemoteListener { listener, acceptor: TlsAcceptor::from(Arc::new(config)), roles: Arc::new(opts.roles.clone()) })
 }
 
 /// Starts accepting remote clients on the current tokio runtime.
@@ -99,22 +71,11 @@ pub fn serve(remote: RemoteListener, shared: SharedState) -> std::io::Result<()>
     Ok(())
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    roles: Arc<RoleMap>,
-    shared: SharedState,
-) {
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, roles: Arc<RoleMap>, shared: SharedState) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(connection(
-                    stream,
-                    peer,
-                    acceptor.clone(),
-                    roles.clone(),
-                    shared.clone(),
-                ));
+                tokio::spawn(connection(stream, peer, acceptor.clone(), roles.clone(), shared.clone()));
             }
             Err(e) => {
                 log::warn!("the remote API listener cannot accept a connection: {e}");
@@ -135,34 +96,19 @@ async fn connection(
         Ok(Ok(tls)) => tls,
         // rustls has already sent the client an alert saying why (unknown CA, no certificate).
         Ok(Err(e)) => {
-            return log::warn!(
-                "refused a remote API client at {peer}: the TLS handshake failed: {e}"
-            );
+            return log::warn!("refused a remote API client at {peer}: the TLS handshake failed: {e}");
         }
         Err(_) => {
-            return log::warn!(
-                "refused a remote API client at {peer}: no TLS handshake within {HANDSHAKE_TIMEOUT:?}"
-            );
+            return log::warn!("refused a remote API client at {peer}: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
         }
     };
-    let names = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(tls::peer_names)
-        .unwrap_or_default();
+    let names = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(tls::peer_names).unwrap_or_default();
     let grant = grant(&roles, &names);
     match &grant {
-        Ok(g) => log::info!(
-            "remote API client at {peer} ({}) has the {:?} role",
-            names.join(", "),
-            g.role
-        ),
-        Err(_) => log::warn!(
-            "refused a remote API client at {peer}: its certificate ({}) has no role",
-            names.join(", ")
-        ),
+        Ok(g) => log::info!("remote API client at {peer} ({}) has the {:?} role", names.join(", "), g.role),
+        Err(_) => {
+            log::warn!("refused a remote API client at {peer}: its certificate ({}) has no role", names.join(", "))
+        }
     }
     server::connection(tls, shared, grant).await;
 }
@@ -170,10 +116,7 @@ async fn connection(
 /// A verified certificate's rights; its revisions are recorded as the agent's own.
 fn grant(roles: &RoleMap, names: &[String]) -> Result<Grant, ApiError> {
     match roles.role_of(names) {
-        Some(role) => Ok(Grant {
-            author_uid: own_uid(),
-            role,
-        }),
+        Some(role) => Ok(Grant { author_uid: own_uid(), role }),
         None => Err(role::unmapped(names)),
     }
 }

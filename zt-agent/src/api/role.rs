@@ -45,11 +45,7 @@ pub fn unmapped(names: &[String]) -> ApiError {
         ErrorCode::PermissionDenied,
         format!(
             "permission denied: the client certificate ({}) has no role on this agent; add its name to admins or readers in the agent's [remote] config",
-            if names.is_empty() {
-                "no name".to_string()
-            } else {
-                names.join(", ")
-            }
+            if names.is_empty() { "no name".to_string() } else { names.join(", ") }
         ),
     )
 }
@@ -83,9 +79,7 @@ fn changes_nothing(request: &Request) -> bool {
         | Request::Flows { .. }
         | Request::Explain(_)
         | Request::QuarantineList => true,
-        Request::PolicyRollback { .. }
-        | Request::QuarantineAdd { .. }
-        | Request::QuarantineRelease { .. } => false,
+        Request::PolicyRollback { .. } | Request::QuarantineAdd { .. } | Request::QuarantineRelease { .. } => false,
     }
 }
 
@@ -102,36 +96,22 @@ mod tests {
     use super::*;
 
     fn map() -> RoleMap {
-        RoleMap {
-            admins: vec!["ops".into(), "both".into()],
-            readers: vec!["audit".into(), "both".into()],
-        }
+        RoleMap { admins: vec!["ops".into(), "both".into()], readers: vec!["audit".into(), "both".into()] }
     }
 
     #[test]
     fn names_map_to_roles_admin_first_and_unknown_names_to_none() {
         assert_eq!(map().role_of(&["ops"]), Some(Role::Admin));
-        assert_eq!(
-            map().role_of(&["x", "audit"]),
-            Some(Role::Reader),
-            "a SAN name counts as much as the CN"
-        );
+        assert_eq!(map().role_of(&["x", "audit"]), Some(Role::Reader), "a SAN name counts as much as the CN");
         assert_eq!(map().role_of(&["both"]), Some(Role::Admin));
-        assert_eq!(
-            map().role_of(&["Ops", "stranger"]),
-            None,
-            "names match exactly"
-        );
+        assert_eq!(map().role_of(&["Ops", "stranger"]), None, "names match exactly");
         assert_eq!(map().role_of::<&str>(&[]), None);
         assert_eq!(RoleMap::default().role_of(&["ops"]), None);
     }
 
     #[test]
     fn readers_may_read_and_dry_run_but_not_change_anything() {
-        let apply = |dry_run| Request::PolicyApply {
-            sources: vec![],
-            dry_run,
-        };
+        let apply = |dry_run| Request::PolicyApply { sources: vec![], dry_run };
         for allowed in [
             Request::Status,
             Request::PolicyGet { name: None },
@@ -146,18 +126,10 @@ mod tests {
         }
         for refused in [
             apply(false),
-            Request::PolicyDelete {
-                name: "a".into(),
-                dry_run: false,
-            },
+            Request::PolicyDelete { name: "a".into(), dry_run: false },
             Request::PolicyRollback { revision: None },
-            Request::QuarantineAdd {
-                ip: "198.18.0.1".parse().unwrap(),
-                ttl_seconds: None,
-            },
-            Request::QuarantineRelease {
-                ip: "198.18.0.1".parse().unwrap(),
-            },
+            Request::QuarantineAdd { ip: "198.18.0.1".parse().unwrap(), ttl_seconds: None },
+            Request::QuarantineRelease { ip: "198.18.0.1".parse().unwrap() },
         ] {
             let e = Role::Reader.permit(&refused).unwrap_err();
             assert_eq!(e.code, ErrorCode::PermissionDenied);
@@ -165,22 +137,13 @@ mod tests {
             assert!(Role::Admin.permit(&refused).is_ok());
         }
         let e = Role::Reader.permit(&apply(false)).unwrap_err();
-        assert!(
-            e.message
-                .starts_with("permission denied: policy-apply changes the agent"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("permission denied: policy-apply changes the agent"), "{}", e.message);
     }
 
     #[test]
     fn an_unmapped_certificate_is_refused_with_its_names() {
         let e = unmapped(&["eve".into()]);
         assert_eq!(e.code, ErrorCode::PermissionDenied);
-        assert!(
-            e.message.contains("(eve) has no role") && e.message.contains("[remote]"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("(eve) has no role") && e.message.contains("[remote]"), "{}", e.message);
     }
 }

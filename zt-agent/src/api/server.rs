@@ -11,9 +11,7 @@
 use std::time::Duration;
 
 use tokio::{
-    io::{
-        AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
-    },
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
     net::{UnixListener, UnixStream},
 };
 
@@ -32,9 +30,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Starts serving `socket` on the current tokio runtime, until the runtime stops; the socket
 /// file goes with it. (Quarantine expiry is the agent core's, started by `daemon`.)
 pub fn serve(mut socket: ApiSocket, shared: SharedState) -> std::io::Result<()> {
-    let listener = socket
-        .take_listener()
-        .ok_or_else(|| std::io::Error::other("the API socket is already served"))?;
+    let listener = socket.take_listener().ok_or_else(|| std::io::Error::other("the API socket is already served"))?;
     let listener = UnixListener::from_std(listener)?;
     tokio::spawn(accept_loop(listener, socket, shared));
     Ok(())
@@ -59,16 +55,10 @@ async fn accept_loop(listener: UnixListener, _socket: ApiSocket, shared: SharedS
 
 /// A local peer is admitted by its uid (SO_PEERCRED), with every right.
 fn local_grant(stream: &UnixStream, agent_uid: u32) -> Result<Grant, ApiError> {
-    let uid = stream
-        .peer_cred()
-        .map_err(|e| ApiError::failed(format!("cannot read the client's credentials: {e}")))?
-        .uid();
-    auth::authorize(uid, agent_uid)
-        .inspect_err(|_| log::warn!("refused an API request from uid {uid}"))?;
-    Ok(Grant {
-        author_uid: uid,
-        role: Role::Admin,
-    })
+    let uid =
+        stream.peer_cred().map_err(|e| ApiError::failed(format!("cannot read the client's credentials: {e}")))?.uid();
+    auth::authorize(uid, agent_uid).inspect_err(|_| log::warn!("refused an API request from uid {uid}"))?;
+    Ok(Grant { author_uid: uid, role: Role::Admin })
 }
 
 /// Serves one connection of any transport (the Unix socket, or TLS for remote clients):
@@ -88,10 +78,7 @@ where
         Ok(Ok(None)) => return,
         Ok(Err(error)) => return reply(&mut out, Response::Error { error }).await,
         Err(_) => {
-            let error = ApiError::bad_request(format!(
-                "no request line arrived within {}s",
-                REQUEST_TIMEOUT.as_secs()
-            ));
+            let error = ApiError::bad_request(format!("no request line arrived within {}s", REQUEST_TIMEOUT.as_secs()));
             return reply(&mut out, Response::Error { error }).await;
         }
     };
@@ -113,17 +100,13 @@ where
     let response = match tokio::task::spawn_blocking(move || handle(&shared, request, uid)).await {
         Ok(Ok(result)) => Response::Ok { result },
         Ok(Err(error)) => Response::Error { error },
-        Err(e) => Response::Error {
-            error: ApiError::failed(format!("the request failed inside the agent: {e}")),
-        },
+        Err(e) => Response::Error { error: ApiError::failed(format!("the request failed inside the agent: {e}")) },
     };
     reply(&mut out, response).await;
 }
 
 /// One line, at most [`MAX_REQUEST_BYTES`]; `None` if the client closed without sending.
-async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(
-    input: &mut R,
-) -> Result<Option<String>, ApiError> {
+async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(input: &mut R) -> Result<Option<String>, ApiError> {
     let mut line = String::new();
     let n = input
         .take(MAX_REQUEST_BYTES)
@@ -162,10 +145,7 @@ fn handle(shared: &SharedState, request: Request, uid: u32) -> Result<Reply, Api
 }
 
 /// Writes one response line and flushes.
-pub(crate) async fn send<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    response: &Response,
-) -> std::io::Result<()> {
+pub(crate) async fn send<W: AsyncWrite + Unpin>(out: &mut W, response: &Response) -> std::io::Result<()> {
     out.write_all(protocol::encode(response).as_bytes()).await?;
     out.flush().await
 }

@@ -20,17 +20,13 @@ pub enum SocketError {
         "cannot create the API socket directory {dir}: {source}; pass --socket with a path in a writable directory"
     )]
     Dir { dir: PathBuf, source: io::Error },
-    #[error(
-        "another zt-agent is already serving the API socket {path}; stop it, or pass --socket with another path"
-    )]
+    #[error("another zt-agent is already serving the API socket {path}; stop it, or pass --socket with another path")]
     InUse { path: PathBuf },
     #[error(
         "cannot use {path} as the API socket: it exists and is not a socket; remove it or pass --socket with another path"
     )]
     NotASocket { path: PathBuf },
-    #[error(
-        "cannot create the API socket {path}: {source}; pass --socket with a path in a writable directory"
-    )]
+    #[error("cannot create the API socket {path}: {source}; pass --socket with a path in a writable directory")]
     Bind { path: PathBuf, source: io::Error },
 }
 
@@ -46,48 +42,31 @@ pub struct ApiSocket {
 impl ApiSocket {
     /// Binds `path` (mode 0600), creating its directory (0755) if needed.
     pub fn bind(path: &Path) -> Result<ApiSocket, SocketError> {
-        if let Some(dir) = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-        {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
                 .create(dir)
-                .map_err(|source| SocketError::Dir {
-                    dir: dir.to_path_buf(),
-                    source,
-                })?;
+                .map_err(|source| SocketError::Dir { dir: dir.to_path_buf(), source })?;
         }
         if let Ok(meta) = fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
-                return Err(SocketError::NotASocket {
-                    path: path.to_path_buf(),
-                });
+                return Err(SocketError::NotASocket { path: path.to_path_buf() });
             }
             if UnixStream::connect(path).is_ok() {
-                return Err(SocketError::InUse {
-                    path: path.to_path_buf(),
-                });
+                return Err(SocketError::InUse { path: path.to_path_buf() });
             }
             // Nobody answers: left by an agent that did not stop cleanly.
             let _ = fs::remove_file(path);
         }
-        let bind_error = |source| SocketError::Bind {
-            path: path.to_path_buf(),
-            source,
-        };
+        let bind_error = |source| SocketError::Bind { path: path.to_path_buf(), source };
         let listener = UnixListener::bind(path).map_err(bind_error)?;
         // Between bind and chmod the file has the umask's mode; the peer-credential check
         // (auth.rs) is what refuses other users in any case.
         fs::set_permissions(path, Permissions::from_mode(0o600)).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
         let meta = fs::metadata(path).map_err(bind_error)?;
-        Ok(ApiSocket {
-            listener: Some(listener),
-            path: path.to_path_buf(),
-            file: (meta.dev(), meta.ino()),
-        })
+        Ok(ApiSocket { listener: Some(listener), path: path.to_path_buf(), file: (meta.dev(), meta.ino()) })
     }
 
     pub fn path(&self) -> &Path {
@@ -116,8 +95,7 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("zt-socket-test-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("zt-socket-test-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -129,14 +107,7 @@ mod tests {
         let socket = ApiSocket::bind(&path).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(
-            fs::metadata(path.parent().unwrap())
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o755
-        );
+        assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o755);
         drop(socket);
         assert!(!path.exists());
         fs::remove_dir_all(&dir).unwrap();
@@ -156,10 +127,7 @@ mod tests {
         let again = ApiSocket::bind(&stale).unwrap();
         drop((first, again));
         fs::write(&path, "x").unwrap();
-        assert!(matches!(
-            ApiSocket::bind(&path).unwrap_err(),
-            SocketError::NotASocket { .. }
-        ));
+        assert!(matches!(ApiSocket::bind(&path).unwrap_err(), SocketError::NotASocket { .. }));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,9 +10,7 @@ use zt_common::{
     reason::{reason_name, verdict_name},
 };
 
-use super::protocol::{
-    ApiError, CounterRow, InterfaceStatus, MapOccupancy, PipelineCounters, Reply, StatusReport,
-};
+use super::protocol::{ApiError, CounterRow, InterfaceStatus, MapOccupancy, PipelineCounters, Reply, StatusReport};
 use crate::{
     agent::SharedState,
     policy::compile::{MAX_IPCACHE_PREFIXES, MAX_POLICY_ENTRIES},
@@ -20,36 +18,15 @@ use crate::{
 
 pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
     let s = shared.lock().expect("agent state");
-    let stats = s
-        .stats()
-        .map_err(|e| ApiError::failed(format!("cannot read the datapath counters: {e}")))?;
-    let map = |name: &str, entries: usize, max: u64| MapOccupancy {
-        map: name.to_string(),
-        entries: entries as u64,
-        max,
-    };
+    let stats = s.stats().map_err(|e| ApiError::failed(format!("cannot read the datapath counters: {e}")))?;
+    let map =
+        |name: &str, entries: usize, max: u64| MapOccupancy { map: name.to_string(), entries: entries as u64, max };
     let maps = vec![
-        map(
-            "conntrack",
-            s.conntrack_len(),
-            CONNTRACK_MAX_ENTRIES.into(),
-        ),
+        map("conntrack", s.conntrack_len(), CONNTRACK_MAX_ENTRIES.into()),
         // A generation may use half of POLICY and IPCACHE: the next one is written beside it.
-        map(
-            "policy",
-            s.active().tables.policy.len(),
-            MAX_POLICY_ENTRIES as u64,
-        ),
-        map(
-            "ipcache",
-            s.active().tables.ipcache.len(),
-            MAX_IPCACHE_PREFIXES as u64,
-        ),
-        map(
-            "quarantine",
-            s.quarantine_len(),
-            QUARANTINE_MAX_ENTRIES.into(),
-        ),
+        map("policy", s.active().tables.policy.len(), MAX_POLICY_ENTRIES as u64),
+        map("ipcache", s.active().tables.ipcache.len(), MAX_IPCACHE_PREFIXES as u64),
+        map("quarantine", s.quarantine_len(), QUARANTINE_MAX_ENTRIES.into()),
     ];
     let counters = stats
         .nonzero()
@@ -78,12 +55,7 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
         policies: s.active().compiled.policies.len(),
         identities: s.active().compiled.identities.len(),
         default_deny: s.settings().default_deny,
-        failsafe: s
-            .settings()
-            .failsafe
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        failsafe: s.settings().failsafe.iter().map(ToString::to_string).collect(),
         maps,
         counters,
         pipeline: PipelineCounters {

@@ -72,7 +72,8 @@ fn cleanup(dir: &std::path::Path) -> anyhow::Result<()> {
     let pins = PinDir::open(dir, Lifetime::ExistingOnly)?;
     let removed = pins::remove_all(pins.path())
         .map_err(|e| anyhow::anyhow!("cannot remove the pins under {pins}: {e}; are you root?"))?;
-    let left = if removed.dir_removed { String::new() } else { format!("; {pins} kept: it holds files zt did not make") };
+    let left =
+        if removed.dir_removed { String::new() } else { format!("; {pins} kept: it holds files zt did not make") };
     println!("zt-agent: cleanup of {pins}: {removed}{left}");
     Ok(())
 }

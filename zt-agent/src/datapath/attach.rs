@@ -253,7 +253,12 @@ impl Datapath {
     fn attach_new(&mut self, iface: &str, ifindex: u32, hook: LinkHook) -> Result<(), DatapathError> {
         let err = |mode: &'static str, program: &'static str| {
             let iface = iface.to_string();
-            move |source: aya::programs::ProgramError| DatapathError::Attach { program, iface, mode, source: Box::new(source) }
+            move |source: aya::programs::ProgramError| DatapathError::Attach {
+                program,
+                iface,
+                mode,
+                source: Box::new(source),
+            }
         };
         use zt_common::program_names::{TC_EGRESS, TC_INGRESS, XDP_INGRESS};
         let pinned = self.links.lifetime() == LinkLifetime::Pinned;

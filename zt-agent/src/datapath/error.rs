@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
-    #[error("cannot create the bpffs pin directory {path}: {source} (is bpffs mounted at /sys/fs/bpf and are you root?)")]
+    #[error(
+        "cannot create the bpffs pin directory {path}: {source} (is bpffs mounted at /sys/fs/bpf and are you root?)"
+    )]
     PinDir { path: PathBuf, source: std::io::Error },
     #[error("cannot load the zt kernel programs: {0}")]
     Load(#[source] Box<aya::EbpfError>),

@@ -115,10 +115,7 @@ pub struct GenerationWriter {
 impl GenerationWriter {
     /// Starts from whatever the (possibly adopted) maps hold.
     pub fn adopt(maps: &Maps) -> Result<GenerationWriter, DatapathError> {
-        Ok(GenerationWriter {
-            slots: [SlotContent::read(maps, 0)?, SlotContent::read(maps, 1)?],
-            last_switch: None,
-        })
+        Ok(GenerationWriter { slots: [SlotContent::read(maps, 0)?, SlotContent::read(maps, 1)?], last_switch: None })
     }
 
     /// The active generation in the kernel.
@@ -160,7 +157,12 @@ impl GenerationWriter {
 }
 
 /// Brings `slot` from `have` to `want`: inserts what is new or changed, removes the rest.
-fn write_slot(maps: &mut Maps, have: &SlotContent, want: &SlotContent, slot: u8) -> Result<(usize, usize), DatapathError> {
+fn write_slot(
+    maps: &mut Maps,
+    have: &SlotContent,
+    want: &SlotContent,
+    slot: u8,
+) -> Result<(usize, usize), DatapathError> {
     let mut written = 0;
     let mut removed = 0;
     for (&(prefix, key), value) in &want.policy {

@@ -72,9 +72,8 @@ pub fn link_kind(iface: &str) -> io::Result<LinkKind> {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").or_else(|_| std::net::UdpSocket::bind("[::1]:0"))?;
     // SAFETY: SIOCETHTOOL with ETHTOOL_GDRVINFO fills `info`, which outlives the call, and
     // reads the interface name from `req`.
-    let rc = unsafe {
-        libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&socket), SIOCETHTOOL, &mut req as *mut libc::ifreq)
-    };
+    let rc =
+        unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&socket), SIOCETHTOOL, &mut req as *mut libc::ifreq) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }

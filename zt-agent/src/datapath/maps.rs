@@ -55,10 +55,7 @@ impl StatsSnapshot {
 
     /// Events of `kind` with `outcome` (`stats::EVENT_*`).
     pub fn event(&self, kind: u8, outcome: u32) -> u64 {
-        self.events
-            .get(zt_common::stats::event_stats_index(kind, outcome) as usize)
-            .copied()
-            .unwrap_or_default()
+        self.events.get(zt_common::stats::event_stats_index(kind, outcome) as usize).copied().unwrap_or_default()
     }
 
     /// Every nonzero (verdict, reason, counter).

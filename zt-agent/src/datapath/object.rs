@@ -44,7 +44,8 @@ impl Datapath {
             .load(OBJECT)
             .map_err(|e| DatapathError::Load(Box::new(e)))?;
         let xdp: &mut Xdp = program(&mut ebpf, program_names::XDP_INGRESS)?;
-        xdp.load().map_err(|source| DatapathError::Verify { program: program_names::XDP_INGRESS, source: source.into() })?;
+        xdp.load()
+            .map_err(|source| DatapathError::Verify { program: program_names::XDP_INGRESS, source: source.into() })?;
         for name in [program_names::TC_INGRESS, program_names::TC_EGRESS] {
             let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
             tc.load().map_err(|source| DatapathError::Verify { program: name, source: source.into() })?;
@@ -79,13 +80,18 @@ impl Datapath {
     pub fn xdp_reference(&mut self) -> Result<&mut Xdp, DatapathError> {
         let prog: &mut Xdp = program(&mut self.ebpf, program_names::XDP_REFERENCE)?;
         if prog.fd().is_err() {
-            prog.load().map_err(|source| DatapathError::Verify { program: program_names::XDP_REFERENCE, source: source.into() })?;
+            prog.load().map_err(|source| DatapathError::Verify {
+                program: program_names::XDP_REFERENCE,
+                source: source.into(),
+            })?;
         }
         Ok(prog)
     }
 
     /// The reference program's flow table (benchmarks only), to put the measured flow in.
-    pub fn reference_flows(&mut self) -> Result<aya::maps::HashMap<&mut aya::maps::MapData, zt_common::conntrack::CtKey, u64>, DatapathError> {
+    pub fn reference_flows(
+        &mut self,
+    ) -> Result<aya::maps::HashMap<&mut aya::maps::MapData, zt_common::conntrack::CtKey, u64>, DatapathError> {
         let name = zt_common::map_names::REFERENCE_FLOWS;
         let map = self.ebpf.map_mut(name).ok_or(DatapathError::Missing { kind: "map", name })?;
         aya::maps::HashMap::try_from(map).map_err(DatapathError::map(name))
@@ -95,7 +101,10 @@ impl Datapath {
     pub fn xdp_baseline(&mut self) -> Result<&mut Xdp, DatapathError> {
         let prog: &mut Xdp = program(&mut self.ebpf, program_names::XDP_BASELINE)?;
         if prog.fd().is_err() {
-            prog.load().map_err(|source| DatapathError::Verify { program: program_names::XDP_BASELINE, source: source.into() })?;
+            prog.load().map_err(|source| DatapathError::Verify {
+                program: program_names::XDP_BASELINE,
+                source: source.into(),
+            })?;
         }
         Ok(prog)
     }
@@ -105,8 +114,6 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, D
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program>,
 {
-    let p = ebpf
-        .program_mut(name)
-        .ok_or(DatapathError::Missing { kind: "program", name })?;
+    let p = ebpf.program_mut(name).ok_or(DatapathError::Missing { kind: "program", name })?;
     p.try_into().map_err(|_| DatapathError::Missing { kind: "program of the expected type", name })
 }

@@ -184,7 +184,11 @@ impl LinkPins {
                 fs::create_dir_all(&self.dir)
                     .map_err(|source| super::DatapathError::PinDir { path: self.dir.clone(), source })?;
                 link.pin(&path)
-                    .map_err(|source| super::DatapathError::Pin { what: "link".into(), path: path.clone(), source: source.into() })?
+                    .map_err(|source| super::DatapathError::Pin {
+                        what: "link".into(),
+                        path: path.clone(),
+                        source: source.into(),
+                    })?
                     .into()
             }
             (LinkLifetime::Process, true) => {

@@ -8,15 +8,18 @@
 //! writes); metrics reads them, the pipeline never imports metrics.
 
 pub mod context;
-pub mod hits;
 pub mod history;
+pub mod hits;
 pub mod reader;
 pub mod rotate;
 pub mod sink;
 pub mod sweep;
 
 pub use context::FlowContext;
-pub use hits::RuleHits;
 pub use history::FlowHistory;
+pub use hits::RuleHits;
 // The record and the clock it is timed by are shared with clients: they live in zt-api.
-pub use zt_api::{clock, record::{self, FlowRecord}};
+pub use zt_api::{
+    clock,
+    record::{self, FlowRecord},
+};

@@ -18,11 +18,11 @@ use std::{
 
 use tokio::sync::mpsc;
 
+use super::hits::RuleHits;
 use super::{
     FlowHistory, FlowRecord,
     rotate::{Maintenance, RotatingLog, Rotation},
 };
-use super::hits::RuleHits;
 
 /// Records taken from the queue per batch; lines are flushed once per batch.
 const BATCH: usize = 64;

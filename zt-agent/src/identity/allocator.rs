@@ -31,11 +31,7 @@ impl Default for IdentityAllocator {
 
 impl IdentityAllocator {
     pub fn new() -> Self {
-        Self {
-            by_labels: BTreeMap::new(),
-            by_id: BTreeMap::new(),
-            next: FIRST_ALLOCATED,
-        }
+        Self { by_labels: BTreeMap::new(), by_id: BTreeMap::new(), next: FIRST_ALLOCATED }
     }
 
     /// The identity of `labels`, allocating the next free number the first time.
@@ -100,11 +96,7 @@ impl From<IdentityAllocator> for AllocatorState {
     fn from(allocator: IdentityAllocator) -> Self {
         Self {
             next: allocator.next,
-            identities: allocator
-                .by_id
-                .into_iter()
-                .map(|(id, labels)| SavedIdentity { id, labels })
-                .collect(),
+            identities: allocator.by_id.into_iter().map(|(id, labels)| SavedIdentity { id, labels }).collect(),
         }
     }
 }
@@ -116,22 +108,13 @@ impl TryFrom<AllocatorState> for IdentityAllocator {
     /// numbers, a label set with two numbers, or a `next` that could hand out a used number.
     fn try_from(state: AllocatorState) -> Result<Self, Self::Error> {
         let invalid = |why: String| Err(AllocatorError::InvalidState(why));
-        let mut allocator = IdentityAllocator {
-            next: state.next,
-            ..IdentityAllocator::new()
-        };
+        let mut allocator = IdentityAllocator { next: state.next, ..IdentityAllocator::new() };
         if state.next < FIRST_ALLOCATED {
-            return invalid(format!(
-                "next identity {} is below {FIRST_ALLOCATED}",
-                state.next
-            ));
+            return invalid(format!("next identity {} is below {FIRST_ALLOCATED}", state.next));
         }
         for SavedIdentity { id, labels } in state.identities {
             if id < FIRST_ALLOCATED || id >= state.next {
-                return invalid(format!(
-                    "identity {id} is outside {FIRST_ALLOCATED}..{}",
-                    state.next
-                ));
+                return invalid(format!("identity {id} is outside {FIRST_ALLOCATED}..{}", state.next));
             }
             if allocator.by_id.insert(id, labels.clone()).is_some() {
                 return invalid(format!("identity {id} appears twice"));
@@ -166,16 +149,11 @@ mod tests {
     fn allocator_survives_a_serde_round_trip() {
         let mut allocator = IdentityAllocator::new();
         allocator.allocate(&labels("app=db,env=prod")).unwrap();
-        allocator
-            .allocate(&Labels::cidr("10.0.0.0/8".parse().unwrap()))
-            .unwrap();
+        allocator.allocate(&Labels::cidr("10.0.0.0/8".parse().unwrap())).unwrap();
         let json = serde_json::to_string(&allocator).unwrap();
         let mut restored: IdentityAllocator = serde_json::from_str(&json).unwrap();
         assert_eq!(restored, allocator);
-        assert_eq!(
-            restored.allocate(&labels("app=new")).unwrap(),
-            FIRST_ALLOCATED + 2
-        );
+        assert_eq!(restored.allocate(&labels("app=new")).unwrap(), FIRST_ALLOCATED + 2);
     }
 
     #[test]

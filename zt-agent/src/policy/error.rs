@@ -23,20 +23,13 @@ pub enum PolicyError {
         error: io::Error,
     },
 
-    #[error(
-        "policy {path}: the directory has no *.yaml or *.yml files; pass a directory that holds policy files"
-    )]
+    #[error("policy {path}: the directory has no *.yaml or *.yml files; pass a directory that holds policy files")]
     NoPolicyFiles { path: String },
 
     /// The YAML itself is malformed; the rest of that source is not read, because the YAML
     /// stream cannot be resynchronised after a syntax error.
     #[error("{origin}: invalid YAML{}: {problem}", at_line(*line, *column))]
-    Syntax {
-        origin: Origin,
-        line: Option<usize>,
-        column: Option<usize>,
-        problem: String,
-    },
+    Syntax { origin: Origin, line: Option<usize>, column: Option<usize>, problem: String },
 
     #[error("{origin}: the document is not a mapping; write apiVersion, kind, metadata and spec")]
     NotAMapping { origin: Origin },
@@ -52,11 +45,7 @@ pub enum PolicyError {
         "{origin}: {kind} documents of apiVersion {api_version} are not supported yet; \
          write the policy as apiVersion zt/v1 kind Policy for now"
     )]
-    NotSupportedYet {
-        origin: Origin,
-        api_version: String,
-        kind: String,
-    },
+    NotSupportedYet { origin: Origin, api_version: String, kind: String },
 
     #[error("{origin}: apiVersion {api_version} is unknown; use apiVersion: zt/v1")]
     UnknownApiVersion { origin: Origin, api_version: String },
@@ -67,20 +56,11 @@ pub enum PolicyError {
     /// The document does not fit the schema (unknown field, wrong type, missing field); the
     /// message is serde's, which names the field path and what was expected.
     #[error("{origin}: {message}{}", line_in_parens(*line, *column))]
-    Schema {
-        origin: Origin,
-        message: String,
-        line: Option<usize>,
-        column: Option<usize>,
-    },
+    Schema { origin: Origin, message: String, line: Option<usize>, column: Option<usize> },
 
     /// A field has a value the model does not accept.
     #[error("{origin}: {path} {problem}")]
-    Invalid {
-        origin: Origin,
-        path: String,
-        problem: Problem,
-    },
+    Invalid { origin: Origin, path: String, problem: Problem },
 }
 
 /// ` at line 3, column 5`, or nothing when the position is unknown.
@@ -120,9 +100,7 @@ pub enum Problem {
     #[error("{value} has host bits set; write {network}")]
     HostBitsSet { value: String, network: IpNet },
 
-    #[error(
-        "{value} is the default route, which always belongs to world; remove it and use entity: world in policies"
-    )]
+    #[error("{value} is the default route, which always belongs to world; remove it and use entity: world in policies")]
     DefaultRoute { value: IpNet },
 
     #[error("{except} is not strictly inside cidr {cidr}; list only prefixes inside the cidr")]
@@ -134,19 +112,11 @@ pub enum Problem {
     #[error("is empty; give one of selector, cidr or entity")]
     EmptyPeer,
 
-    #[error(
-        "gives both {first} and {second}; give exactly one of selector, cidr or entity per list item"
-    )]
-    AmbiguousPeer {
-        first: &'static str,
-        second: &'static str,
-    },
+    #[error("gives both {first} and {second}; give exactly one of selector, cidr or entity per list item")]
+    AmbiguousPeer { first: &'static str, second: &'static str },
 
     #[error("is not allowed in an {direction} rule; use {expected}")]
-    WrongPeerField {
-        direction: Direction,
-        expected: &'static str,
-    },
+    WrongPeerField { direction: Direction, expected: &'static str },
 
     #[error("{0}")]
     Label(LabelError),
@@ -158,21 +128,13 @@ pub enum Problem {
     BadName { value: String },
 
     #[error("{name} is already used by the {kind} in {first}; give each {kind} a unique name")]
-    DuplicateName {
-        kind: &'static str,
-        name: String,
-        first: String,
-    },
+    DuplicateName { kind: &'static str, name: String, first: String },
 
     #[error(
         "{address} is already claimed by endpoint {endpoint} ({first}) with different labels; \
          give each address to one endpoint, or give both the same labels"
     )]
-    AddressClaimed {
-        address: IpNet,
-        endpoint: String,
-        first: String,
-    },
+    AddressClaimed { address: IpNet, endpoint: String, first: String },
 }
 
 /// Why a valid policy set could not be compiled with the given settings.
@@ -194,11 +156,7 @@ pub enum CompileError {
         "the policy needs {count} {family} ipcache prefixes but one generation may use at most \
          {limit}; use fewer endpoint addresses or CIDR peers"
     )]
-    TooManyPrefixes {
-        family: &'static str,
-        count: usize,
-        limit: usize,
-    },
+    TooManyPrefixes { family: &'static str, count: usize, limit: usize },
 
     #[error("failsafe rule {rule} {reason}")]
     InvalidFailsafe { rule: String, reason: &'static str },

@@ -14,10 +14,7 @@ use super::error::PolicyError;
 /// name; hidden files such as editor lock files are skipped), as `(source name, text)` pairs
 /// for [`parse`](super::parse()). The source name is the path as given, joined with the file name.
 pub fn load_path(path: &Path) -> Result<Vec<(String, String)>, PolicyError> {
-    let read_error = |path: &Path, error| PolicyError::Read {
-        path: path.display().to_string(),
-        error,
-    };
+    let read_error = |path: &Path, error| PolicyError::Read { path: path.display().to_string(), error };
     let metadata = fs::metadata(path).map_err(|e| read_error(path, e))?;
     let files = if metadata.is_dir() {
         let mut files = Vec::new();
@@ -28,9 +25,7 @@ pub fn load_path(path: &Path) -> Result<Vec<(String, String)>, PolicyError> {
             }
         }
         if files.is_empty() {
-            return Err(PolicyError::NoPolicyFiles {
-                path: path.display().to_string(),
-            });
+            return Err(PolicyError::NoPolicyFiles { path: path.display().to_string() });
         }
         files.sort();
         files
@@ -56,11 +51,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<(String, String)>, 
             Err(error) => errors.push(error),
         }
     }
-    if errors.is_empty() {
-        Ok(sources)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(sources) } else { Err(errors) }
 }
 
 fn is_policy_file(path: &Path) -> bool {

@@ -23,10 +23,7 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(source: impl Into<String>, document: usize) -> Self {
-        Self {
-            source: source.into(),
-            document,
-        }
+        Self { source: source.into(), document }
     }
 
     /// `db.yaml, document 2`, for pointing at another object inside a message.
@@ -123,8 +120,7 @@ pub struct PortRule {
 impl PortRule {
     /// The inclusive port range this item matches, or `None` for every port.
     pub fn range(&self) -> Option<(u16, u16)> {
-        self.port
-            .map(|start| (start, self.end_port.unwrap_or(start)))
+        self.port.map(|start| (start, self.end_port.unwrap_or(start)))
     }
 }
 

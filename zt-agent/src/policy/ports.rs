@@ -25,38 +25,22 @@ pub struct PortBlock {
 
 impl PortBlock {
     /// Every protocol and port.
-    pub const ANY: PortBlock = PortBlock {
-        proto: None,
-        port: 0,
-        prefix_len: 0,
-    };
+    pub const ANY: PortBlock = PortBlock { proto: None, port: 0, prefix_len: 0 };
 
     /// Every port of one protocol (and the only block for protocols without ports).
     pub const fn protocol(proto: u8) -> Self {
-        Self {
-            proto: Some(proto),
-            port: 0,
-            prefix_len: 0,
-        }
+        Self { proto: Some(proto), port: 0, prefix_len: 0 }
     }
 
     /// Exactly one port.
     pub const fn exact(proto: u8, port: u16) -> Self {
-        Self {
-            proto: Some(proto),
-            port,
-            prefix_len: PORT_BITS,
-        }
+        Self { proto: Some(proto), port, prefix_len: PORT_BITS }
     }
 
     /// The block `port/prefix_len` of `proto`; bits below the prefix are cleared.
     pub fn new(proto: u8, port: u16, prefix_len: u8) -> Self {
         let prefix_len = prefix_len.min(PORT_BITS);
-        Self {
-            proto: Some(proto),
-            port: port & port_mask(prefix_len),
-            prefix_len,
-        }
+        Self { proto: Some(proto), port: port & port_mask(prefix_len), prefix_len }
     }
 
     /// True when a packet with this protocol and destination port falls in the block.
@@ -73,9 +57,7 @@ impl PortBlock {
             (None, _) => true,
             (Some(_), None) => false,
             (Some(a), Some(b)) => {
-                a == b
-                    && self.prefix_len <= other.prefix_len
-                    && other.port & port_mask(self.prefix_len) == self.port
+                a == b && self.prefix_len <= other.prefix_len && other.port & port_mask(self.prefix_len) == self.port
             }
         }
     }
@@ -107,11 +89,7 @@ impl PortBlock {
 
 /// Mask of the leading `prefix_len` bits of a port.
 pub const fn port_mask(prefix_len: u8) -> u16 {
-    if prefix_len == 0 {
-        0
-    } else {
-        u16::MAX << (PORT_BITS - prefix_len)
-    }
+    if prefix_len == 0 { 0 } else { u16::MAX << (PORT_BITS - prefix_len) }
 }
 
 /// Tiles the inclusive range `start..=end` with the fewest aligned blocks, largest first from
@@ -122,19 +100,11 @@ pub fn decompose_range(proto: u8, start: u16, end: u16) -> Vec<PortBlock> {
     let (mut next, end) = (u32::from(start), u32::from(end));
     while next <= end {
         // Alignment of `next` bounds the block size; 0 is aligned to everything.
-        let mut size_bits = if next == 0 {
-            u32::from(PORT_BITS)
-        } else {
-            next.trailing_zeros().min(16)
-        };
+        let mut size_bits = if next == 0 { u32::from(PORT_BITS) } else { next.trailing_zeros().min(16) };
         while next + (1 << size_bits) - 1 > end {
             size_bits -= 1;
         }
-        blocks.push(PortBlock::new(
-            proto,
-            next as u16,
-            PORT_BITS - size_bits as u8,
-        ));
+        blocks.push(PortBlock::new(proto, next as u16, PORT_BITS - size_bits as u8));
         next += 1 << size_bits;
     }
     blocks
@@ -153,28 +123,12 @@ mod tests {
     #[test]
     fn port_range_5000_5100_decomposes_into_exact_blocks() {
         let blocks = decompose_range(TCP, 5000, 5100);
-        let expected = [
-            (5000, 13),
-            (5008, 12),
-            (5024, 11),
-            (5056, 11),
-            (5088, 13),
-            (5096, 14),
-            (5100, 16),
-        ];
+        let expected = [(5000, 13), (5008, 12), (5024, 11), (5056, 11), (5088, 13), (5096, 14), (5100, 16)];
         let got: Vec<(u16, u8)> = blocks.iter().map(|b| (b.port, b.prefix_len)).collect();
         assert_eq!(got, expected);
         assert_eq!(
             ranges(&blocks),
-            [
-                (5000, 5007),
-                (5008, 5023),
-                (5024, 5055),
-                (5056, 5087),
-                (5088, 5095),
-                (5096, 5099),
-                (5100, 5100)
-            ]
+            [(5000, 5007), (5008, 5023), (5024, 5055), (5056, 5087), (5088, 5095), (5096, 5099), (5100, 5100)]
         );
     }
 
@@ -185,10 +139,7 @@ mod tests {
 
     #[test]
     fn aligned_range_is_one_block() {
-        assert_eq!(
-            decompose_range(TCP, 1024, 2047),
-            [PortBlock::new(TCP, 1024, 6)]
-        );
+        assert_eq!(decompose_range(TCP, 1024, 2047), [PortBlock::new(TCP, 1024, 6)]);
         assert_eq!(decompose_range(TCP, 0, 65535), [PortBlock::new(TCP, 0, 0)]);
     }
 
@@ -203,15 +154,7 @@ mod tests {
     #[test]
     fn decomposition_tiles_every_range_exactly() {
         // Every port in the range is covered by exactly one block, nothing outside is.
-        let cases = [
-            (1, 1),
-            (1, 2),
-            (3, 17),
-            (80, 8080),
-            (1000, 1023),
-            (65534, 65535),
-            (12345, 54321),
-        ];
+        let cases = [(1, 1), (1, 2), (3, 17), (80, 8080), (1000, 1023), (65534, 65535), (12345, 54321)];
         for (start, end) in cases {
             let blocks = decompose_range(TCP, start, end);
             assert!(blocks.len() <= 30);
@@ -232,10 +175,7 @@ mod tests {
         assert!(any.contains(&tcp) && tcp.contains(&block) && block.contains(&port));
         assert!(!port.contains(&block) && !block.contains(&tcp) && !tcp.contains(&any));
         assert_eq!(block.intersect(&PortBlock::exact(TCP, 5088)), None);
-        assert_eq!(
-            tcp.intersect(&PortBlock::protocol(zt_common::proto::UDP)),
-            None
-        );
+        assert_eq!(tcp.intersect(&PortBlock::protocol(zt_common::proto::UDP)), None);
         assert_eq!(any.intersect(&port), Some(port));
     }
 

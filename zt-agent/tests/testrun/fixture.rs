@@ -7,13 +7,13 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use ipnet::IpNet;
-use zt_tests::BpfFs;
 use zt_agent::datapath::{Datapath, GenerationWriter, Maps, StatsSnapshot, Tables};
 use zt_common::{
     config::Config,
     event::FlowEvent,
     policy::{PREFIX_ANY_PROTO, PREFIX_PORT, PREFIX_PROTO, PolicyKey, PolicyValue, RULE_NONE},
 };
+use zt_tests::BpfFs;
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -138,7 +138,16 @@ impl TablesBuilder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn entry(mut self, prefix: u32, dir: u8, local: u32, peer: u32, proto: u8, port: u16, v: PolicyValue) -> TablesBuilder {
+    pub fn entry(
+        mut self,
+        prefix: u32,
+        dir: u8,
+        local: u32,
+        peer: u32,
+        proto: u8,
+        port: u16,
+        v: PolicyValue,
+    ) -> TablesBuilder {
         self.tables.policy.push((prefix, PolicyKey::new(0, dir, local, peer, proto, port), v));
         self
     }

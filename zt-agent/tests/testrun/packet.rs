@@ -18,11 +18,26 @@ pub const RST: u8 = 0x04;
 /// Transport header of a packet.
 #[derive(Clone, Debug)]
 pub enum L4 {
-    Tcp { sport: u16, dport: u16, flags: u8 },
-    Udp { sport: u16, dport: u16 },
-    Sctp { sport: u16, dport: u16 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Sctp {
+        sport: u16,
+        dport: u16,
+    },
     /// ICMP or ICMPv6 (by the packet's family): type, code, and id/seq (or unused word).
-    Icmp { ty: u8, code: u8, rest: u32, payload: Vec<u8> },
+    Icmp {
+        ty: u8,
+        code: u8,
+        rest: u32,
+        payload: Vec<u8>,
+    },
 }
 
 impl L4 {
@@ -44,7 +59,13 @@ impl L4 {
             L4::Tcp { .. } => TCP,
             L4::Udp { .. } => UDP,
             L4::Sctp { .. } => SCTP,
-            L4::Icmp { .. } => if v6 { ICMPV6 } else { ICMP },
+            L4::Icmp { .. } => {
+                if v6 {
+                    ICMPV6
+                } else {
+                    ICMP
+                }
+            }
         }
     }
 
@@ -91,9 +112,14 @@ impl L4 {
 pub enum Frag {
     None,
     /// Offset 0, more fragments follow.
-    First { id: u32 },
+    First {
+        id: u32,
+    },
     /// A later fragment (offset in 8-byte units), no transport header.
-    Later { id: u32, offset: u16 },
+    Later {
+        id: u32,
+        offset: u16,
+    },
 }
 
 /// A packet to build.

@@ -49,12 +49,7 @@ pub fn split(sources: &[(String, String)]) -> Vec<Document> {
             };
             let Some(key) = key_of(&value) else { continue };
             let yaml = serde_norway::to_string(&value).expect("a parsed YAML value serializes");
-            out.push(Document {
-                key,
-                source: source.clone(),
-                document: index + 1,
-                yaml,
-            });
+            out.push(Document { key, source: source.clone(), document: index + 1, yaml });
         }
     }
     out
@@ -77,9 +72,7 @@ fn key_of(value: &Value) -> Option<DocumentKey> {
 pub fn to_sources(docs: &[Document]) -> Vec<(String, String)> {
     let mut groups: Vec<(String, BTreeMap<usize, &Document>)> = Vec::new();
     for doc in docs {
-        let free = groups
-            .iter_mut()
-            .find(|(name, slots)| *name == doc.source && !slots.contains_key(&doc.document));
+        let free = groups.iter_mut().find(|(name, slots)| *name == doc.source && !slots.contains_key(&doc.document));
         match free {
             Some((_, slots)) => {
                 slots.insert(doc.document, doc);
@@ -113,12 +106,7 @@ pub fn to_sources(docs: &[Document]) -> Vec<(String, String)> {
 /// does not name, then the pushed ones.
 pub fn merge(running: &[Document], incoming: &[Document]) -> Vec<Document> {
     let replaced: BTreeSet<&DocumentKey> = incoming.iter().map(|d| &d.key).collect();
-    running
-        .iter()
-        .filter(|d| !replaced.contains(&d.key))
-        .chain(incoming)
-        .cloned()
-        .collect()
+    running.iter().filter(|d| !replaced.contains(&d.key)).chain(incoming).cloned().collect()
 }
 
 /// Documents `name` designates: `KIND/name`, `KIND/namespace/name`, or a bare name, which
@@ -130,9 +118,7 @@ pub fn matching<'a>(docs: &'a [Document], name: &str) -> Vec<&'a Document> {
             [n] => d.key.kind == "Policy" && d.key.name == n,
             [kind, n] => d.key.kind.eq_ignore_ascii_case(kind) && d.key.name == n,
             [kind, ns, n] => {
-                d.key.kind.eq_ignore_ascii_case(kind)
-                    && d.key.namespace.as_deref() == Some(ns)
-                    && d.key.name == n
+                d.key.kind.eq_ignore_ascii_case(kind) && d.key.namespace.as_deref() == Some(ns) && d.key.name == n
             }
             _ => false,
         })
@@ -150,18 +136,11 @@ pub fn compare(before: &[Document], after: &[Document], lines: bool) -> Vec<Docu
             let (change, origin, diff) = match (old.get(key), new.get(key)) {
                 (None, Some(n)) => (Change::Added, n.origin(), line_diff("", &n.yaml)),
                 (Some(o), None) => (Change::Removed, o.origin(), line_diff(&o.yaml, "")),
-                (Some(o), Some(n)) if o.value() == n.value() => {
-                    (Change::Unchanged, n.origin(), Vec::new())
-                }
+                (Some(o), Some(n)) if o.value() == n.value() => (Change::Unchanged, n.origin(), Vec::new()),
                 (Some(o), Some(n)) => (Change::Changed, n.origin(), line_diff(&o.yaml, &n.yaml)),
                 (None, None) => unreachable!("the key came from one of the sets"),
             };
-            DocumentChange {
-                key: key.clone(),
-                change,
-                origin,
-                diff: if lines { diff } else { Vec::new() },
-            }
+            DocumentChange { key: key.clone(), change, origin, diff: if lines { diff } else { Vec::new() } }
         })
         .collect()
 }
@@ -175,21 +154,13 @@ pub fn line_diff(old: &str, new: &str) -> Vec<String> {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
     if a.len().saturating_mul(b.len()) > MAX_DIFF_CELLS {
-        return a
-            .iter()
-            .map(|l| format!("- {l}"))
-            .chain(b.iter().map(|l| format!("+ {l}")))
-            .collect();
+        return a.iter().map(|l| format!("- {l}")).chain(b.iter().map(|l| format!("+ {l}"))).collect();
     }
     // lcs[i][j]: longest common subsequence of a[i..] and b[j..].
     let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
         }
     }
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
@@ -222,10 +193,7 @@ mod tests {
     const ENDPOINT: &str = "apiVersion: zt/v1\nkind: Endpoint\nmetadata: {name: db, namespace: prod}\nspec:\n  addresses: [198.18.0.5]\n  labels: {app: db}\n";
 
     fn source(name: &str, docs: &[String]) -> (String, String) {
-        (
-            name.to_string(),
-            docs.iter().map(|d| format!("---\n{d}")).collect(),
-        )
+        (name.to_string(), docs.iter().map(|d| format!("---\n{d}")).collect())
     }
 
     fn keys(docs: &[Document]) -> Vec<String> {
@@ -234,29 +202,15 @@ mod tests {
 
     #[test]
     fn split_keys_documents_by_kind_namespace_and_name_and_keeps_positions() {
-        let docs = split(&[source(
-            "a.yaml",
-            &[ENDPOINT.to_string(), String::new(), policy("web", 80)],
-        )]);
+        let docs = split(&[source("a.yaml", &[ENDPOINT.to_string(), String::new(), policy("web", 80)])]);
         assert_eq!(keys(&docs), ["Endpoint/prod/db", "Policy/web"]);
-        assert_eq!(
-            docs[1].origin(),
-            "a.yaml, document 3",
-            "empty documents count, as in the parser"
-        );
+        assert_eq!(docs[1].origin(), "a.yaml, document 3", "empty documents count, as in the parser");
     }
 
     #[test]
     fn rebuilt_sources_keep_every_document_at_its_position() {
-        let docs = split(&[source(
-            "a.yaml",
-            &[ENDPOINT.to_string(), policy("web", 80), policy("db", 5432)],
-        )]);
-        let without_web: Vec<Document> = docs
-            .iter()
-            .filter(|d| d.key.name != "web")
-            .cloned()
-            .collect();
+        let docs = split(&[source("a.yaml", &[ENDPOINT.to_string(), policy("web", 80), policy("db", 5432)])]);
+        let without_web: Vec<Document> = docs.iter().filter(|d| d.key.name != "web").cloned().collect();
         let sources = to_sources(&without_web);
         assert_eq!(sources.len(), 1);
         let again = split(&sources);
@@ -270,29 +224,13 @@ mod tests {
     #[test]
     fn a_push_replaces_same_named_documents_and_keeps_the_others() {
         let running = split(&[source("a.yaml", &[policy("web", 80), policy("db", 5432)])]);
-        let incoming = split(&[source(
-            "b.yaml",
-            &[policy("web", 8080), ENDPOINT.to_string()],
-        )]);
+        let incoming = split(&[source("b.yaml", &[policy("web", 8080), ENDPOINT.to_string()])]);
         let after = merge(&running, &incoming);
-        assert_eq!(
-            keys(&after),
-            ["Policy/db", "Policy/web", "Endpoint/prod/db"]
-        );
+        assert_eq!(keys(&after), ["Policy/db", "Policy/web", "Endpoint/prod/db"]);
         assert!(after[1].yaml.contains("8080"));
         let changes = compare(&running, &after, false);
-        let summary: Vec<String> = changes
-            .iter()
-            .map(|c| format!("{} {}", c.change, c.key))
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                "added Endpoint/prod/db",
-                "unchanged Policy/db",
-                "changed Policy/web"
-            ]
-        );
+        let summary: Vec<String> = changes.iter().map(|c| format!("{} {}", c.change, c.key)).collect();
+        assert_eq!(summary, ["added Endpoint/prod/db", "unchanged Policy/db", "changed Policy/web"]);
     }
 
     #[test]
@@ -301,11 +239,7 @@ mod tests {
         let incoming = split(&[source("a.yaml", &[policy("api", 9000)])]);
         let after = merge(&running, &incoming);
         let sources = to_sources(&after);
-        assert_eq!(
-            sources.len(),
-            2,
-            "api and web both claim a.yaml, document 1"
-        );
+        assert_eq!(sources.len(), 2, "api and web both claim a.yaml, document 1");
         assert_eq!(keys(&split(&sources)).len(), 3);
         crate::policy::parse(&sources).expect("still one valid set");
     }
@@ -324,15 +258,7 @@ mod tests {
     #[test]
     fn names_select_policies_or_any_kind() {
         let docs = split(&[source("a.yaml", &[ENDPOINT.to_string(), policy("db", 80)])]);
-        assert_eq!(
-            keys(
-                &matching(&docs, "db")
-                    .into_iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-            ),
-            ["Policy/db"]
-        );
+        assert_eq!(keys(&matching(&docs, "db").into_iter().cloned().collect::<Vec<_>>()), ["Policy/db"]);
         assert_eq!(matching(&docs, "endpoint/prod/db").len(), 1);
         assert_eq!(matching(&docs, "Endpoint/db").len(), 1);
         assert!(matching(&docs, "web").is_empty());
@@ -365,10 +291,7 @@ spec:
 ";
         let original = [("a.yaml".to_string(), text.to_string())];
         // `ztctl policy get -o yaml`: each document's YAML after a `---` line.
-        let printed: String = split(&original)
-            .iter()
-            .map(|d| format!("---\n{}", d.yaml))
-            .collect();
+        let printed: String = split(&original).iter().map(|d| format!("---\n{}", d.yaml)).collect();
         let expected = crate::policy::parse(&original).expect("the original is valid");
         let again = crate::policy::parse(&[("a.yaml", printed.as_str())])
             .unwrap_or_else(|errors| panic!("{printed}\n{errors:#?}"));
@@ -377,10 +300,7 @@ spec:
 
     #[test]
     fn line_diff_marks_removed_and_added_lines() {
-        assert_eq!(
-            line_diff("a\nb\nc\n", "a\nx\nc\n"),
-            ["  a", "- b", "+ x", "  c"]
-        );
+        assert_eq!(line_diff("a\nb\nc\n", "a\nx\nc\n"), ["  a", "- b", "+ x", "  c"]);
         assert_eq!(line_diff("", "a\n"), ["+ a"]);
     }
 }

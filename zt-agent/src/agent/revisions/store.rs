@@ -134,16 +134,12 @@ impl RevisionStore {
 }
 
 fn revision_number(path: &Path) -> Option<u64> {
-    path.file_name()?
-        .to_str()?
-        .strip_suffix(".json")?
-        .parse()
-        .ok()
+    path.file_name()?.to_str()?.strip_suffix(".json")?.parse().ok()
 }
 
 fn read_header(path: &Path) -> io::Result<RevisionInfo> {
-    let h: Header = serde_json::from_slice(&fs::read(path)?)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let h: Header =
+        serde_json::from_slice(&fs::read(path)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok(RevisionInfo {
         revision: h.revision,
         time: h.time,
@@ -167,11 +163,7 @@ mod tests {
             summary: format!("push {n}"),
             generation: n as u32 + 1,
             documents: vec![Document {
-                key: DocumentKey {
-                    kind: "Policy".into(),
-                    namespace: None,
-                    name: "web".into(),
-                },
+                key: DocumentKey { kind: "Policy".into(), namespace: None, name: "web".into() },
                 source: "web.yaml".into(),
                 document: 1,
                 yaml: "kind: Policy\n".into(),
@@ -182,8 +174,7 @@ mod tests {
     fn scratch() -> PathBuf {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("zt-revisions-test-{}-{n}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("zt-revisions-test-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -199,10 +190,7 @@ mod tests {
         assert_eq!(again.latest(), Some(2));
         assert_eq!(again.index()[0].documents, 1);
         assert_eq!(again.load(1).unwrap(), revision(1));
-        assert!(
-            !state.join("revisions/.2.json.tmp").exists(),
-            "no temporary file is left"
-        );
+        assert!(!state.join("revisions/.2.json.tmp").exists(), "no temporary file is left");
         fs::remove_dir_all(&state).unwrap();
     }
 

@@ -31,21 +31,12 @@ pub(super) fn build_entries(
         let direction = direction as u8;
         let mut groups: BTreeMap<(u32, u32), Vec<&Atom>> = BTreeMap::new();
         for atom in atoms {
-            groups
-                .entry((atom.local, atom.peer))
-                .or_default()
-                .push(atom);
+            groups.entry((atom.local, atom.peer)).or_default().push(atom);
         }
-        let locals_with_any_peer: Vec<u32> = groups
-            .keys()
-            .filter(|(l, p)| *l != ANY && *p == ANY)
-            .map(|k| k.0)
-            .collect();
-        let peers_with_any_local: Vec<u32> = groups
-            .keys()
-            .filter(|(l, p)| *l == ANY && *p != ANY)
-            .map(|k| k.1)
-            .collect();
+        let locals_with_any_peer: Vec<u32> =
+            groups.keys().filter(|(l, p)| *l != ANY && *p == ANY).map(|k| k.0).collect();
+        let peers_with_any_local: Vec<u32> =
+            groups.keys().filter(|(l, p)| *l == ANY && *p != ANY).map(|k| k.1).collect();
         let mut pairs: BTreeSet<(u32, u32)> = groups.keys().copied().collect();
         for &local in &locals_with_any_peer {
             pairs.extend(peers_with_any_local.iter().map(|&peer| (local, peer)));
@@ -55,12 +46,8 @@ pub(super) fn build_entries(
             let mut covering_groups = vec![(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)];
             covering_groups.sort_unstable();
             covering_groups.dedup();
-            let covering: Vec<&Atom> = covering_groups
-                .iter()
-                .filter_map(|g| groups.get(g))
-                .flatten()
-                .copied()
-                .collect();
+            let covering: Vec<&Atom> =
+                covering_groups.iter().filter_map(|g| groups.get(g)).flatten().copied().collect();
             let blocks: BTreeSet<PortBlock> = covering.iter().map(|a| a.block).collect();
             let mut class = Vec::new();
             for block in blocks {
@@ -76,9 +63,7 @@ pub(super) fn build_entries(
                 }
                 closure_keys += 1;
                 if closure_keys > limits.closure_keys {
-                    return Err(CompileError::TooManyKeys {
-                        limit: limits.closure_keys,
-                    });
+                    return Err(CompileError::TooManyKeys { limit: limits.closure_keys });
                 }
                 class.push((block, decision.value()));
             }
@@ -88,10 +73,7 @@ pub(super) fn build_entries(
         }
     }
     if entries.len() > limits.policy_entries {
-        return Err(CompileError::TooManyEntries {
-            count: entries.len(),
-            limit: limits.policy_entries,
-        });
+        return Err(CompileError::TooManyEntries { count: entries.len(), limit: limits.policy_entries });
     }
     entries.sort_by_key(|(key, _)| *key);
     Ok(entries)
@@ -101,9 +83,7 @@ pub(super) fn build_entries(
 /// containing them: the kernel's LPM lookup then lands on that key with the same answer.
 /// Keys without a containing key stay, since without them the lookup would move on to the
 /// next identity pair.
-pub(super) fn prune_redundant(
-    mut class: Vec<(PortBlock, PolicyValue)>,
-) -> Vec<(PortBlock, PolicyValue)> {
+pub(super) fn prune_redundant(mut class: Vec<(PortBlock, PolicyValue)>) -> Vec<(PortBlock, PolicyValue)> {
     class.sort_by_key(|(block, _)| (block.lpm_prefix_len(), *block));
     let mut kept: Vec<(PortBlock, PolicyValue)> = Vec::with_capacity(class.len());
     for (block, value) in class {

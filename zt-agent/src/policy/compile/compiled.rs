@@ -31,14 +31,7 @@ pub struct PolicyEntryKey {
 
 impl PolicyEntryKey {
     pub(super) fn new(direction: u8, local: u32, peer: u32, block: PortBlock) -> Self {
-        Self {
-            direction,
-            local,
-            peer,
-            proto: block.proto,
-            port: block.port,
-            port_prefix_len: block.prefix_len,
-        }
+        Self { direction, local, peer, proto: block.proto, port: block.port, port_prefix_len: block.prefix_len }
     }
 
     /// The protocol/port part as a block (port bits beyond the prefix cleared).
@@ -52,14 +45,7 @@ impl PolicyEntryKey {
     /// The LPM trie key for generation slot `slot`: (prefix length, key data).
     pub fn to_lpm(&self, slot: u8) -> (u32, PolicyKey) {
         let block = self.block();
-        let key = PolicyKey::new(
-            slot,
-            self.direction,
-            self.local,
-            self.peer,
-            block.proto.unwrap_or(0),
-            block.port,
-        );
+        let key = PolicyKey::new(slot, self.direction, self.local, self.peer, block.proto.unwrap_or(0), block.port);
         (block.lpm_prefix_len(), key)
     }
 }
@@ -99,23 +85,11 @@ impl CompiledPolicy {
     /// identity pairs (local, peer), (local, any), (any, peer), (any, any) in that order,
     /// longest protocol/port prefix within each, first hit wins. `None` only for a policy
     /// without a catch-all, which `compile` never produces.
-    pub fn lookup(
-        &self,
-        direction: u8,
-        local: u32,
-        peer: u32,
-        proto: u8,
-        port: u16,
-    ) -> Option<PolicyValue> {
-        [(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)]
-            .into_iter()
-            .find_map(|(local, peer)| {
-                let blocks = self.index.get(&(direction, local, peer))?;
-                blocks
-                    .iter()
-                    .find(|(block, _)| block.covers(proto, port))
-                    .map(|&(_, value)| value)
-            })
+    pub fn lookup(&self, direction: u8, local: u32, peer: u32, proto: u8, port: u16) -> Option<PolicyValue> {
+        [(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)].into_iter().find_map(|(local, peer)| {
+            let blocks = self.index.get(&(direction, local, peer))?;
+            blocks.iter().find(|(block, _)| block.covers(proto, port)).map(|&(_, value)| value)
+        })
     }
 
     /// The policy a POLICY value names.

@@ -74,17 +74,12 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    pub(crate) const DEFAULT: Limits = Limits {
-        closure_keys: MAX_CLOSURE_KEYS,
-        policy_entries: MAX_POLICY_ENTRIES,
-    };
+    pub(crate) const DEFAULT: Limits = Limits { closure_keys: MAX_CLOSURE_KEYS, policy_entries: MAX_POLICY_ENTRIES };
 }
 
 /// `0.0.0.0/0` and `::/0`: always in the ipcache as world, so every address resolves.
-pub const DEFAULT_ROUTES: [IpNet; 2] = [
-    IpNet::new_assert(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-    IpNet::new_assert(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-];
+pub const DEFAULT_ROUTES: [IpNet; 2] =
+    [IpNet::new_assert(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0), IpNet::new_assert(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)];
 
 /// Compiles a validated policy set. New label sets and CIDR prefixes get identities from
 /// `allocator`, which is only updated when compilation succeeds.
@@ -114,10 +109,7 @@ pub(crate) fn compile_resolved(
 
     let mut index: HashMap<(u8, u32, u32), Vec<(PortBlock, PolicyValue)>> = HashMap::new();
     for (key, value) in &entries {
-        index
-            .entry((key.direction, key.local, key.peer))
-            .or_default()
-            .push((key.block(), *value));
+        index.entry((key.direction, key.local, key.peer)).or_default().push((key.block(), *value));
     }
     for blocks in index.values_mut() {
         blocks.sort_by_key(|(block, _)| std::cmp::Reverse(block.lpm_prefix_len()));

@@ -54,11 +54,7 @@ impl PortMatch {
         match *self {
             PortMatch::AnyProtocol => true,
             PortMatch::Protocol(p) => p == proto,
-            PortMatch::Range {
-                proto: p,
-                start,
-                end,
-            } => p == proto && (start..=end).contains(&port),
+            PortMatch::Range { proto: p, start, end } => p == proto && (start..=end).contains(&port),
         }
     }
 
@@ -119,18 +115,9 @@ pub(super) fn resolve(
     let mut resolved = Resolved {
         rules: Vec::new(),
         isolations: Vec::new(),
-        failsafe: settings
-            .failsafe
-            .iter()
-            .map(|f| (f.direction.to_u8(), f.port_match()))
-            .collect(),
+        failsafe: settings.failsafe.iter().map(|f| (f.direction.to_u8(), f.port_match())).collect(),
         default_deny: settings.default_deny,
-        not_local: universe
-            .identities
-            .keys()
-            .filter(|id| !universe.selectable.contains_key(id))
-            .copied()
-            .collect(),
+        not_local: universe.identities.keys().filter(|id| !universe.selectable.contains_key(id)).copied().collect(),
     };
     let mut policies: Vec<_> = set.policies.iter().collect();
     policies.sort_by(|a, b| a.name.cmp(&b.name));
@@ -139,11 +126,7 @@ pub(super) fn resolve(
     for (index, policy) in policies.into_iter().enumerate() {
         let policy_id = index as u32 + 1;
         let origin = &policy.origin;
-        let locals = if policy.selector.is_all() {
-            BTreeSet::from([ANY])
-        } else {
-            universe.select(&policy.selector)
-        };
+        let locals = if policy.selector.is_all() { BTreeSet::from([ANY]) } else { universe.select(&policy.selector) };
         if locals.is_empty() {
             warnings.push(format!(
                 "{origin}: spec.selector {} selects no endpoint and not this host, so policy {} has no effect",
@@ -156,17 +139,8 @@ pub(super) fn resolve(
                 continue;
             };
             let dir = direction.to_u8();
-            resolved
-                .isolations
-                .extend(locals.iter().map(|&local| Isolation {
-                    direction: dir,
-                    local,
-                    enforcing,
-                }));
-            if !rules.is_empty()
-                && rules.iter().all(|r| r.action == Action::Deny)
-                && !settings.default_deny
-            {
+            resolved.isolations.extend(locals.iter().map(|&local| Isolation { direction: dir, local, enforcing }));
+            if !rules.is_empty() && rules.iter().all(|r| r.action == Action::Deny) && !settings.default_deny {
                 warnings.push(format!(
                     "{origin}: every {direction} rule of policy {} is a deny rule, yet the policy still isolates what \
                      it selects, so {direction} traffic it does not deny is dropped too unless another policy allows it",
@@ -239,8 +213,7 @@ pub(super) fn resolve_peer(
             // An identity matches when every prefix that resolves to it lies in the cidr and
             // in no except. Prefixes that merely contain an except are fine: the except has
             // its own, longer ipcache entry, so its addresses never resolve to them.
-            let inside =
-                |net: &IpNet| cidr.contains(net) && !except.iter().any(|e| e.contains(net));
+            let inside = |net: &IpNet| cidr.contains(net) && !except.iter().any(|e| e.contains(net));
             let mut ids = BTreeSet::new();
             for (&id, prefixes) in &universe.prefixes {
                 let count = prefixes.iter().filter(|net| inside(net)).count();

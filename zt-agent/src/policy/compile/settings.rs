@@ -47,19 +47,12 @@ pub struct FailsafeRule {
 
 impl FailsafeRule {
     /// The default: inbound SSH from anywhere.
-    pub const SSH: FailsafeRule = FailsafeRule {
-        direction: Direction::Ingress,
-        protocol: Protocol::Tcp,
-        port: Some(22),
-    };
+    pub const SSH: FailsafeRule =
+        FailsafeRule { direction: Direction::Ingress, protocol: Protocol::Tcp, port: Some(22) };
 
     pub(super) fn port_match(&self) -> PortMatch {
         match self.port {
-            Some(port) => PortMatch::Range {
-                proto: self.protocol.number(),
-                start: port,
-                end: port,
-            },
+            Some(port) => PortMatch::Range { proto: self.protocol.number(), start: port, end: port },
             None => PortMatch::Protocol(self.protocol.number()),
         }
     }
@@ -79,10 +72,7 @@ impl FailsafeRule {
     pub(super) fn validate(&self) -> Result<(), CompileError> {
         match self.problem() {
             None => Ok(()),
-            Some(reason) => Err(CompileError::InvalidFailsafe {
-                rule: self.to_string(),
-                reason,
-            }),
+            Some(reason) => Err(CompileError::InvalidFailsafe { rule: self.to_string(), reason }),
         }
     }
 }

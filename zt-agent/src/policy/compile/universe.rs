@@ -37,11 +37,7 @@ impl Universe {
         warnings: &mut Vec<String>,
     ) -> Result<Self, CompileError> {
         let host_labels = Labels::host(&settings.host_labels);
-        let host_prefixes: BTreeSet<IpNet> = settings
-            .host_addresses
-            .iter()
-            .map(|&addr| IpNet::from(addr))
-            .collect();
+        let host_prefixes: BTreeSet<IpNet> = settings.host_addresses.iter().map(|&addr| IpNet::from(addr)).collect();
         let mut universe = Universe {
             selectable: BTreeMap::from([(HOST, host_labels.clone())]),
             by_label: HashMap::new(),
@@ -64,11 +60,7 @@ impl Universe {
         }
         for endpoint in &set.endpoints {
             let id = allocator.get(&endpoint.labels).expect("allocated above");
-            universe
-                .names
-                .entry(id)
-                .or_default()
-                .push(endpoint.qualified_name());
+            universe.names.entry(id).or_default().push(endpoint.qualified_name());
             if endpoint.addresses.is_empty() {
                 let name = endpoint.qualified_name();
                 warnings.push(format!(
@@ -107,10 +99,7 @@ impl Universe {
             }
         }
         for prefix in policy_prefixes {
-            if prefix.prefix_len() == 0
-                || universe.ipcache.contains_key(&prefix)
-                || host_prefixes.contains(&prefix)
-            {
+            if prefix.prefix_len() == 0 || universe.ipcache.contains_key(&prefix) || host_prefixes.contains(&prefix) {
                 continue;
             }
             let labels = Labels::cidr(prefix);
@@ -124,28 +113,14 @@ impl Universe {
             universe.ipcache.insert(default_route, WORLD);
         }
         for (family, v4) in [("IPv4", true), ("IPv6", false)] {
-            let count = universe
-                .ipcache
-                .keys()
-                .filter(|net| matches!(net, IpNet::V4(_)) == v4)
-                .count();
+            let count = universe.ipcache.keys().filter(|net| matches!(net, IpNet::V4(_)) == v4).count();
             if count > MAX_IPCACHE_PREFIXES {
-                return Err(CompileError::TooManyPrefixes {
-                    family,
-                    count,
-                    limit: MAX_IPCACHE_PREFIXES,
-                });
+                return Err(CompileError::TooManyPrefixes { family, count, limit: MAX_IPCACHE_PREFIXES });
             }
         }
         for (&id, labels) in &universe.selectable {
             for (key, value) in labels.iter() {
-                universe
-                    .by_label
-                    .entry(key.to_string())
-                    .or_default()
-                    .entry(value.to_string())
-                    .or_default()
-                    .push(id);
+                universe.by_label.entry(key.to_string()).or_default().entry(value.to_string()).or_default().push(id);
             }
         }
         Ok(universe)
@@ -165,11 +140,9 @@ impl Universe {
         match rarest {
             // `{}`: every selectable identity.
             None => self.selectable.keys().copied().collect(),
-            Some(ids) => ids
-                .iter()
-                .copied()
-                .filter(|id| self.selectable.get(id).is_some_and(|l| selector.matches(l)))
-                .collect(),
+            Some(ids) => {
+                ids.iter().copied().filter(|id| self.selectable.get(id).is_some_and(|l| selector.matches(l))).collect()
+            }
         }
     }
 

@@ -24,12 +24,7 @@ pub(crate) struct Attribution {
 
 impl Attribution {
     pub(super) fn preference(&self) -> impl Ord {
-        (
-            self.specificity,
-            self.peer_specific,
-            std::cmp::Reverse(self.policy_id),
-            std::cmp::Reverse(self.rule),
-        )
+        (self.specificity, self.peer_specific, std::cmp::Reverse(self.policy_id), std::cmp::Reverse(self.rule))
     }
 
     pub(super) fn best(current: Option<Self>, candidate: Self) -> Option<Self> {
@@ -71,16 +66,12 @@ impl Layer {
     pub(super) fn add(&mut self, contribution: &Contribution) {
         match *contribution {
             Contribution::Isolate { .. } => self.isolated = true,
-            Contribution::Rule {
-                action: Action::Allow,
-                attribution,
-                ..
-            } => self.allow = Attribution::best(self.allow, attribution),
-            Contribution::Rule {
-                action: Action::Deny,
-                attribution,
-                ..
-            } => self.deny = Attribution::best(self.deny, attribution),
+            Contribution::Rule { action: Action::Allow, attribution, .. } => {
+                self.allow = Attribution::best(self.allow, attribution)
+            }
+            Contribution::Rule { action: Action::Deny, attribution, .. } => {
+                self.deny = Attribution::best(self.deny, attribution)
+            }
             Contribution::Neutral | Contribution::Failsafe | Contribution::NotLocal => {}
         }
     }
@@ -90,33 +81,13 @@ impl Layer {
     /// "deny always wins" explicit.
     pub(super) fn decide(&self) -> (u8, u8, u32, u32) {
         if let Some(deny) = self.deny {
-            (
-                reason::VERDICT_DENIED,
-                reason::DENY_RULE,
-                deny.policy_id,
-                deny.rule,
-            )
+            (reason::VERDICT_DENIED, reason::DENY_RULE, deny.policy_id, deny.rule)
         } else if !self.isolated {
-            (
-                reason::VERDICT_ALLOWED,
-                reason::NOT_ISOLATED,
-                POLICY_NONE,
-                RULE_NONE,
-            )
+            (reason::VERDICT_ALLOWED, reason::NOT_ISOLATED, POLICY_NONE, RULE_NONE)
         } else if let Some(allow) = self.allow {
-            (
-                reason::VERDICT_ALLOWED,
-                reason::POLICY,
-                allow.policy_id,
-                allow.rule,
-            )
+            (reason::VERDICT_ALLOWED, reason::POLICY, allow.policy_id, allow.rule)
         } else {
-            (
-                reason::VERDICT_DENIED,
-                reason::DEFAULT_DENY,
-                POLICY_NONE,
-                RULE_NONE,
-            )
+            (reason::VERDICT_DENIED, reason::DEFAULT_DENY, POLICY_NONE, RULE_NONE)
         }
     }
 }
@@ -154,19 +125,9 @@ impl Decision {
     /// policies cause is an audit verdict carrying what enforcement would have said.
     pub(super) fn value(&self) -> PolicyValue {
         let (verdict, reason, policy_id, rule) = if self.not_local {
-            (
-                reason::VERDICT_ALLOWED,
-                reason::NOT_ISOLATED,
-                POLICY_NONE,
-                RULE_NONE,
-            )
+            (reason::VERDICT_ALLOWED, reason::NOT_ISOLATED, POLICY_NONE, RULE_NONE)
         } else if self.failsafe {
-            (
-                reason::VERDICT_ALLOWED,
-                reason::FAILSAFE,
-                POLICY_NONE,
-                RULE_NONE,
-            )
+            (reason::VERDICT_ALLOWED, reason::FAILSAFE, POLICY_NONE, RULE_NONE)
         } else {
             let enforce = self.enforce.decide();
             let all = self.all.decide();
@@ -194,12 +155,7 @@ pub(super) struct Atom {
 /// Step 3: atoms per direction (indexed by `DIR_INGRESS`/`DIR_EGRESS`).
 pub(super) fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
     let mut atoms: [Vec<Atom>; 2] = [Vec::new(), Vec::new()];
-    let catch_all = |contribution| Atom {
-        local: ANY,
-        peer: ANY,
-        block: PortBlock::ANY,
-        contribution,
-    };
+    let catch_all = |contribution| Atom { local: ANY, peer: ANY, block: PortBlock::ANY, contribution };
     for direction in Direction::BOTH {
         let out = &mut atoms[usize::from(direction.to_u8())];
         out.push(catch_all(Contribution::Neutral));
@@ -208,31 +164,18 @@ pub(super) fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
         }
     }
     for isolation in &resolved.isolations {
-        let contribution = Contribution::Isolate {
-            enforcing: isolation.enforcing,
-        };
-        let atom = Atom {
-            local: isolation.local,
-            ..catch_all(contribution)
-        };
+        let contribution = Contribution::Isolate { enforcing: isolation.enforcing };
+        let atom = Atom { local: isolation.local, ..catch_all(contribution) };
         atoms[usize::from(isolation.direction)].push(atom);
     }
     for &local in &resolved.not_local {
         for out in atoms.iter_mut() {
-            out.push(Atom {
-                local,
-                ..catch_all(Contribution::NotLocal)
-            });
+            out.push(Atom { local, ..catch_all(Contribution::NotLocal) });
         }
     }
     for (direction, ports) in &resolved.failsafe {
         for block in ports.blocks() {
-            let atom = Atom {
-                local: HOST,
-                peer: ANY,
-                block,
-                contribution: Contribution::Failsafe,
-            };
+            let atom = Atom { local: HOST, peer: ANY, block, contribution: Contribution::Failsafe };
             atoms[usize::from(*direction)].push(atom);
         }
     }
@@ -247,18 +190,10 @@ pub(super) fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
                         policy_id: rule.policy_id,
                         rule: rule.rule,
                     };
-                    let contribution = Contribution::Rule {
-                        action: rule.action,
-                        enforcing: rule.enforcing,
-                        attribution,
-                    };
+                    let contribution =
+                        Contribution::Rule { action: rule.action, enforcing: rule.enforcing, attribution };
                     let out = &mut atoms[usize::from(rule.direction)];
-                    out.extend(blocks.iter().map(|&block| Atom {
-                        local,
-                        peer,
-                        block,
-                        contribution,
-                    }));
+                    out.extend(blocks.iter().map(|&block| Atom { local, peer, block, contribution }));
                 }
             }
         }

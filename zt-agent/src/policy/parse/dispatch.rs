@@ -14,9 +14,7 @@ use std::fmt;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::schema::{
-    EndpointDocument, EndpointMetadata, EndpointSpec, PolicyDocument, PolicyMetadata, PolicySpec,
-};
+use super::schema::{EndpointDocument, EndpointMetadata, EndpointSpec, PolicyDocument, PolicyMetadata, PolicySpec};
 use crate::policy::error::PolicyError;
 use crate::policy::model::Origin;
 
@@ -92,20 +90,15 @@ impl<'de> Visitor<'de> for DocumentVisitor {
                 "apiVersion" if api_version.is_none() => api_version = Some(map.next_value()?),
                 "kind" if kind.is_none() => kind = Some(map.next_value()?),
                 "metadata" | "spec" => {
-                    let body =
-                        body.get_or_insert(match (api_version.as_deref(), kind.as_deref()) {
-                            (Some(API_VERSION), Some("Endpoint")) => Body::Endpoint(None, None),
-                            (Some(API_VERSION), Some("Policy")) => Body::Policy(None, None),
-                            _ => return Err(irregular()),
-                        });
+                    let body = body.get_or_insert(match (api_version.as_deref(), kind.as_deref()) {
+                        (Some(API_VERSION), Some("Endpoint")) => Body::Endpoint(None, None),
+                        (Some(API_VERSION), Some("Policy")) => Body::Policy(None, None),
+                        _ => return Err(irregular()),
+                    });
                     match (body, key.as_str()) {
-                        (Body::Endpoint(metadata @ None, _), "metadata") => {
-                            *metadata = Some(map.next_value()?)
-                        }
+                        (Body::Endpoint(metadata @ None, _), "metadata") => *metadata = Some(map.next_value()?),
                         (Body::Endpoint(_, spec @ None), "spec") => *spec = Some(map.next_value()?),
-                        (Body::Policy(metadata @ None, _), "metadata") => {
-                            *metadata = Some(map.next_value()?)
-                        }
+                        (Body::Policy(metadata @ None, _), "metadata") => *metadata = Some(map.next_value()?),
                         (Body::Policy(_, spec @ None), "spec") => *spec = Some(map.next_value()?),
                         _ => return Err(irregular()),
                     }
@@ -115,20 +108,10 @@ impl<'de> Visitor<'de> for DocumentVisitor {
         }
         match body {
             Some(Body::Endpoint(Some(metadata), Some(spec))) => {
-                Ok(Document::Endpoint(EndpointDocument {
-                    _api_version: IgnoredAny,
-                    _kind: IgnoredAny,
-                    metadata,
-                    spec,
-                }))
+                Ok(Document::Endpoint(EndpointDocument { _api_version: IgnoredAny, _kind: IgnoredAny, metadata, spec }))
             }
             Some(Body::Policy(Some(metadata), Some(spec))) => {
-                Ok(Document::Policy(PolicyDocument {
-                    _api_version: IgnoredAny,
-                    _kind: IgnoredAny,
-                    metadata,
-                    spec,
-                }))
+                Ok(Document::Policy(PolicyDocument { _api_version: IgnoredAny, _kind: IgnoredAny, metadata, spec }))
             }
             _ => Err(irregular()),
         }
@@ -174,9 +157,7 @@ pub(super) fn read_checked(
     }
 
     // Pass 2: the zt/v1 documents into the strict schema.
-    let documents = kinds
-        .into_iter()
-        .zip(serde_norway::Deserializer::from_str(text));
+    let documents = kinds.into_iter().zip(serde_norway::Deserializer::from_str(text));
     let mut out = Vec::new();
     for (index, (kind, document)) in documents.enumerate() {
         let typed = match kind {
@@ -185,10 +166,7 @@ pub(super) fn read_checked(
             Some(Kind::Policy) => PolicyDocument::deserialize(document).map(Document::Policy),
         };
         let origin = || Origin::new(name, index + 1);
-        out.push((
-            index + 1,
-            typed.map_err(|error| schema_error(origin(), &error)),
-        ));
+        out.push((index + 1, typed.map_err(|error| schema_error(origin(), &error))));
     }
     out
 }
@@ -200,30 +178,19 @@ fn classify(origin: &Origin, value: &serde_norway::Value) -> Result<Kind, Policy
         return Err(PolicyError::NotAMapping { origin: origin() });
     };
     let field = |name: &str| mapping.get(name).map(scalar_text);
-    let api_version =
-        field("apiVersion").ok_or_else(|| PolicyError::MissingApiVersion { origin: origin() })?;
+    let api_version = field("apiVersion").ok_or_else(|| PolicyError::MissingApiVersion { origin: origin() })?;
     let kind = field("kind").ok_or_else(|| PolicyError::MissingKind { origin: origin() })?;
     if api_version != API_VERSION {
         return Err(if PLANNED_API_VERSIONS.contains(&api_version.as_str()) {
-            PolicyError::NotSupportedYet {
-                origin: origin(),
-                api_version,
-                kind,
-            }
+            PolicyError::NotSupportedYet { origin: origin(), api_version, kind }
         } else {
-            PolicyError::UnknownApiVersion {
-                origin: origin(),
-                api_version,
-            }
+            PolicyError::UnknownApiVersion { origin: origin(), api_version }
         });
     }
     match kind.as_str() {
         "Endpoint" => Ok(Kind::Endpoint),
         "Policy" => Ok(Kind::Policy),
-        _ => Err(PolicyError::UnknownKind {
-            origin: origin(),
-            kind,
-        }),
+        _ => Err(PolicyError::UnknownKind { origin: origin(), kind }),
     }
 }
 
@@ -231,10 +198,7 @@ fn classify(origin: &Origin, value: &serde_norway::Value) -> Result<Kind, Policy
 fn scalar_text(value: &serde_norway::Value) -> String {
     match value {
         serde_norway::Value::String(s) => s.clone(),
-        other => serde_norway::to_string(other)
-            .unwrap_or_default()
-            .trim_end()
-            .to_string(),
+        other => serde_norway::to_string(other).unwrap_or_default().trim_end().to_string(),
     }
 }
 
@@ -245,11 +209,7 @@ fn message_and_position(error: &serde_norway::Error) -> (String, Option<usize>, 
     match error.location() {
         Some(location) => {
             let needle = format!(" at line {} column {}", location.line(), location.column());
-            (
-                message.replacen(&needle, "", 1),
-                Some(location.line()),
-                Some(location.column()),
-            )
+            (message.replacen(&needle, "", 1), Some(location.line()), Some(location.column()))
         }
         None => (message, None, None),
     }
@@ -257,22 +217,12 @@ fn message_and_position(error: &serde_norway::Error) -> (String, Option<usize>, 
 
 fn syntax_error(origin: Origin, error: &serde_norway::Error) -> PolicyError {
     let (problem, line, column) = message_and_position(error);
-    PolicyError::Syntax {
-        origin,
-        line,
-        column,
-        problem,
-    }
+    PolicyError::Syntax { origin, line, column, problem }
 }
 
 fn schema_error(origin: Origin, error: &serde_norway::Error) -> PolicyError {
     let (message, line, column) = message_and_position(error);
-    PolicyError::Schema {
-        origin,
-        message,
-        line,
-        column,
-    }
+    PolicyError::Schema { origin, message, line, column }
 }
 
 /// The numbers of the documents [`read_regular`] returns, or `None` if it gives up.

@@ -11,9 +11,7 @@ use super::schema::{EndpointDocument, PeerDoc, PolicyDocument, PortDoc, RuleDoc}
 use crate::identity::Labels;
 use crate::identity::labels::{is_dns_subdomain, validate_key, validate_value};
 use crate::policy::error::{PolicyError, Problem};
-use crate::policy::model::{
-    Direction, Endpoint, Origin, Peer, Policy, PortRule, Protocol, Rule, Selector,
-};
+use crate::policy::model::{Direction, Endpoint, Origin, Peer, Policy, PortRule, Protocol, Rule, Selector};
 
 /// Converts one schema document into the model, reporting each bad field against the
 /// document's origin and carrying on (bad values are left out of the result, which is never
@@ -25,11 +23,7 @@ pub(super) struct Checker<'a> {
 
 impl Checker<'_> {
     fn report(&mut self, path: impl Into<String>, problem: Problem) {
-        self.errors.push(PolicyError::Invalid {
-            origin: self.origin.clone(),
-            path: path.into(),
-            problem,
-        });
+        self.errors.push(PolicyError::Invalid { origin: self.origin.clone(), path: path.into(), problem });
     }
 
     pub fn endpoint(&mut self, doc: EndpointDocument) -> Endpoint {
@@ -41,9 +35,7 @@ impl Checker<'_> {
         for (i, text) in doc.spec.addresses.iter().enumerate() {
             let path = format!("spec.addresses[{i}]");
             match self.prefix(&path, text) {
-                Some(net) if net.prefix_len() == 0 => {
-                    self.report(path, Problem::DefaultRoute { value: net })
-                }
+                Some(net) if net.prefix_len() == 0 => self.report(path, Problem::DefaultRoute { value: net }),
                 Some(net) => addresses.push(net),
                 None => {}
             }
@@ -60,14 +52,8 @@ impl Checker<'_> {
     pub fn policy(&mut self, doc: PolicyDocument) -> Policy {
         self.name("metadata.name", &doc.metadata.name);
         let selector = Selector::new(self.labels("spec.selector", doc.spec.selector));
-        let ingress = doc
-            .spec
-            .ingress
-            .map(|rules| self.rules(Direction::Ingress, rules));
-        let egress = doc
-            .spec
-            .egress
-            .map(|rules| self.rules(Direction::Egress, rules));
+        let ingress = doc.spec.ingress.map(|rules| self.rules(Direction::Ingress, rules));
+        let egress = doc.spec.egress.map(|rules| self.rules(Direction::Egress, rules));
         Policy {
             name: doc.metadata.name,
             mode: doc.spec.mode.unwrap_or_default(),
@@ -87,30 +73,19 @@ impl Checker<'_> {
                 Direction::Egress => (rule.to, rule.from.map(|_| "from")),
             };
             if let Some(wrong) = wrong {
-                let problem = Problem::WrongPeerField {
-                    direction,
-                    expected: direction.peer_field(),
-                };
+                let problem = Problem::WrongPeerField { direction, expected: direction.peer_field() };
                 self.report(format!("{path}.{wrong}"), problem);
             }
             let peer_path = format!("{path}.{}", direction.peer_field());
             let peers = peers.unwrap_or_default();
-            let peers = peers
-                .into_iter()
-                .enumerate()
-                .filter_map(|(j, peer)| self.peer(&format!("{peer_path}[{j}]"), peer));
+            let peers =
+                peers.into_iter().enumerate().filter_map(|(j, peer)| self.peer(&format!("{peer_path}[{j}]"), peer));
             let peers = peers.collect();
             let ports = rule.ports.unwrap_or_default();
-            let ports = ports
-                .into_iter()
-                .enumerate()
-                .filter_map(|(j, port)| self.port(&format!("{path}.ports[{j}]"), port));
+            let ports =
+                ports.into_iter().enumerate().filter_map(|(j, port)| self.port(&format!("{path}.ports[{j}]"), port));
             let ports = ports.collect();
-            out.push(Rule {
-                action: rule.action.unwrap_or_default(),
-                peers,
-                ports,
-            });
+            out.push(Rule { action: rule.action.unwrap_or_default(), peers, ports });
         }
         out
     }
@@ -141,9 +116,7 @@ impl Checker<'_> {
             }
         }
         if let Some(selector) = peer.selector {
-            return Some(Peer::Selector(Selector::new(
-                self.labels(&format!("{path}.selector"), selector),
-            )));
+            return Some(Peer::Selector(Selector::new(self.labels(&format!("{path}.selector"), selector))));
         }
         if let Some(entity) = peer.entity {
             return Some(Peer::Entity(entity));
@@ -158,10 +131,7 @@ impl Checker<'_> {
             if cidr.contains(&net) && net.prefix_len() > cidr.prefix_len() {
                 except.push(net);
             } else {
-                self.report(
-                    except_path,
-                    Problem::ExceptOutsideCidr { except: net, cidr },
-                );
+                self.report(except_path, Problem::ExceptOutsideCidr { except: net, cidr });
             }
         }
         Some(Peer::Cidr { cidr, except })
@@ -174,25 +144,14 @@ impl Checker<'_> {
         if !protocol.has_ports() {
             for (field, value) in [("port", port.port), ("endPort", port.end_port)] {
                 if value.is_some() {
-                    self.report(
-                        format!("{path}.{field}"),
-                        Problem::PortNotAllowed { protocol },
-                    );
+                    self.report(format!("{path}.{field}"), Problem::PortNotAllowed { protocol });
                     ok = false;
                 }
             }
-            return ok.then_some(PortRule {
-                protocol,
-                port: None,
-                end_port: None,
-            });
+            return ok.then_some(PortRule { protocol, port: None, end_port: None });
         }
-        let start = port
-            .port
-            .and_then(|value| self.port_number(&format!("{path}.port"), value));
-        let end = port
-            .end_port
-            .and_then(|value| self.port_number(&format!("{path}.endPort"), value));
+        let start = port.port.and_then(|value| self.port_number(&format!("{path}.port"), value));
+        let end = port.end_port.and_then(|value| self.port_number(&format!("{path}.endPort"), value));
         ok &= port.port.is_none() || start.is_some();
         ok &= port.end_port.is_none() || end.is_some();
         match (port.port, start, end) {
@@ -201,22 +160,12 @@ impl Checker<'_> {
                 ok = false;
             }
             (_, Some(start), Some(end)) if end < start => {
-                self.report(
-                    format!("{path}.endPort"),
-                    Problem::EndPortBelowPort {
-                        port: start,
-                        end_port: end,
-                    },
-                );
+                self.report(format!("{path}.endPort"), Problem::EndPortBelowPort { port: start, end_port: end });
                 ok = false;
             }
             _ => {}
         }
-        ok.then_some(PortRule {
-            protocol,
-            port: start,
-            end_port: end,
-        })
+        ok.then_some(PortRule { protocol, port: start, end_port: end })
     }
 
     fn port_number(&mut self, path: &str, value: i64) -> Option<u16> {
@@ -238,22 +187,11 @@ impl Checker<'_> {
         match text.parse::<IpNet>() {
             Ok(net) if net.trunc() == net => Some(net),
             Ok(net) => {
-                self.report(
-                    path,
-                    Problem::HostBitsSet {
-                        value: text.to_string(),
-                        network: net.trunc(),
-                    },
-                );
+                self.report(path, Problem::HostBitsSet { value: text.to_string(), network: net.trunc() });
                 None
             }
             Err(_) => {
-                self.report(
-                    path,
-                    Problem::BadAddress {
-                        value: text.to_string(),
-                    },
-                );
+                self.report(path, Problem::BadAddress { value: text.to_string() });
                 None
             }
         }
@@ -274,12 +212,7 @@ impl Checker<'_> {
 
     fn name(&mut self, path: &str, name: &str) {
         if !is_dns_subdomain(name) {
-            self.report(
-                path,
-                Problem::BadName {
-                    value: name.to_string(),
-                },
-            );
+            self.report(path, Problem::BadName { value: name.to_string() });
         }
     }
 }

@@ -38,9 +38,7 @@ use fields::Checker;
 
 /// Parses and validates `(source name, YAML text)` pairs into one policy set. Returns every
 /// error found in any source; a push with errors must not be applied at all.
-pub fn parse<N: AsRef<str>, T: AsRef<str>>(
-    sources: &[(N, T)],
-) -> Result<PolicySet, Vec<PolicyError>> {
+pub fn parse<N: AsRef<str>, T: AsRef<str>>(sources: &[(N, T)]) -> Result<PolicySet, Vec<PolicyError>> {
     let mut set = PolicySet::default();
     let mut errors = Vec::new();
     for (name, text) in sources {
@@ -48,30 +46,19 @@ pub fn parse<N: AsRef<str>, T: AsRef<str>>(
     }
     set::check_unique_names(&set, &mut errors);
     set::check_address_claims(&set, &mut errors);
-    if errors.is_empty() {
-        Ok(set)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(set) } else { Err(errors) }
 }
 
 /// One source: the single pass when it takes the whole source, else the checking path (which
 /// reports the problems); then each document's fields are checked into the model, in order.
 fn parse_source(name: &str, text: &str, set: &mut PolicySet, errors: &mut Vec<PolicyError>) {
-    let documents: Vec<(usize, Result<Document, PolicyError>)> = match dispatch::read_regular(text)
-    {
-        Some(documents) => documents
-            .into_iter()
-            .map(|(number, doc)| (number, Ok(doc)))
-            .collect(),
+    let documents: Vec<(usize, Result<Document, PolicyError>)> = match dispatch::read_regular(text) {
+        Some(documents) => documents.into_iter().map(|(number, doc)| (number, Ok(doc))).collect(),
         None => dispatch::read_checked(name, text, errors),
     };
     for (number, document) in documents {
         let origin = Origin::new(name, number);
-        let mut check = Checker {
-            origin: &origin,
-            errors,
-        };
+        let mut check = Checker { origin: &origin, errors };
         match document {
             Ok(Document::Endpoint(doc)) => set.endpoints.push(check.endpoint(doc)),
             Ok(Document::Policy(doc)) => set.policies.push(check.policy(doc)),

@@ -24,12 +24,7 @@ pub(super) fn check_unique_names(set: &PolicySet, errors: &mut Vec<PolicyError>)
     let mut first_policy: HashMap<&str, &Origin> = HashMap::new();
     for policy in &set.policies {
         match first_policy.get(policy.name.as_str()) {
-            Some(first) => errors.push(duplicate(
-                "policy",
-                policy.name.clone(),
-                &policy.origin,
-                first,
-            )),
+            Some(first) => errors.push(duplicate("policy", policy.name.clone(), &policy.origin, first)),
             None => {
                 first_policy.insert(&policy.name, &policy.origin);
             }
@@ -38,16 +33,8 @@ pub(super) fn check_unique_names(set: &PolicySet, errors: &mut Vec<PolicyError>)
 }
 
 fn duplicate(kind: &'static str, name: String, origin: &Origin, first: &Origin) -> PolicyError {
-    let problem = Problem::DuplicateName {
-        kind,
-        name,
-        first: first.location(),
-    };
-    PolicyError::Invalid {
-        origin: origin.clone(),
-        path: "metadata.name".into(),
-        problem,
-    }
+    let problem = Problem::DuplicateName { kind, name, first: first.location() };
+    PolicyError::Invalid { origin: origin.clone(), path: "metadata.name".into(), problem }
 }
 
 /// One address, one identity: the ipcache can map a prefix to only one label set. Endpoints
@@ -64,11 +51,7 @@ pub(super) fn check_address_claims(set: &PolicySet, errors: &mut Vec<PolicyError
                         first: first.origin.location(),
                     };
                     let path = format!("spec.addresses[{i}]");
-                    errors.push(PolicyError::Invalid {
-                        origin: endpoint.origin.clone(),
-                        path,
-                        problem,
-                    });
+                    errors.push(PolicyError::Invalid { origin: endpoint.origin.clone(), path, problem });
                 }
                 Some(_) => {}
                 None => {

@@ -6,14 +6,8 @@ use super::*;
 fn audit_policy_reports_would_be_default_deny_as_audit() {
     let c = with_endpoints(AUDIT_DB, &settings(false));
     let (db, api, web) = (id(&c, "app=db"), id(&c, "app=api"), id(&c, "app=web"));
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, WORLD, TCP, 5432),
-        ("audit", "default-deny", None, None)
-    );
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, web, TCP, 5432),
-        ("audit", "default-deny", None, None)
-    );
+    assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, TCP, 5432), ("audit", "default-deny", None, None));
+    assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 5432), ("audit", "default-deny", None, None));
     // The audit policy would allow api; enforcement-wise db is not isolated.
     assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5432), not_isolated());
 }
@@ -22,10 +16,7 @@ fn audit_policy_reports_would_be_default_deny_as_audit() {
 fn audit_deny_rule_is_reported_with_its_policy_and_rule() {
     let c = with_endpoints(AUDIT_DB, &settings(false));
     let (db, web) = (id(&c, "app=db"), id(&c, "app=web"));
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, web, TCP, 22),
-        ("audit", "deny-rule", Some("db-audit".into()), Some(1))
-    );
+    assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 22), ("audit", "deny-rule", Some("db-audit".into()), Some(1)));
 }
 
 #[test]
@@ -33,14 +24,8 @@ fn audit_deny_on_top_of_an_enforced_allow_is_audit() {
     let enforce = format!("{DB_POLICY_HEAD}  ingress: [{{from: [{{selector: {{app: web}}}}]}}]\n");
     let c = with_endpoints(&format!("{enforce}---\n{AUDIT_DB}"), &settings(false));
     let (db, web) = (id(&c, "app=db"), id(&c, "app=web"));
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, web, TCP, 80),
-        allowed_by("db-ingress", 0)
-    );
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, web, TCP, 22),
-        ("audit", "deny-rule", Some("db-audit".into()), Some(1))
-    );
+    assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 80), allowed_by("db-ingress", 0));
+    assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 22), ("audit", "deny-rule", Some("db-audit".into()), Some(1)));
 }
 
 #[test]

@@ -31,10 +31,7 @@ fn port_zero_and_negative_are_out_of_range() {
 #[test]
 fn end_port_below_port_is_rejected() {
     assert_eq!(
-        error_of(
-            "p.yaml",
-            &policy_with_ports("[{protocol: UDP, port: 5100, endPort: 5000}]")
-        ),
+        error_of("p.yaml", &policy_with_ports("[{protocol: UDP, port: 5100, endPort: 5000}]")),
         "policy p.yaml, document 1: spec.ingress[0].ports[0].endPort 5000 is less than port 5100; \
          make endPort at least 5100"
     );
@@ -43,10 +40,7 @@ fn end_port_below_port_is_rejected() {
 #[test]
 fn end_port_without_port_is_rejected() {
     assert_eq!(
-        error_of(
-            "p.yaml",
-            &policy_with_ports("[{protocol: TCP, endPort: 90}]")
-        ),
+        error_of("p.yaml", &policy_with_ports("[{protocol: TCP, endPort: 90}]")),
         "policy p.yaml, document 1: spec.ingress[0].ports[0].endPort is given without port; \
          put the first port of the range in port"
     );
@@ -191,14 +185,9 @@ fn default_route_as_endpoint_address_is_rejected() {
 fn duplicate_policy_names_are_rejected() {
     let policy = policy_with_ports("[]");
     assert_eq!(
-        errors_of(&[
-            ("a.yaml", &policy),
-            ("b.yaml", &format!("{DB_ENDPOINT}---\n{policy}"))
-        ]),
-        [
-            "policy b.yaml, document 2: metadata.name db-ingress is already used by the policy in a.yaml, \
-             document 1; give each policy a unique name"
-        ]
+        errors_of(&[("a.yaml", &policy), ("b.yaml", &format!("{DB_ENDPOINT}---\n{policy}"))]),
+        ["policy b.yaml, document 2: metadata.name db-ingress is already used by the policy in a.yaml, \
+             document 1; give each policy a unique name"]
     );
 }
 
@@ -209,10 +198,8 @@ fn duplicate_endpoint_names_are_rejected_within_a_namespace_only() {
     assert!(parse(&[("a.yaml", DB_ENDPOINT), ("b.yaml", &in_namespace)]).is_ok());
     assert_eq!(
         errors_of(&[("a.yaml", DB_ENDPOINT), ("b.yaml", &other)]),
-        [
-            "policy b.yaml, document 1: metadata.name db-1 is already used by the endpoint in a.yaml, \
-             document 1; give each endpoint a unique name"
-        ]
+        ["policy b.yaml, document 1: metadata.name db-1 is already used by the endpoint in a.yaml, \
+             document 1; give each endpoint a unique name"]
     );
 }
 
@@ -224,19 +211,15 @@ fn address_claimed_with_different_labels_is_rejected() {
                         addresses: [10.0.7.7, 10.0.1.5]\n  labels: {app: cache}\n";
     assert_eq!(
         errors_of(&[("a.yaml", DB_ENDPOINT), ("b.yaml", other_labels)]),
-        [
-            "policy b.yaml, document 1: spec.addresses[1] 10.0.1.5/32 is already claimed by endpoint db-1 \
+        ["policy b.yaml, document 1: spec.addresses[1] 10.0.1.5/32 is already claimed by endpoint db-1 \
              (a.yaml, document 1) with different labels; give each address to one endpoint, or give both the \
-             same labels"
-        ]
+             same labels"]
     );
 }
 
 #[test]
 fn yaml_syntax_error_reports_line_and_column() {
-    let text = format!(
-        "{DB_ENDPOINT}---\napiVersion: zt/v1\nkind: Policy\nmetadata: {{name: p\nspec: {{}}\n"
-    );
+    let text = format!("{DB_ENDPOINT}---\napiVersion: zt/v1\nkind: Policy\nmetadata: {{name: p\nspec: {{}}\n");
     assert_eq!(
         error_of("p.yaml", &text),
         "policy p.yaml, document 2: invalid YAML at line 11, column 5: did not find expected ',' or '}', \
@@ -249,22 +232,14 @@ fn documents_before_a_syntax_error_are_still_checked() {
     let text = format!("{}---\nkind: [\n", policy_with_ports("[{port: 99999}]"));
     let errors = errors_of(&[("p.yaml", &text)]);
     assert_eq!(errors.len(), 2, "{errors:#?}");
-    assert!(
-        errors[0].starts_with("policy p.yaml, document 2: invalid YAML at line "),
-        "{}",
-        errors[0]
-    );
-    assert_eq!(
-        errors[1],
-        "policy p.yaml, document 1: spec.ingress[0].ports[0].port 99999 is out of range 1-65535"
-    );
+    assert!(errors[0].starts_with("policy p.yaml, document 2: invalid YAML at line "), "{}", errors[0]);
+    assert_eq!(errors[1], "policy p.yaml, document 1: spec.ingress[0].ports[0].port 99999 is out of range 1-65535");
 }
 
 #[test]
 fn kubernetes_network_policy_is_not_supported_yet() {
-    let text = format!(
-        "{DB_ENDPOINT}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: x}}\n"
-    );
+    let text =
+        format!("{DB_ENDPOINT}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: x}}\n");
     assert_eq!(
         error_of("k8s.yaml", &text),
         "policy k8s.yaml, document 2: NetworkPolicy documents of apiVersion networking.k8s.io/v1 are not \
@@ -296,27 +271,13 @@ fn unknown_api_version_kind_and_shapes_are_rejected() {
 #[test]
 fn all_errors_of_a_push_are_reported_together() {
     let bad_ports = policy_with_ports("[{port: 70000}, {protocol: ICMP, port: 1}]");
-    let bad_endpoint = DB_ENDPOINT
-        .replace("10.0.2.0/24", "10.0.2.1/24")
-        .replace("app: db", "app: \"d b\"");
-    let sources = [
-        ("a.yaml", bad_ports.as_str()),
-        ("b.yaml", &bad_endpoint),
-        ("c.yaml", "apiVersion: v9\nkind: X\n"),
-    ];
+    let bad_endpoint = DB_ENDPOINT.replace("10.0.2.0/24", "10.0.2.1/24").replace("app: db", "app: \"d b\"");
+    let sources = [("a.yaml", bad_ports.as_str()), ("b.yaml", &bad_endpoint), ("c.yaml", "apiVersion: v9\nkind: X\n")];
     let errors = errors_of(&sources);
     assert_eq!(errors.len(), 5, "{errors:#?}");
-    assert!(
-        errors[0].starts_with("policy a.yaml, document 1: spec.ingress[0].ports[0].port 70000")
-    );
-    assert!(
-        errors[1]
-            .starts_with("policy a.yaml, document 1: spec.ingress[0].ports[1].port is not allowed")
-    );
-    assert!(
-        errors[2]
-            .starts_with("policy b.yaml, document 1: spec.addresses[2] 10.0.2.1/24 has host bits")
-    );
+    assert!(errors[0].starts_with("policy a.yaml, document 1: spec.ingress[0].ports[0].port 70000"));
+    assert!(errors[1].starts_with("policy a.yaml, document 1: spec.ingress[0].ports[1].port is not allowed"));
+    assert!(errors[2].starts_with("policy b.yaml, document 1: spec.addresses[2] 10.0.2.1/24 has host bits"));
     assert!(errors[3].starts_with("policy b.yaml, document 1: spec.labels value \"d b\""));
     assert!(errors[4].starts_with("policy c.yaml, document 1: apiVersion v9 is unknown"));
 }

@@ -11,10 +11,7 @@ fn egress_rules_judge_the_source_as_local() {
         &settings(false),
     );
     let (web, api, db) = (id(&c, "app=web"), id(&c, "app=api"), id(&c, "app=db"));
-    assert_eq!(
-        explain(&c, DIR_EGRESS, web, api, TCP, 8080),
-        allowed_by("web-egress", 0)
-    );
+    assert_eq!(explain(&c, DIR_EGRESS, web, api, TCP, 8080), allowed_by("web-egress", 0));
     assert_eq!(explain(&c, DIR_EGRESS, web, db, TCP, 5432), default_deny());
     // Ingress of web, and egress of others, are not isolated by an egress policy.
     assert_eq!(explain(&c, DIR_INGRESS, web, db, TCP, 80), not_isolated());
@@ -23,10 +20,7 @@ fn egress_rules_judge_the_source_as_local() {
 
 #[test]
 fn empty_rule_list_isolates_and_allows_nothing() {
-    let c = with_endpoints(
-        &format!("{DB_POLICY_HEAD}  ingress: []\n"),
-        &settings(false),
-    );
+    let c = with_endpoints(&format!("{DB_POLICY_HEAD}  ingress: []\n"), &settings(false));
     let (db, api) = (id(&c, "app=db"), id(&c, "app=api"));
     assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5432), default_deny());
     assert_eq!(explain(&c, DIR_EGRESS, db, api, TCP, 80), not_isolated());
@@ -35,14 +29,8 @@ fn empty_rule_list_isolates_and_allows_nothing() {
 #[test]
 fn without_default_deny_unselected_traffic_is_not_isolated() {
     let c = with_endpoints("", &settings(false));
-    assert_eq!(
-        explain(&c, DIR_INGRESS, id(&c, "app=db"), WORLD, TCP, 5432),
-        not_isolated()
-    );
-    assert_eq!(
-        explain(&c, DIR_EGRESS, HOST, WORLD, UDP, 53),
-        not_isolated()
-    );
+    assert_eq!(explain(&c, DIR_INGRESS, id(&c, "app=db"), WORLD, TCP, 5432), not_isolated());
+    assert_eq!(explain(&c, DIR_EGRESS, HOST, WORLD, UDP, 53), not_isolated());
 }
 
 #[test]
@@ -52,16 +40,10 @@ fn default_deny_isolates_every_local_identity_in_both_directions() {
         &settings(true),
     );
     let (db, api) = (id(&c, "app=db"), id(&c, "app=api"));
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, api, TCP, 5432),
-        allowed_by("db-ingress", 0)
-    );
-    for (direction, local, peer) in [
-        (DIR_INGRESS, api, db),
-        (DIR_EGRESS, api, db),
-        (DIR_EGRESS, HOST, WORLD),
-        (DIR_INGRESS, HOST, WORLD),
-    ] {
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5432), allowed_by("db-ingress", 0));
+    for (direction, local, peer) in
+        [(DIR_INGRESS, api, db), (DIR_EGRESS, api, db), (DIR_EGRESS, HOST, WORLD), (DIR_INGRESS, HOST, WORLD)]
+    {
         assert_eq!(explain(&c, direction, local, peer, UDP, 53), default_deny());
     }
 }

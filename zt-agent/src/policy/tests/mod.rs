@@ -85,11 +85,7 @@ spec: {addresses: [10.0.3.10], labels: {app: db}}
 
 /// Settings with failsafe off, so tests see policy alone unless they ask for failsafe.
 fn settings(default_deny: bool) -> CompileSettings {
-    CompileSettings {
-        default_deny,
-        failsafe: vec![],
-        ..CompileSettings::default()
-    }
+    CompileSettings { default_deny, failsafe: vec![], ..CompileSettings::default() }
 }
 
 fn compile_yaml(yaml: &str, settings: &CompileSettings) -> CompiledPolicy {
@@ -104,38 +100,19 @@ fn with_endpoints(policies: &str, settings: &CompileSettings) -> CompiledPolicy 
 
 /// The identity whose labels display as `labels` (`app=db`, `cidr:10.0.0.0/8`, ...).
 fn id(compiled: &CompiledPolicy, labels: &str) -> u32 {
-    let found = compiled
-        .identities
-        .iter()
-        .find(|(_, l)| l.to_string() == labels);
-    *found
-        .unwrap_or_else(|| panic!("no identity {labels} in {:#?}", compiled.identities))
-        .0
+    let found = compiled.identities.iter().find(|(_, l)| l.to_string() == labels);
+    *found.unwrap_or_else(|| panic!("no identity {labels} in {:#?}", compiled.identities)).0
 }
 
 /// A verdict in flow-log words: (verdict, reason, policy name, rule).
 type Explained = (&'static str, &'static str, Option<String>, Option<u32>);
 
-fn explain(
-    compiled: &CompiledPolicy,
-    direction: u8,
-    local: u32,
-    peer: u32,
-    proto: u8,
-    port: u16,
-) -> Explained {
-    let value = compiled
-        .lookup(direction, local, peer, proto, port)
-        .expect("the catch-all always hits");
+fn explain(compiled: &CompiledPolicy, direction: u8, local: u32, peer: u32, proto: u8, port: u16) -> Explained {
+    let value = compiled.lookup(direction, local, peer, proto, port).expect("the catch-all always hits");
     let policy = compiled.policy(value.policy_id).map(|p| p.name.clone());
     assert_eq!(policy.is_none(), value.policy_id == POLICY_NONE);
     let rule = (value.rule != RULE_NONE).then_some(value.rule);
-    (
-        reason::verdict_name(value.verdict),
-        reason::reason_name(value.reason),
-        policy,
-        rule,
-    )
+    (reason::verdict_name(value.verdict), reason::reason_name(value.reason), policy, rule)
 }
 
 fn allowed_by(policy: &str, rule: u32) -> Explained {

@@ -3,9 +3,7 @@
 
 use super::{DB_ENDPOINT, policy_with_ports};
 use crate::identity::Labels;
-use crate::policy::model::{
-    Action, Entity, Mode, Origin, Peer, PortRule, Protocol, Rule, Selector,
-};
+use crate::policy::model::{Action, Entity, Mode, Origin, Peer, PortRule, Protocol, Rule, Selector};
 use crate::policy::parse;
 use crate::policy::parse::regular_document_numbers;
 
@@ -38,10 +36,7 @@ spec:
     assert_eq!(endpoint.origin, Origin::new("db.yaml", 1));
 
     let policy = &set.policies[0];
-    assert_eq!(
-        (policy.name.as_str(), policy.mode),
-        ("db-ingress", Mode::Audit)
-    );
+    assert_eq!((policy.name.as_str(), policy.mode), ("db-ingress", Mode::Audit));
     assert_eq!(policy.origin, Origin::new("db.yaml", 2));
     assert!(policy.egress.is_none());
     let rules = policy.ingress.as_ref().unwrap();
@@ -50,49 +45,24 @@ spec:
         rules[0].peers,
         [
             Peer::Selector(Selector::new(Labels::parse("app=api").unwrap())),
-            Peer::Cidr {
-                cidr: "192.168.0.0/16".parse().unwrap(),
-                except: vec!["192.168.9.0/24".parse().unwrap()]
-            },
+            Peer::Cidr { cidr: "192.168.0.0/16".parse().unwrap(), except: vec!["192.168.9.0/24".parse().unwrap()] },
             Peer::Entity(Entity::Host),
         ]
     );
     assert_eq!(
         rules[0].ports,
         [
-            PortRule {
-                protocol: Protocol::Tcp,
-                port: Some(5432),
-                end_port: None
-            },
-            PortRule {
-                protocol: Protocol::Udp,
-                port: Some(5000),
-                end_port: Some(5100)
-            },
-            PortRule {
-                protocol: Protocol::Icmp,
-                port: None,
-                end_port: None
-            },
+            PortRule { protocol: Protocol::Tcp, port: Some(5432), end_port: None },
+            PortRule { protocol: Protocol::Udp, port: Some(5000), end_port: Some(5100) },
+            PortRule { protocol: Protocol::Icmp, port: None, end_port: None },
         ]
     );
-    assert_eq!(
-        rules[1],
-        Rule {
-            action: Action::Deny,
-            peers: vec![],
-            ports: vec![]
-        }
-    );
+    assert_eq!(rules[1], Rule { action: Action::Deny, peers: vec![], ports: vec![] });
 }
 
 #[test]
 fn regular_documents_take_the_single_pass_and_keep_their_numbers() {
-    let text = format!(
-        "{DB_ENDPOINT}--- ~\n---\n{}",
-        policy_with_ports("[{port: 80}]")
-    );
+    let text = format!("{DB_ENDPOINT}--- ~\n---\n{}", policy_with_ports("[{port: 80}]"));
     let numbers = regular_document_numbers(&text).expect("every document is regular");
     assert_eq!(numbers, [1, 3], "empty documents are counted, not returned");
     let set = parse(&[("p.yaml", text)]).unwrap();
@@ -114,22 +84,12 @@ fn omitted_mode_action_and_protocol_take_their_defaults() {
     assert_eq!(policy.mode, Mode::Enforce);
     let rule = &policy.ingress.as_ref().unwrap()[0];
     assert_eq!(rule.action, Action::Allow);
-    assert_eq!(
-        rule.ports,
-        [PortRule {
-            protocol: Protocol::Tcp,
-            port: Some(80),
-            end_port: None
-        }]
-    );
+    assert_eq!(rule.ports, [PortRule { protocol: Protocol::Tcp, port: Some(80), end_port: None }]);
 }
 
 #[test]
 fn empty_documents_are_skipped_but_counted() {
-    let text = format!(
-        "---\n{DB_ENDPOINT}---\n---\n# only a comment\n---\n{}",
-        policy_with_ports("[]")
-    );
+    let text = format!("---\n{DB_ENDPOINT}---\n---\n# only a comment\n---\n{}", policy_with_ports("[]"));
     let set = parse(&[("all.yaml", text)]).unwrap();
     assert_eq!(set.endpoints.len(), 1);
     assert_eq!(set.policies[0].origin, Origin::new("all.yaml", 4));

@@ -17,10 +17,7 @@ fn deny_rule_wins_over_allow() {
         &settings(false),
     );
     let (db, api) = (id(&c, "app=db"), id(&c, "app=api"));
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, api, TCP, 5432),
-        denied_by("db-ingress", 1)
-    );
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5432), denied_by("db-ingress", 1));
 }
 
 #[test]
@@ -40,14 +37,8 @@ spec:
         &settings(false),
     );
     let (db, api, web) = (id(&c, "app=db"), id(&c, "app=api"), id(&c, "app=web"));
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, web, TCP, 5432),
-        denied_by("quarantine-web", 0)
-    );
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, api, TCP, 5432),
-        allowed_by("db-ingress", 0)
-    );
+    assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 5432), denied_by("quarantine-web", 0));
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5432), allowed_by("db-ingress", 0));
 }
 
 #[test]
@@ -67,22 +58,10 @@ fn exact_port_allow_is_reported_over_range_over_all_ports() {
         &settings(false),
     );
     let (db, api) = (id(&c, "app=db"), id(&c, "app=api"));
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, api, TCP, 5432),
-        allowed_by("db-ingress", 2)
-    );
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, api, TCP, 5500),
-        allowed_by("db-ingress", 1)
-    );
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, api, TCP, 80),
-        allowed_by("db-ingress", 0)
-    );
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, api, UDP, 53),
-        allowed_by("db-ingress", 3)
-    );
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5432), allowed_by("db-ingress", 2));
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5500), allowed_by("db-ingress", 1));
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 80), allowed_by("db-ingress", 0));
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, UDP, 53), allowed_by("db-ingress", 3));
 }
 
 #[test]
@@ -98,14 +77,8 @@ fn specific_peer_allow_is_reported_over_any_peer() {
         &settings(false),
     );
     let (db, api, web) = (id(&c, "app=db"), id(&c, "app=api"), id(&c, "app=web"));
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, api, TCP, 5432),
-        allowed_by("db-ingress", 1)
-    );
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, web, TCP, 5432),
-        allowed_by("db-ingress", 0)
-    );
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5432), allowed_by("db-ingress", 1));
+    assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 5432), allowed_by("db-ingress", 0));
 }
 
 #[test]
@@ -116,13 +89,7 @@ fn equally_specific_allows_report_lowest_policy_id_then_rule() {
             "apiVersion: zt/v1\nkind: Policy\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: db}}\n  ingress: [{rule}, {rule}]\n"
         )
     };
-    let c = with_endpoints(
-        &format!("{}---\n{}", policy("b-db"), policy("a-db")),
-        &settings(false),
-    );
+    let c = with_endpoints(&format!("{}---\n{}", policy("b-db"), policy("a-db")), &settings(false));
     let (db, api) = (id(&c, "app=db"), id(&c, "app=api"));
-    assert_eq!(
-        explain(&c, DIR_INGRESS, db, api, TCP, 5432),
-        allowed_by("a-db", 0)
-    );
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5432), allowed_by("a-db", 0));
 }

@@ -77,40 +77,21 @@ fn random_peer(rng: &mut Rng) -> Peer {
                 .map(|net| net.parse::<IpNet>().unwrap())
                 .filter(|net| cidr.contains(net) && net.prefix_len() > cidr.prefix_len())
                 .collect();
-            let except = (0..rng.below(3))
-                .filter(|_| !inside.is_empty())
-                .map(|_| rng.pick(&inside))
-                .collect();
+            let except = (0..rng.below(3)).filter(|_| !inside.is_empty()).map(|_| rng.pick(&inside)).collect();
             Peer::Cidr { cidr, except }
         }
     }
 }
 
 fn random_port_rule(rng: &mut Rng) -> PortRule {
-    let protocol = rng.pick(&[
-        Protocol::Tcp,
-        Protocol::Tcp,
-        Protocol::Udp,
-        Protocol::Sctp,
-        Protocol::Icmp,
-        Protocol::IcmpV6,
-    ]);
+    let protocol =
+        rng.pick(&[Protocol::Tcp, Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp, Protocol::IcmpV6]);
     if !protocol.has_ports() || rng.chance(20) {
-        return PortRule {
-            protocol,
-            port: None,
-            end_port: None,
-        };
+        return PortRule { protocol, port: None, end_port: None };
     }
     let port = rng.pick(&PORTS).max(1);
-    let end_port = rng
-        .chance(40)
-        .then(|| port.saturating_add(rng.below(300) as u16));
-    PortRule {
-        protocol,
-        port: Some(port),
-        end_port,
-    }
+    let end_port = rng.chance(40).then(|| port.saturating_add(rng.below(300) as u16));
+    PortRule { protocol, port: Some(port), end_port }
 }
 
 fn random_rules(rng: &mut Rng) -> Option<Vec<Rule>> {
@@ -119,23 +100,9 @@ fn random_rules(rng: &mut Rng) -> Option<Vec<Rule>> {
     }
     let rules = (0..rng.below(4))
         .map(|_| Rule {
-            action: if rng.chance(25) {
-                Action::Deny
-            } else {
-                Action::Allow
-            },
-            peers: if rng.chance(30) {
-                vec![]
-            } else {
-                (0..1 + rng.below(3)).map(|_| random_peer(rng)).collect()
-            },
-            ports: if rng.chance(30) {
-                vec![]
-            } else {
-                (0..1 + rng.below(3))
-                    .map(|_| random_port_rule(rng))
-                    .collect()
-            },
+            action: if rng.chance(25) { Action::Deny } else { Action::Allow },
+            peers: if rng.chance(30) { vec![] } else { (0..1 + rng.below(3)).map(|_| random_peer(rng)).collect() },
+            ports: if rng.chance(30) { vec![] } else { (0..1 + rng.below(3)).map(|_| random_port_rule(rng)).collect() },
         })
         .collect();
     Some(rules)
@@ -151,10 +118,7 @@ fn random_setup(rng: &mut Rng) -> (PolicySet, CompileSettings) {
         for _ in 0..rng.below(3) {
             let address: IpNet = rng.pick(&ADDRESSES).parse().unwrap();
             // One address, one label set (the parser enforces it).
-            if claimed
-                .iter()
-                .all(|(net, l)| *net != address || *l == labels)
-            {
+            if claimed.iter().all(|(net, l)| *net != address || *l == labels) {
                 claimed.push((address, labels.clone()));
                 addresses.push(address);
             }
@@ -170,16 +134,8 @@ fn random_setup(rng: &mut Rng) -> (PolicySet, CompileSettings) {
     for i in 0..rng.below(5) {
         set.policies.push(Policy {
             name: format!("p{i}"),
-            mode: if rng.chance(30) {
-                Mode::Audit
-            } else {
-                Mode::Enforce
-            },
-            selector: Selector::new(if rng.chance(25) {
-                Labels::new()
-            } else {
-                random_labels(rng, 1)
-            }),
+            mode: if rng.chance(30) { Mode::Audit } else { Mode::Enforce },
+            selector: Selector::new(if rng.chance(25) { Labels::new() } else { random_labels(rng, 1) }),
             ingress: random_rules(rng),
             egress: random_rules(rng),
             origin: origin.clone(),
@@ -189,75 +145,38 @@ fn random_setup(rng: &mut Rng) -> (PolicySet, CompileSettings) {
         0 => vec![],
         1 => vec![FailsafeRule::SSH],
         _ => vec![
-            FailsafeRule {
-                direction: Direction::Egress,
-                protocol: Protocol::Udp,
-                port: Some(53),
-            },
-            FailsafeRule {
-                direction: Direction::Ingress,
-                protocol: Protocol::Icmp,
-                port: None,
-            },
+            FailsafeRule { direction: Direction::Egress, protocol: Protocol::Udp, port: Some(53) },
+            FailsafeRule { direction: Direction::Ingress, protocol: Protocol::Icmp, port: None },
         ],
     };
     let settings = CompileSettings {
         default_deny: rng.chance(40),
         failsafe,
         host_labels: random_labels(rng, 2),
-        host_addresses: if rng.chance(50) {
-            vec!["10.0.0.1".parse().unwrap()]
-        } else {
-            vec![]
-        },
+        host_addresses: if rng.chance(50) { vec!["10.0.0.1".parse().unwrap()] } else { vec![] },
     };
     (set, settings)
 }
 
 /// The specification, evaluated directly on the resolved rules for one packet.
-fn brute_force(
-    r: &Resolved,
-    direction: u8,
-    local: u32,
-    peer: u32,
-    proto: u8,
-    port: u16,
-) -> PolicyValue {
+fn brute_force(r: &Resolved, direction: u8, local: u32, peer: u32, proto: u8, port: u16) -> PolicyValue {
     let value = PolicyValue::new;
     if r.not_local.contains(&local) {
-        return value(
-            reason::VERDICT_ALLOWED,
-            reason::NOT_ISOLATED,
-            POLICY_NONE,
-            RULE_NONE,
-        );
+        return value(reason::VERDICT_ALLOWED, reason::NOT_ISOLATED, POLICY_NONE, RULE_NONE);
     }
-    if local == HOST
-        && r.failsafe
-            .iter()
-            .any(|(d, ports)| *d == direction && ports.matches(proto, port))
-    {
-        return value(
-            reason::VERDICT_ALLOWED,
-            reason::FAILSAFE,
-            POLICY_NONE,
-            RULE_NONE,
-        );
+    if local == HOST && r.failsafe.iter().any(|(d, ports)| *d == direction && ports.matches(proto, port)) {
+        return value(reason::VERDICT_ALLOWED, reason::FAILSAFE, POLICY_NONE, RULE_NONE);
     }
-    let names =
-        |set: &BTreeSet<u32>, id: u32| set.contains(&ANY) || (id != ANY && set.contains(&id));
+    let names = |set: &BTreeSet<u32>, id: u32| set.contains(&ANY) || (id != ANY && set.contains(&id));
     let evaluate = |with_audit: bool| {
         let counts = |enforcing: bool| enforcing || with_audit;
         let isolated = r.default_deny
-            || r.isolations.iter().any(|i| {
-                i.direction == direction
-                    && counts(i.enforcing)
-                    && (i.local == ANY || i.local == local)
-            });
+            || r.isolations
+                .iter()
+                .any(|i| i.direction == direction && counts(i.enforcing) && (i.local == ANY || i.local == local));
         let (mut allow, mut deny) = (None, None);
         for rule in &r.rules {
-            if rule.direction != direction || !counts(rule.enforcing) || !names(&rule.locals, local)
-            {
+            if rule.direction != direction || !counts(rule.enforcing) || !names(&rule.locals, local) {
                 continue;
             }
             let peer_specific = if peer != ANY && rule.peers.contains(&peer) {
@@ -267,48 +186,24 @@ fn brute_force(
             } else {
                 continue;
             };
-            let Some(specificity) = rule
-                .ports
-                .iter()
-                .filter(|p| p.matches(proto, port))
-                .map(|p| p.specificity())
-                .max()
+            let Some(specificity) = rule.ports.iter().filter(|p| p.matches(proto, port)).map(|p| p.specificity()).max()
             else {
                 continue;
             };
-            let rank = (
-                specificity,
-                peer_specific,
-                std::cmp::Reverse(rule.policy_id),
-                std::cmp::Reverse(rule.rule),
-            );
-            let best = if rule.action == Action::Allow {
-                &mut allow
-            } else {
-                &mut deny
-            };
+            let rank = (specificity, peer_specific, std::cmp::Reverse(rule.policy_id), std::cmp::Reverse(rule.rule));
+            let best = if rule.action == Action::Allow { &mut allow } else { &mut deny };
             if best.as_ref().is_none_or(|(b, _, _)| rank > *b) {
                 *best = Some((rank, rule.policy_id, rule.rule));
             }
         }
         if !isolated {
-            (
-                reason::VERDICT_ALLOWED,
-                reason::NOT_ISOLATED,
-                POLICY_NONE,
-                RULE_NONE,
-            )
+            (reason::VERDICT_ALLOWED, reason::NOT_ISOLATED, POLICY_NONE, RULE_NONE)
         } else if let Some((_, policy_id, rule)) = deny {
             (reason::VERDICT_DENIED, reason::DENY_RULE, policy_id, rule)
         } else if let Some((_, policy_id, rule)) = allow {
             (reason::VERDICT_ALLOWED, reason::POLICY, policy_id, rule)
         } else {
-            (
-                reason::VERDICT_DENIED,
-                reason::DEFAULT_DENY,
-                POLICY_NONE,
-                RULE_NONE,
-            )
+            (reason::VERDICT_DENIED, reason::DEFAULT_DENY, POLICY_NONE, RULE_NONE)
         }
     };
     let enforced = evaluate(false);
@@ -347,13 +242,8 @@ fn lookup_agrees_with_brute_force_on_random_policies() {
     let mut probes = 0usize;
     for case in 0..CASES {
         let (set, settings) = random_setup(&mut rng);
-        let (compiled, resolved) = compile_resolved(
-            &set,
-            &settings,
-            &mut IdentityAllocator::new(),
-            Limits::DEFAULT,
-        )
-        .unwrap();
+        let (compiled, resolved) =
+            compile_resolved(&set, &settings, &mut IdentityAllocator::new(), Limits::DEFAULT).unwrap();
         let mut identities: Vec<u32> = compiled.identities.keys().copied().collect();
         identities.push(ANY);
         let ports = probe_ports(&resolved, &mut rng);
@@ -362,11 +252,7 @@ fn lookup_agrees_with_brute_force_on_random_policies() {
                 for &peer in &identities {
                     for proto in [TCP, UDP, SCTP, ICMP, ICMPV6, 47] {
                         // Only TCP, UDP and SCTP keys have port bits; one port shows the rest.
-                        let ports = if zt_common::proto::has_ports(proto) {
-                            &ports[..]
-                        } else {
-                            &ports[..1]
-                        };
+                        let ports = if zt_common::proto::has_ports(proto) { &ports[..] } else { &ports[..1] };
                         for &port in ports {
                             let want = brute_force(&resolved, direction, local, peer, proto, port);
                             let got = compiled.lookup(direction, local, peer, proto, port);
