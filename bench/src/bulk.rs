@@ -1,7 +1,7 @@
-//! 5. Bulk TCP through each ingress hook: a real `iperf3` between the two namespaces of a
-//! veth pair, with no filter, with zt on each hook (the default — which picks by link
-//! kind — native XDP, generic XDP and TC ingress) and with nftables (a netdev ingress
-//! chain allowing the client's TCP to the iperf3 port).
+//! Section 5, bulk TCP through each ingress hook: a real `iperf3` between the two
+//! namespaces of a veth pair, with no filter, with zt on each hook (the default, which
+//! picks by link kind; native XDP; generic XDP; TC ingress) and with nftables (a netdev
+//! ingress chain allowing the client's TCP to the iperf3 port).
 //!
 //! Native XDP on a veth converts every GSO super-packet for XDP, which costs bulk TCP
 //! about half its throughput; this section is the measurement behind the default hook.
@@ -66,7 +66,7 @@ pub fn run(plan: &Plan, results: &mut Results) -> anyhow::Result<()> {
             let guard = match filter {
                 Filter::None => Active::Nothing,
                 Filter::Zt(args) => {
-                    Active::Zt { _agent: Zt::start_with(&agent_bin, ns, iface, &policy, args, &scratch)? }
+                    Active::Zt { _agent: Box::new(Zt::start_with(&agent_bin, ns, iface, &policy, args, &scratch)?) }
                 }
                 Filter::Nftables => Active::Nft { _table: Nft::new(ns, iface, net.client.v4, &scratch)? },
             };
@@ -87,7 +87,7 @@ pub fn run(plan: &Plan, results: &mut Results) -> anyhow::Result<()> {
 /// The filter in place during one measurement.
 enum Active<'a> {
     Nothing,
-    Zt { _agent: Zt },
+    Zt { _agent: Box<Zt> },
     Nft { _table: Nft<'a> },
 }
 

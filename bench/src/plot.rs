@@ -39,7 +39,9 @@ pub fn cost_vs_rules(figures: &[DatapathFigure], path: &Path) -> anyhow::Result<
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
 
-    let mut series: Vec<(String, bool, Vec<(f64, f64)>)> = Vec::new();
+    // (label, IPv6, points)
+    type Series = (String, bool, Vec<(f64, f64)>);
+    let mut series: Vec<Series> = Vec::new();
     for family in ["IPv4", "IPv6"] {
         let v6 = family == "IPv6";
         for case in &cases {

@@ -158,15 +158,15 @@ fn mutate_fields(r: &mut Rng, mut v: Value) -> Value {
             }
             _ => {
                 // A policy text of random YAML-ish content.
-                if let Some(Value::Array(sources)) = map.get_mut("sources") {
-                    if let Some(Value::Object(s)) = sources.first_mut() {
-                        let text: String = POLICY_TEXT
-                            .chars()
-                            .map(|c| if r.chance(3) { ['\n', ':', '{', '-', 'é', '\u{0}', ' '][r.below(7)] } else { c })
-                            .collect();
-                        s.insert("text".into(), Value::String(text));
-                        s.insert("name".into(), Value::String(random_string(r)));
-                    }
+                if let Some(Value::Array(sources)) = map.get_mut("sources")
+                    && let Some(Value::Object(s)) = sources.first_mut()
+                {
+                    let text: String = POLICY_TEXT
+                        .chars()
+                        .map(|c| if r.chance(3) { ['\n', ':', '{', '-', 'é', '\u{0}', ' '][r.below(7)] } else { c })
+                        .collect();
+                    s.insert("text".into(), Value::String(text));
+                    s.insert("name".into(), Value::String(random_string(r)));
                 }
             }
         }
@@ -347,12 +347,12 @@ fn check_answer(sent: &[u8], answer: &[u8], follow: bool, t: &mut Tally) -> Resu
                 t.echoed_newlines += 1;
             }
             *t.codes.entry(code.to_string()).or_default() += 1;
-            if let Some(problems) = v["error"]["problems"].as_array() {
-                if problems.iter().any(|p| p.as_str().is_some_and(|p| p.contains('\n'))) {
-                    // BUG (known, see fuzz_policy): a policy error quoting input with a
-                    // line break.
-                    t.multiline_problems += 1;
-                }
+            if let Some(problems) = v["error"]["problems"].as_array()
+                && problems.iter().any(|p| p.as_str().is_some_and(|p| p.contains('\n')))
+            {
+                // BUG (known, see fuzz_policy): a policy error quoting input with a
+                // line break.
+                t.multiline_problems += 1;
             }
         } else if last {
             *t.codes.entry(ty.to_string()).or_default() += 1;
@@ -393,11 +393,11 @@ fn exchange(socket: &Path, kind: &'static str, send: Send, t: &mut Tally) {
     t.bytes_sent += bytes.len() as u64;
     // The agent may answer and close before it read everything (a line over the limit):
     // a broken pipe then is fine, the answer is what counts.
-    if let Err(e) = stream.write_all(bytes) {
-        if !matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) {
-            t.problems.push(format!("{kind}: write failed: {e}"));
-            return;
-        }
+    if let Err(e) = stream.write_all(bytes)
+        && !matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)
+    {
+        t.problems.push(format!("{kind}: write failed: {e}"));
+        return;
     }
     if half_close {
         let _ = stream.shutdown(Shutdown::Write);

@@ -40,7 +40,8 @@ pub fn run(minutes: f64, seed: Option<u64>) -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the fuzzers load eBPF programs and create network namespaces; run `cargo xtask fuzz` as root");
     }
-    if !(minutes > 0.0) {
+    // Also refuses NaN.
+    if minutes.is_nan() || minutes <= 0.0 {
         bail!("--minutes {minutes} is not a positive number of minutes");
     }
     let root = shell::workspace_root();

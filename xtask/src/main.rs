@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | test | demo | bench | fuzz`.
+//! Project tasks: `cargo xtask setup | build | lint | test | demo | bench | fuzz`.
 //!
 //! Thin dispatch; each task lives in its own module.
 
@@ -6,6 +6,7 @@ mod bench;
 mod build;
 mod demo;
 mod fuzz;
+mod lint;
 mod setup;
 mod shell;
 mod test;
@@ -26,6 +27,9 @@ enum Task {
     Setup,
     /// Build the eBPF object and the release binaries (zt-agent, ztctl).
     Build,
+    /// The lint gate CI applies: rustfmt check, clippy -D warnings on the host crates and on
+    /// the eBPF crate (nightly, its own target).
+    Lint,
     /// Show zt enforcing policies/demo on real traffic between network namespaces (root).
     Demo,
     /// Measure zt against nftables and iptables in one run (root); writes target/bench/.
@@ -61,6 +65,7 @@ fn main() {
     let result = match cli.task {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| build::run()),
+        Task::Lint => setup::run().and_then(|()| lint::run()),
         // Both work on a fresh clone: setup is idempotent and quick when all is present.
         Task::Demo => setup::run().and_then(|()| demo::run()),
         Task::Bench { quick } => setup::run().and_then(|()| bench::run(quick)),

@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use crate::shell;
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
-const NIGHTLY: &str = "nightly";
+pub const NIGHTLY: &str = "nightly";
 
 pub fn cargo_home() -> PathBuf {
     env::var_os("CARGO_HOME")
@@ -70,11 +70,11 @@ fn nightly_llvm() -> anyhow::Result<(PathBuf, u32)> {
     let mut found = None;
     for entry in std::fs::read_dir(&lib).with_context(|| format!("cannot read {}", lib.display()))? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if let Some(rest) = name.strip_prefix("libLLVM.so.") {
-            if name.contains("-rust-") {
-                let major: u32 = rest.split(['.', '-']).next().unwrap_or("").parse().unwrap_or(0);
-                found = Some((lib.join(&name), major));
-            }
+        if let Some(rest) = name.strip_prefix("libLLVM.so.")
+            && name.contains("-rust-")
+        {
+            let major: u32 = rest.split(['.', '-']).next().unwrap_or("").parse().unwrap_or(0);
+            found = Some((lib.join(&name), major));
         }
     }
     found.filter(|(_, major)| *major > 0).with_context(|| {

@@ -501,7 +501,7 @@ fn flipping_generations<T>(f: &mut Fixture, a: u32, b: u32, packets: impl FnOnce
             pin_to_cpu(1);
             let mut flips = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let generation = if flips % 2 == 0 { a } else { b };
+                let generation = if flips.is_multiple_of(2) { a } else { b };
                 config.set(0, zt_common::config::Config { generation, ..template }, 0).unwrap();
                 flips += 1;
             }

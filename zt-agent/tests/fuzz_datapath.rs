@@ -888,10 +888,11 @@ fn nd_tuple(f: &[u8]) -> Option<Tuple> {
         if proto::is_icmpv6_link_infrastructure(g[at]) {
             g[at] = 1;
             let mut fi = FragInfo::default();
-            if let Expect::Deny(t) = reference_frag(&g, &mut Vec::new(), &mut fi) {
-                if t.proto == proto::ICMPV6 && t.flags == 1 {
-                    return Some(t);
-                }
+            if let Expect::Deny(t) = reference_frag(&g, &mut Vec::new(), &mut fi)
+                && t.proto == proto::ICMPV6
+                && t.flags == 1
+            {
+                return Some(t);
             }
         }
     }
@@ -1115,14 +1116,12 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
                     hex(&frame)
                 ));
             }
-            if let Expect::Later(tu) = expect {
-                if !fragments.contains_key(&frag_key(&tu, &fi)) {
-                    if let Some(h) = history.get(&(tu.src, tu.dst, fi.id)) {
-                        if h.len() > 1 {
-                            println!("later fragment {} shares src/dst/id with:\n  {}", hex(&frame), h.join("\n  "));
-                        }
-                    }
-                }
+            if let Expect::Later(tu) = expect
+                && !fragments.contains_key(&frag_key(&tu, &fi))
+                && let Some(h) = history.get(&(tu.src, tu.dst, fi.id))
+                && h.len() > 1
+            {
+                println!("later fragment {} shares src/dst/id with:\n  {}", hex(&frame), h.join("\n  "));
             }
         }
         let remembered = match expect {

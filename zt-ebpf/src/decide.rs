@@ -156,11 +156,9 @@ fn decide_ip(c: &Ctx) -> Action {
     if let Some(action) = tracked(c) {
         return action;
     }
-    if pkt.has_related {
-        if conntrack::tracks(&pkt.related, c.cfg, c.now) {
-            count(VERDICT_ALLOWED, RELATED, pkt.len);
-            return Action::Pass;
-        }
+    if pkt.has_related && conntrack::tracks(&pkt.related, c.cfg, c.now) {
+        count(VERDICT_ALLOWED, RELATED, pkt.len);
+        return Action::Pass;
     }
     new_flow(c)
 }

@@ -2,6 +2,9 @@
 //! one shared parse/decide core.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// Map keys and values are passed by reference on purpose: aya-ebpf's map methods take any
+// `Borrow<K>`, and a key passed by value is one more copy on the 512-byte BPF stack.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 #[cfg(target_arch = "bpf")]
 mod conntrack;
