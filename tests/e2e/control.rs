@@ -10,7 +10,7 @@ use std::{
     net::{SocketAddr, TcpStream},
     os::unix::fs::PermissionsExt,
     path::PathBuf,
-    process::{Command, Output},
+    process::Command,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
     thread,
     time::{Duration, Instant},
@@ -34,25 +34,6 @@ fn web_policy() -> String {
 /// A second policy that also lets the client reach TCP 9090.
 fn alt_policy() -> String {
     server_policy("alt", "    - from: [{selector: {app: client}}]\n      ports: [{protocol: TCP, port: 9090}]\n", "")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts exit 0 and returns stdout.
-fn ok(out: Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "ztctl failed:\nstdout: {}\nstderr: {}", stdout(&out), stderr(&out));
-    stdout(&out)
-}
-
-fn json(out: Output) -> serde_json::Value {
-    let text = ok(out);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 fn file(a: &AgentNet, name: &str, text: &str) -> String {
@@ -104,7 +85,7 @@ fn an_invalid_apply_exits_1_names_file_document_and_field_and_changes_nothing() 
     );
     let path = file(&a, "bad.yaml", &bad);
     let out = a.ztctl(&["policy", "apply", &path]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    refused(&out);
     let err = stderr(&out);
     assert!(
         err.contains(&format!(
@@ -150,7 +131,8 @@ fn dry_run_and_diff_report_the_change_and_change_nothing() {
     assert!(denied(&a, &alt), "a dry run applies nothing");
     assert_eq!(revisions(&a), (1, 1));
     let get = a.ztctl(&["policy", "get", "alt"]);
-    assert_eq!(get.status.code(), Some(1), "alt is not running");
+    // alt is not running
+    refused(&get);
 }
 
 #[test]
@@ -167,7 +149,7 @@ fn delete_removes_a_policy_as_a_new_revision() {
     assert!(text.starts_with("applied revision 3") && text.contains("removed  Policy/alt"), "{text}");
     assert!(denied(&a, &alt), "9090 is denied again");
     let missing = a.ztctl(&["policy", "delete", "alt"]);
-    assert_eq!(missing.status.code(), Some(1));
+    refused(&missing);
     assert!(stderr(&missing).contains("no running policy is named alt"), "{}", stderr(&missing));
 }
 
@@ -199,7 +181,7 @@ fn history_and_rollback_restore_earlier_behaviour_on_real_traffic() {
     assert!(lines[4].starts_with("*  4") && lines[4].contains("rollback to revision 2"), "{history}");
     assert!(lines[1].contains("start-up: --policy"), "{history}");
     let missing = a.ztctl(&["policy", "rollback", "99"]);
-    assert_eq!(missing.status.code(), Some(1));
+    refused(&missing);
     assert!(stderr(&missing).contains("revision 99 is not kept"), "{}", stderr(&missing));
 }
 
@@ -214,7 +196,8 @@ fn sighup_makes_the_policy_files_the_running_set_as_a_new_revision() {
     let history = ok(a.ztctl(&["policy", "history"]));
     assert!(history.contains("SIGHUP: re-read --policy"), "{history}");
     let gone = a.ztctl(&["policy", "get", "alt"]);
-    assert_eq!(gone.status.code(), Some(1), "the files replace what was pushed since");
+    // the files replace what was pushed since
+    refused(&gone);
 }
 
 #[test]
@@ -250,13 +233,13 @@ fn a_user_other_than_root_is_refused() {
     };
     assert_eq!(std::fs::metadata(a.socket()).unwrap().permissions().mode() & 0o777, 0o600);
     let out = as_nobody();
-    assert_eq!(out.status.code(), Some(1));
+    refused(&out);
     assert!(stderr(&out).contains("permission denied; run ztctl as root"), "{}", stderr(&out));
 
     // Even with the file opened up by mistake, the peer credentials decide.
     std::fs::set_permissions(a.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = as_nobody();
-    assert_eq!(out.status.code(), Some(1));
+    refused(&out);
     assert_eq!(stderr(&out), "ztctl: permission denied: the zt API accepts only root (uid 0); run ztctl as root\n");
     assert!(stdout(&out).is_empty());
     ok(a.ztctl(&["status"]));
@@ -415,7 +398,7 @@ fn quarantine_cuts_an_established_flow_and_release_restores_it() {
     assert!(echo(&mut stream, b"after", LONG));
     assert_eq!(json(a.ztctl(&["quarantine", "list", "-o", "json"])), serde_json::json!([]));
     let again = a.ztctl(&["quarantine", "release", &client]);
-    assert_eq!(again.status.code(), Some(1));
+    refused(&again);
     assert!(stderr(&again).contains(&format!("{client} is not quarantined")));
 }
 
@@ -468,7 +451,7 @@ fn ztctl_without_an_agent_says_so_and_usage_errors_exit_2() {
     let ztctl = workspace_binary("ztctl").unwrap();
     let missing: PathBuf = std::env::temp_dir().join(format!("zt-no-agent-{}.sock", std::process::id()));
     let out = Command::new(&ztctl).arg("--socket").arg(&missing).arg("status").output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    refused(&out);
     assert_eq!(
         stderr(&out),
         format!("ztctl: cannot reach the zt agent at {}: no such file; is zt-agent running?\n", missing.display())

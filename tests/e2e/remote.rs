@@ -100,30 +100,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Asserts exit 0 and returns stdout.
-fn ok(out: Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "ztctl failed:\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Asserts exit 1 and returns stderr.
-fn refused(out: Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "ztctl should fail:\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stderr)
-}
-
 #[test]
 fn an_admin_certificate_pushes_policy_that_takes_effect_and_a_reader_may_only_look() {
     skip_unless_privileged!();
@@ -145,12 +121,12 @@ fn an_admin_certificate_pushes_policy_that_takes_effect_and_a_reader_may_only_lo
     );
     let web = a.scratch.write("web.yaml", web).unwrap().display().to_string();
     ok(remote_ztctl(&a, Some("audit"), &["policy", "apply", "--dry-run", &web]));
-    let e = refused(remote_ztctl(&a, Some("audit"), &["policy", "apply", &web]));
+    let e = refused(&remote_ztctl(&a, Some("audit"), &["policy", "apply", &web]));
     assert!(
         e.contains("ztctl: permission denied: policy-apply changes the agent and this client certificate has the read-only role; use an admin certificate"),
         "{e}"
     );
-    assert!(refused(remote_ztctl(&a, Some("audit"), &["quarantine", "add", "198.18.0.1"])).contains("read-only role"));
+    assert!(refused(&remote_ztctl(&a, Some("audit"), &["quarantine", "add", "198.18.0.1"])).contains("read-only role"));
     assert!(tcp_connect(&a.net.client.ns, echo.local_addr(), SHORT).is_err(), "the reader changed nothing");
 
     // The admin's push is enforced on real traffic, and the local socket sees it too.
@@ -167,21 +143,21 @@ fn certificates_from_another_ca_without_a_role_or_missing_are_refused() {
     skip_unless_privileged!();
     let a = remote_agent();
     let server = format!("{}:{PORT}", a.net.server.v4);
-    let e = refused(remote_ztctl(&a, Some("forged"), &["status"]));
+    let e = refused(&remote_ztctl(&a, Some("forged"), &["status"]));
     assert!(
         e.contains(&format!(
             "ztctl: the TLS handshake with the zt agent at {server} failed: the agent refused this client certificate"
         )),
         "{e}"
     );
-    let e = refused(remote_ztctl(&a, None, &["status"]));
+    let e = refused(&remote_ztctl(&a, None, &["status"]));
     assert!(
         e.contains(&format!(
             "ztctl: the TLS handshake with the zt agent at {server} failed: the agent requires a client certificate; pass --cert and --key"
         )),
         "{e}"
     );
-    let e = refused(remote_ztctl(&a, Some("nobody"), &["policy", "get"]));
+    let e = refused(&remote_ztctl(&a, Some("nobody"), &["policy", "get"]));
     assert!(e.contains("ztctl: permission denied: the client certificate (nobody) has no role on this agent"), "{e}");
     // The agent kept serving through the refusals.
     ok(remote_ztctl(&a, Some("ops"), &["status"]));

@@ -219,3 +219,31 @@ pub fn http_get(
         .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
     Ok((status, format!("{head}\r\n"), body.to_string()))
 }
+
+/// A command's stdout as text.
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command's stderr as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that `ztctl` succeeded (exit 0) and returns its stdout.
+pub fn ok(out: std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "ztctl failed:\nstdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+/// Asserts that `ztctl` failed as refused work does (exit 1) and returns its stderr.
+pub fn refused(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "ztctl should fail:\nstdout: {}\nstderr: {}", stdout(out), stderr(out));
+    stderr(out)
+}
+
+/// Asserts success and parses stdout as one JSON document.
+pub fn json(out: std::process::Output) -> serde_json::Value {
+    let text = ok(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
