@@ -90,6 +90,15 @@ crate::assert_size!(CtValue, 88);
 
 pub const CONNTRACK_MAX_ENTRIES: u32 = 1 << 18;
 
+impl CtValue {
+    /// The verdict a flow's events carry: a flow admitted only by an audit-mode policy
+    /// stays "audit" for its whole life.
+    #[inline(always)]
+    pub const fn verdict(&self) -> u8 {
+        if self.flags & CT_AUDIT != 0 { crate::reason::VERDICT_AUDIT } else { crate::reason::VERDICT_ALLOWED }
+    }
+}
+
 crate::user_pod!(CtKey, CtValue);
 
 /// How long a flow in `state` may stay silent before it has expired, in seconds. The kernel

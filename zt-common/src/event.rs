@@ -4,7 +4,10 @@
 //! configured interval while they last, and one `END` when they close (FIN/RST) or expire.
 //! Denied and audited packets produce `DENY` / `AUDIT`, bounded per source by DENY_BUDGET.
 
-use crate::addr::Addr;
+use crate::{
+    addr::Addr,
+    conntrack::{CtKey, CtValue},
+};
 
 pub const KIND_START: u8 = 0;
 pub const KIND_UPDATE: u8 = 1;
@@ -57,6 +60,66 @@ pub struct FlowEvent {
     pub _pad: u8,
 }
 crate::assert_size!(FlowEvent, 112);
+
+impl FlowEvent {
+    /// Writes a tracked flow's start, update or end, built from its conntrack entry, into
+    /// `dst`: the one construction shared by the kernel (starts, updates, FIN/RST ends,
+    /// revocations) and the agent's sweep (ends by expiry). `tcp_flags` carries the TCP
+    /// state. Field by field, so the kernel writes straight into a reserved ring-buffer
+    /// record: a whole event built on the 512-byte BPF stack would not fit beside the
+    /// decision core's frames.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of a `FlowEvent` (it may be uninitialized).
+    #[inline(always)]
+    pub unsafe fn write_flow(
+        dst: *mut FlowEvent,
+        kind: u8,
+        key: &CtKey,
+        ct: &CtValue,
+        verdict: u8,
+        reason: u8,
+        time_ns: u64,
+    ) {
+        let generation = if ct.ingress_gen > ct.egress_gen { ct.ingress_gen } else { ct.egress_gen };
+        // SAFETY: the caller guarantees `dst` is writable; each field is written once.
+        unsafe {
+            (&raw mut (*dst).time_ns).write(time_ns);
+            (&raw mut (*dst).packets).write(ct.fwd_packets);
+            (&raw mut (*dst).bytes).write(ct.fwd_bytes);
+            (&raw mut (*dst).rev_packets).write(ct.rev_packets);
+            (&raw mut (*dst).rev_bytes).write(ct.rev_bytes);
+            (&raw mut (*dst).src).write(key.src);
+            (&raw mut (*dst).dst).write(key.dst);
+            (&raw mut (*dst).src_port).write(key.src_port);
+            (&raw mut (*dst).dst_port).write(key.dst_port);
+            (&raw mut (*dst).src_identity).write(ct.src_identity);
+            (&raw mut (*dst).dst_identity).write(ct.dst_identity);
+            (&raw mut (*dst).policy_id).write(ct.policy_id);
+            (&raw mut (*dst).rule).write(ct.rule);
+            (&raw mut (*dst).ifindex).write(ct.ifindex);
+            (&raw mut (*dst).generation).write(generation);
+            (&raw mut (*dst).kind).write(kind);
+            (&raw mut (*dst).verdict).write(verdict);
+            (&raw mut (*dst).reason).write(reason);
+            (&raw mut (*dst).direction).write(ct.direction);
+            (&raw mut (*dst).proto).write(key.proto);
+            (&raw mut (*dst).family).write(key.family);
+            (&raw mut (*dst).tcp_flags).write(ct.state);
+            (&raw mut (*dst)._pad).write(0);
+        }
+    }
+
+    /// [`FlowEvent::write_flow`] into a new value.
+    pub fn of_flow(kind: u8, key: &CtKey, ct: &CtValue, verdict: u8, reason: u8, time_ns: u64) -> FlowEvent {
+        let mut event = core::mem::MaybeUninit::<FlowEvent>::uninit();
+        // SAFETY: `write_flow` initializes every field of the (padding-free) layout.
+        unsafe {
+            FlowEvent::write_flow(event.as_mut_ptr(), kind, key, ct, verdict, reason, time_ns);
+            event.assume_init()
+        }
+    }
+}
 
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_RING_BYTES: u32 = 1 << 22;

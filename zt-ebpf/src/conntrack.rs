@@ -11,7 +11,6 @@ use zt_common::{
     conntrack::*,
     event::{KIND_END, KIND_UPDATE},
     proto,
-    reason::{VERDICT_ALLOWED, VERDICT_AUDIT},
 };
 
 use crate::{events::flow_event, maps::CONNTRACK, parse::Packet};
@@ -26,12 +25,6 @@ pub fn reopens(ct: &CtValue, pkt: &Packet) -> bool {
     pkt.tuple.proto == proto::TCP
         && ct.state == STATE_CLOSED
         && pkt.flags & (proto::TCP_SYN | proto::TCP_ACK) == proto::TCP_SYN
-}
-
-/// The verdict a flow's events carry: audit flows stay "audit" for their whole life.
-#[inline(always)]
-pub fn flow_verdict(ct: &CtValue) -> u8 {
-    if ct.flags & CT_AUDIT != 0 { VERDICT_AUDIT } else { VERDICT_ALLOWED }
 }
 
 /// Reports the end of a flow once.
@@ -75,14 +68,14 @@ pub fn account(key: &CtKey, ct: &mut CtValue, pkt: &Packet, reply: bool, cfg: &C
             }
         }
         if ct.state == STATE_CLOSED {
-            report_end(key, ct, flow_verdict(ct), ct.reason, cfg);
+            report_end(key, ct, ct.verdict(), ct.reason, cfg);
             return;
         }
     }
     let interval = cfg.flow_update_interval_s as u64 * NS;
     if interval != 0 && cfg.flags & FLAG_EVENTS_ALLOWED != 0 && now.saturating_sub(ct.last_report_ns) > interval {
         ct.last_report_ns = now;
-        flow_event(KIND_UPDATE, key, ct, flow_verdict(ct), ct.reason);
+        flow_event(KIND_UPDATE, key, ct, ct.verdict(), ct.reason);
     }
 }
 

@@ -203,14 +203,14 @@ fn tracked(c: &Ctx) -> Option<Action> {
         // mix counters of the same flow.
         let ct = unsafe { &mut *ct };
         if conntrack::expired(ct, key.proto, cfg, now) || conntrack::reopens(ct, pkt) {
-            conntrack::report_end(key, ct, conntrack::flow_verdict(ct), ct.reason, cfg);
+            conntrack::report_end(key, ct, ct.verdict(), ct.reason, cfg);
             return None;
         }
         let direction = c.hook.direction;
         let admitted = if direction == DIR_INGRESS { ct.ingress_gen } else { ct.egress_gen };
         if admitted != 0 && (admitted == generation || !recheck) {
             conntrack::account(key, ct, pkt, false, cfg, now);
-            count(conntrack::flow_verdict(ct), ESTABLISHED, pkt.len);
+            count(ct.verdict(), ESTABLISHED, pkt.len);
             return Some(Action::Pass);
         }
         // Either the policy changed since this hook admitted the flow, or the flow was
@@ -235,7 +235,7 @@ fn tracked(c: &Ctx) -> Option<Action> {
         // SAFETY: as above.
         let ct = unsafe { &mut *ct };
         if conntrack::expired(ct, rev.proto, cfg, now) {
-            conntrack::report_end(&rev, ct, conntrack::flow_verdict(ct), ct.reason, cfg);
+            conntrack::report_end(&rev, ct, ct.verdict(), ct.reason, cfg);
             let _ = CONNTRACK.remove(&rev);
             return None;
         }
@@ -256,7 +256,7 @@ fn tracked(c: &Ctx) -> Option<Action> {
             }
         }
         conntrack::account(&rev, ct, pkt, true, cfg, now);
-        count(conntrack::flow_verdict(ct), ESTABLISHED, pkt.len);
+        count(ct.verdict(), ESTABLISHED, pkt.len);
         return Some(Action::Pass);
     }
     None

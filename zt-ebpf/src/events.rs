@@ -124,34 +124,8 @@ pub fn flow_event(kind: u8, key: &CtKey, ct: &CtValue, verdict: u8, reason: u8) 
         count_event(kind, EVENT_LOST_RINGBUF);
         return;
     };
-    let e = entry.as_mut_ptr();
-    let generation = if ct.ingress_gen > ct.egress_gen { ct.ingress_gen } else { ct.egress_gen };
-    // SAFETY: as in `packet_event`.
-    unsafe {
-        (*e).time_ns = now;
-        (*e).packets = ct.fwd_packets;
-        (*e).bytes = ct.fwd_bytes;
-        (*e).rev_packets = ct.rev_packets;
-        (*e).rev_bytes = ct.rev_bytes;
-        (*e).src = key.src;
-        (*e).dst = key.dst;
-        (*e).src_port = key.src_port;
-        (*e).dst_port = key.dst_port;
-        (*e).src_identity = ct.src_identity;
-        (*e).dst_identity = ct.dst_identity;
-        (*e).policy_id = ct.policy_id;
-        (*e).rule = ct.rule;
-        (*e).ifindex = ct.ifindex;
-        (*e).generation = generation;
-        (*e).kind = kind;
-        (*e).verdict = verdict;
-        (*e).reason = reason;
-        (*e).direction = ct.direction;
-        (*e).proto = key.proto;
-        (*e).family = key.family;
-        (*e).tcp_flags = ct.state;
-        (*e)._pad = 0;
-    }
+    // SAFETY: `as_mut_ptr` points at a reserved, exclusively owned ring buffer record.
+    unsafe { FlowEvent::write_flow(entry.as_mut_ptr(), kind, key, ct, verdict, reason, now) };
     entry.submit(0);
     count_event(kind, EVENT_SUBMITTED);
 }

@@ -23,38 +23,13 @@ use std::{
 use aya::maps::{HashMap, Map, MapData};
 use zt_common::{
     config::Config,
-    conntrack::{self, CT_AUDIT, CT_END_REPORTED, CtKey, CtValue},
+    conntrack::{self, CT_END_REPORTED, CtKey, CtValue},
     event::{FlowEvent, KIND_END},
-    reason::{VERDICT_ALLOWED, VERDICT_AUDIT},
 };
 
 /// The END event of a flow, as the kernel would have written it.
 pub fn end_event(key: &CtKey, ct: &CtValue, now_ns: u64) -> FlowEvent {
-    FlowEvent {
-        time_ns: now_ns,
-        packets: ct.fwd_packets,
-        bytes: ct.fwd_bytes,
-        rev_packets: ct.rev_packets,
-        rev_bytes: ct.rev_bytes,
-        src: key.src,
-        dst: key.dst,
-        src_port: key.src_port,
-        dst_port: key.dst_port,
-        src_identity: ct.src_identity,
-        dst_identity: ct.dst_identity,
-        policy_id: ct.policy_id,
-        rule: ct.rule,
-        ifindex: ct.ifindex,
-        generation: ct.ingress_gen.max(ct.egress_gen),
-        kind: KIND_END,
-        verdict: if ct.flags & CT_AUDIT != 0 { VERDICT_AUDIT } else { VERDICT_ALLOWED },
-        reason: ct.reason,
-        direction: ct.direction,
-        proto: key.proto,
-        family: key.family,
-        tcp_flags: ct.state,
-        _pad: 0,
-    }
+    FlowEvent::of_flow(KIND_END, key, ct, ct.verdict(), ct.reason, now_ns)
 }
 
 /// What one walk found.
