@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | test | demo | bench`.
+//! Project tasks: `cargo xtask setup | build | test | demo | bench | soak`.
 //!
 //! Thin dispatch; each task lives in its own module.
 
@@ -7,6 +7,7 @@ mod build;
 mod demo;
 mod setup;
 mod shell;
+mod soak;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,14 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Run the agent under concurrent load (new and long flows, denied probes, a push every
+    /// second, scrapes, flows --follow) and report RSS, map occupancy, event loss and errors
+    /// at start and end (root); writes target/soak/results.json. Fails on any error.
+    Soak {
+        /// Length of the load in minutes; fractions allowed (0.5 for a quick check).
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
     /// Run every test: unit, BPF_PROG_TEST_RUN and end-to-end network-namespace tests.
     /// Kernel tests need root; with --require-privileged (or ZT_REQUIRE_PRIVILEGED=1) a
     /// skipped kernel test is a failure.
@@ -53,6 +62,7 @@ fn main() {
         // Both work on a fresh clone: setup is idempotent and quick when all is present.
         Task::Demo => setup::run().and_then(|()| demo::run()),
         Task::Bench { quick } => setup::run().and_then(|()| bench::run(quick)),
+        Task::Soak { minutes } => setup::run().and_then(|()| build::run()).and_then(|()| soak::run(minutes)),
         Task::Test { require_privileged, args } => setup::run().and_then(|()| test::run(require_privileged, &args)),
     };
     if let Err(e) = result {
