@@ -753,6 +753,23 @@ impl Report<'_> {
         drift(self.start?.gauges.conntrack, self.end?.gauges.conntrack)
     }
 
+    /// The first sample at or after the middle of the measured window: drift from there to
+    /// the end tells a one-off rise during the first half (a bounded buffer filling) from a
+    /// steady climb, which shows in both halves.
+    fn middle(&self) -> Option<Sample> {
+        let (start, end) = (self.start?, self.end?);
+        let mid = start.at + (end.at - start.at) / 2;
+        self.samples.iter().find(|s| s.at >= mid).copied()
+    }
+
+    fn rss_drift_second_half(&self) -> Option<f64> {
+        drift(self.middle()?.rss_kib as f64, self.end?.rss_kib as f64)
+    }
+
+    fn conntrack_drift_second_half(&self) -> Option<f64> {
+        drift(self.middle()?.gauges.conntrack, self.end?.gauges.conntrack)
+    }
+
     /// Gauges at start and end, zero when absent.
     fn gauges(&self) -> (Gauges, Gauges) {
         (self.start.map(|s| s.gauges).unwrap_or_default(), self.end.map(|s| s.gauges).unwrap_or_default())
@@ -794,23 +811,27 @@ impl Report<'_> {
             (
                 "RSS".into(),
                 format!(
-                    "start {}, end {}, max {} (whole run), drift {}",
+                    "start {}, middle {}, end {}, max {} (whole run), drift {} (second half {})",
                     opt(self.start, &|s| mib(s.rss_kib)),
+                    opt(self.middle(), &|s| mib(s.rss_kib)),
                     opt(self.end, &|s| mib(s.rss_kib)),
                     mib(self.rss_max()),
-                    pct(self.rss_drift())
+                    pct(self.rss_drift()),
+                    pct(self.rss_drift_second_half())
                 ),
             ),
             (
                 "conntrack entries".into(),
                 format!(
-                    "start {}, end {}, min/max after warm-up {}/{}, of {} capacity, drift {}",
+                    "start {}, middle {}, end {}, min/max after warm-up {}/{}, of {} capacity, drift {} (second half {})",
                     gs.conntrack,
+                    opt(self.middle(), &|s| s.gauges.conntrack.to_string()),
                     ge.conntrack,
                     if self.start.is_some() { self.conntrack_range().0 } else { 0.0 },
                     self.conntrack_range().1,
                     ge.conntrack_capacity,
-                    pct(self.conntrack_drift())
+                    pct(self.conntrack_drift()),
+                    pct(self.conntrack_drift_second_half())
                 ),
             ),
             (
@@ -876,11 +897,15 @@ impl Report<'_> {
             "flow_log_lines": self.flow_log_lines,
             "rss_kib": {
                 "start": self.start.map(|s| s.rss_kib), "end": self.end.map(|s| s.rss_kib),
+                "middle": self.middle().map(|s| s.rss_kib),
                 "max": self.rss_max(), "drift_percent": self.rss_drift(),
+                "drift_second_half_percent": self.rss_drift_second_half(),
             },
             "conntrack": {
                 "start": self.start.map(|s| s.gauges.conntrack), "end": self.end.map(|s| s.gauges.conntrack),
+                "middle": self.middle().map(|s| s.gauges.conntrack),
                 "capacity": ge.conntrack_capacity, "drift_percent": self.conntrack_drift(),
+                "drift_second_half_percent": self.conntrack_drift_second_half(),
             },
             "events_lost": {
                 "ringbuf": {"start": gs.ringbuf_lost, "end": ge.ringbuf_lost},
