@@ -134,9 +134,15 @@ mod tests {
         let m = Metrics::parse(text);
         assert_eq!(m.sum("zt_map_entries", &[("map", "conntrack")]), Some(12.0));
         assert_eq!(m.sum("zt_map_entries", &[]), Some(52.0));
-        assert_eq!(m.sum("zt_flow_events_lost_total", &[("cause", "ringbuf")]), Some(1.0));
+        assert_eq!(
+            m.sum("zt_flow_events_lost_total", &[("cause", "ringbuf")]),
+            Some(1.0)
+        );
         assert_eq!(m.sum("zt_up", &[]), Some(1.0));
-        assert_eq!(m.sum("label_escape", &[("a", "q\"x,y"), ("b", "z")]), Some(2.5));
+        assert_eq!(
+            m.sum("label_escape", &[("a", "q\"x,y"), ("b", "z")]),
+            Some(2.5)
+        );
         assert_eq!(m.sum("zt_missing", &[]), None);
     }
 }
