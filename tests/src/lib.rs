@@ -26,6 +26,7 @@
 //! - [`netns`]: namespace guards, running programs and closures inside them.
 //! - [`veth`], [`topology`]: links, and the [`topology::pair`] / [`topology::star`] networks.
 //! - [`traffic`]: TCP, UDP and ICMP probes, servers, bounded floods.
+//! - [`metrics`]: scraping the agent's Prometheus endpoint from inside a namespace.
 //! - [`process`]: the agent and `ztctl` as processes in a namespace; log and flow-log reading.
 //! - [`scratch`], [`bpffs`]: per-test directories and BPF filesystems.
 //! - [`privileged`]: the root/namespace gate (`SKIPPED`, or a failure under CI).
@@ -33,6 +34,7 @@
 pub mod bpffs;
 pub mod command;
 pub mod error;
+pub mod metrics;
 pub mod names;
 pub mod netns;
 pub mod privileged;

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | lint | test | demo | bench | fuzz`.
+//! Project tasks: `cargo xtask setup | build | lint | test | demo | bench | fuzz | soak`.
 //!
 //! Thin dispatch; each task lives in its own module.
 
@@ -9,6 +9,7 @@ mod fuzz;
 mod lint;
 mod setup;
 mod shell;
+mod soak;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,14 @@ enum Task {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Run the agent under concurrent load (new and long flows, denied probes, a push every
+    /// second, scrapes, flows --follow) and report RSS, map occupancy, event loss and errors
+    /// at start and end (root); writes target/soak/results.json. Fails on any error.
+    Soak {
+        /// Length of the load in minutes; fractions allowed (0.5 for a quick check).
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
     /// Run every test: unit, BPF_PROG_TEST_RUN and end-to-end network-namespace tests.
     /// Kernel tests need root; with --require-privileged (or ZT_REQUIRE_PRIVILEGED=1) a
     /// skipped kernel test is a failure.
@@ -70,6 +79,8 @@ fn main() {
         Task::Demo => setup::run().and_then(|()| demo::run()),
         Task::Bench { quick } => setup::run().and_then(|()| bench::run(quick)),
         Task::Fuzz { minutes, seed } => setup::run().and_then(|()| fuzz::run(minutes, seed)),
+    },
+        Task::Soak { minutes } => setup::run().and_then(|()| build::run()).and_then(|()| soak::run(minutes)),
         Task::Test { require_privileged, args } => setup::run().and_then(|()| test::run(require_privileged, &args)),
     };
     if let Err(e) = result {
