@@ -79,7 +79,6 @@ fn main() {
         Task::Demo => setup::run().and_then(|()| demo::run()),
         Task::Bench { quick } => setup::run().and_then(|()| bench::run(quick)),
         Task::Fuzz { minutes, seed } => setup::run().and_then(|()| fuzz::run(minutes, seed)),
-    },
         Task::Soak { minutes } => setup::run().and_then(|()| build::run()).and_then(|()| soak::run(minutes)),
         Task::Test { require_privileged, args } => setup::run().and_then(|()| test::run(require_privileged, &args)),
     };

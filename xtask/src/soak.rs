@@ -89,7 +89,8 @@ const ERRORS_SHOWN: usize = 30;
 
 /// Conntrack timeouts short enough that occupancy reaches its steady state within the
 /// warm-up: the new-flow load then holds about rate × timeout entries.
-const AGENT_CONFIG: &str = "[conntrack]\nudp_timeout = \"20s\"\ntcp_closing_timeout = \"10s\"\nflow_update_interval = \"10s\"\n";
+const AGENT_CONFIG: &str =
+    "[conntrack]\nudp_timeout = \"20s\"\ntcp_closing_timeout = \"10s\"\nflow_update_interval = \"10s\"\n";
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -229,7 +230,8 @@ pub fn run(minutes: f64) -> anyhow::Result<()> {
 
     // Declaration order is the reverse of drop order: processes stop before their servers,
     // bpffs and network go away.
-    let star = topology::star_with_labels(&["client", "server", "outsider"]).context("cannot build the soak network")?;
+    let star =
+        topology::star_with_labels(&["client", "server", "outsider"]).context("cannot build the soak network")?;
     let scratch = Scratch::new("soak")?;
     let bpffs = BpfFs::mount()?;
     let client = &star.workload("client").host;
@@ -291,7 +293,11 @@ pub fn run(minutes: f64) -> anyhow::Result<()> {
         "soak: {} of load (warm-up {}: {}), agent pid {agent_pid}, node namespace {}",
         clock(duration),
         clock(warmup),
-        if warmup == MAX_WARMUP { "60 s, the smaller of 60 s and 10 % of the run" } else { "10 % of the run, less than 60 s" },
+        if warmup == MAX_WARMUP {
+            "60 s, the smaller of 60 s and 10 % of the run"
+        } else {
+            "10 % of the run, less than 60 s"
+        },
         star.node.name()
     );
     println!(
@@ -436,7 +442,8 @@ pub fn run(minutes: f64) -> anyhow::Result<()> {
             if lines > follow_seen.0 {
                 follow_seen = (lines, now);
             } else if !follow_exited && now - follow_seen.1 >= FOLLOW_STALL {
-                tally.error(started, format!("ztctl flows --follow printed nothing for {}", clock(now - follow_seen.1)));
+                tally
+                    .error(started, format!("ztctl flows --follow printed nothing for {}", clock(now - follow_seen.1)));
                 follow_seen.1 = now;
             }
 
@@ -781,7 +788,15 @@ impl Report<'_> {
         let (gs, ge) = self.gauges();
         let opt = |s: Option<Sample>, f: &dyn Fn(Sample) -> String| s.map(f).unwrap_or_else(|| "-".into());
         let mut rows: Vec<(String, String)> = vec![
-            ("duration".into(), format!("{} of load (asked {} min), warm-up {}", clock(self.duration), self.minutes, clock(self.warmup))),
+            (
+                "duration".into(),
+                format!(
+                    "{} of load (asked {} min), warm-up {}",
+                    clock(self.duration),
+                    self.minutes,
+                    clock(self.warmup)
+                ),
+            ),
             (
                 "new flows".into(),
                 format!(
@@ -794,7 +809,10 @@ impl Report<'_> {
                     g(&t.udp_failed)
                 ),
             ),
-            ("long flows".into(), format!("{LONG_FLOWS} connections, {} rounds, {} failed", g(&t.long_rounds), g(&t.long_failed))),
+            (
+                "long flows".into(),
+                format!("{LONG_FLOWS} connections, {} rounds, {} failed", g(&t.long_rounds), g(&t.long_failed)),
+            ),
             ("denied probes".into(), format!("{} sent, {} leaked", g(&t.probes), g(&t.probes_leaked))),
             ("policy pushes".into(), format!("{} ok, {} failed", g(&t.pushes_ok), g(&t.pushes_failed))),
             (
@@ -807,7 +825,13 @@ impl Report<'_> {
                 ),
             ),
             ("metrics scrapes".into(), format!("{} ok, {} failed", g(&t.scrapes_ok), g(&t.scrapes_failed))),
-            ("follow lines".into(), format!("{} lines from ztctl flows --follow ({} in the flow log)", self.follow_lines, self.flow_log_lines)),
+            (
+                "follow lines".into(),
+                format!(
+                    "{} lines from ztctl flows --follow ({} in the flow log)",
+                    self.follow_lines, self.flow_log_lines
+                ),
+            ),
             (
                 "RSS".into(),
                 format!(
@@ -838,7 +862,14 @@ impl Report<'_> {
                 "events lost".into(),
                 format!(
                     "ring buffer {} -> {}, pipeline dropped {} -> {}, deny budget {} -> {}, flow-log write errors {} -> {}",
-                    gs.ringbuf_lost, ge.ringbuf_lost, gs.pipeline_dropped, ge.pipeline_dropped, gs.budget_lost, ge.budget_lost, gs.log_write_errors, ge.log_write_errors
+                    gs.ringbuf_lost,
+                    ge.ringbuf_lost,
+                    gs.pipeline_dropped,
+                    ge.pipeline_dropped,
+                    gs.budget_lost,
+                    ge.budget_lost,
+                    gs.log_write_errors,
+                    ge.log_write_errors
                 ),
             ),
             ("errors".into(), format!("{} (allowed flows dropped: {})", g(&t.errors), t.allowed_dropped())),
@@ -878,7 +909,11 @@ impl Report<'_> {
         let t = self.tally;
         let g = Tally::get;
         let (gs, ge) = self.gauges();
-        let goals: Vec<_> = self.goals().into_iter().map(|(goal, met, figure)| json!({"goal": goal, "met": met, "figure": figure})).collect();
+        let goals: Vec<_> = self
+            .goals()
+            .into_iter()
+            .map(|(goal, met, figure)| json!({"goal": goal, "met": met, "figure": figure}))
+            .collect();
         json!({
             "minutes": self.minutes,
             "duration_seconds": self.duration.as_secs_f64(),
