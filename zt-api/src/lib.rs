@@ -18,6 +18,7 @@ pub mod labels;
 pub mod protocol;
 pub mod record;
 pub mod sources;
+pub mod text;
 pub mod tls;
 
 pub use client::{Client, ClientError};

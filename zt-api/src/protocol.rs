@@ -160,8 +160,16 @@ pub enum ErrorCode {
 }
 
 impl ApiError {
+    /// An error whose message is kept to one line (it may quote what the client sent).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into(), problems: Vec::new() }
+        let message = message.into();
+        ApiError { code, message: crate::text::one_line(&message).into_owned(), problems: Vec::new() }
+    }
+
+    /// A rejected push: `message`, and every problem, each kept to one line.
+    pub fn rejected(message: impl Into<String>, problems: Vec<String>) -> ApiError {
+        let problems = problems.iter().map(|p| crate::text::one_line(p).into_owned()).collect();
+        ApiError { problems, ..ApiError::new(ErrorCode::Rejected, message) }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {

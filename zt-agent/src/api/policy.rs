@@ -2,16 +2,15 @@
 //! the agent core's policy changes (`agent::changes`, where the push semantics live) and
 //! their outcomes into replies and error sentences.
 
-use super::protocol::{ApiError, DocumentView, ErrorCode, PushReport, Reply, Source};
+use super::protocol::{ApiError, DocumentView, PushReport, Reply, Source};
 use crate::agent::{ChangeError, CompileJob, PolicyChange, SharedState, one_change_at_a_time};
 
 fn error(e: ChangeError) -> ApiError {
     match e {
-        ChangeError::Rejected(r) => ApiError {
-            code: ErrorCode::Rejected,
-            message: format!("the push was rejected ({} problem(s)); the running policy is unchanged", r.0.len()),
-            problems: r.0,
-        },
+        ChangeError::Rejected(r) => ApiError::rejected(
+            format!("the push was rejected ({} problem(s)); the running policy is unchanged", r.0.len()),
+            r.0,
+        ),
         ChangeError::Kernel(e) => {
             ApiError::failed(format!("the kernel maps could not be written ({e}); the running policy is unchanged"))
         }

@@ -13,6 +13,7 @@ use std::fmt;
 
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use zt_api::text::one_line;
 
 use super::schema::{EndpointDocument, EndpointMetadata, EndpointSpec, PolicyDocument, PolicyMetadata, PolicySpec};
 use crate::policy::error::PolicyError;
@@ -180,17 +181,19 @@ fn classify(origin: &Origin, value: &serde_norway::Value) -> Result<Kind, Policy
     let field = |name: &str| mapping.get(name).map(scalar_text);
     let api_version = field("apiVersion").ok_or_else(|| PolicyError::MissingApiVersion { origin: origin() })?;
     let kind = field("kind").ok_or_else(|| PolicyError::MissingKind { origin: origin() })?;
+    // Both are quoted in errors: kept to one line whatever was written.
+    let quoted = |s: &str| one_line(s).into_owned();
     if api_version != API_VERSION {
         return Err(if PLANNED_API_VERSIONS.contains(&api_version.as_str()) {
-            PolicyError::NotSupportedYet { origin: origin(), api_version, kind }
+            PolicyError::NotSupportedYet { origin: origin(), api_version, kind: quoted(&kind) }
         } else {
-            PolicyError::UnknownApiVersion { origin: origin(), api_version }
+            PolicyError::UnknownApiVersion { origin: origin(), api_version: quoted(&api_version) }
         });
     }
     match kind.as_str() {
         "Endpoint" => Ok(Kind::Endpoint),
         "Policy" => Ok(Kind::Policy),
-        _ => Err(PolicyError::UnknownKind { origin: origin(), kind }),
+        _ => Err(PolicyError::UnknownKind { origin: origin(), kind: quoted(&kind) }),
     }
 }
 
@@ -205,7 +208,8 @@ fn scalar_text(value: &serde_norway::Value) -> String {
 /// serde_norway's message without its own " at line L column C", which the error repeats in a
 /// fixed format.
 fn message_and_position(error: &serde_norway::Error) -> (String, Option<usize>, Option<usize>) {
-    let message = error.to_string();
+    // serde's messages quote the input (an unknown variant, a field name): one line.
+    let message = one_line(&error.to_string()).into_owned();
     match error.location() {
         Some(location) => {
             let needle = format!(" at line {} column {}", location.line(), location.column());
