@@ -15,55 +15,28 @@ const DELIVERED_TO_HOST: [&str; 3] = ["255.255.255.255/32", "224.0.0.0/4", "ff00
 /// Every IPv4 and IPv6 address of every interface as host prefixes (/32, /128), the
 /// broadcast and network address of each IPv4 subnet, and the ranges in `DELIVERED_TO_HOST`.
 pub fn addresses() -> std::io::Result<Vec<IpNet>> {
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates a list we free below.
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
     let mut out = Vec::new();
-    let mut cur = ifap;
-    while !cur.is_null() {
-        // SAFETY: walking the list getifaddrs returned.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points at a sockaddr of the family it names.
-            let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
-            let ip = match family {
-                libc::AF_INET => {
-                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    Some(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()))
-                }
-                libc::AF_INET6 => {
-                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                    Some(IpAddr::from(sin6.sin6_addr.s6_addr))
-                }
-                _ => None,
-            };
-            if let Some(ip) = ip {
-                push(&mut out, IpNet::from(ip));
-            }
+    for ifa in nix::ifaddrs::getifaddrs().map_err(std::io::Error::from)? {
+        let Some(address) = ifa.address else { continue };
+        if let Some(v4) = address.as_sockaddr_in() {
+            let addr = v4.ip();
+            push(&mut out, IpNet::from(IpAddr::V4(addr)));
             // The kernel delivers the subnet's directed broadcast (and, for historical
             // reasons, its network address) to local sockets whenever the prefix is shorter
             // than /31, whether or not a broadcast address was configured — so derive them
             // from address and netmask as it does.
-            if family == libc::AF_INET
-                && !ifa.ifa_netmask.is_null()
-                && let Some(IpAddr::V4(addr)) = ip
-            {
-                // SAFETY: for AF_INET entries the netmask is a sockaddr_in.
-                let mask = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
-                let mask = u32::from_be(mask.sin_addr.s_addr);
+            if let Some(mask) = ifa.netmask.as_ref().and_then(|m| m.as_sockaddr_in()) {
+                let mask = u32::from(mask.ip());
                 if mask.leading_ones() < 31 {
                     let a = u32::from(addr);
                     push(&mut out, IpNet::from(IpAddr::from((a | !mask).to_be_bytes())));
                     push(&mut out, IpNet::from(IpAddr::from((a & mask).to_be_bytes())));
                 }
             }
+        } else if let Some(v6) = address.as_sockaddr_in6() {
+            push(&mut out, IpNet::from(IpAddr::V6(v6.ip())));
         }
-        cur = ifa.ifa_next;
     }
-    // SAFETY: freeing the list from getifaddrs.
-    unsafe { libc::freeifaddrs(ifap) };
     for net in DELIVERED_TO_HOST {
         push(&mut out, net.parse().expect("static prefix"));
     }
