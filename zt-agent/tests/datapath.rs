@@ -665,6 +665,32 @@ fn a_pinned_map_of_another_layout_is_set_aside_not_adopted() {
     assert_eq!(zt_agent::datapath::layout::remove_superseded(f.dp.pin_dir()).unwrap(), 1);
 }
 
+/// A repeated connection attempt of a tuple policy denied (a retransmitted SYN, a scan
+/// probe, a flood) is dropped from the DENIED cache after one lookup: counted under its
+/// reason every time, reported at most once a second per tuple (the rest counted as lost
+/// to the budget), and a push that opens the tuple takes effect on the very next SYN.
+#[test]
+fn repeated_denied_syns_are_dropped_from_the_cache_and_a_push_that_opens_them_applies_at_once() {
+    let Some(mut f) = fixture() else { return };
+    f.config(|c| c.deny_events_per_sec = 0); // only the per-tuple limit applies
+    let syn = tcp(WORLD4, HOST4, 40000, 5432, SYN);
+    for _ in 0..5 {
+        assert_eq!(f.xdp(&syn), XDP_DROP);
+    }
+    assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 5);
+    let denies: Vec<_> = f.events().into_iter().filter(|e| e.kind == KIND_DENY).collect();
+    assert_eq!(denies.len(), 1, "one report per tuple per second: {denies:?}");
+    assert_eq!(f.stats().event(KIND_DENY, EVENT_LOST_BUDGET), 4, "the repeats are counted, not silent");
+    // An ACK of the same tuple is not a connection attempt: it takes the full path.
+    assert_eq!(f.xdp(&tcp(WORLD4, HOST4, 40000, 5432, ACK)), XDP_DROP);
+    assert_eq!(f.events().len(), 1, "reported by the full path");
+
+    let opened = base().port(DIR_INGRESS, HOST, WORLD, packet::TCP, 5432, verdict(VERDICT_ALLOWED, POLICY, P_DB, 3));
+    f.apply(&opened.build());
+    assert_eq!(f.xdp(&syn), XDP_PASS, "the push applies to the next SYN");
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, POLICY).packets, 1);
+}
+
 #[test]
 fn tcp_close_reports_the_flow_end_with_counts_both_ways() {
     let Some(mut f) = fixture() else { return };

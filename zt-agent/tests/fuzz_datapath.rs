@@ -1068,6 +1068,8 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
     // events; a batch of 2,000 frames makes at most 6,000.
     let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
+    // Bare SYNs denied by policy, by tuple and hook direction, with when (see `denied_syn`).
+    let mut recent_syn_denials: std::collections::HashMap<_, Instant> = std::collections::HashMap::new();
     let mut queue: Vec<Vec<u8>> = Vec::new();
     // First fragments the kernel saw (verdict pass?, when). The kernel follows them for
     // FRAGMENT_TIMEOUT_NS (30 s); entries well past that are pruned, since the kernel then
@@ -1163,6 +1165,14 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
             frames.clear();
         }
         let idx = frames.len();
+        // A bare SYN that policy denied is remembered (zt_common::denied): a repeat at the same
+        // hook direction within a second is dropped and counted without an event.
+        let denied_syn = match expect {
+            Expect::Deny(tu) if tu.proto == 6 && tu.flags & 0x12 == 0x02 => {
+                Some((tu.family, tu.src, tu.dst, tu.sport, tu.dport))
+            }
+            _ => None,
+        };
         for prog in [Prog::Xdp, Prog::TcIngress, Prog::TcEgress] {
             t.runs += 1;
             let rc = match run(&mut fx, &frame, prog) {
@@ -1208,7 +1218,17 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
                 continue;
             }
             if expect != Expect::Pass {
-                pending.push(Pending { frame: idx, prog, expect: Some(expect), optional: false });
+                let dir = if matches!(prog, Prog::TcEgress) { DIR_EGRESS } else { DIR_INGRESS };
+                let repeated = denied_syn.is_some_and(|key| {
+                    let seen = recent_syn_denials
+                        .get(&(key, dir))
+                        .is_some_and(|at: &Instant| at.elapsed() < Duration::from_secs(2));
+                    if !seen {
+                        recent_syn_denials.insert((key, dir), Instant::now());
+                    }
+                    seen
+                });
+                pending.push(Pending { frame: idx, prog, expect: Some(expect), optional: repeated });
             }
         }
         frames.push(frame);

@@ -11,6 +11,7 @@
 pub mod addr;
 pub mod config;
 pub mod conntrack;
+pub mod denied;
 pub mod event;
 pub mod fragment;
 pub mod identity;
@@ -64,6 +65,8 @@ pub mod map_names {
     pub const EVENT_STATS: &str = "ZT_EVENT_STATS";
     pub const EVENTS: &str = "ZT_EVENTS";
     pub const DENY_BUDGET: &str = "ZT_DENY_BUDGET";
+    /// Recently denied connection attempts; a cache, not pinned.
+    pub const DENIED: &str = "ZT_DENIED";
     /// The benchmarks' reference flow table; not pinned.
     pub const REFERENCE_FLOWS: &str = "ZT_REF_FLOWS";
     /// Every map, for pin management.

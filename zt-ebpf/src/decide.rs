@@ -7,23 +7,25 @@
 use zt_common::{
     config::{Config, FLAG_EVENTS_ALLOWED, FLAG_QUARANTINE_ACTIVE, FLAG_RECHECK_ESTABLISHED},
     conntrack::{CT_AUDIT, CtKey, CtValue},
+    denied::{DENIED_EVENT_INTERVAL_NS, DeniedValue},
     event::{KIND_AUDIT, KIND_DENY, KIND_START},
     fragment::{FRAGMENT_TIMEOUT_NS, FragKey, FragValue},
     identity::ANY,
     policy::{POLICY_NONE, PolicyValue, RULE_NONE},
     proto,
     reason::*,
+    stats::EVENT_LOST_BUDGET,
 };
 
 use crate::{
     conntrack,
     events::{Decision, flow_event, packet_event},
     ipcache::identity_of,
-    maps::{CONFIG, CONNTRACK, FRAGMENTS},
+    maps::{CONFIG, CONNTRACK, DENIED, FRAGMENTS},
     parse::{FRAG_FIRST, FRAG_LATER, Packet, ParseError},
     policy::{local_and_peer, lookup},
     quarantine::is_quarantined,
-    stats::count,
+    stats::{count, count_event},
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -152,6 +154,12 @@ fn decide_ip(c: &Ctx) -> Action {
     }
     if pkt.frag == FRAG_LATER {
         return follow_fragment(c);
+    }
+    // Before conntrack: a bare SYN is never a reply nor a packet of an established flow.
+    if is_bare_syn(pkt)
+        && let Some(action) = recently_denied(c)
+    {
+        return action;
     }
     if let Some(action) = tracked(c) {
         return action;
@@ -289,6 +297,65 @@ fn deny(c: &Ctx, j: &Judgement) -> Action {
     Action::Drop
 }
 
+/// A TCP SYN without ACK: opens a connection, so it is never a reply nor a packet of an
+/// established flow.
+#[inline(always)]
+fn is_bare_syn(pkt: &Packet) -> bool {
+    pkt.tuple.proto == proto::TCP && pkt.flags & (proto::TCP_SYN | proto::TCP_ACK) == proto::TCP_SYN
+}
+
+/// A repeated attempt of a tuple this hook denied under the active generation: dropped after
+/// one lookup instead of a policy evaluation, and reported at most once a second per tuple
+/// (see `zt_common::denied`). `None` sends it down the full path: nothing remembered, or a
+/// push since (so a push that opens the flow takes effect on this very packet).
+#[inline(never)]
+fn recently_denied(c: &Ctx) -> Option<Action> {
+    let d = DENIED.get_ptr_mut(&c.pkt.tuple)?;
+    // SAFETY: LRU values stay valid while the program runs; a racing update at worst
+    // reports one event more or fewer.
+    let d = unsafe { &mut *d };
+    if d.generation != c.generation || d.direction != c.hook.direction {
+        return None;
+    }
+    count(VERDICT_DENIED, d.reason, c.pkt.len);
+    if c.now < d.next_event_ns {
+        count_event(KIND_DENY, EVENT_LOST_BUDGET);
+    } else {
+        d.next_event_ns = c.now + DENIED_EVENT_INTERVAL_NS;
+        let decision = Decision {
+            verdict: VERDICT_DENIED,
+            reason: d.reason,
+            direction: c.hook.direction,
+            ifindex: c.hook.ifindex,
+            src_identity: d.src_identity,
+            dst_identity: d.dst_identity,
+            policy_id: d.policy_id,
+            rule: d.rule,
+            generation: c.generation,
+        };
+        packet_event(KIND_DENY, c.pkt, &decision, c.cfg, c.now);
+    }
+    Some(Action::Drop)
+}
+
+/// Remembers that policy denied this connection attempt (see [`recently_denied`]); the
+/// denial itself is reported as usual.
+#[inline(never)]
+fn remember_denial(c: &Ctx, j: &Judgement) {
+    let value = DeniedValue {
+        generation: c.generation,
+        policy_id: j.policy_id,
+        rule: j.rule,
+        src_identity: j.src_identity,
+        dst_identity: j.dst_identity,
+        reason: j.reason,
+        direction: c.hook.direction,
+        _pad: [0; 2],
+        next_event_ns: c.now + DENIED_EVENT_INTERVAL_NS,
+    };
+    let _ = DENIED.insert(&c.pkt.tuple, &value, 0);
+}
+
 /// A packet no tracked flow accounts for: policy decides, and an admitted flow is tracked.
 #[inline(never)]
 fn new_flow(c: &Ctx) -> Action {
@@ -299,7 +366,14 @@ fn new_flow(c: &Ctx) -> Action {
     let v = evaluate(key, hook.direction, slot, src_id, dst_id);
     let v = match v {
         Some(v) if v.verdict != VERDICT_DENIED => v,
-        v => return deny(c, &Judgement::from_lookup(v, src_id, dst_id)),
+        v => {
+            let judged = v.is_some();
+            let j = Judgement::from_lookup(v, src_id, dst_id);
+            if judged && is_bare_syn(pkt) {
+                remember_denial(c, &j);
+            }
+            return deny(c, &j);
+        }
     };
     count(v.verdict, v.reason, pkt.len);
     let audit = v.verdict == VERDICT_AUDIT;

@@ -10,6 +10,7 @@ use zt_common::{
     addr::Addr,
     config::Config,
     conntrack::{CONNTRACK_MAX_ENTRIES, CtKey, CtValue},
+    denied::{DENIED_MAX_ENTRIES, DeniedValue},
     event::EVENTS_RING_BYTES,
     fragment::{FRAGMENTS_MAX_ENTRIES, FragKey, FragValue},
     ipcache::{IPCACHE_MAX_ENTRIES, IpcacheV4Key, IpcacheV6Key, IpcacheValue},
@@ -61,6 +62,10 @@ pub static REFERENCE_FLOWS: HashMap<CtKey, u64> = HashMap::with_max_entries(CONN
 
 /// `BPF_F_NO_PREALLOC`: allocate hash entries on insert.
 const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// Recently denied connection attempts (see zt_common::denied). Not pinned: a cache.
+#[map(name = "ZT_DENIED")]
+pub static DENIED: LruHashMap<CtKey, DeniedValue> = LruHashMap::with_max_entries(DENIED_MAX_ENTRIES, 0);
 
 #[map(name = "ZT_DENY_BUDGET")]
 pub static DENY_BUDGET: LruPerCpuHashMap<Addr, Budget> = LruPerCpuHashMap::pinned(DENY_BUDGET_MAX_ENTRIES, 0);

@@ -1,0 +1,36 @@
+//! DENIED: the verdict of recently denied TCP connection attempts, so that a repeated bare
+//! SYN of the same tuple (a retransmission, a scan probe, a flood) is dropped after one
+//! hash lookup instead of a full policy evaluation.
+//!
+//! An entry is only followed while its generation is the active one and at the hook
+//! direction that made it: a push that opens the flow takes effect on the next packet.
+//! The map is an LRU of its own, so a flood of spoofed tuples never evicts tracked flows
+//! from CONNTRACK; it is not pinned (a cache, rebuilt by the next agent's programs).
+
+/// A remembered denial.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeniedValue {
+    /// The generation that denied the attempt.
+    pub generation: u32,
+    pub policy_id: u32,
+    pub rule: u32,
+    pub src_identity: u32,
+    pub dst_identity: u32,
+    /// `reason::*` of the denial.
+    pub reason: u8,
+    /// Hook direction that denied it (`reason::DIR_*`).
+    pub direction: u8,
+    pub _pad: [u8; 2],
+    /// Before this `bpf_ktime_get_coarse_ns()` a repeated denial is counted, not reported:
+    /// one deny event per tuple per second at most (the per-source budget applies on top),
+    /// every suppressed one counted as lost to the budget.
+    pub next_event_ns: u64,
+}
+crate::assert_size!(DeniedValue, 32);
+
+pub const DENIED_MAX_ENTRIES: u32 = 16384;
+/// A repeated denial of one tuple is reported at most this often.
+pub const DENIED_EVENT_INTERVAL_NS: u64 = 1_000_000_000;
+
+crate::user_pod!(DeniedValue);
