@@ -68,7 +68,10 @@ impl Bench<'_> {
         self.repeated(family, "established flow", &established, XDP_PASS)?;
 
         progress(&format!("datapath: {family}, {} rules: repeated packet of a denied flow", self.rules));
-        self.repeated(family, "repeated denied packet (default-deny)", &frame(1024, DENIED_PORT), XDP_DROP)?;
+        self.repeated(family, "repeated denied packet (UDP, default-deny)", &frame(1024, DENIED_PORT), XDP_DROP)?;
+        // A retransmitted SYN, a scan probe, a flood: the common repeated denial.
+        let syn = frames::tcp_syn(Macs::LOCAL, client, server, 1024, DENIED_PORT);
+        self.repeated(family, "repeated denied SYN (default-deny)", &syn, XDP_DROP)?;
 
         progress(&format!("datapath: {family}, {} rules: new flow denied by default-deny", self.rules));
         self.new_flows(family, v6, "new flow denied (default-deny)", DENIED_PORT, XDP_DROP)?;

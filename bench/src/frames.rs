@@ -1,5 +1,5 @@
-//! Ethernet frames of the benchmark's traffic: UDP over IPv4 or IPv6, and malformed IP
-//! headers. Small (minimum-size) frames, because per-packet cost is what is measured.
+//! Ethernet frames of the benchmark's traffic: UDP and TCP SYNs over IPv4 or IPv6, and
+//! malformed IP headers. Small (minimum-size) frames, because per-packet cost is what is measured.
 //!
 //! The IPv4 header checksum is filled in (a receiving stack drops packets whose header
 //! checksum is wrong); UDP checksums are zero, which IPv4 allows. IPv6 frames only go to
@@ -32,6 +32,24 @@ pub fn udp(macs: Macs, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<
     l4.extend(((8 + UDP_PAYLOAD) as u16).to_be_bytes());
     l4.extend([0, 0]);
     l4.extend([0x5a; UDP_PAYLOAD]);
+    ip_frame(macs, src, dst, 17, l4)
+}
+
+/// A TCP SYN (no ACK) from `src:sport` to `dst:dport`: a connection attempt.
+pub fn tcp_syn(macs: Macs, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut l4 = Vec::with_capacity(20);
+    l4.extend(sport.to_be_bytes());
+    l4.extend(dport.to_be_bytes());
+    l4.extend(1u32.to_be_bytes()); // sequence number
+    l4.extend(0u32.to_be_bytes()); // acknowledgement number
+    l4.extend([5 << 4, 0x02]); // header length 20, SYN
+    l4.extend(64240u16.to_be_bytes()); // window
+    l4.extend([0, 0, 0, 0]); // checksum (not verified by the programs), urgent pointer
+    ip_frame(macs, src, dst, 6, l4)
+}
+
+/// `l4` (of IP protocol `proto`) from `src` to `dst`, in IPv4 or IPv6 and Ethernet.
+fn ip_frame(macs: Macs, src: IpAddr, dst: IpAddr, proto: u8, l4: Vec<u8>) -> Vec<u8> {
     let mut f = Vec::with_capacity(ETH_MIN + 40);
     f.extend(macs.dst);
     f.extend(macs.src);
@@ -40,7 +58,7 @@ pub fn udp(macs: Macs, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<
             f.extend(0x0800u16.to_be_bytes());
             let mut ip = vec![0x45, 0];
             ip.extend(((20 + l4.len()) as u16).to_be_bytes());
-            ip.extend([0x12, 0x34, 0x40, 0x00, 64, 17, 0, 0]);
+            ip.extend([0x12, 0x34, 0x40, 0x00, 64, proto, 0, 0]);
             ip.extend(s.octets());
             ip.extend(d.octets());
             let sum = checksum(&ip);
@@ -51,7 +69,7 @@ pub fn udp(macs: Macs, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<
             f.extend(0x86ddu16.to_be_bytes());
             f.extend(0x6000_0000u32.to_be_bytes());
             f.extend((l4.len() as u16).to_be_bytes());
-            f.extend([17, 64]);
+            f.extend([proto, 64]);
             f.extend(s.octets());
             f.extend(d.octets());
         }

@@ -32,7 +32,8 @@ pub fn targets(r: &Results) -> Vec<Target> {
         for (case, aim) in [
             ("established flow", 1.3),
             ("quarantined source", 1.2),
-            ("repeated denied packet (default-deny)", 1.5),
+            ("repeated denied SYN (default-deny)", 1.5),
+            ("repeated denied packet (UDP, default-deny)", 1.5),
             ("new flow denied (default-deny)", 4.0),
             ("new flow allowed", 8.0),
         ] {
