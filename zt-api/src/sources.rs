@@ -3,8 +3,8 @@
 //! `*.yml` file directly inside a directory (sorted by name; hidden files such as editor lock
 //! files are skipped). The source name is the path as given, joined with the file name.
 //!
-//! The agent's `policy::load_paths` follows the same rules and words its errors the same
-//! way; this copy lets the client read files without the policy compiler.
+//! The agent's `policy::load_paths` is this function with its errors as `PolicyError`s, so
+//! the agent and ztctl always read the same files, and the client needs no policy compiler.
 
 use std::{fs, io, path::Path};
 
