@@ -115,7 +115,6 @@ impl Drop for HostPinDir {
 /// pins it at `path` (on a bpffs): a stand-in for a map an agent of another version left,
 /// made with raw syscalls so it depends on nothing the agent does.
 pub fn pin_hash_map(path: &Path, (key_size, value_size, max_entries): (u32, u32, u32), entries: &[(&[u8], &[u8])]) {
-    // The bpf_attr variants used, zero-padded to the size the kernel checks.
     #[repr(C)]
     struct MapCreate {
         map_type: u32,
@@ -124,50 +123,16 @@ pub fn pin_hash_map(path: &Path, (key_size, value_size, max_entries): (u32, u32,
         max_entries: u32,
         rest: [u8; 112],
     }
-    #[repr(C)]
-    struct Update {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-        rest: [u8; 96],
-    }
-    #[repr(C)]
-    struct Pin {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-        rest: [u8; 112],
-    }
     const BPF_MAP_CREATE: libc::c_long = 0;
-    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-    const BPF_OBJ_PIN: libc::c_long = 6;
     const BPF_MAP_TYPE_HASH: u32 = 1;
-    let bpf = |cmd: libc::c_long, attr: *const u8, size: usize| {
-        // SAFETY: `attr` points at a zero-padded bpf_attr variant of `size` bytes whose
-        // pointers are valid for the call.
-        let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size) };
-        assert!(rc >= 0, "bpf({cmd}): {}", io::Error::last_os_error());
-        rc as u32
-    };
     let create = MapCreate { map_type: BPF_MAP_TYPE_HASH, key_size, value_size, max_entries, rest: [0; 112] };
-    let fd = bpf(BPF_MAP_CREATE, (&create as *const MapCreate).cast(), std::mem::size_of::<MapCreate>());
+    let fd = bpf(BPF_MAP_CREATE, &create);
     for (key, value) in entries {
         assert_eq!((key.len(), value.len()), (key_size as usize, value_size as usize), "entry sizes");
-        let update = Update {
-            map_fd: fd,
-            _pad: 0,
-            key: key.as_ptr() as u64,
-            value: value.as_ptr() as u64,
-            flags: 0,
-            rest: [0; 96],
-        };
-        bpf(BPF_MAP_UPDATE_ELEM, (&update as *const Update).cast(), std::mem::size_of::<Update>());
+        update(fd, key, value);
     }
     let c_path = c_path(path).expect("pin path");
-    let pin = Pin { pathname: c_path.as_ptr() as u64, bpf_fd: fd, file_flags: 0, rest: [0; 112] };
-    bpf(BPF_OBJ_PIN, (&pin as *const Pin).cast(), std::mem::size_of::<Pin>());
+    bpf(BPF_OBJ_PIN, &PathAttr { pathname: c_path.as_ptr() as u64, bpf_fd: fd, file_flags: 0, rest: [0; 112] });
     // SAFETY: closing the descriptor made above; the pin keeps the map alive.
     unsafe { libc::close(fd as i32) };
 }
@@ -176,13 +141,41 @@ pub fn pin_hash_map(path: &Path, (key_size, value_size, max_entries): (u32, u32,
 /// program or another process would: for tests that need a map filled, e.g. a full
 /// connection-tracking table.
 pub fn fill_pinned_map<'a>(path: &Path, entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> usize {
-    #[repr(C)]
-    struct ObjGet {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-        rest: [u8; 112],
+    let c_path = c_path(path).expect("pin path");
+    let fd = bpf(BPF_OBJ_GET, &PathAttr { pathname: c_path.as_ptr() as u64, bpf_fd: 0, file_flags: 0, rest: [0; 112] });
+    let mut written = 0;
+    for (key, value) in entries {
+        update(fd, key, value);
+        written += 1;
     }
+    // SAFETY: closing the descriptor BPF_OBJ_GET returned.
+    unsafe { libc::close(fd as i32) };
+    written
+}
+
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_OBJ_GET: libc::c_long = 7;
+
+/// The bpf_attr of BPF_OBJ_PIN and BPF_OBJ_GET, zero-padded to the size the kernel checks.
+#[repr(C)]
+struct PathAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+    rest: [u8; 112],
+}
+
+/// `bpf(cmd, attr)`; panics with the error (these helpers serve tests).
+fn bpf<T>(cmd: libc::c_long, attr: &T) -> u32 {
+    // SAFETY: `attr` is a zero-padded bpf_attr variant for `cmd` whose pointers are valid
+    // for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const T, std::mem::size_of::<T>()) };
+    assert!(rc >= 0, "bpf({cmd}): {}", io::Error::last_os_error());
+    rc as u32
+}
+
+/// BPF_MAP_UPDATE_ELEM of one entry; key and value must have the map's sizes.
+fn update(fd: u32, key: &[u8], value: &[u8]) {
     #[repr(C)]
     struct Update {
         map_fd: u32,
@@ -193,30 +186,7 @@ pub fn fill_pinned_map<'a>(path: &Path, entries: impl IntoIterator<Item = (&'a [
         rest: [u8; 96],
     }
     const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-    const BPF_OBJ_GET: libc::c_long = 7;
-    let c_path = c_path(path).expect("pin path");
-    let get = ObjGet { pathname: c_path.as_ptr() as u64, bpf_fd: 0, file_flags: 0, rest: [0; 112] };
-    // SAFETY: a zero-padded bpf_attr for BPF_OBJ_GET whose path outlives the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &get as *const ObjGet, std::mem::size_of::<ObjGet>()) };
-    assert!(fd >= 0, "BPF_OBJ_GET {}: {}", path.display(), io::Error::last_os_error());
-    let mut written = 0;
-    for (key, value) in entries {
-        let update = Update {
-            map_fd: fd as u32,
-            _pad: 0,
-            key: key.as_ptr() as u64,
-            value: value.as_ptr() as u64,
-            flags: 0,
-            rest: [0; 96],
-        };
-        // SAFETY: as above; key and value point at buffers of the map's sizes.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_ELEM, &update as *const Update, std::mem::size_of::<Update>())
-        };
-        assert!(rc == 0, "BPF_MAP_UPDATE_ELEM: {}", io::Error::last_os_error());
-        written += 1;
-    }
-    // SAFETY: closing the descriptor BPF_OBJ_GET returned.
-    unsafe { libc::close(fd as i32) };
-    written
+    let attr =
+        Update { map_fd: fd, _pad: 0, key: key.as_ptr() as u64, value: value.as_ptr() as u64, flags: 0, rest: [0; 96] };
+    bpf(BPF_MAP_UPDATE_ELEM, &attr);
 }
