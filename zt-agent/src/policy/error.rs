@@ -10,6 +10,8 @@ use std::io;
 
 use ipnet::IpNet;
 
+use zt_api::text::one_line;
+
 use super::model::{Direction, Origin, Protocol};
 use crate::identity::{AllocatorError, LabelError};
 
@@ -127,12 +129,15 @@ pub enum Problem {
     )]
     BadName { value: String },
 
-    #[error("{name} is already used by the {kind} in {first}; give each {kind} a unique name")]
+    // Names are quoted as written (invalid ones are reported on their own): kept to one line.
+    #[error("{} is already used by the {kind} in {}; give each {kind} a unique name", one_line(.name), one_line(.first))]
     DuplicateName { kind: &'static str, name: String, first: String },
 
     #[error(
-        "{address} is already claimed by endpoint {endpoint} ({first}) with different labels; \
-         give each address to one endpoint, or give both the same labels"
+        "{address} is already claimed by endpoint {} ({}) with different labels; \
+         give each address to one endpoint, or give both the same labels",
+        one_line(.endpoint),
+        one_line(.first)
     )]
     AddressClaimed { address: IpNet, endpoint: String, first: String },
 }

@@ -35,7 +35,8 @@ impl Origin {
 /// `policy db.yaml, document 2`: how every message about a document starts.
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "policy {}, document {}", self.source, self.document)
+        // The source name is the operator's file name: kept to one line in every message.
+        write!(f, "policy {}, document {}", zt_api::text::one_line(&self.source), self.document)
     }
 }
 
