@@ -5,7 +5,8 @@
 //!    exactly, and no LLVM package is needed): a prefix directory with `libLLVM.so`
 //!    symlinked to the nightly's library is handed to bpf-linker's build as LLVM_PREFIX.
 //!    It is installed in `$CARGO_HOME/bin`, where zt-agent's build script finds it.
-//! 3. nftables, iptables and iperf3 (apt, as root): the contenders and the bulk-TCP load of `cargo xtask bench`.
+//! 3. nftables, iptables, iperf3, nmap and hping3 (apt, as root): the contenders and the bulk-TCP
+//!    load of `cargo xtask bench`, and the attackers of the detection and rate-limit tests.
 
 use std::{
     env,
@@ -128,7 +129,8 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 
 /// Tools the tests, the demo and the benchmarks use. `ip`/`tc` (iproute2) are part of the
 /// base system and only reported; nftables, iptables and iperf3 are what `cargo xtask
-/// bench` measures zt against, so they are installed with apt when missing (as root).
+/// bench` measures zt against, and nmap and hping3 are the real attackers the detection
+/// and rate-limit tests run, so they are installed with apt when missing (as root).
 fn check_tools() -> anyhow::Result<()> {
     let found = |tool: &str| {
         env::split_paths(&env::var_os("PATH").unwrap_or_default())
@@ -141,29 +143,35 @@ fn check_tools() -> anyhow::Result<()> {
         }
     }
     // (binary that proves the package is present, Debian package)
-    let wanted = [("nft", "nftables"), ("iptables-legacy", "iptables"), ("iperf3", "iperf3")];
+    let wanted = [
+        ("nft", "nftables"),
+        ("iptables-legacy", "iptables"),
+        ("iperf3", "iperf3"),
+        ("nmap", "nmap"),
+        ("hping3", "hping3"),
+    ];
     let missing: Vec<&str> = wanted.iter().filter(|(bin, _)| !found(bin)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
-        eprintln!("xtask setup: nftables, iptables and iperf3 present");
+        eprintln!("xtask setup: nftables, iptables, iperf3, nmap and hping3 present");
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || !found("apt-get") {
         eprintln!(
-            "xtask setup: note: {} not installed (needed by `cargo xtask bench`); install them with \
+            "xtask setup: note: {} not installed (needed by `cargo xtask bench` and the tests); install them with \
              `apt-get install -y {}` as root",
             missing.join(" and "),
             missing.join(" ")
         );
         return Ok(());
     }
-    eprintln!("xtask setup: installing {} for the benchmarks", missing.join(" and "));
+    eprintln!("xtask setup: installing {} for the benchmarks and tests", missing.join(" and "));
     let installed = shell::run(Command::new("apt-get").arg("update")).and_then(|()| {
         shell::run(
             Command::new("apt-get").args(["install", "-y"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"),
         )
     });
-    // Only the benchmarks need them: building, testing and the demo go on without.
+    // Building and the demo go on without them; the tests that need one say which.
     if let Err(e) = installed {
         eprintln!(
             "xtask setup: note: could not install {} ({e:#}); `cargo xtask bench` needs them: \
