@@ -29,7 +29,22 @@ pub struct Config {
     pub deny_events_burst: u32,
     /// Long flows report counters at this interval (0 = only at start and end).
     pub flow_update_interval_s: u32,
-    pub _reserved: [u32; 5],
+    /// Detector windows in milliseconds and thresholds (see `crate::detect`); a zero
+    /// window or threshold turns that kernel counter off. These were reserved zeros in
+    /// earlier agents, so a CONFIG they pinned reads as "detectors off".
+    pub port_scan_window_ms: u32,
+    pub sweep_window_ms: u32,
+    pub fan_out_window_ms: u32,
+    /// More than this many distinct ports of one local address (set bits) crosses.
+    pub port_scan_ports: u8,
+    /// More than this many distinct local addresses on one port crosses.
+    pub sweep_hosts: u8,
+    /// More than this many distinct peers of one local identity crosses.
+    pub fan_out_peers: u8,
+    /// A source's denies in one second cross when above `deny_spike_min` and above this
+    /// many times its moving baseline.
+    pub deny_spike_factor: u8,
+    pub deny_spike_min: u32,
 }
 crate::assert_size!(Config, 64);
 crate::user_pod!(Config);
@@ -48,7 +63,14 @@ impl Config {
         deny_events_per_sec: 10,
         deny_events_burst: 20,
         flow_update_interval_s: 60,
-        _reserved: [0; 5],
+        port_scan_window_ms: 0,
+        sweep_window_ms: 0,
+        fan_out_window_ms: 0,
+        port_scan_ports: 0,
+        sweep_hosts: 0,
+        fan_out_peers: 0,
+        deny_spike_factor: 0,
+        deny_spike_min: 0,
     };
 
     #[inline(always)]

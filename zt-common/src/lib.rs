@@ -12,6 +12,7 @@ pub mod addr;
 pub mod config;
 pub mod conntrack;
 pub mod denied;
+pub mod detect;
 pub mod event;
 pub mod fragment;
 pub mod identity;
@@ -64,7 +65,15 @@ pub mod map_names {
     pub const STATS: &str = "ZT_STATS";
     pub const EVENT_STATS: &str = "ZT_EVENT_STATS";
     pub const EVENTS: &str = "ZT_EVENTS";
-    pub const DENY_BUDGET: &str = "ZT_DENY_BUDGET";
+    /// Layout 2 (layout 1, `ZT_DENY_BUDGET`, had no deny-rate window; it is not migrated:
+    /// budgets refill within seconds).
+    pub const DENY_BUDGET: &str = "ZT_DENY_BUDGET2";
+    /// Per-source scan and sweep counters (see `crate::detect`).
+    pub const SCAN: &str = "ZT_SCAN";
+    /// Per-local-identity fan-out counters.
+    pub const FAN_OUT: &str = "ZT_FAN_OUT";
+    /// Threshold crossings for the agent's detectors.
+    pub const DETECT_EVENTS: &str = "ZT_DETECT_EVENTS";
     /// Recently denied connection attempts; a cache, not pinned.
     pub const DENIED: &str = "ZT_DENIED";
     /// The benchmarks' reference flow table; not pinned.
@@ -82,6 +91,9 @@ pub mod map_names {
         EVENT_STATS,
         EVENTS,
         DENY_BUDGET,
+        SCAN,
+        FAN_OUT,
+        DETECT_EVENTS,
     ];
     /// Whether a pin name is zt's: every zt map, of any layout, is named `ZT_*`. Only these
     /// are set aside, migrated or removed, never another program's pins.

@@ -37,15 +37,31 @@ pub mod v1 {
 
 pub const QUARANTINE_MAX_ENTRIES: u32 = 65536;
 
-/// Per-CPU token bucket for deny events from one source.
+/// Per-CPU state of one source's denials (layout 2 of DENY_BUDGET, pinned as
+/// `ZT_DENY_BUDGET2`; layout 1 had only the token bucket): the token bucket for its deny
+/// events, and its deny rate for the `deny_spike` detector — denies in the current
+/// one-second window against a moving baseline, so a spike is seen however many of its
+/// events the bucket withholds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Budget {
     pub last_ns: u64,
     /// Tokens scaled by `BUDGET_SCALE` so refills of a fraction of a token accumulate.
     pub tokens: u64,
+    /// Start of the current rate window (`detect::ms_of`).
+    pub window_ms: u32,
+    /// Denies in the current window.
+    pub denies: u32,
+    /// Moving average of denies per window, scaled by `BASELINE_SCALE` (each window
+    /// weighs 1/8).
+    pub baseline: u32,
+    /// Nonzero once this window's spike was reported.
+    pub reported: u32,
 }
-crate::assert_size!(Budget, 16);
+crate::assert_size!(Budget, 32);
+pub const BASELINE_SCALE: u32 = 16;
+/// Length of a deny-rate window.
+pub const SPIKE_WINDOW_MS: u32 = 1000;
 pub const BUDGET_SCALE: u64 = 1000;
 pub const DENY_BUDGET_MAX_ENTRIES: u32 = 16384;
 

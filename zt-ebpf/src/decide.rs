@@ -1,5 +1,6 @@
 //! The decision core shared by every hook: quarantine -> fragments -> conntrack (forward,
-//! reply, related ICMP) -> ipcache -> policy -> verdict -> conntrack create -> event.
+//! reply, related ICMP) -> ipcache -> detector counts -> policy -> verdict -> conntrack create
+//! -> event.
 //!
 //! One function decides; the XDP and TC entry points only translate its `Action` into their
 //! return codes. Every outcome is counted under exactly one (verdict, reason).
@@ -18,7 +19,7 @@ use zt_common::{
 };
 
 use crate::{
-    conntrack,
+    conntrack, detect,
     events::{Decision, flow_event, packet_event},
     ipcache::identity_of,
     maps::{CONFIG, CONNTRACK, DENIED, FRAGMENTS},
@@ -168,7 +169,22 @@ fn decide_ip(c: &Ctx) -> Action {
         count(VERDICT_ALLOWED, RELATED, pkt.len);
         return Action::Pass;
     }
-    new_flow(c)
+    // Every attempt counts for the detectors, whatever policy says of it: a scan of
+    // forbidden ports is still a scan.
+    detect::attempt(pkt, c.hook.direction, c.slot(), c.cfg, c.now);
+    let mut admitted = Admitted { v: PolicyValue::new(0, 0, POLICY_NONE, RULE_NONE), src_id: ANY, dst_id: ANY };
+    if let Some(denied) = new_flow(c, &mut admitted) {
+        return denied;
+    }
+    admit(c, &admitted);
+    Action::Pass
+}
+
+/// What policy said of a new flow it lets through.
+struct Admitted {
+    v: PolicyValue,
+    src_id: u32,
+    dst_id: u32,
 }
 
 /// Identities of the flow's source and destination in the active slot.
@@ -322,6 +338,9 @@ fn recently_denied(c: &Ctx) -> Option<Action> {
         count_event(KIND_DENY, EVENT_LOST_BUDGET);
     } else {
         d.next_event_ns = c.now + DENIED_EVENT_INTERVAL_NS;
+        // A repeat counts for the detectors as often as it is reported: it adds no new
+        // destination within a window, but a scan repeated in a later window is a scan.
+        detect::attempt(c.pkt, c.hook.direction, c.slot(), c.cfg, c.now);
         let decision = Decision {
             verdict: VERDICT_DENIED,
             reason: d.reason,
@@ -356,10 +375,12 @@ fn remember_denial(c: &Ctx, j: &Judgement) {
     let _ = DENIED.insert(&c.pkt.tuple, &value, 0);
 }
 
-/// A packet no tracked flow accounts for: policy decides, and an admitted flow is tracked.
+/// A packet no tracked flow accounts for: policy decides. A denial is final here (the drop
+/// is returned); an admitted flow is filled into `admitted` for [`admit`], called beside
+/// this function rather than inside it so the two frames never stack.
 #[inline(never)]
-fn new_flow(c: &Ctx) -> Action {
-    let (pkt, hook, cfg, now) = (c.pkt, c.hook, c.cfg, c.now);
+fn new_flow(c: &Ctx, admitted: &mut Admitted) -> Option<Action> {
+    let (pkt, hook) = (c.pkt, c.hook);
     let key = &pkt.tuple;
     let slot = c.slot();
     let (src_id, dst_id) = identities(key, slot);
@@ -372,9 +393,20 @@ fn new_flow(c: &Ctx) -> Action {
             if judged && is_bare_syn(pkt) {
                 remember_denial(c, &j);
             }
-            return deny(c, &j);
+            return Some(deny(c, &j));
         }
     };
+    *admitted = Admitted { v, src_id, dst_id };
+    None
+}
+
+/// Lets a new flow through that policy allowed (or audited): counts it, reports an audit,
+/// and tracks it.
+#[inline(never)]
+fn admit(c: &Ctx, a: &Admitted) {
+    let (pkt, hook, cfg, now) = (c.pkt, c.hook, c.cfg, c.now);
+    let (v, src_id, dst_id) = (&a.v, a.src_id, a.dst_id);
+    let key = &pkt.tuple;
     count(v.verdict, v.reason, pkt.len);
     let audit = v.verdict == VERDICT_AUDIT;
     if audit {
@@ -418,7 +450,6 @@ fn new_flow(c: &Ctx) -> Action {
             flow_event(KIND_START, key, &ct, VERDICT_ALLOWED, v.reason);
         }
     }
-    Action::Pass
 }
 
 #[inline(always)]

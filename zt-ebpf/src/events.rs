@@ -7,15 +7,16 @@
 //! EVENT_STATS. The kernel never waits for the reader.
 
 use zt_common::{
-    addr::Addr,
     config::Config,
     conntrack::{CtKey, CtValue},
-    event::FlowEvent,
-    quarantine::{BUDGET_SCALE, Budget},
+    detect::ms_of,
+    event::{FlowEvent, KIND_DENY},
+    quarantine::{BASELINE_SCALE, BUDGET_SCALE, Budget, SPIKE_WINDOW_MS},
     stats::{EVENT_LOST_BUDGET, EVENT_LOST_RINGBUF, EVENT_SUBMITTED},
 };
 
 use crate::{
+    detect,
     maps::{DENY_BUDGET, EVENTS},
     parse::Packet,
     stats::count_event,
@@ -34,48 +35,85 @@ pub struct Decision {
     pub generation: u32,
 }
 
-/// Takes one token from `src`'s bucket; false when the budget is spent.
+/// Accounts one denied or audited packet to its source (per CPU): counts a denial towards
+/// `deny_spike` (reporting a crossing) and takes one token from the source's event bucket;
+/// false when the budget is spent.
 #[inline(always)]
-fn take_budget(src: &Addr, cfg: &Config, now: u64) -> bool {
+fn source_denied(pkt: &Packet, d: &Decision, denial: bool, cfg: &Config, now: u64) -> bool {
     let rate = cfg.deny_events_per_sec as u64;
+    let burst = cfg.deny_events_burst as u64 * BUDGET_SCALE;
+    let spikes = denial && cfg.deny_spike_min != 0;
+    let src = &pkt.tuple.src;
+    let Some(b) = DENY_BUDGET.get_ptr_mut(src) else {
+        let b = Budget {
+            last_ns: now,
+            tokens: burst.saturating_sub(BUDGET_SCALE),
+            window_ms: ms_of(now),
+            denies: if denial { 1 } else { 0 },
+            baseline: 0,
+            reported: 0,
+        };
+        let _ = DENY_BUDGET.insert(src, &b, 0);
+        return true;
+    };
+    // SAFETY: per-CPU value, written only by this CPU.
+    let b = unsafe { &mut *b };
+    if spikes {
+        count_denial(pkt, d, b, cfg, now);
+    }
     if rate == 0 {
         return true;
     }
-    let burst = cfg.deny_events_burst as u64 * BUDGET_SCALE;
-    match DENY_BUDGET.get_ptr_mut(src) {
-        Some(b) => {
-            // SAFETY: per-CPU value, written only by this CPU.
-            let b = unsafe { &mut *b };
-            // Clamp the idle time so the refill product cannot overflow.
-            let mut idle = now.saturating_sub(b.last_ns);
-            if idle > 100_000_000_000 {
-                idle = 100_000_000_000;
-            }
-            let mut tokens = b.tokens + idle * rate * BUDGET_SCALE / 1_000_000_000;
-            if tokens > burst {
-                tokens = burst;
-            }
-            b.last_ns = now;
-            if tokens >= BUDGET_SCALE {
-                b.tokens = tokens - BUDGET_SCALE;
-                true
-            } else {
-                b.tokens = tokens;
-                false
-            }
+    // Clamp the idle time so the refill product cannot overflow.
+    let mut idle = now.saturating_sub(b.last_ns);
+    if idle > 100_000_000_000 {
+        idle = 100_000_000_000;
+    }
+    let mut tokens = b.tokens + idle * rate * BUDGET_SCALE / 1_000_000_000;
+    if tokens > burst {
+        tokens = burst;
+    }
+    b.last_ns = now;
+    if tokens >= BUDGET_SCALE {
+        b.tokens = tokens - BUDGET_SCALE;
+        true
+    } else {
+        b.tokens = tokens;
+        false
+    }
+}
+
+/// `deny_spike`: this window's denies against the moving baseline of earlier windows
+/// (each window weighs 1/8; idle windows decay it, halving about every five).
+#[inline(always)]
+fn count_denial(pkt: &Packet, d: &Decision, b: &mut Budget, cfg: &Config, now: u64) {
+    let now_ms = ms_of(now);
+    let elapsed = now_ms.wrapping_sub(b.window_ms);
+    if elapsed >= SPIKE_WINDOW_MS {
+        let mut baseline = (b.baseline as u64 * 7 + b.denies as u64 * BASELINE_SCALE as u64) / 8;
+        let idle_windows = elapsed / SPIKE_WINDOW_MS - 1;
+        if idle_windows > 0 {
+            baseline >>= if idle_windows / 5 > 32 { 32 } else { idle_windows / 5 };
         }
-        None => {
-            let b = Budget { last_ns: now, tokens: burst.saturating_sub(BUDGET_SCALE) };
-            let _ = DENY_BUDGET.insert(src, &b, 0);
-            true
-        }
+        b.baseline = if baseline > u32::MAX as u64 { u32::MAX } else { baseline as u32 };
+        b.denies = 0;
+        b.reported = 0;
+        b.window_ms = now_ms;
+    }
+    b.denies = b.denies.saturating_add(1);
+    if b.reported == 0
+        && b.denies > cfg.deny_spike_min
+        && b.denies as u64 * BASELINE_SCALE as u64 > cfg.deny_spike_factor as u64 * b.baseline as u64
+        && detect::deny_spike(pkt, d.src_identity, b.denies, now)
+    {
+        b.reported = 1;
     }
 }
 
 /// Reports a denied or audited packet, subject to the source's budget.
 #[inline(never)]
 pub fn packet_event(kind: u8, pkt: &Packet, d: &Decision, cfg: &Config, now: u64) {
-    if !take_budget(&pkt.tuple.src, cfg, now) {
+    if !source_denied(pkt, d, kind == KIND_DENY, cfg, now) {
         count_event(kind, EVENT_LOST_BUDGET);
         return;
     }

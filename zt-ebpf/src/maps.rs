@@ -11,6 +11,7 @@ use zt_common::{
     config::Config,
     conntrack::{CONNTRACK_MAX_ENTRIES, CtKey, CtValue},
     denied::{DENIED_MAX_ENTRIES, DeniedValue},
+    detect::{DETECT_RING_BYTES, FAN_OUT_MAX_ENTRIES, FanOutValue, SCAN_MAX_ENTRIES, ScanValue},
     event::EVENTS_RING_BYTES,
     fragment::{FRAGMENTS_MAX_ENTRIES, FragKey, FragValue},
     ipcache::{IPCACHE_MAX_ENTRIES, IpcacheV4Key, IpcacheV6Key, IpcacheValue},
@@ -67,5 +68,20 @@ const BPF_F_NO_PREALLOC: u32 = 1;
 #[map(name = "ZT_DENIED")]
 pub static DENIED: LruHashMap<CtKey, DeniedValue> = LruHashMap::with_max_entries(DENIED_MAX_ENTRIES, 0);
 
-#[map(name = "ZT_DENY_BUDGET")]
+#[map(name = "ZT_DENY_BUDGET2")]
 pub static DENY_BUDGET: LruPerCpuHashMap<Addr, Budget> = LruPerCpuHashMap::pinned(DENY_BUDGET_MAX_ENTRIES, 0);
+
+/// Per-source port and host sets of the scan detectors (see zt_common::detect). An LRU
+/// (the kernel preallocates those): a spoofed flood recycles the oldest sources instead of
+/// filling the map and blinding detection.
+#[map(name = "ZT_SCAN")]
+pub static SCAN: LruHashMap<Addr, ScanValue> = LruHashMap::pinned(SCAN_MAX_ENTRIES, 0);
+
+/// Per-local-identity peer sets of the fan-out detector.
+#[map(name = "ZT_FAN_OUT")]
+pub static FAN_OUT: LruHashMap<u32, FanOutValue> = LruHashMap::pinned(FAN_OUT_MAX_ENTRIES, 0);
+
+/// Threshold crossings, for the agent's detectors: their own ring, so a flood of flow
+/// events never hides one.
+#[map(name = "ZT_DETECT_EVENTS")]
+pub static DETECT_EVENTS: RingBuf = RingBuf::pinned(DETECT_RING_BYTES, 0);

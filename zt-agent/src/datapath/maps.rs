@@ -8,6 +8,7 @@ use zt_common::{
     addr::Addr,
     config::Config,
     conntrack::{CtKey, CtValue},
+    detect::ScanValue,
     ipcache::{IpcacheV4Key, IpcacheV6Key, IpcacheValue},
     map_names,
     policy::{PolicyKey, PolicyValue},
@@ -29,6 +30,10 @@ pub struct Maps {
     pub event_stats: PerCpuArray<MapData, u64>,
     /// Taken by the flow pipeline.
     pub events: Option<RingBuf<MapData>>,
+    /// Threshold crossings; taken by the detectors.
+    pub detect_events: Option<RingBuf<MapData>>,
+    /// The scan detectors' per-source sets (read for their occupancy only).
+    pub scan: HashMap<MapData, Addr, ScanValue>,
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
@@ -81,6 +86,8 @@ impl Maps {
             stats: take(ebpf, map_names::STATS)?,
             event_stats: take(ebpf, map_names::EVENT_STATS)?,
             events: Some(take(ebpf, map_names::EVENTS)?),
+            detect_events: Some(take(ebpf, map_names::DETECT_EVENTS)?),
+            scan: take(ebpf, map_names::SCAN)?,
         })
     }
 

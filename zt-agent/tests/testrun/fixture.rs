@@ -27,6 +27,7 @@ pub struct Fixture {
     pub maps: Maps,
     pub writer: GenerationWriter,
     ring: RingBuf<MapData>,
+    detect_ring: RingBuf<MapData>,
     // Dropped last: the maps must be closed before the mount goes.
     _mount: BpfFs,
 }
@@ -48,8 +49,9 @@ impl Fixture {
         let mut maps = dp.take_maps().unwrap();
         maps.write_config(&Config::DEFAULT).unwrap();
         let ring = maps.events.take().unwrap();
+        let detect_ring = maps.detect_events.take().unwrap();
         let writer = GenerationWriter::adopt(&maps).unwrap();
-        Fixture { dp, maps, writer, ring, _mount: mount }
+        Fixture { dp, maps, writer, ring, detect_ring, _mount: mount }
     }
 
     /// Loads the programs and applies `tables` as generation 1.
@@ -94,6 +96,24 @@ impl Fixture {
     /// Flow events written since the last call.
     pub fn events(&mut self) -> Vec<FlowEvent> {
         zt_agent::flows::reader::drain(&mut self.ring)
+    }
+
+    /// Detector threshold crossings written since the last call.
+    pub fn crossings(&mut self) -> Vec<zt_common::detect::DetectEvent> {
+        let mut out = Vec::new();
+        while let Some(item) = self.detect_ring.next() {
+            assert_eq!(item.len(), std::mem::size_of::<zt_common::detect::DetectEvent>());
+            // SAFETY: the kernel writes whole DetectEvents (size checked above).
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
+        }
+        out
+    }
+
+    /// Runs `frame` through XDP `repeat` times in one test run.
+    pub fn xdp_repeat(&mut self, frame: &[u8], repeat: u32) -> u32 {
+        let prog = self.dp.xdp_ingress().unwrap();
+        let opts = TestRunOptions { data_in: Some(frame), repeat, ..Default::default() };
+        prog.test_run(opts).expect("xdp test run").return_value
     }
 }
 
