@@ -18,6 +18,8 @@ use std::{
 
 use serde::Deserialize;
 use toml::Spanned;
+
+mod detect;
 use zt_common::config::{Config, FLAG_RECHECK_ESTABLISHED};
 
 use crate::{
@@ -98,6 +100,7 @@ pub struct ConfigFile {
     pub failsafe: Option<Spanned<Vec<Spanned<FailsafeEntry>>>>,
     pub flow_log_rotation: Option<FlowLogRotation>,
     pub remote: Option<Spanned<Remote>>,
+    pub detect: Option<Spanned<detect::DetectFile>>,
 }
 
 /// `[remote]`: the remote API listener with mutual TLS; client certificates are admitted
@@ -252,6 +255,9 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
             rules
         }
     };
+    let detect = detect::settings(file.detect.as_ref(), src)?;
+    let mut datapath = datapath;
+    detect.write_kernel(&mut datapath);
     Ok(RunOptions {
         ifaces: if flags.ifaces.is_empty() { file.ifaces.unwrap_or(defaults.ifaces) } else { flags.ifaces },
         policy: if flags.policy.is_empty() { file.policy.unwrap_or(defaults.policy) } else { flags.policy },
@@ -268,6 +274,7 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
         datapath,
         flow_log_rotation: rotation(file.flow_log_rotation.as_ref(), src)?,
         remote: file.remote.as_ref().map(|r| remote(r, src)).transpose()?,
+        detect,
     })
 }
 
@@ -439,10 +446,58 @@ mod tests {
         assert_eq!(opts.xdp_mode, d.xdp_mode);
         assert_eq!(opts.failsafe, d.failsafe);
         assert_eq!(opts.datapath, d.datapath);
-        assert_eq!(opts.datapath, Config::DEFAULT);
+        assert_eq!(opts.detect, d.detect);
         assert_eq!(opts.remote, None, "the remote listener is off by default");
         for default in [DEFAULT_STATE_DIR, DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_METRICS] {
             assert!(EXAMPLE.contains(default), "the example states {default}");
+        }
+    }
+
+    #[test]
+    fn detect_tables_set_their_detectors_and_reach_the_kernel_thresholds() {
+        let text = "[detect]\ndry_run = true\nnever = [\"198.18.0.1\", \"fd00::/64\"]\nmax_ttl = \"1h\"\n\
+                    [detect.port_scan]\nports = 20\nwindow = \"5s\"\nttl = \"2m\"\n\
+                    [detect.sweep]\nenabled = false\n[detect.deny_spike]\nmin_rate = 500\nfactor = 4\n";
+        let opts = from_text(text, RunFlags::default()).unwrap();
+        let d = &opts.detect;
+        assert!(d.dry_run);
+        assert_eq!(d.never, ["198.18.0.1/32".parse().unwrap(), "fd00::/64".parse().unwrap()]);
+        assert_eq!(d.max_ttl, Duration::from_secs(3600));
+        assert_eq!(
+            (d.port_scan.limit, d.port_scan.window, d.port_scan.response.ttl.as_secs()),
+            (20, Duration::from_secs(5), 120)
+        );
+        assert!(!d.sweep.response.enabled);
+        assert_eq!((opts.datapath.port_scan_ports, opts.datapath.port_scan_window_ms), (20, 5000));
+        assert_eq!((opts.datapath.sweep_hosts, opts.datapath.sweep_window_ms), (0, 0), "a disabled detector is off");
+        assert_eq!((opts.datapath.deny_spike_min, opts.datapath.deny_spike_factor), (500, 4));
+    }
+
+    #[test]
+    fn bad_detect_values_name_the_key_the_line_and_the_fix() {
+        let cases = [
+            (
+                "[detect.port_scan]\naction = \"block\"\n",
+                "line 2: detect.port_scan.action \"block\" is not \"alert\" or \"quarantine\"",
+            ),
+            (
+                "[detect.sweep]\nwindow = \"soon\"\n",
+                "line 2: detect.sweep.window \"soon\" is not a duration like 10s, 5m or 24h",
+            ),
+            (
+                "[detect]\nnever = [\"nobody\"]\n",
+                "line 2: detect.never \"nobody\" is not an address or CIDR like 198.18.0.0/24",
+            ),
+            (
+                "[detect.port_scan]\nports = 500\n",
+                "[detect] is invalid: detect.port_scan.ports = 500 is out of range; use 1 to 64",
+            ),
+            ("[detect.sweep]\nports = 5\n", "unknown key `ports`"),
+        ];
+        for (text, expected) in cases {
+            let err = from_text(text, RunFlags::default()).unwrap_err().to_string();
+            assert!(err.starts_with("config file zt-agent.toml"), "{err}");
+            assert!(err.contains(expected), "{text:?}: {err}");
         }
     }
 

@@ -20,7 +20,7 @@ use crate::{
     agent::{self, PushError, RunOptions, SharedState, quarantine},
     api,
     bpffs::{self, PinDir},
-    datapath,
+    datapath, detect,
     flows::{
         self,
         sink::{FlowLogTarget, FlowSink},
@@ -30,6 +30,10 @@ use crate::{
 
 /// Flow records waiting for the sink; beyond this the reader drops and counts.
 const SINK_QUEUE: usize = 8192;
+/// Findings (and alerts) waiting to be answered (and logged).
+const FINDINGS_QUEUE: usize = 1024;
+/// Where `new_peer` keeps its learnt edges, under the state directory.
+const NEW_PEERS_FILE: &str = "new-peers.json";
 /// How often expired flows are swept from conntrack and host addresses re-read.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -62,6 +66,12 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     state.record_startup();
     let ring = state.take_events().expect("events ring taken once");
+    let crossings = state.take_detect_events().expect("detector ring taken once");
+    let new_peers = detect::new_peer::NewPeers::open(
+        state.options().detect.new_peer,
+        Some(state.options().state_dir.join(NEW_PEERS_FILE)),
+        state.telemetry().new_peer_bytes.clone(),
+    );
     let ctx = state.flow_context().clone();
     let pipeline = state.pipeline().clone();
     let sweep_drops = pipeline.clone();
@@ -94,7 +104,16 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             })?
         };
         shared.lock().expect("agent state").count_conntrack_by(sweeper.occupancy());
-        let sink = tokio::spawn(flow_sink.run(rx, history, telemetry.rule_hits.clone(), telemetry.flow_log.clone()));
+        // Detection: the kernel's crossings and the learnt edges become findings; the core
+        // answers each (alert, quarantine) and the alert joins the flow log.
+        let (found_tx, found_rx) = mpsc::channel(FINDINGS_QUEUE);
+        let (alert_tx, alert_rx) = mpsc::channel(FINDINGS_QUEUE);
+        let crossing_reader = tokio::spawn(detect::crossing::run(crossings, found_tx.clone()));
+        let (stop_learning, learning_stopped) = tokio::sync::oneshot::channel();
+        let learner = tokio::spawn(detect::new_peer::run(new_peers, history.subscribe(), found_tx, learning_stopped));
+        let responder = tokio::spawn(respond(shared.clone(), found_rx, alert_tx));
+        let sink =
+            tokio::spawn(flow_sink.run(rx, alert_rx, history, telemetry.rule_hits.clone(), telemetry.flow_log.clone()));
         if let Some(listener) = metrics_listener {
             metrics::serve(listener, metrics::Sources { state: shared.clone(), queue: tx.downgrade() })?;
         }
@@ -128,6 +147,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         drop(sweeper);
         drop(tx);
         reader.abort();
+        crossing_reader.abort();
+        responder.abort();
+        // The learner saves its edges when it stops.
+        let _ = stop_learning.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(2), learner).await;
         // Let the sink write what it has; it ends when the last sender is gone.
         let _ = tokio::time::timeout(Duration::from_secs(2), sink).await;
         Ok(())
@@ -138,6 +162,24 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     drop(dp);
     agent::stop(&pins, lifetime);
     result
+}
+
+/// Answers findings one at a time (each locks the state briefly, off the async workers) and
+/// hands each alert to the flow log.
+async fn respond(
+    shared: SharedState,
+    mut found: mpsc::Receiver<detect::Finding>,
+    alerts: mpsc::Sender<zt_api::alert::Alert>,
+) {
+    while let Some(finding) = found.recv().await {
+        let shared = shared.clone();
+        let answered = tokio::task::spawn_blocking(move || shared.lock().expect("agent state").respond(&finding)).await;
+        if let Ok(alert) = answered
+            && alerts.try_send(alert).is_err()
+        {
+            log::warn!("an alert could not be written to the flow log (queue full); it is kept for ztctl alerts");
+        }
+    }
 }
 
 /// SIGHUP: the `--policy` files become the running policy; compiled without the state

@@ -9,9 +9,10 @@
 //!   api (server, handlers)   metrics   config  translate requests/scrapes/files to core calls
 //!   agent                                      core: AgentState (private fields) and every change
 //!                                              to it: pushes, revisions, quarantine, expiry
-//!   datapath   policy -> identity   flows   host   bpffs   notify
+//!   datapath   policy -> identity   flows   detect   host   bpffs   notify
 //!                                              kernel maps, compile, flow pipeline (owns rule-hit
-//!                                              and flow-log counters; metrics reads them)
+//!                                              and flow-log counters; metrics reads them),
+//!                                              detectors' findings (the core answers them)
 //! zt-api (crate: protocol, client, tls, flow records, labels)   zt-common (crate: layouts)
 //! zt-ebpf (kernel programs, embedded by build.rs)
 //! ```
@@ -25,6 +26,7 @@ pub mod bpffs;
 pub mod config;
 pub mod daemon;
 pub mod datapath;
+pub mod detect;
 pub mod flows;
 pub mod host;
 pub mod identity;

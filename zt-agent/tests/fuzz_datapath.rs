@@ -26,7 +26,6 @@
 //! `ZT_FUZZ_SECONDS` if set. `ZT_FUZZ_SEED` replays a run (the seed is printed).
 //! `cargo xtask fuzz` runs it longer.
 
-#[allow(dead_code)]
 mod testrun;
 
 use std::{

@@ -7,10 +7,12 @@
 //! - `tls`: PEM reading, the client and server configs, certificate names.
 //! - `record`: the flow record (a flow-log line and a `flows` reply) and its decoding from
 //!   the kernel's `FlowEvent`; `clock` turns kernel timestamps into wall-clock time.
+//! - `alert`: a detector's finding and the response, as logged and as `ztctl alerts` shows it.
 //! - `flow_filter`: which flow records a `flows` request wants.
 //! - `labels`: label sets and their syntax, as selectors and identities name them.
 //! - `sources`: policy files read from disk as `(name, text)` sources for a push.
 
+pub mod alert;
 pub mod client;
 pub mod clock;
 pub mod flow_filter;

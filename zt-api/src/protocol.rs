@@ -17,7 +17,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::flow_filter::FlowFilter;
-use crate::record::FlowRecord;
+use crate::{alert::Alert, record::FlowRecord};
 
 /// The protocol version this build speaks.
 pub const API_VERSION: u32 = 1;
@@ -81,6 +81,17 @@ pub enum Request {
         /// `None`: until released.
         #[serde(default)]
         ttl_seconds: Option<u64>,
+        /// Why, for `quarantine list` and the log.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Alerts raised in the last `since_seconds` (all kept ones when `None`), then (with
+    /// `follow`) new ones until the client closes the connection.
+    Alerts {
+        #[serde(default)]
+        since_seconds: Option<u64>,
+        #[serde(default)]
+        follow: bool,
     },
     QuarantineRelease {
         ip: IpAddr,
@@ -99,6 +110,8 @@ pub enum Response {
     Error { error: ApiError },
     /// One flow record of a `flows` stream.
     Flow { flow: Box<FlowRecord> },
+    /// One alert of an `alerts` stream.
+    Alert { alert: Box<Alert> },
     /// A `--follow` reader fell behind and missed this many records.
     Lost { lost: u64 },
 }
@@ -129,6 +142,10 @@ pub enum Reply {
     /// End of a `flows` stream without `follow`.
     FlowsEnd {
         records: u64,
+    },
+    /// End of an `alerts` stream without `follow`.
+    AlertsEnd {
+        alerts: u64,
     },
 }
 
@@ -406,6 +423,15 @@ pub struct QuarantineEntry {
     pub ip: IpAddr,
     /// Seconds until it is released by itself; `None`: until `quarantine release`.
     pub expires_in_seconds: Option<u64>,
+    /// `manual`, or the detector that quarantined it.
+    #[serde(default = "manual")]
+    pub origin: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+fn manual() -> String {
+    "manual".to_string()
 }
 
 /// Serializes `value` (a request or response) as one protocol line with `"api"` first.
@@ -494,7 +520,11 @@ mod tests {
             direction: None,
         }));
         round_trip(Request::QuarantineList);
-        round_trip(Request::QuarantineAdd { ip: "198.18.0.9".parse().unwrap(), ttl_seconds: Some(300) });
+        round_trip(Request::QuarantineAdd {
+            ip: "198.18.0.9".parse().unwrap(),
+            ttl_seconds: Some(300),
+            reason: Some("port scan".into()),
+        });
         round_trip(Request::QuarantineRelease { ip: "fd00::9".parse().unwrap() });
     }
 
@@ -517,8 +547,12 @@ mod tests {
 
     #[test]
     fn the_wire_names_are_the_documented_ones() {
-        let line = encode(&Request::QuarantineAdd { ip: "198.18.0.9".parse().unwrap(), ttl_seconds: None });
-        assert_eq!(line, "{\"api\":1,\"command\":\"quarantine-add\",\"ip\":\"198.18.0.9\",\"ttl_seconds\":null}\n");
+        let line =
+            encode(&Request::QuarantineAdd { ip: "198.18.0.9".parse().unwrap(), ttl_seconds: None, reason: None });
+        assert_eq!(
+            line,
+            "{\"api\":1,\"command\":\"quarantine-add\",\"ip\":\"198.18.0.9\",\"reason\":null,\"ttl_seconds\":null}\n"
+        );
         let status: Request = decode(r#"{"api":1,"command":"status"}"#).unwrap();
         assert_eq!(status, Request::Status);
     }

@@ -80,7 +80,8 @@ pub fn protocol_name(p: u8) -> String {
     proto::name(p).map(str::to_string).unwrap_or_else(|| p.to_string())
 }
 
-fn labels_of(names: &Names, id: u32) -> BTreeMap<String, String> {
+/// The labels of identity `id`: its label set, or `reserved=<name>` for a reserved one.
+pub fn labels_of(names: &Names, id: u32) -> BTreeMap<String, String> {
     if let Some(l) = names.identities.get(&id) {
         return l.clone();
     }

@@ -6,6 +6,7 @@
 //! Exit codes: 0 success, 1 failure (the agent refused or rejected, or cannot be reached),
 //! 2 usage error. Errors go to stderr as one sentence each.
 
+mod alerts;
 mod duration;
 mod explain;
 mod flows;
@@ -70,6 +71,9 @@ pub enum Command {
     /// Cut addresses off from all traffic (established flows included), and release them.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
+    /// Alerts of the detectors (scans, sweeps, fan-out, new peers, deny spikes) and what
+    /// was done; --follow keeps printing new ones.
+    Alerts(alerts::AlertsArgs),
     /// Print a shell completion script to standard output.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -194,6 +198,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Flows(args) => flows::run(&mut ctx, args),
         Command::Explain(args) => explain::run(&mut ctx, args),
         Command::Quarantine(c) => quarantine::run(&mut ctx, c),
+        Command::Alerts(args) => alerts::run(&mut ctx, args),
         Command::Completions { shell } => reference::completions(ctx.out, shell),
         Command::Man => reference::man(ctx.out),
     }

@@ -1,4 +1,4 @@
-//! `ztctl quarantine list | add IP [--ttl D] | release IP`.
+//! `ztctl quarantine list | add IP [--ttl D] [--reason TEXT] | release IP`.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -15,7 +15,8 @@ use zt_api::protocol::{QuarantineEntry, Reply, Request};
 
 #[derive(Subcommand, Debug)]
 pub enum QuarantineCommand {
-    /// The quarantined addresses and when each is released.
+    /// The quarantined addresses: who quarantined each (manual or a detector), why, and
+    /// when it is released.
     List,
     /// Drop all traffic from and to IP, established flows included.
     Add {
@@ -24,6 +25,9 @@ pub enum QuarantineCommand {
         /// Release it by itself after this long, e.g. 30s, 5m, 1h [default: until released].
         #[arg(long, value_name = "D", value_parser = parse_duration)]
         ttl: Option<Duration>,
+        /// Why, shown by `quarantine list` (one line, at most 200 characters).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Let IP's traffic be judged by policy again.
     Release {
@@ -35,10 +39,10 @@ pub enum QuarantineCommand {
 pub fn run(ctx: &mut Ctx, command: QuarantineCommand) -> Result<(), CliError> {
     let (request, done) = match command {
         QuarantineCommand::List => (Request::QuarantineList, None),
-        QuarantineCommand::Add { ip, ttl } => {
+        QuarantineCommand::Add { ip, ttl, reason } => {
             let until = ttl.map_or("until released".to_string(), |d| format!("for {}", format_duration(d)));
             (
-                Request::QuarantineAdd { ip, ttl_seconds: ttl.map(|d| d.as_secs()) },
+                Request::QuarantineAdd { ip, ttl_seconds: ttl.map(|d| d.as_secs()), reason },
                 Some(format!("quarantined {ip} {until}")),
             )
         }
@@ -59,12 +63,11 @@ pub fn run(ctx: &mut Ctx, command: QuarantineCommand) -> Result<(), CliError> {
 }
 
 fn table(entries: &[QuarantineEntry]) -> String {
-    let mut t = output::Table::new(&["IP", "RELEASED"]);
+    let mut t = output::Table::new(&["IP", "ORIGIN", "TIME LEFT", "REASON"]);
     for e in entries {
-        let when = e
-            .expires_in_seconds
-            .map_or("when released".to_string(), |s| format!("in {}", format_duration(Duration::from_secs(s))));
-        t.row(vec![e.ip.to_string(), when]);
+        let left =
+            e.expires_in_seconds.map_or("until released".to_string(), |s| format_duration(Duration::from_secs(s)));
+        t.row(vec![e.ip.to_string(), e.origin.clone(), left, e.reason.clone().unwrap_or_else(|| "-".into())]);
     }
     t.render()
 }

@@ -13,10 +13,13 @@
 
 mod changes;
 pub mod compile_job;
+mod detection;
 mod generation;
+pub mod lookup;
 mod options;
 pub mod pushes;
 pub mod quarantine;
+mod quarantine_notes;
 pub mod revisions;
 mod state;
 
@@ -89,7 +92,8 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
     let adopted = previous.generation;
     // Quarantine entries are pinned and outlive the agent; so does the flag that arms them.
     let quarantine = previous.flags & zt_common::config::FLAG_QUARANTINE_ACTIVE;
-    let cfg = Config { generation: adopted, flags: opts.datapath.flags | quarantine, ..opts.datapath };
+    let mut cfg = Config { generation: adopted, flags: opts.datapath.flags | quarantine, ..opts.datapath };
+    opts.detect.write_kernel(&mut cfg);
     maps.write_config(&cfg)?;
     let mut writer = GenerationWriter::adopt(&maps)?;
     let swap = writer.apply(&mut maps, &prepared.tables)?;
@@ -105,6 +109,7 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
         Ok(n) => eprintln!("zt-agent: upgrade: {n} superseded map pin(s) removed"),
         Err(e) => log::warn!("cannot remove the superseded map pins under {pins}: {e}"),
     }
+    let state_dir = opts.state_dir.clone();
     let (identities, policies) = generation::names(&prepared.compiled);
     let ctx = FlowContext::new(flows::context::Names { identities, policies, interfaces: host::interface_names() });
     let state = AgentState {
@@ -127,6 +132,8 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
         revisions,
         conntrack_entries: None,
         precompiled: None,
+        quarantine_notes: quarantine_notes::QuarantineNotes::open(&state_dir),
+        alerts: Arc::default(),
     };
     Ok((state, dp, adopted))
 }

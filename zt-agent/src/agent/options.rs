@@ -7,6 +7,7 @@ use zt_common::config::Config;
 
 use crate::{
     datapath::{LinkLifetime, XdpModeChoice},
+    detect::DetectSettings,
     policy::FailsafeRule,
 };
 
@@ -46,6 +47,9 @@ pub struct RunOptions {
     pub flow_log_rotation: crate::flows::rotate::Rotation,
     /// The remote API listener (mutual TLS); `None` = local socket only.
     pub remote: Option<RemoteOptions>,
+    /// The detectors and their responses (`[detect]`); their kernel thresholds go into
+    /// CONFIG at start.
+    pub detect: DetectSettings,
 }
 
 impl RunOptions {
@@ -57,6 +61,9 @@ impl RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
+        let detect = DetectSettings::default();
+        let mut datapath = Config::DEFAULT;
+        detect.write_kernel(&mut datapath);
         RunOptions {
             ifaces: vec![],
             policy: vec![],
@@ -70,9 +77,10 @@ impl Default for RunOptions {
             metrics: Some(DEFAULT_METRICS.to_string()),
             no_pin: false,
             failsafe: vec![FailsafeRule::SSH],
-            datapath: Config::DEFAULT,
+            datapath,
             flow_log_rotation: crate::flows::rotate::Rotation::default(),
             remote: None,
+            detect,
         }
     }
 }

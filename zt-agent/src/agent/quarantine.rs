@@ -11,6 +11,7 @@ use std::{net::IpAddr, time::Duration};
 use zt_common::{
     addr::Addr,
     config::FLAG_QUARANTINE_ACTIVE,
+    detect::detector_name,
     quarantine::{ORIGIN_MANUAL, QuarantineValue},
 };
 
@@ -36,11 +37,22 @@ pub fn ip_of(addr: &Addr) -> IpAddr {
     if addr.bytes[4..].iter().all(|&b| b == 0) { IpAddr::from(addr.v4_octets()) } else { IpAddr::from(addr.bytes) }
 }
 
-/// An address cut off now, and for how much longer (`None`: until released).
+/// An address cut off now, for how much longer (`None`: until released), by whom and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Quarantined {
     pub ip: IpAddr,
     pub expires_in_seconds: Option<u64>,
+    /// `manual` or the detector's name.
+    pub origin: String,
+    pub reason: Option<String>,
+}
+
+/// The longest `--reason` text.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// Who an entry's `origin` byte names.
+pub fn origin_name(origin: u8) -> &'static str {
+    if origin == ORIGIN_MANUAL { "manual" } else { detector_name(origin) }
 }
 
 /// Why a quarantine change failed; each reads as one sentence.
@@ -48,6 +60,8 @@ pub struct Quarantined {
 pub enum QuarantineError {
     #[error("a quarantine --ttl must be at least 1s")]
     ZeroTtl,
+    #[error("a quarantine --reason must be one line of at most {MAX_REASON_CHARS} characters")]
+    BadReason,
     #[error("{ip} is not quarantined; see ztctl quarantine list")]
     NotQuarantined { ip: IpAddr },
     #[error("cannot quarantine {ip}: the QUARANTINE map refused the entry: {error}")]
@@ -59,20 +73,51 @@ pub enum QuarantineError {
 }
 
 impl AgentState {
-    /// Cuts `ip` off, for `ttl_seconds` or until released; returns the entries in force.
-    pub fn quarantine(&mut self, ip: IpAddr, ttl_seconds: Option<u64>) -> Result<Vec<Quarantined>, QuarantineError> {
+    /// Cuts `ip` off by hand, for `ttl_seconds` or until released; returns the entries in
+    /// force.
+    pub fn quarantine(
+        &mut self,
+        ip: IpAddr,
+        ttl_seconds: Option<u64>,
+        reason: Option<String>,
+    ) -> Result<Vec<Quarantined>, QuarantineError> {
+        if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON_CHARS || r.chars().any(char::is_control)) {
+            return Err(QuarantineError::BadReason);
+        }
+        self.quarantine_as(ip, ttl_seconds, ORIGIN_MANUAL, reason)?;
+        Ok(self.quarantined())
+    }
+
+    /// Cuts `ip` off on behalf of `origin` (manual or a detector). The kernel judges the
+    /// expiry against its own clock, so the entry holds with no agent running.
+    pub(super) fn quarantine_as(
+        &mut self,
+        ip: IpAddr,
+        ttl_seconds: Option<u64>,
+        origin: u8,
+        reason: Option<String>,
+    ) -> Result<(), QuarantineError> {
+        let now = monotonic_ns();
         let expires_ns = match ttl_seconds {
             None => 0,
             Some(0) => return Err(QuarantineError::ZeroTtl),
-            Some(ttl) => monotonic_ns().saturating_add(ttl.saturating_mul(NS_PER_SEC)),
+            Some(ttl) => now.saturating_add(ttl.saturating_mul(NS_PER_SEC)),
         };
         self.maps
             .quarantine
-            .insert(addr_of(ip), QuarantineValue::new(expires_ns, monotonic_ns(), ORIGIN_MANUAL), 0)
+            .insert(addr_of(ip), QuarantineValue::new(expires_ns, now, origin), 0)
             .map_err(|e| QuarantineError::Insert { ip, error: e.to_string() })?;
         sync_flag(self).map_err(QuarantineError::Flag)?;
-        log::info!("quarantined {ip}");
-        Ok(self.quarantined())
+        self.quarantine_notes.set_reason(ip, reason);
+        self.quarantine_notes.save();
+        log::info!("quarantined {ip} ({})", origin_name(origin));
+        Ok(())
+    }
+
+    /// The entry in force for `ip`, if any: (expires_ns, 0 = never).
+    pub(super) fn quarantine_entry(&self, ip: IpAddr) -> Option<QuarantineValue> {
+        let now = monotonic_ns();
+        self.maps.quarantine.get(&addr_of(ip), 0).ok().filter(|v| v.expires_ns == 0 || v.expires_ns > now)
     }
 
     /// Lets `ip` through again; returns the entries still in force.
@@ -83,6 +128,8 @@ impl AgentState {
         }
         self.maps.quarantine.remove(&key).map_err(|e| QuarantineError::Remove { ip, error: e.to_string() })?;
         sync_flag(self).map_err(QuarantineError::Flag)?;
+        self.quarantine_notes.set_reason(ip, None);
+        self.quarantine_notes.save();
         log::info!("released {ip} from quarantine");
         Ok(self.quarantined())
     }
@@ -96,9 +143,14 @@ impl AgentState {
             .iter()
             .filter_map(Result::ok)
             .filter(|(_, v)| v.expires_ns == 0 || v.expires_ns > now)
-            .map(|(k, v)| Quarantined {
-                ip: ip_of(&k),
-                expires_in_seconds: (v.expires_ns != 0).then(|| (v.expires_ns - now).div_ceil(NS_PER_SEC)),
+            .map(|(k, v)| {
+                let ip = ip_of(&k);
+                Quarantined {
+                    ip,
+                    expires_in_seconds: (v.expires_ns != 0).then(|| (v.expires_ns - now).div_ceil(NS_PER_SEC)),
+                    origin: origin_name(v.origin).to_string(),
+                    reason: self.quarantine_notes.reason(ip).map(str::to_string),
+                }
             })
             .collect();
         out.sort_by_key(|e| e.ip);
@@ -146,11 +198,16 @@ fn expire(s: &mut AgentState) {
         .filter(|(_, v)| v.expires_ns != 0 && v.expires_ns <= now)
         .map(|(k, _)| k)
         .collect();
+    let any = !expired.is_empty();
     for key in expired {
         match s.maps.quarantine.remove(&key) {
             Ok(()) => log::info!("quarantine of {} expired", ip_of(&key)),
             Err(e) => log::warn!("cannot remove the expired quarantine of {}: {e}", ip_of(&key)),
         }
+        s.quarantine_notes.set_reason(ip_of(&key), None);
+    }
+    if any {
+        s.quarantine_notes.save();
     }
     if let Err(e) = sync_flag(s) {
         log::warn!("cannot update the quarantine flag in CONFIG: {e}");

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     datapath::{Attachment, DatapathError, GenerationWriter, Maps, StatsSnapshot, SwapReport},
+    detect::AlertHistory,
     flows::{FlowContext, FlowHistory, RuleHits, reader::PipelineStats, sink::SinkStats},
     host,
     identity::IdentityAllocator,
@@ -38,6 +39,10 @@ pub struct Telemetry {
     pub flow_log: Arc<SinkStats>,
     /// Updated by every policy push (`AgentState::apply_sources`).
     pub pushes: PushStats,
+    /// Alerts raised, by (detector, action); updated by `AgentState::respond`.
+    pub alerts: Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// Bytes of the `new_peer` detector's learnt edges; updated by its learner.
+    pub new_peer_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The running agent. Fields are visible to the agent core only (`pub(super)`: this module
@@ -70,6 +75,10 @@ pub struct AgentState {
     /// A compile of the change being applied, done without the state lock (see
     /// `compile_job`); taken by the first compile that matches it.
     pub(super) precompiled: Option<super::compile_job::Precompiled>,
+    /// Quarantine reasons and offence counts (the kernel map holds the entries).
+    pub(super) quarantine_notes: super::quarantine_notes::QuarantineNotes,
+    /// Alerts raised, for `ztctl alerts`.
+    pub(super) alerts: Arc<AlertHistory>,
 }
 
 /// Why a push did not take effect; the running policy is unchanged either way.
@@ -272,6 +281,21 @@ impl AgentState {
     }
 
     /// The EVENTS ring buffer, for the flow reader; `None` once taken.
+    /// The kernel's detector crossings, for the detection task (taken once).
+    pub fn take_detect_events(&mut self) -> Option<aya::maps::RingBuf<aya::maps::MapData>> {
+        self.maps.detect_events.take()
+    }
+
+    /// Alerts raised, for `ztctl alerts`.
+    pub fn alerts(&self) -> &Arc<AlertHistory> {
+        &self.alerts
+    }
+
+    /// Kernel memory of the detectors' maps, in bytes.
+    pub fn detector_memlock(&self) -> u64 {
+        self.maps.detector_memlock()
+    }
+
     pub fn take_events(&mut self) -> Option<aya::maps::RingBuf<aya::maps::MapData>> {
         self.maps.events.take()
     }

@@ -7,11 +7,11 @@
 //! kernel. Established flows, replies and rate limits are outside its question: it explains
 //! how a *new* flow is judged.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use zt_common::{
-    identity::{HOST, WORLD, reserved_name},
+    identity::HOST,
     policy::{POLICY_NONE, RULE_NONE},
     proto,
     reason::{self, DIR_EGRESS, DIR_INGRESS, direction_name, reason_name, verdict_name},
@@ -22,16 +22,6 @@ use crate::{
     agent::{AgentState, SharedState},
     flows::record::protocol_name,
 };
-
-/// The identity `ip` resolves to: the longest matching prefix, else world.
-pub fn resolve(ipcache: &[(IpNet, u32)], ip: IpAddr) -> (u32, Option<IpNet>) {
-    let ip = ip.to_canonical();
-    ipcache
-        .iter()
-        .filter(|(net, _)| net.contains(&ip))
-        .max_by_key(|(net, _)| net.prefix_len())
-        .map_or((WORLD, None), |&(net, id)| (id, Some(net)))
-}
 
 /// `tcp`, `UDP`, `icmpv6`, ... -> protocol number.
 pub fn protocol_number(name: &str) -> Option<u8> {
@@ -76,9 +66,8 @@ pub fn explain(shared: &SharedState, q: &ExplainQuery) -> Result<Reply, ApiError
         (false, None) => 0,
     };
     let s = shared.lock().expect("agent state");
-    let ipcache = &s.active().tables.ipcache;
-    let (src_id, src_prefix) = resolve(ipcache, q.from);
-    let (dst_id, dst_prefix) = resolve(ipcache, q.to);
+    let (src_id, src_prefix) = s.identity_of(q.from);
+    let (dst_id, dst_prefix) = s.identity_of(q.to);
     let direction = match q.direction.as_deref() {
         None => default_direction(src_id, dst_id),
         Some("ingress") => DIR_INGRESS,
@@ -117,39 +106,18 @@ pub fn explain(shared: &SharedState, q: &ExplainQuery) -> Result<Reply, ApiError
 }
 
 fn peer_of(s: &AgentState, ip: IpAddr, identity: u32, prefix: Option<IpNet>) -> ExplainedPeer {
-    let mut labels: BTreeMap<String, String> = s
-        .active()
-        .compiled
-        .identities
-        .get(&identity)
-        .map(|l| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
-        .unwrap_or_default();
-    if labels.is_empty()
-        && let Some(name) = reserved_name(identity)
-    {
-        labels.insert("reserved".to_string(), name.to_string());
+    ExplainedPeer {
+        ip,
+        prefix: prefix.map(|p| p.to_string()),
+        identity,
+        labels: s.labels_of(identity),
+        quarantined: s.is_quarantined(ip),
     }
-    ExplainedPeer { ip, prefix: prefix.map(|p| p.to_string()), identity, labels, quarantined: s.is_quarantined(ip) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_longest_prefix_wins_and_nothing_matching_is_world() {
-        let ipcache: Vec<(IpNet, u32)> = vec![
-            ("0.0.0.0/0".parse().unwrap(), WORLD),
-            ("198.18.0.0/16".parse().unwrap(), 300),
-            ("198.18.0.1/32".parse().unwrap(), HOST),
-            ("fd00::/64".parse().unwrap(), 301),
-        ];
-        assert_eq!(resolve(&ipcache, "198.18.0.1".parse().unwrap()).0, HOST);
-        assert_eq!(resolve(&ipcache, "198.18.7.1".parse().unwrap()), (300, Some("198.18.0.0/16".parse().unwrap())));
-        assert_eq!(resolve(&ipcache, "203.0.113.1".parse().unwrap()).0, WORLD);
-        assert_eq!(resolve(&ipcache, "fd00::9".parse().unwrap()).0, 301);
-        assert_eq!(resolve(&ipcache, "fd01::9".parse().unwrap()), (WORLD, None), "no ::/0 here: world by default");
-    }
 
     #[test]
     fn the_default_direction_protects_this_host() {

@@ -3,11 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    explain::resolve,
-    protocol::{ApiError, DocumentKey, EndpointView, IdentityView, Reply},
-};
-use crate::agent::SharedState;
+use super::protocol::{ApiError, DocumentKey, EndpointView, IdentityView, Reply};
+use crate::agent::{SharedState, lookup::resolve};
 use zt_common::identity::reserved_name;
 
 pub fn endpoints(shared: &SharedState) -> Result<Reply, ApiError> {

@@ -9,13 +9,14 @@
 //! `docs/api.md`; it, the client and the TLS material live in the zt-api crate, which
 //! `ztctl` shares. Handlers are one file per command group: `policy` (pushes, revisions),
 //! `status`, `inventory` (endpoints, identities), `explain`, `flows` (with `flow_filter`)
-//! and `quarantine`. Optionally, `remote` serves the same protocol over TCP with mutual TLS
+//! `quarantine` and `alerts`. Optionally, `remote` serves the same protocol over TCP with mutual TLS
 //! (`tls`), where the client certificate's role (`role`) limits what it may ask.
 
 // The wire format, the TLS material and the flow filter are shared with clients and live in
 // zt-api; the handlers below name them as siblings.
 use zt_api::{flow_filter, protocol, tls};
 
+pub mod alerts;
 pub mod auth;
 pub mod explain;
 pub mod flows;

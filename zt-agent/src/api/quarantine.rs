@@ -11,22 +11,32 @@ fn reply(entries: Vec<Quarantined>) -> Reply {
     Reply::Quarantine {
         entries: entries
             .into_iter()
-            .map(|q| QuarantineEntry { ip: q.ip, expires_in_seconds: q.expires_in_seconds })
+            .map(|q| QuarantineEntry {
+                ip: q.ip,
+                expires_in_seconds: q.expires_in_seconds,
+                origin: q.origin,
+                reason: q.reason,
+            })
             .collect(),
     }
 }
 
 fn error(e: QuarantineError) -> ApiError {
     match e {
-        QuarantineError::ZeroTtl => ApiError::bad_request(e.to_string()),
+        QuarantineError::ZeroTtl | QuarantineError::BadReason => ApiError::bad_request(e.to_string()),
         QuarantineError::NotQuarantined { .. } => ApiError::not_found(e.to_string()),
         _ => ApiError::failed(e.to_string()),
     }
 }
 
-pub fn add(shared: &SharedState, ip: IpAddr, ttl_seconds: Option<u64>) -> Result<Reply, ApiError> {
+pub fn add(
+    shared: &SharedState,
+    ip: IpAddr,
+    ttl_seconds: Option<u64>,
+    reason: Option<String>,
+) -> Result<Reply, ApiError> {
     let mut s = shared.lock().expect("agent state");
-    s.quarantine(ip, ttl_seconds).map(reply).map_err(error)
+    s.quarantine(ip, ttl_seconds, reason).map(reply).map_err(error)
 }
 
 pub fn release(shared: &SharedState, ip: IpAddr) -> Result<Reply, ApiError> {

@@ -77,6 +77,7 @@ fn changes_nothing(request: &Request) -> bool {
         | Request::IdentityList
         | Request::Status
         | Request::Flows { .. }
+        | Request::Alerts { .. }
         | Request::Explain(_)
         | Request::QuarantineList => true,
         Request::PolicyRollback { .. } | Request::QuarantineAdd { .. } | Request::QuarantineRelease { .. } => false,
@@ -128,7 +129,7 @@ mod tests {
             apply(false),
             Request::PolicyDelete { name: "a".into(), dry_run: false },
             Request::PolicyRollback { revision: None },
-            Request::QuarantineAdd { ip: "198.18.0.1".parse().unwrap(), ttl_seconds: None },
+            Request::QuarantineAdd { ip: "198.18.0.1".parse().unwrap(), ttl_seconds: None, reason: None },
             Request::QuarantineRelease { ip: "198.18.0.1".parse().unwrap() },
         ] {
             let e = Role::Reader.permit(&refused).unwrap_err();

@@ -16,7 +16,7 @@ use tokio::{
 };
 
 use super::{
-    ApiSocket, auth, explain, flows, inventory, policy,
+    ApiSocket, alerts, auth, explain, flows, inventory, policy,
     protocol::{self, ApiError, MAX_REQUEST_BYTES, Reply, Request, Response},
     quarantine,
     role::{Grant, Role},
@@ -96,6 +96,9 @@ where
     if let Request::Flows { filter, follow } = request {
         return flows::stream(&shared, filter, follow, input, out).await;
     }
+    if let Request::Alerts { since_seconds, follow } = request {
+        return alerts::stream(&shared, since_seconds, follow, input, out).await;
+    }
     let uid = grant.author_uid;
     let response = match tokio::task::spawn_blocking(move || handle(&shared, request, uid)).await {
         Ok(Ok(result)) => Response::Ok { result },
@@ -138,9 +141,10 @@ fn handle(shared: &SharedState, request: Request, uid: u32) -> Result<Reply, Api
         Request::Status => status::report(shared),
         Request::Explain(query) => explain::explain(shared, &query),
         Request::QuarantineList => quarantine::list(shared),
-        Request::QuarantineAdd { ip, ttl_seconds } => quarantine::add(shared, ip, ttl_seconds),
+        Request::QuarantineAdd { ip, ttl_seconds, reason } => quarantine::add(shared, ip, ttl_seconds, reason),
         Request::QuarantineRelease { ip } => quarantine::release(shared, ip),
         Request::Flows { .. } => Err(ApiError::bad_request("flows is a streaming request")),
+        Request::Alerts { .. } => Err(ApiError::bad_request("alerts is a streaming request")),
     }
 }
 

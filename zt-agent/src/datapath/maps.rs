@@ -8,7 +8,7 @@ use zt_common::{
     addr::Addr,
     config::Config,
     conntrack::{CtKey, CtValue},
-    detect::ScanValue,
+    detect::{FanOutValue, ScanValue},
     ipcache::{IpcacheV4Key, IpcacheV6Key, IpcacheValue},
     map_names,
     policy::{PolicyKey, PolicyValue},
@@ -32,8 +32,18 @@ pub struct Maps {
     pub events: Option<RingBuf<MapData>>,
     /// Threshold crossings; taken by the detectors.
     pub detect_events: Option<RingBuf<MapData>>,
-    /// The scan detectors' per-source sets (read for their occupancy only).
+    /// The scan detectors' per-source sets (read for their memory only).
     pub scan: HashMap<MapData, Addr, ScanValue>,
+    /// The fan-out detector's per-identity sets (read for their memory only).
+    pub fan_out: HashMap<MapData, u32, FanOutValue>,
+}
+
+/// Kernel memory charged to a map (the `memlock` its fdinfo reports), if readable.
+pub fn memlock_bytes(map: &MapData) -> Option<u64> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = map.fd().as_fd().as_raw_fd();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok())
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
@@ -88,6 +98,7 @@ impl Maps {
             events: Some(take(ebpf, map_names::EVENTS)?),
             detect_events: Some(take(ebpf, map_names::DETECT_EVENTS)?),
             scan: take(ebpf, map_names::SCAN)?,
+            fan_out: take(ebpf, map_names::FAN_OUT)?,
         })
     }
 
@@ -115,6 +126,12 @@ impl Maps {
         }
         debug_assert_eq!(events.len() as u32 % EVENT_OUTCOMES, 0);
         Ok(StatsSnapshot { counters, events })
+    }
+
+    /// Kernel memory of the detectors' maps (preallocated: fixed whatever they track).
+    pub fn detector_memlock(&self) -> u64 {
+        use aya::maps::IterableMap;
+        [self.scan.map(), self.fan_out.map()].into_iter().filter_map(memlock_bytes).sum()
     }
 
     /// Number of conntrack entries (walks the map; for status and tests).

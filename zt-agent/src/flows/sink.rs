@@ -1,5 +1,6 @@
 //! Stage 2: every flow record goes to the in-memory history (`ztctl flows`), to the
-//! per-rule hit counters (metrics), and as one JSON line to the flow log — standard output
+//! per-rule hit counters (metrics), and as one JSON line to the flow log (alerts join the
+//! log here too, as lines with `"event": "alert"`) — standard output
 //! or a file that rotates by size and is pruned by count, age and total size (`rotate`).
 //!
 //! The log is opened before the agent reports ready, so a bad path is a start-up error. A
@@ -17,6 +18,8 @@ use std::{
 };
 
 use tokio::sync::mpsc;
+
+use zt_api::alert::Alert;
 
 use super::hits::RuleHits;
 use super::{
@@ -122,6 +125,7 @@ impl FlowSink {
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<FlowRecord>,
+        mut alerts: mpsc::Receiver<Alert>,
         history: Arc<FlowHistory>,
         hits: Arc<RuleHits>,
         stats: Arc<SinkStats>,
@@ -139,6 +143,7 @@ impl FlowSink {
                     }
                     self.take(&mut batch);
                 }
+                Some(alert) = alerts.recv() => self.log(&[alert.to_json_line()]),
                 _ = retention.tick() => {
                     if let Some(Out::File(log)) = &self.out {
                         match log.retain() {
@@ -162,10 +167,15 @@ impl FlowSink {
             self.hits.observe(&record);
             self.history.push(record);
         }
-        if lines.is_empty() {
+        self.log(&lines);
+    }
+
+    /// Writes lines to the flow log, counting what was written and what failed.
+    fn log(&mut self, lines: &[String]) {
+        if lines.is_empty() || self.out.is_none() {
             return;
         }
-        let (written, bytes, result) = self.write(&lines);
+        let (written, bytes, result) = self.write(lines);
         self.stats.lines_written.fetch_add(written, Ordering::Relaxed);
         self.stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
         match result {
@@ -243,7 +253,8 @@ mod tests {
         let rotation = Rotation { max_file_bytes: Some(4096), ..Rotation::default() };
         let sink = FlowSink::open(Some(&FlowLogTarget::File(path.clone())), rotation).unwrap();
         let (tx, rx) = mpsc::channel(16);
-        let running = tokio::spawn(sink.run(rx, history.clone(), hits.clone(), stats.clone()));
+        let (_alerts_tx, alerts_rx) = mpsc::channel(1);
+        let running = tokio::spawn(sink.run(rx, alerts_rx, history.clone(), hits.clone(), stats.clone()));
         for n in 0..300 {
             tx.send(record(n)).await.unwrap();
         }

@@ -52,6 +52,10 @@ pub struct Snapshot {
     pub queue_depth: usize,
     pub queue_capacity: usize,
     pub uptime: Duration,
+    /// Quarantined sources in force, by origin (manual or a detector).
+    pub quarantined: std::collections::BTreeMap<String, usize>,
+    /// Kernel memory of the detectors' maps.
+    pub detector_kernel_bytes: u64,
 }
 
 impl Snapshot {
@@ -79,6 +83,11 @@ impl Snapshot {
             queue_depth: 0,
             queue_capacity: 0,
             uptime: s.uptime(),
+            quarantined: s.quarantined().into_iter().fold(Default::default(), |mut by, q| {
+                *by.entry(q.origin).or_default() += 1;
+                by
+            }),
+            detector_kernel_bytes: s.detector_memlock(),
         }
     }
 }
@@ -116,6 +125,7 @@ pub fn write(s: &Snapshot, now: SystemTime) -> String {
 
     pipeline(&mut e, s);
     policy(&mut e, s);
+    detection(&mut e, s);
 
     let maps = [
         ("policy", s.policy_entries, POLICY_MAX_ENTRIES),
@@ -169,6 +179,32 @@ fn kernel(e: &mut Exposition, k: &StatsSnapshot) {
             f.sample(&[("kind", kind_name(kind)), ("cause", cause)], k.event(kind, outcome) as f64);
         }
     }
+}
+
+fn detection(e: &mut Exposition, s: &Snapshot) {
+    let mut f = e.family(
+        "zt_alerts_total",
+        Kind::Counter,
+        "Alerts the detectors raised, by detector and configured action (alert or quarantine).",
+    );
+    for ((detector, action), n) in s.telemetry.alerts.lock().expect("alert counters").iter() {
+        f.sample(&[("detector", detector), ("action", action)], *n as f64);
+    }
+    let mut f = e.family(
+        "zt_quarantined_sources",
+        Kind::Gauge,
+        "Addresses quarantined now, by origin: manual or the detector that quarantined them.",
+    );
+    for origin in ["manual", "port_scan", "sweep", "fan_out", "new_peer", "deny_spike"] {
+        f.sample(&[("origin", origin)], s.quarantined.get(origin).copied().unwrap_or(0) as f64);
+    }
+    let mut f = e.family(
+        "zt_detector_memory_bytes",
+        Kind::Gauge,
+        "Memory of the detectors: kernel (their preallocated maps, fixed whatever they track) and new_peer (the agent's learnt edges).",
+    );
+    f.sample(&[("part", "kernel")], s.detector_kernel_bytes as f64);
+    f.sample(&[("part", "new_peer")], s.telemetry.new_peer_bytes.load(Ordering::Relaxed) as f64);
 }
 
 fn pipeline(e: &mut Exposition, s: &Snapshot) {
@@ -280,6 +316,8 @@ mod tests {
         events[event_stats_index(KIND_DENY, EVENT_LOST_BUDGET) as usize] = 19975;
         let telemetry = Arc::new(Telemetry::default());
         telemetry.pushes.observe(Duration::from_millis(4), PushOutcome::Applied);
+        telemetry.alerts.lock().unwrap().insert(("port_scan".into(), "quarantine".into()), 2);
+        telemetry.new_peer_bytes.store(4096, Ordering::Relaxed);
         Snapshot {
             kernel: Some(StatsSnapshot { counters, events }),
             conntrack_entries: 3,
@@ -294,7 +332,20 @@ mod tests {
             queue_depth: 1,
             queue_capacity: 8192,
             uptime: Duration::from_secs(90),
+            quarantined: [("port_scan".to_string(), 1), ("manual".to_string(), 2)].into(),
+            detector_kernel_bytes: 1 << 20,
         }
+    }
+
+    #[test]
+    fn detection_reports_alerts_quarantines_by_origin_and_memory() {
+        let text = write(&snapshot(), SystemTime::now());
+        assert_eq!(sample(&text, r#"zt_alerts_total{detector="port_scan",action="quarantine"}"#), Some("2"));
+        assert_eq!(sample(&text, r#"zt_quarantined_sources{origin="manual"}"#), Some("2"));
+        assert_eq!(sample(&text, r#"zt_quarantined_sources{origin="port_scan"}"#), Some("1"));
+        assert_eq!(sample(&text, r#"zt_quarantined_sources{origin="sweep"}"#), Some("0"));
+        assert_eq!(sample(&text, r#"zt_detector_memory_bytes{part="kernel"}"#), Some("1048576"));
+        assert_eq!(sample(&text, r#"zt_detector_memory_bytes{part="new_peer"}"#), Some("4096"));
     }
 
     fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
