@@ -250,6 +250,8 @@ mod tests {
         assert!(parse(&["flows", "--since", "soon"]).is_err());
         assert!(parse(&["quarantine", "add", "not-an-ip"]).is_err());
         assert!(parse(&["explain", "--from", "198.18.0.1", "--to", "198.18.0.2", "--proto", "gre"]).is_err());
-        assert!(parse(&["alerts"]).is_err(), "alerts is not a command yet");
+        assert!(parse(&["alerts", "--since", "soon"]).is_err());
+        assert!(parse(&["alerts", "--follow", "--since", "5m"]).is_ok());
+        assert!(parse(&["quarantine", "add", "198.18.0.9", "--ttl", "1h", "--reason", "scanner"]).is_ok());
     }
 }
