@@ -113,7 +113,8 @@ impl AgentState {
             .entry((alert.detector.clone(), alert.action.clone()))
             .or_default() += 1;
         self.alerts.push(f.time, alert.clone());
-        log::warn!("alert: {}", alert.message);
+        let after = std::time::SystemTime::now().duration_since(f.time).unwrap_or_default();
+        log::warn!("alert: {} (answered {} ms after the crossing)", alert.message, after.as_millis());
         alert
     }
 
