@@ -380,12 +380,24 @@ fn quarantine_cuts_an_established_flow_and_release_restores_it() {
     assert!(echo(&mut stream, b"before", LONG));
 
     let client = a.net.client.v4.to_string();
-    let text = ok(a.ztctl(&["quarantine", "add", &client, "--ttl", "5m"]));
+    let text = ok(a.ztctl(&["quarantine", "add", &client, "--ttl", "5m", "--reason", "incident 42: beaconing"]));
     assert_eq!(text, format!("quarantined {client} for 5m\n"));
     assert!(!echo(&mut stream, b"during", SHORT), "the established flow is cut");
     let list = json(a.ztctl(&["quarantine", "list", "-o", "json"]));
     assert_eq!(list[0]["ip"].as_str(), Some(client.as_str()));
     assert!((295..=300).contains(&list[0]["expires_in_seconds"].as_u64().unwrap()), "{list}");
+    assert_eq!(
+        (list[0]["origin"].as_str(), list[0]["reason"].as_str()),
+        (Some("manual"), Some("incident 42: beaconing"))
+    );
+    let table = ok(a.ztctl(&["quarantine", "list"]));
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.contains("manual") && l.ends_with("incident 42: beaconing")),
+        "{table}"
+    );
+    let bad = a.ztctl(&["quarantine", "add", &client, "--reason", "two\nlines"]);
+    assert_eq!(bad.status.code(), Some(2), "a bad --reason is a usage error");
+    assert_eq!(stderr(&bad), "ztctl: a quarantine --reason must be one line of at most 200 characters\n");
     let e = explain_tcp(&a, 8080);
     assert_eq!((e["verdict"].as_str(), e["reason"].as_str()), (Some("denied"), Some("quarantine")));
 
@@ -416,7 +428,8 @@ fn a_quarantine_with_a_ttl_expires_by_itself() {
         assert!(Instant::now() < deadline, "the entry is removed after its ttl");
         thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(ok(a.ztctl(&["quarantine", "list"])), "IP  RELEASED\n");
+    let table = ok(a.ztctl(&["quarantine", "list"]));
+    assert_eq!(table.lines().collect::<Vec<_>>(), ["IP  ORIGIN  TIME LEFT  REASON"], "only the header");
     tcp_connect(&a.net.client.ns, web.local_addr(), LONG).expect("policy decides again after expiry");
 }
 
