@@ -19,6 +19,7 @@ pub mod ipcache;
 pub mod policy;
 pub mod proto;
 pub mod quarantine;
+pub mod ratelimit;
 pub mod reason;
 pub mod stats;
 
@@ -65,6 +66,12 @@ pub mod map_names {
     pub const EVENT_STATS: &str = "ZT_EVENT_STATS";
     pub const EVENTS: &str = "ZT_EVENTS";
     pub const DENY_BUDGET: &str = "ZT_DENY_BUDGET";
+    /// Rate limits of the ingress rules, one block per generation slot.
+    pub const RATE_LIMITS: &str = "ZT_RATE_LIMITS";
+    /// Per-source token buckets of the rate limits.
+    pub const RATE_BUCKETS: &str = "ZT_RATE_BUCKETS";
+    /// TCP connections between an admitted SYN and the handshake's final ACK; not pinned.
+    pub const HALF_OPEN: &str = "ZT_HALF_OPEN";
     /// Recently denied connection attempts; a cache, not pinned.
     pub const DENIED: &str = "ZT_DENIED";
     /// The benchmarks' reference flow table; not pinned.
@@ -82,6 +89,8 @@ pub mod map_names {
         EVENT_STATS,
         EVENTS,
         DENY_BUDGET,
+        RATE_LIMITS,
+        RATE_BUCKETS,
     ];
     /// Whether a pin name is zt's: every zt map, of any layout, is named `ZT_*`. Only these
     /// are set aside, migrated or removed, never another program's pins.
