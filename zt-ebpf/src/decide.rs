@@ -217,6 +217,10 @@ fn tracked(c: &Ctx) -> Option<Action> {
     if let Some(action) = tracked_in(c, &CONNTRACK, false) {
         return Some(action);
     }
+    // Only TCP handshakes are half-open: other new flows skip the two lookups.
+    if c.pkt.tuple.proto != proto::TCP {
+        return None;
+    }
     half_open(c)
 }
 
