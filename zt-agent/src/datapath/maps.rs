@@ -12,7 +12,7 @@ use zt_common::{
     map_names,
     policy::{PolicyKey, PolicyValue},
     quarantine::QuarantineValue,
-    ratelimit::RateLimit,
+    ratelimit::{RateBucket, RateKey, RateLimit},
     reason::{NUM_REASONS, NUM_VERDICTS},
     stats::{Counter, EVENT_OUTCOMES, EVENT_STATS_SLOTS, stats_index},
 };
@@ -29,6 +29,8 @@ pub struct Maps {
     pub half_open: HashMap<MapData, CtKey, CtValue>,
     /// Rate limits by (slot, index), written with each generation.
     pub rate_limits: Array<MapData, RateLimit>,
+    /// Per-source buckets of the rate limits.
+    pub rate_buckets: HashMap<MapData, RateKey, RateBucket>,
     pub quarantine: HashMap<MapData, Addr, QuarantineValue>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub event_stats: PerCpuArray<MapData, u64>,
@@ -84,6 +86,7 @@ impl Maps {
             conntrack: take(ebpf, map_names::CONNTRACK)?,
             half_open: take(ebpf, map_names::HALF_OPEN)?,
             rate_limits: take(ebpf, map_names::RATE_LIMITS)?,
+            rate_buckets: take(ebpf, map_names::RATE_BUCKETS)?,
             quarantine: take(ebpf, map_names::QUARANTINE)?,
             stats: take(ebpf, map_names::STATS)?,
             event_stats: take(ebpf, map_names::EVENT_STATS)?,
