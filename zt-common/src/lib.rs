@@ -70,7 +70,7 @@ pub mod map_names {
     pub const RATE_LIMITS: &str = "ZT_RATE_LIMITS";
     /// Per-source token buckets of the rate limits.
     pub const RATE_BUCKETS: &str = "ZT_RATE_BUCKETS";
-    /// TCP connections between an admitted SYN and the handshake's final ACK; not pinned.
+    /// TCP connections between an admitted SYN and the handshake's final ACK.
     pub const HALF_OPEN: &str = "ZT_HALF_OPEN";
     /// Recently denied connection attempts; a cache, not pinned.
     pub const DENIED: &str = "ZT_DENIED";
@@ -91,6 +91,7 @@ pub mod map_names {
         DENY_BUDGET,
         RATE_LIMITS,
         RATE_BUCKETS,
+        HALF_OPEN,
     ];
     /// Whether a pin name is zt's: every zt map, of any layout, is named `ZT_*`. Only these
     /// are set aside, migrated or removed, never another program's pins.

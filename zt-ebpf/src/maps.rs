@@ -73,10 +73,10 @@ pub static DENY_BUDGET: LruPerCpuHashMap<Addr, Budget> = LruPerCpuHashMap::pinne
 
 /// TCP connections between an admitted SYN and the handshake's final ACK (see
 /// zt_common::conntrack::HALF_OPEN_MAX_ENTRIES): an LRU of their own, so a SYN flood churns
-/// this table and never evicts an established flow from CONNTRACK. Not pinned: a restart
-/// loses handshakes in flight, whose next packet is then judged as a new flow.
+/// this table and never evicts an established flow from CONNTRACK. Pinned like CONNTRACK,
+/// so handshakes in flight survive a restart and the agent's sweep reports their ends.
 #[map(name = "ZT_HALF_OPEN")]
-pub static HALF_OPEN: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(HALF_OPEN_MAX_ENTRIES, 0);
+pub static HALF_OPEN: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(HALF_OPEN_MAX_ENTRIES, 0);
 
 /// Rate limits by (slot, index) (see zt_common::ratelimit).
 #[map(name = "ZT_RATE_LIMITS")]

@@ -125,7 +125,7 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
         started: Instant::now(),
         telemetry: Arc::default(),
         revisions,
-        conntrack_entries: None,
+        occupancy: None,
         precompiled: None,
     };
     Ok((state, dp, adopted))

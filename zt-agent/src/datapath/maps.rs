@@ -25,7 +25,7 @@ pub struct Maps {
     pub ipcache_v6: LpmTrie<MapData, IpcacheV6Key, IpcacheValue>,
     pub policy: LpmTrie<MapData, PolicyKey, PolicyValue>,
     pub conntrack: HashMap<MapData, CtKey, CtValue>,
-    /// TCP handshakes in progress (not pinned; see zt_common::conntrack).
+    /// TCP handshakes in progress (see zt_common::conntrack).
     pub half_open: HashMap<MapData, CtKey, CtValue>,
     /// Rate limits by (slot, index), written with each generation.
     pub rate_limits: Array<MapData, RateLimit>,
