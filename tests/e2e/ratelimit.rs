@@ -83,6 +83,25 @@ fn echo(mut stream: &TcpStream, text: &str) {
     assert_eq!(back, text.as_bytes());
 }
 
+/// An agent limiting `PORT`, an echo server there, and two connections the client opened
+/// before any flood: one in use, one idle with keep-alive probes every second.
+struct Scene {
+    established: TcpStream,
+    idle: TcpStream,
+    _server: TcpEchoServer,
+    a: AgentNet,
+}
+
+impl Scene {
+    fn start(config: &Scratch, rate: u32, burst: u32) -> Scene {
+        let a = start_agent(config, rate, burst);
+        let _server = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, PORT)).unwrap();
+        let established = connect(&a, server_v4(&a).into(), false);
+        let idle = connect(&a, server_v4(&a).into(), true);
+        Scene { established, idle, _server, a }
+    }
+}
+
 /// CONNTRACK entries after the sweep's next walk (it counts the table every 2 s).
 fn conntrack_entries(a: &AgentNet) -> f64 {
     std::thread::sleep(Duration::from_millis(2500));
@@ -93,10 +112,7 @@ fn conntrack_entries(a: &AgentNet) -> f64 {
 fn a_spoofed_syn_flood_neither_fills_conntrack_nor_disturbs_established_and_idle_connections() {
     skip_unless_privileged!();
     let config = Scratch::new("ratelimit-config").unwrap();
-    let a = start_agent(&config, 20, 40);
-    let _server = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, PORT)).unwrap();
-    let established = connect(&a, server_v4(&a).into(), false);
-    let idle = connect(&a, server_v4(&a).into(), true);
+    let Scene { a, established, idle, _server } = Scene::start(&config, 20, 40);
     let admitted_before = packets(&a, "allowed", "policy");
 
     let flood = syn_flood(&a.net.client.ns, server_v4(&a), Sources::Spoofed, 30_000, Duration::from_micros(20), 10)
@@ -121,10 +137,7 @@ fn a_client_over_its_rate_is_denied_with_rate_limit_while_its_established_connec
     skip_unless_privileged!();
     let config = Scratch::new("ratelimit-config").unwrap();
     let (rate, burst) = (20, 40);
-    let a = start_agent(&config, rate, burst);
-    let _server = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, PORT)).unwrap();
-    let established = connect(&a, server_v4(&a).into(), false);
-    let idle = connect(&a, server_v4(&a).into(), true);
+    let Scene { a, established, idle, _server } = Scene::start(&config, rate, burst);
     let denied_before = packets(&a, "denied", "rate-limit");
 
     let flood = syn_flood(&a.net.client.ns, server_v4(&a), Sources::Own, 1000, Duration::from_millis(1), 5)
@@ -136,6 +149,7 @@ fn a_client_over_its_rate_is_denied_with_rate_limit_while_its_established_connec
     let records = a.flows_where(|r| r["reason"] == "rate-limit");
     assert!(!records.is_empty(), "rate-limit denials are in the flow log");
     let r = &records[0];
+    eprintln!("first rate-limit line: {r}");
     assert_eq!((r["verdict"].as_str(), r["event"].as_str()), (Some("denied"), Some("deny")), "{r}");
     assert_eq!((r["policy"].as_str(), r["rule"].as_u64()), (Some("public"), Some(0)), "{r}");
     assert_eq!(r["src_ip"].as_str(), Some(a.net.client.v4.to_string().as_str()), "{r}");
