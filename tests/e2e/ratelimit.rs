@@ -128,6 +128,8 @@ fn a_spoofed_syn_flood_neither_fills_conntrack_nor_disturbs_established_and_idle
     );
     let entries = conntrack_entries(&a);
     assert!(entries < 50.0, "admitted spoofed SYNs never complete a handshake, so CONNTRACK holds {entries} entries");
+    let half_open = scrape(&a, "zt_map_entries", &[("map", "half_open")]);
+    assert!(half_open >= admitted * 0.9, "they wait in the half-open table instead: {half_open} of {admitted}");
     echo(&idle, "still there after the idle time");
     echo(&established, "and again");
 }
