@@ -17,6 +17,7 @@ use zt_agent::datapath::Tables;
 use zt_common::{
     addr::Addr,
     config::{FLAG_QUARANTINE_ACTIVE, FLAG_RECHECK_ESTABLISHED},
+    conntrack::STATE_SYN_SENT,
     event::{KIND_AUDIT, KIND_DENY, KIND_END, KIND_START},
     identity::{ANY, HOST, WORLD},
     quarantine::QuarantineValue,
@@ -874,6 +875,17 @@ fn a_syn_stays_half_open_until_the_connecting_side_completes_the_handshake() {
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
     assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, SYN | ACK)), TC_ACT_OK);
     assert_eq!((f.maps.half_open_len(), f.maps.conntrack_len()), (1, 0), "the server's answer does not promote");
+    let key = zt_common::conntrack::CtKey {
+        src: Addr::from_v4([198, 18, 0, 1]),
+        dst: Addr::from_v4([198, 18, 0, 2]),
+        src_port: 40000,
+        dst_port: 5432,
+        proto: packet::TCP,
+        family: zt_common::addr::FAMILY_V4,
+        _pad: [0; 2],
+    };
+    let state = f.maps.half_open.get(&key, 0).expect("the half-open entry").state;
+    assert_eq!(state, STATE_SYN_SENT, "nor complete the handshake: the SYN timeout still applies");
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
     assert_eq!((f.maps.half_open_len(), f.maps.conntrack_len()), (0, 1));
     assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, ACK)), TC_ACT_OK);

@@ -311,7 +311,13 @@ fn tracked_in(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, half_open: bool) -> O
         }
         // A reply never promotes a half-open connection: a server answers every admitted
         // SYN, including those of spoofed sources that will never complete the handshake.
+        // Nor does it make the connection established: until the connecting side answers,
+        // the SYN timeout applies, so the sweep ends an abandoned handshake in seconds.
+        let state = ct.state;
         conntrack::account(&rev, ct, pkt, true, cfg, now);
+        if half_open && ct.state == STATE_ESTABLISHED {
+            ct.state = state;
+        }
         count(ct.verdict(), ESTABLISHED, pkt.len);
         return Some(Action::Pass);
     }
