@@ -934,3 +934,13 @@ fn a_routed_handshake_crosses_ingress_and_egress_and_is_limited_once() {
     assert_eq!(f.tc_ingress(&tcp(WORLD4, DB4, 30001, ROUTED_PORT, SYN)), TC_ACT_SHOT);
     assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 1);
 }
+
+#[test]
+fn ipv6_sources_are_limited_per_address_like_ipv4() {
+    let Some(mut f) = limited_fixture(RateLimit::new(1, 2)) else { return };
+    let syn = |src: &str, sport| tcp(src, HOST6, sport, LIMITED_PORT, SYN);
+    let passed = |f: &mut Fixture, src: &str| (30000..30004).filter(|&p| f.xdp(&syn(src, p)) == XDP_PASS).count();
+    assert_eq!(passed(&mut f, WORLD6), 2);
+    assert_eq!(passed(&mut f, "fd00:99::6"), 2, "the next address has a bucket of its own");
+    assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 4);
+}
