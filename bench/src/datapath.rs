@@ -1,7 +1,8 @@
 //! Section 1: cost per packet of the real XDP program, by BPF_PROG_TEST_RUN on the real
 //! maps, as a ratio to the empty XDP program measured the same way in the same rounds.
 //!
-//! Cases that leave no state behind (established flow, default-deny, quarantine, malformed)
+//! Cases that leave no state behind (established flow, default-deny, quarantine, a new flow
+//! over its rate limit, malformed)
 //! run one packet `repeat` times per call, and the kernel reports the mean. A new allowed
 //! flow creates a conntrack entry, so repeating it would measure the established path from
 //! the second run on: it is measured with `repeat=1` over K distinct tuples instead, and so
@@ -12,6 +13,7 @@ use zt_common::{
     addr::Addr,
     config::{Config, FLAG_QUARANTINE_ACTIVE},
     quarantine::QuarantineValue,
+    ratelimit::{RateBucket, RateKey},
 };
 
 use crate::{
@@ -21,8 +23,16 @@ use crate::{
     progress,
     results::DatapathFigure,
     stats::Sample,
-    synthetic::{self, ALLOWED_PORT, DENIED_PORT},
+    synthetic::{self, ALLOWED_PORT, DENIED_PORT, LIMITED_PORT},
 };
+
+/// The datapath's form of an address.
+fn addr_of(ip: std::net::IpAddr) -> Addr {
+    match ip {
+        std::net::IpAddr::V4(a) => Addr::from_v4(a.octets()),
+        std::net::IpAddr::V6(a) => Addr::from_v6(a.octets()),
+    }
+}
 
 /// Source port of the established flow; new flows use ports from 1024 up.
 const ESTABLISHED_SPORT: u16 = 7;
@@ -79,11 +89,19 @@ impl Bench<'_> {
         progress(&format!("datapath: {family}, {} rules: new flow allowed", self.rules));
         self.new_flows(family, v6, "new flow allowed", ALLOWED_PORT, XDP_PASS)?;
 
+        progress(&format!("datapath: {family}, {} rules: rate-limited new flows", self.rules));
+        self.new_flows(family, v6, "new flow allowed, rate-limited (under the limit)", LIMITED_PORT, XDP_PASS)?;
+        // A source deep in debt: its bucket's next flow is due in the far future, so every
+        // run is a new flow the limiter denies (a denial leaves no state behind).
+        let key = RateKey { src: addr_of(client), limit: 1, _pad: [0; 2] };
+        self.zt.maps.rate_buckets.insert(key, RateBucket { tat_ns: u64::MAX / 2 }, 0)?;
+        let over = frame(ESTABLISHED_SPORT + 1, LIMITED_PORT);
+        let over_limit = self.repeated(family, "new flow over its rate limit", &over, XDP_DROP);
+        self.zt.maps.rate_buckets.remove(&key)?;
+        over_limit?;
+
         progress(&format!("datapath: {family}, {} rules: quarantined source", self.rules));
-        let addr = match client {
-            std::net::IpAddr::V4(a) => Addr::from_v4(a.octets()),
-            std::net::IpAddr::V6(a) => Addr::from_v6(a.octets()),
-        };
+        let addr = addr_of(client);
         self.zt.maps.quarantine.insert(addr, QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0)?;
         self.set_quarantine_flag(true)?;
         let quarantined =

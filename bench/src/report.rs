@@ -36,6 +36,8 @@ pub fn targets(r: &Results) -> Vec<Target> {
             ("repeated denied packet (UDP, default-deny)", 1.5),
             ("new flow denied (default-deny)", 4.0),
             ("new flow allowed", 8.0),
+            ("new flow allowed, rate-limited (under the limit)", 8.0),
+            ("new flow over its rate limit", 4.0),
         ] {
             if let Some(f) = r
                 .datapath

@@ -15,6 +15,7 @@ use zt_agent::datapath::Tables;
 use zt_common::{
     identity::{ANY, FIRST_ALLOCATED, WORLD},
     policy::{PREFIX_ANY_PROTO, PREFIX_PORT, PolicyKey, PolicyValue, RULE_NONE},
+    ratelimit::{RATE_MAX, RateLimit},
     reason::{DEFAULT_DENY, DIR_EGRESS, DIR_INGRESS, POLICY, VERDICT_ALLOWED, VERDICT_DENIED},
 };
 
@@ -25,6 +26,9 @@ pub const PROBE_PEER: u32 = 900_000;
 /// The port the probe peer may reach; every other port is denied by default.
 pub const ALLOWED_PORT: u16 = 5000;
 pub const DENIED_PORT: u16 = 6000;
+/// The port the probe peer may reach under a per-source rate limit (index 1) of
+/// [`RATE_MAX`] new flows a second: a bucket is charged but never runs dry by itself.
+pub const LIMITED_PORT: u16 = 5001;
 /// Local identities the synthetic entries protect (PROBE_LOCAL is the first).
 const LOCALS: u32 = 64;
 /// Peer identities the synthetic entries and prefixes are spread over.
@@ -80,6 +84,9 @@ pub fn tables(rules: usize, prefixes: usize) -> Tables {
         t.policy.push((PREFIX_ANY_PROTO, PolicyKey::new(0, DIR_INGRESS, PROBE_LOCAL + l, ANY, 0, 0), deny));
     }
     t.policy.push((PREFIX_PORT, key(DIR_INGRESS, PROBE_LOCAL, PROBE_PEER, ALLOWED_PORT), allow(0)));
+    let limited = allow(rules).with_rate_limit(1);
+    t.policy.push((PREFIX_PORT, key(DIR_INGRESS, PROBE_LOCAL, PROBE_PEER, LIMITED_PORT), limited));
+    t.rate_limits.push(RateLimit::new(RATE_MAX, RATE_MAX));
     for i in 1..rules as u32 {
         let local = PROBE_LOCAL + i % locals;
         let peer = FIRST_PEER + (i / locals) % PEERS;

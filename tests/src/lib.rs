@@ -53,5 +53,6 @@ pub use scratch::Scratch;
 pub use topology::{Family, Host, Pair, Star, Workload};
 pub use traffic::flood::{UdpCounter, udp_send_n};
 pub use traffic::icmp::icmp_echo;
+pub use traffic::syn_flood::{Sources, SynFlood, syn_flood};
 pub use traffic::tcp::{ConnError, TcpEchoServer, tcp_connect, tcp_exchange};
 pub use traffic::udp::{UdpEchoServer, udp_roundtrip};

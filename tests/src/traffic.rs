@@ -10,9 +10,11 @@
 //! - [`udp`]: echo server and one-datagram round trip.
 //! - [`icmp`]: echo request/reply over raw sockets, IPv4 and IPv6.
 //! - [`flood`]: send exactly N datagrams, count what arrives.
+//! - [`syn_flood`]: bounded hping3 SYN floods, from one client or spoofed sources.
 
 pub mod flood;
 pub mod icmp;
+pub mod syn_flood;
 pub mod tcp;
 pub mod udp;
 

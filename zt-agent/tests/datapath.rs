@@ -1,6 +1,7 @@
 //! BPF_PROG_TEST_RUN tests of the loaded kernel programs: one test per verdict path, for
 //! IPv4 and IPv6, VLAN, fragments, truncated headers at every layer, conntrack replies and
-//! related ICMP errors, audit, failsafe, quarantine and the generation switch.
+//! related ICMP errors, audit, failsafe, quarantine, the generation switch, per-source rate
+//! limits and half-open TCP handshakes.
 //!
 //! The tables are written by hand: the datapath's contract is the map layout. Identities:
 //! the host (1) at 198.18.0.2 / fd00::2, `api` (300) at 198.18.0.1 / fd00::1, `db` (301) at
@@ -12,12 +13,15 @@ use testrun::{
     fixture::*,
     packet::{self, ACK, FIN, Frag, L4, Pkt, RST, SYN},
 };
+use zt_agent::datapath::Tables;
 use zt_common::{
     addr::Addr,
     config::{FLAG_QUARANTINE_ACTIVE, FLAG_RECHECK_ESTABLISHED},
+    conntrack::STATE_SYN_SENT,
     event::{KIND_AUDIT, KIND_DENY, KIND_END, KIND_START},
     identity::{ANY, HOST, WORLD},
     quarantine::QuarantineValue,
+    ratelimit::RateLimit,
     reason::*,
     stats::{EVENT_LOST_BUDGET, EVENT_SUBMITTED},
 };
@@ -82,7 +86,8 @@ fn allowed_syn_passes_counts_policy_and_reports_flow_start() {
     assert_eq!((ev[0].policy_id, ev[0].rule), (P_DB, 0));
     assert_eq!((ev[0].src_identity, ev[0].dst_identity), (API, HOST));
     assert_eq!((ev[0].src_port, ev[0].dst_port, ev[0].direction), (40000, 5432, DIR_INGRESS));
-    assert_eq!(f.maps.conntrack_len(), 1);
+    assert_eq!(f.maps.half_open_len(), 1, "the SYN is tracked, half-open until the handshake completes");
+    assert_eq!(f.maps.conntrack_len(), 0);
 }
 
 #[test]
@@ -661,6 +666,7 @@ fn a_pinned_map_of_another_layout_is_set_aside_not_adopted() {
     assert!(f.dp.pin_dir().join("superseded/ZT_CONNTRACK").exists());
     f.apply(&base().build());
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
     assert_eq!(f.maps.conntrack_len(), 1, "the fresh map tracks the flow, the foreign entry is not in it");
     assert_eq!(zt_agent::datapath::layout::remove_superseded(f.dp.pin_dir()).unwrap(), 1);
 }
@@ -751,4 +757,190 @@ fn tc_ingress_gives_the_same_verdicts_as_xdp() {
     assert_eq!(s.get(VERDICT_ALLOWED, POLICY).packets, 1);
     assert_eq!(s.get(VERDICT_DENIED, DEFAULT_DENY).packets, 1);
     assert_eq!(s.get(VERDICT_DENIED, DENY_RULE).packets, 1);
+}
+
+// --- Per-source rate limits and half-open handshakes -----------------------------------
+
+const P_LIMITED: u32 = 6; // allows any -> host tcp/8443 and any -> db tcp/7000, rate-limited
+const LIMITED_PORT: u16 = 8443;
+const ROUTED_PORT: u16 = 7000;
+const OTHER4: &str = "198.18.5.6";
+
+/// `base()` plus a rate-limited ingress allow rule (limit index 1) for tcp/8443 to the host
+/// and tcp/7000 to db (a routed destination, with its egress allowed), under `limit`.
+fn limited(limit: RateLimit) -> Tables {
+    let allow = verdict(VERDICT_ALLOWED, POLICY, P_LIMITED, 0).with_rate_limit(1);
+    let mut t = base()
+        .port(DIR_INGRESS, HOST, ANY, packet::TCP, LIMITED_PORT, allow)
+        .port(DIR_INGRESS, DB, ANY, packet::TCP, ROUTED_PORT, allow)
+        .port(DIR_EGRESS, WORLD, DB, packet::TCP, ROUTED_PORT, verdict(VERDICT_ALLOWED, POLICY, P_LIMITED, 1))
+        .build();
+    t.rate_limits = vec![limit];
+    t
+}
+
+fn limited_fixture(limit: RateLimit) -> Option<Fixture> {
+    privileged().then(|| Fixture::with(&limited(limit)))
+}
+
+/// New connections from `src` to the limited port, one source port each from `first`:
+/// how many passed.
+fn open(f: &mut Fixture, src: &str, first: u16, n: u16) -> usize {
+    (first..first + n).filter(|&sport| f.xdp(&tcp(src, HOST4, sport, LIMITED_PORT, SYN)) == XDP_PASS).count()
+}
+
+#[test]
+fn a_source_gets_exactly_its_burst_of_new_flows_then_rate_limit_denials() {
+    let (per_second, burst) = (1, 4);
+    let Some(mut f) = limited_fixture(RateLimit::new(per_second, burst)) else { return };
+    assert_eq!(open(&mut f, WORLD4, 30000, (per_second + burst) as u16), burst as usize);
+    let s = f.stats();
+    assert_eq!(s.get(VERDICT_ALLOWED, POLICY).packets, burst as u64);
+    assert_eq!(s.get(VERDICT_DENIED, RATE_LIMIT).packets, per_second as u64);
+    let denies: Vec<_> = f.events().into_iter().filter(|e| e.kind == KIND_DENY).collect();
+    assert_eq!(denies.len(), per_second as usize, "{denies:?}");
+    assert_eq!((denies[0].reason, denies[0].policy_id, denies[0].rule), (RATE_LIMIT, P_LIMITED, 0));
+    assert_eq!((denies[0].src_identity, denies[0].dst_identity), (WORLD, HOST));
+}
+
+#[test]
+fn a_limited_source_is_admitted_again_after_the_bucket_refills() {
+    // 5 a second: one new flow every 200 ms.
+    let Some(mut f) = limited_fixture(RateLimit::new(5, 2)) else { return };
+    assert_eq!(open(&mut f, WORLD4, 30000, 5), 2);
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert_eq!(open(&mut f, WORLD4, 31000, 5), 1, "one interval refills one new flow");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(open(&mut f, WORLD4, 32000, 5), 2, "never more than the burst");
+}
+
+#[test]
+fn other_sources_have_buckets_of_their_own() {
+    let Some(mut f) = limited_fixture(RateLimit::new(1, 2)) else { return };
+    assert_eq!(open(&mut f, WORLD4, 30000, 5), 2);
+    assert_eq!(open(&mut f, OTHER4, 30000, 5), 2);
+    assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 6);
+}
+
+#[test]
+fn packets_of_admitted_flows_never_take_from_the_bucket() {
+    let Some(mut f) = limited_fixture(RateLimit::new(1, 2)) else { return };
+    let (client, server) = (
+        |flags| tcp(WORLD4, HOST4, 30000, LIMITED_PORT, flags),
+        |flags| tcp(HOST4, WORLD4, LIMITED_PORT, 30000, flags),
+    );
+    assert_eq!(f.xdp(&client(SYN)), XDP_PASS);
+    assert_eq!(f.xdp(&client(SYN)), XDP_PASS, "a retransmitted SYN of the admitted flow");
+    assert_eq!(f.tc_egress(&server(SYN | ACK)), TC_ACT_OK);
+    for _ in 0..50 {
+        assert_eq!(f.xdp(&client(ACK)), XDP_PASS);
+        assert_eq!(f.tc_egress(&server(ACK)), TC_ACT_OK);
+    }
+    assert_eq!(open(&mut f, WORLD4, 31000, 3), 1, "the second token is still there");
+    assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 2);
+}
+
+#[test]
+fn a_rate_limited_syn_is_judged_again_when_retransmitted() {
+    let Some(mut f) = limited_fixture(RateLimit::new(5, 1)) else { return };
+    assert_eq!(open(&mut f, WORLD4, 30000, 1), 1);
+    let attempt = tcp(WORLD4, HOST4, 30001, LIMITED_PORT, SYN);
+    assert_eq!(f.xdp(&attempt), XDP_DROP);
+    assert_eq!(f.xdp(&attempt), XDP_DROP, "still over the limit");
+    assert_eq!(f.tc_ingress(&attempt), TC_ACT_SHOT, "another ingress hook sees the same bucket");
+    assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 3);
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert_eq!(f.xdp(&attempt), XDP_PASS, "the denial is not cached: the refilled bucket admits it");
+}
+
+#[test]
+fn a_push_swaps_the_limits_together_with_the_policy() {
+    let Some(mut f) = limited_fixture(RateLimit::new(1, 1)) else { return };
+    assert_eq!(open(&mut f, WORLD4, 30000, 3), 1);
+    f.apply(&limited(RateLimit::new(1, 10)));
+    assert_eq!(open(&mut f, WORLD4, 31000, 20), 9, "the same source, now charged against a burst of 10");
+    let mut unlimited = limited(RateLimit::new(1, 10));
+    for (_, _, v) in &mut unlimited.policy {
+        *v = v.with_rate_limit(0);
+    }
+    f.apply(&unlimited);
+    assert_eq!(open(&mut f, WORLD4, 32000, 20), 20, "values without an index are not limited");
+    f.apply(&limited(RateLimit::new(1, 1)));
+    assert_eq!(open(&mut f, WORLD4, 33000, 3), 0, "the bucket remembers what the source took");
+}
+
+#[test]
+fn a_syn_stays_half_open_until_the_connecting_side_completes_the_handshake() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, SYN | ACK)), TC_ACT_OK);
+    assert_eq!((f.maps.half_open_len(), f.maps.conntrack_len()), (1, 0), "the server's answer does not promote");
+    let key = zt_common::conntrack::CtKey {
+        src: Addr::from_v4([198, 18, 0, 1]),
+        dst: Addr::from_v4([198, 18, 0, 2]),
+        src_port: 40000,
+        dst_port: 5432,
+        proto: packet::TCP,
+        family: zt_common::addr::FAMILY_V4,
+        _pad: [0; 2],
+    };
+    let state = f.maps.half_open.get(&key, 0).expect("the half-open entry").state;
+    assert_eq!(state, STATE_SYN_SENT, "nor complete the handshake: the SYN timeout still applies");
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
+    assert_eq!((f.maps.half_open_len(), f.maps.conntrack_len()), (0, 1));
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, ACK)), TC_ACT_OK);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, ESTABLISHED).packets, 3);
+    let starts = f.events().iter().filter(|e| e.kind == KIND_START).count();
+    assert_eq!(starts, 1, "one flow, one start");
+}
+
+#[test]
+fn a_flood_of_admitted_syns_churns_the_half_open_table_not_conntrack() {
+    let Some(mut f) = fixture() else { return };
+    // An established flow, then SYNs from more distinct sources than HALF_OPEN holds, to a
+    // port every source may reach (the failsafe SSH rule).
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
+    let n = zt_common::conntrack::HALF_OPEN_MAX_ENTRIES + 4096;
+    let mut frame = tcp(WORLD4, HOST4, 50000, 22, SYN);
+    for i in 0..n {
+        // 198.19.x.y sources: patch the IPv4 source (offset 14 + 12); the checksum is not
+        // checked by the datapath.
+        frame[26..30].copy_from_slice(&[198, 19, (i >> 8) as u8, i as u8]);
+        frame[34..36].copy_from_slice(&((i >> 16) as u16 + 1024).to_be_bytes());
+        assert_eq!(f.xdp(&frame), XDP_PASS);
+    }
+    assert_eq!(f.maps.conntrack_len(), 1, "only the completed handshake is in CONNTRACK");
+    assert!(f.maps.half_open_len() <= zt_common::conntrack::HALF_OPEN_MAX_ENTRIES as usize);
+    f.events();
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, ACK)), TC_ACT_OK);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, ESTABLISHED).packets, 3);
+}
+
+#[test]
+fn a_routed_handshake_crosses_ingress_and_egress_and_is_limited_once() {
+    let Some(mut f) = limited_fixture(RateLimit::new(1, 1)) else { return };
+    let fwd = |flags| tcp(WORLD4, DB4, 30000, ROUTED_PORT, flags);
+    let rev = |flags| tcp(DB4, WORLD4, ROUTED_PORT, 30000, flags);
+    assert_eq!(f.tc_ingress(&fwd(SYN)), TC_ACT_OK);
+    assert_eq!(f.tc_egress(&fwd(SYN)), TC_ACT_OK, "the egress hook judges the half-open flow");
+    assert_eq!(f.tc_ingress(&rev(SYN | ACK)), TC_ACT_OK);
+    assert_eq!(f.tc_egress(&rev(SYN | ACK)), TC_ACT_OK);
+    assert_eq!(f.tc_ingress(&fwd(ACK)), TC_ACT_OK);
+    assert_eq!(f.tc_egress(&fwd(ACK)), TC_ACT_OK);
+    assert_eq!((f.maps.half_open_len(), f.maps.conntrack_len()), (0, 1));
+    assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 0, "one token for the one flow");
+    assert_eq!(f.tc_ingress(&tcp(WORLD4, DB4, 30001, ROUTED_PORT, SYN)), TC_ACT_SHOT);
+    assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 1);
+}
+
+#[test]
+fn ipv6_sources_are_limited_per_address_like_ipv4() {
+    let Some(mut f) = limited_fixture(RateLimit::new(1, 2)) else { return };
+    let syn = |src: &str, sport| tcp(src, HOST6, sport, LIMITED_PORT, SYN);
+    let passed = |f: &mut Fixture, src: &str| (30000..30004).filter(|&p| f.xdp(&syn(src, p)) == XDP_PASS).count();
+    assert_eq!(passed(&mut f, WORLD6), 2);
+    assert_eq!(passed(&mut f, "fd00:99::6"), 2, "the next address has a bucket of its own");
+    assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 4);
 }

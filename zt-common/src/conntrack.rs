@@ -89,6 +89,10 @@ pub struct CtValue {
 crate::assert_size!(CtValue, 88);
 
 pub const CONNTRACK_MAX_ENTRIES: u32 = 1 << 18;
+/// HALF_OPEN: TCP connections whose SYN was admitted but whose handshake has not completed
+/// (same key and value as CONNTRACK; an entry moves to CONNTRACK on the first forward
+/// packet after the SYN). 65,536 entries, about 12 MiB preallocated.
+pub const HALF_OPEN_MAX_ENTRIES: u32 = 1 << 16;
 
 impl CtValue {
     /// The verdict a flow's events carry: a flow admitted only by an audit-mode policy

@@ -20,6 +20,7 @@ pub mod ipcache;
 pub mod policy;
 pub mod proto;
 pub mod quarantine;
+pub mod ratelimit;
 pub mod reason;
 pub mod stats;
 
@@ -74,6 +75,12 @@ pub mod map_names {
     pub const FAN_OUT: &str = "ZT_FAN_OUT";
     /// Threshold crossings for the agent's detectors.
     pub const DETECT_EVENTS: &str = "ZT_DETECT_EVENTS";
+    /// Rate limits of the ingress rules, one block per generation slot.
+    pub const RATE_LIMITS: &str = "ZT_RATE_LIMITS";
+    /// Per-source token buckets of the rate limits.
+    pub const RATE_BUCKETS: &str = "ZT_RATE_BUCKETS";
+    /// TCP connections between an admitted SYN and the handshake's final ACK.
+    pub const HALF_OPEN: &str = "ZT_HALF_OPEN";
     /// Recently denied connection attempts; a cache, not pinned.
     pub const DENIED: &str = "ZT_DENIED";
     /// The benchmarks' reference flow table; not pinned.
@@ -94,6 +101,9 @@ pub mod map_names {
         SCAN,
         FAN_OUT,
         DETECT_EVENTS,
+        RATE_LIMITS,
+        RATE_BUCKETS,
+        HALF_OPEN,
     ];
     /// Whether a pin name is zt's: every zt map, of any layout, is named `ZT_*`. Only these
     /// are set aside, migrated or removed, never another program's pins.

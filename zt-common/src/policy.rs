@@ -52,7 +52,9 @@ pub struct PolicyValue {
     pub verdict: u8,
     /// `reason::*` explaining the verdict (for audit: what enforcement would have said).
     pub reason: u8,
-    pub _pad: [u8; 2],
+    /// RATE_LIMITS index of the deciding ingress allow rule's rate limit (0 = none); was
+    /// padding before rate limits, so pinned values of older agents read as "no limit".
+    pub rate_limit: u16,
     /// Agent-assigned id of the deciding policy (`POLICY_NONE` if none).
     pub policy_id: u32,
     /// Index of the deciding rule within that policy's direction (`RULE_NONE` if none).
@@ -63,7 +65,15 @@ crate::assert_size!(PolicyValue, 12);
 impl PolicyValue {
     #[inline(always)]
     pub const fn new(verdict: u8, reason: u8, policy_id: u32, rule: u32) -> Self {
-        Self { verdict, reason, _pad: [0; 2], policy_id, rule }
+        Self { verdict, reason, rate_limit: 0, policy_id, rule }
+    }
+}
+
+impl PolicyValue {
+    /// The same verdict charged against rate limit `index`.
+    #[inline(always)]
+    pub const fn with_rate_limit(self, index: u16) -> Self {
+        Self { rate_limit: index, ..self }
     }
 }
 

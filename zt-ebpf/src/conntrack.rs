@@ -13,7 +13,13 @@ use zt_common::{
     proto,
 };
 
-use crate::{events::flow_event, maps::CONNTRACK, parse::Packet};
+use aya_ebpf::maps::LruHashMap;
+
+use crate::{
+    events::flow_event,
+    maps::{CONNTRACK, HALF_OPEN},
+    parse::Packet,
+};
 
 const NS: u64 = 1_000_000_000;
 
@@ -109,18 +115,22 @@ pub fn create(key: &CtKey, value: &CtValue) {
     let _ = CONNTRACK.insert(key, value, 0);
 }
 
-/// Is this tuple, in either orientation, a live tracked flow? Used for ICMP errors.
+/// Is this tuple, in either orientation, a live tracked flow (established or half-open)?
+/// Used for ICMP errors.
 #[inline(always)]
 pub fn tracks(key: &CtKey, cfg: &Config, now: u64) -> bool {
-    // SAFETY: read-only use of the value.
-    if let Some(ct) = unsafe { CONNTRACK.get(key) } {
-        if !expired(ct, key.proto, cfg, now) {
-            return true;
-        }
-    }
     let rev = key.reversed();
-    match unsafe { CONNTRACK.get(&rev) } {
-        Some(ct) => !expired(ct, rev.proto, cfg, now),
+    live_in(&CONNTRACK, key, cfg, now)
+        || live_in(&CONNTRACK, &rev, cfg, now)
+        || live_in(&HALF_OPEN, key, cfg, now)
+        || live_in(&HALF_OPEN, &rev, cfg, now)
+}
+
+#[inline(always)]
+fn live_in(table: &LruHashMap<CtKey, CtValue>, key: &CtKey, cfg: &Config, now: u64) -> bool {
+    // SAFETY: read-only use of the value.
+    match unsafe { table.get(key) } {
+        Some(ct) => !expired(ct, key.proto, cfg, now),
         None => false,
     }
 }

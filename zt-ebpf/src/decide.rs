@@ -1,28 +1,31 @@
 //! The decision core shared by every hook: quarantine -> fragments -> conntrack (forward,
-//! reply, related ICMP) -> ipcache -> detector counts -> policy -> verdict -> conntrack create
-//! -> event.
+//! reply, then half-open handshakes, related ICMP) -> ipcache -> detector counts -> policy ->
+//! rate limit -> verdict -> conntrack (or half-open) create -> event.
 //!
 //! One function decides; the XDP and TC entry points only translate its `Action` into their
 //! return codes. Every outcome is counted under exactly one (verdict, reason).
 
 use zt_common::{
     config::{Config, FLAG_EVENTS_ALLOWED, FLAG_QUARANTINE_ACTIVE, FLAG_RECHECK_ESTABLISHED},
-    conntrack::{CT_AUDIT, CtKey, CtValue},
+    conntrack::{CT_AUDIT, CtKey, CtValue, STATE_CLOSED, STATE_ESTABLISHED, STATE_SYN_SENT},
     denied::{DENIED_EVENT_INTERVAL_NS, DeniedValue},
     event::{KIND_AUDIT, KIND_DENY, KIND_START},
     fragment::{FRAGMENT_TIMEOUT_NS, FragKey, FragValue},
     identity::ANY,
     policy::{POLICY_NONE, PolicyValue, RULE_NONE},
     proto,
+    ratelimit::{RateBucket, RateKey, admit, slot_index},
     reason::*,
     stats::EVENT_LOST_BUDGET,
 };
+
+use aya_ebpf::maps::LruHashMap;
 
 use crate::{
     conntrack, detect,
     events::{Decision, flow_event, packet_event},
     ipcache::identity_of,
-    maps::{CONFIG, CONNTRACK, DENIED, FRAGMENTS},
+    maps::{CONFIG, CONNTRACK, DENIED, FRAGMENTS, HALF_OPEN, RATE_BUCKETS, RATE_LIMITS},
     parse::{FRAG_FIRST, FRAG_LATER, Packet, ParseError},
     policy::{local_and_peer, lookup},
     quarantine::is_quarantined,
@@ -95,6 +98,12 @@ impl Judgement {
     #[inline(always)]
     const fn bare(reason: u8) -> Judgement {
         Judgement { reason, src_identity: ANY, dst_identity: ANY, policy_id: POLICY_NONE, rule: RULE_NONE }
+    }
+
+    /// A new flow an allow rule admits but its source is over the rule's rate limit.
+    #[inline(always)]
+    fn rate_limited(v: &PolicyValue, src_identity: u32, dst_identity: u32) -> Judgement {
+        Judgement { reason: RATE_LIMIT, src_identity, dst_identity, policy_id: v.policy_id, rule: v.rule }
     }
 
     /// A denial from a policy lookup; a miss means no generation is loaded.
@@ -176,7 +185,7 @@ fn decide_ip(c: &Ctx) -> Action {
     if let Some(denied) = new_flow(c, &mut admitted) {
         return denied;
     }
-    admit(c, &admitted);
+    let_in(c, &admitted);
     Action::Pass
 }
 
@@ -216,18 +225,43 @@ fn set_admitted(ct: &mut CtValue, direction: u8, generation: u32) {
 }
 
 /// Conntrack: forward hit, reply hit, or `None` for a packet that starts a new flow.
+/// Established flows are found in CONNTRACK by the first or second lookup; only packets
+/// no established flow accounts for look into HALF_OPEN.
 #[inline(always)]
 fn tracked(c: &Ctx) -> Option<Action> {
+    if let Some(action) = tracked_in(c, &CONNTRACK, false) {
+        return Some(action);
+    }
+    // Only TCP handshakes are half-open: other new flows skip the two lookups.
+    if c.pkt.tuple.proto != proto::TCP {
+        return None;
+    }
+    half_open(c)
+}
+
+/// A packet of a TCP handshake in progress: a retransmitted SYN, the SYN-ACK, or the final
+/// ACK that moves the connection into CONNTRACK.
+#[inline(never)]
+fn half_open(c: &Ctx) -> Option<Action> {
+    tracked_in(c, &HALF_OPEN, true)
+}
+
+/// A forward or reply hit in `table` (CONNTRACK, or HALF_OPEN when `half_open`).
+#[inline(always)]
+fn tracked_in(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, half_open: bool) -> Option<Action> {
     let (pkt, cfg, now) = (c.pkt, c.cfg, c.now);
     let key = &pkt.tuple;
     let (generation, slot) = (c.generation, c.slot());
     let recheck = cfg.flags & FLAG_RECHECK_ESTABLISHED != 0;
-    if let Some(ct) = CONNTRACK.get_ptr_mut(key) {
+    if let Some(ct) = table.get_ptr_mut(key) {
         // SAFETY: LRU values stay valid while the program runs; racing writers at worst
         // mix counters of the same flow.
         let ct = unsafe { &mut *ct };
         if conntrack::expired(ct, key.proto, cfg, now) || conntrack::reopens(ct, pkt) {
             conntrack::report_end(key, ct, ct.verdict(), ct.reason, cfg);
+            // The new flow may start in the other table (a SYN goes to HALF_OPEN): the old
+            // entry must not shadow it.
+            let _ = table.remove(key);
             return None;
         }
         let direction = c.hook.direction;
@@ -235,6 +269,9 @@ fn tracked(c: &Ctx) -> Option<Action> {
         if admitted != 0 && (admitted == generation || !recheck) {
             conntrack::account(key, ct, pkt, false, cfg, now);
             count(ct.verdict(), ESTABLISHED, pkt.len);
+            if half_open {
+                promote(key, ct, pkt);
+            }
             return Some(Action::Pass);
         }
         // Either the policy changed since this hook admitted the flow, or the flow was
@@ -243,24 +280,32 @@ fn tracked(c: &Ctx) -> Option<Action> {
         let v = evaluate(key, direction, slot, src_id, dst_id);
         return Some(match v {
             Some(v) if v.verdict != VERDICT_DENIED => {
+                // This hook admits the flow for the first time: that is a new flow for its
+                // rate limit (a flow this hook admitted before never touches the limiter).
+                if admitted == 0 && v.rate_limit != 0 && !within_rate(c, v.rate_limit) {
+                    return Some(deny(c, &Judgement::rate_limited(&v, src_id, dst_id)));
+                }
                 set_admitted(ct, direction, generation);
                 if v.verdict == VERDICT_AUDIT {
                     ct.flags |= CT_AUDIT;
                 }
                 conntrack::account(key, ct, pkt, false, cfg, now);
                 count(v.verdict, if admitted == 0 { v.reason } else { ESTABLISHED }, pkt.len);
+                if half_open {
+                    promote(key, ct, pkt);
+                }
                 Action::Pass
             }
-            v => revoke(c, key, ct, &Judgement::from_lookup(v, src_id, dst_id)),
+            v => revoke(c, table, key, ct, &Judgement::from_lookup(v, src_id, dst_id)),
         });
     }
     let rev = key.reversed();
-    if let Some(ct) = CONNTRACK.get_ptr_mut(&rev) {
+    if let Some(ct) = table.get_ptr_mut(&rev) {
         // SAFETY: as above.
         let ct = unsafe { &mut *ct };
         if conntrack::expired(ct, rev.proto, cfg, now) {
             conntrack::report_end(&rev, ct, ct.verdict(), ct.reason, cfg);
-            let _ = CONNTRACK.remove(&rev);
+            let _ = table.remove(&rev);
             return None;
         }
         let stale_in = ct.ingress_gen != 0 && ct.ingress_gen != generation;
@@ -275,23 +320,83 @@ fn tracked(c: &Ctx) -> Option<Action> {
                 }
                 match evaluate(&rev, direction, slot, src_id, dst_id) {
                     Some(v) if v.verdict != VERDICT_DENIED => set_admitted(ct, direction, generation),
-                    v => return Some(revoke(c, &rev, ct, &Judgement::from_lookup(v, src_id, dst_id))),
+                    v => return Some(revoke(c, table, &rev, ct, &Judgement::from_lookup(v, src_id, dst_id))),
                 }
             }
         }
+        // A reply never promotes a half-open connection: a server answers every admitted
+        // SYN, including those of spoofed sources that will never complete the handshake.
+        // Nor does it make the connection established: until the connecting side answers,
+        // the SYN timeout applies, so the sweep ends an abandoned handshake in seconds.
+        let state = ct.state;
         conntrack::account(&rev, ct, pkt, true, cfg, now);
+        if half_open && ct.state == STATE_ESTABLISHED {
+            ct.state = state;
+        }
         count(ct.verdict(), ESTABLISHED, pkt.len);
         return Some(Action::Pass);
     }
     None
 }
 
+/// Moves a half-open connection into CONNTRACK on the first forward packet after the SYN
+/// (the handshake's final ACK, or data): only the connecting side can send it, so spoofed
+/// SYNs never reach CONNTRACK. Retransmitted SYNs and ended attempts stay behind.
+#[inline(always)]
+fn promote(key: &CtKey, ct: &mut CtValue, pkt: &Packet) {
+    if is_bare_syn(pkt) || ct.state == STATE_CLOSED {
+        return;
+    }
+    if ct.state == STATE_SYN_SENT {
+        // The handshake completed as far as this hook can see (it may not see replies).
+        ct.state = STATE_ESTABLISHED;
+    }
+    conntrack::create(key, ct);
+    let _ = HALF_OPEN.remove(key);
+}
+
 /// Stops a tracked flow that the current policy no longer admits.
 #[inline(always)]
-fn revoke(c: &Ctx, key: &CtKey, ct: &mut CtValue, j: &Judgement) -> Action {
+fn revoke(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, key: &CtKey, ct: &mut CtValue, j: &Judgement) -> Action {
     conntrack::report_end(key, ct, VERDICT_DENIED, j.reason, c.cfg);
-    let _ = CONNTRACK.remove(key);
+    let _ = table.remove(key);
     deny(c, j)
+}
+
+/// Takes one new flow from the packet source's bucket of rate limit `index` (see
+/// zt_common::ratelimit); false when the source is over the limit. CPUs race on a shared
+/// bucket without a lock: two CPUs admitting flows of one source at the same instant may
+/// both take the same slot, which errs towards admitting (measured in docs/design.md).
+#[inline(never)]
+fn within_rate(c: &Ctx, index: u16) -> bool {
+    let Some(limit) = RATE_LIMITS.get(slot_index(c.slot(), index)) else {
+        return true;
+    };
+    if limit.interval_ns == 0 {
+        // Not written (an index beyond what the agent wrote): no limit.
+        return true;
+    }
+    let key = RateKey { src: c.pkt.tuple.src, limit: index, _pad: [0; 2] };
+    match RATE_BUCKETS.get_ptr_mut(&key) {
+        Some(bucket) => {
+            // SAFETY: LRU values stay valid while the program runs (see above for races).
+            let bucket = unsafe { &mut *bucket };
+            match admit(limit, Some(bucket.tat_ns), c.now) {
+                Some(tat_ns) => {
+                    bucket.tat_ns = tat_ns;
+                    true
+                }
+                None => false,
+            }
+        }
+        None => match admit(limit, None, c.now) {
+            Some(tat_ns) => {
+                let _ = RATE_BUCKETS.insert(&key, &RateBucket { tat_ns }, 0);
+                true
+            }
+            None => false,
+        },
+    }
 }
 
 /// Drops the packet: counts it and reports it within the source's event budget.
@@ -376,7 +481,7 @@ fn remember_denial(c: &Ctx, j: &Judgement) {
 }
 
 /// A packet no tracked flow accounts for: policy decides. A denial is final here (the drop
-/// is returned); an admitted flow is filled into `admitted` for [`admit`], called beside
+/// is returned); an admitted flow is filled into `admitted` for [`let_in`], called beside
 /// this function rather than inside it so the two frames never stack.
 #[inline(never)]
 fn new_flow(c: &Ctx, admitted: &mut Admitted) -> Option<Action> {
@@ -396,6 +501,10 @@ fn new_flow(c: &Ctx, admitted: &mut Admitted) -> Option<Action> {
             return Some(deny(c, &j));
         }
     };
+    // Not remembered in DENIED: the source's next attempt may find its bucket refilled.
+    if v.rate_limit != 0 && !within_rate(c, v.rate_limit) {
+        return Some(deny(c, &Judgement::rate_limited(&v, src_id, dst_id)));
+    }
     *admitted = Admitted { v, src_id, dst_id };
     None
 }
@@ -403,7 +512,7 @@ fn new_flow(c: &Ctx, admitted: &mut Admitted) -> Option<Action> {
 /// Lets a new flow through that policy allowed (or audited): counts it, reports an audit,
 /// and tracks it.
 #[inline(never)]
-fn admit(c: &Ctx, a: &Admitted) {
+fn let_in(c: &Ctx, a: &Admitted) {
     let (pkt, hook, cfg, now) = (c.pkt, c.hook, c.cfg, c.now);
     let (v, src_id, dst_id) = (&a.v, a.src_id, a.dst_id);
     let key = &pkt.tuple;
@@ -445,7 +554,12 @@ fn admit(c: &Ctx, a: &Admitted) {
             direction: hook.direction,
             reason: v.reason,
         };
-        conntrack::create(key, &ct);
+        if is_bare_syn(pkt) {
+            // Half-open until the connecting side completes the handshake (see `promote`).
+            let _ = HALF_OPEN.insert(key, &ct, 0);
+        } else {
+            conntrack::create(key, &ct);
+        }
         if !audit && cfg.flags & FLAG_EVENTS_ALLOWED != 0 {
             flow_event(KIND_START, key, &ct, VERDICT_ALLOWED, v.reason);
         }

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use zt_common::{
     addr::Addr,
     config::Config,
-    conntrack::{CONNTRACK_MAX_ENTRIES, CtKey, CtValue},
+    conntrack::{CONNTRACK_MAX_ENTRIES, CtKey, CtValue, HALF_OPEN_MAX_ENTRIES},
     denied::{DENIED_MAX_ENTRIES, DeniedValue},
     detect::{DETECT_RING_BYTES, FAN_OUT_MAX_ENTRIES, FanOutValue, SCAN_MAX_ENTRIES, ScanValue},
     event::EVENTS_RING_BYTES,
@@ -17,6 +17,7 @@ use zt_common::{
     ipcache::{IPCACHE_MAX_ENTRIES, IpcacheV4Key, IpcacheV6Key, IpcacheValue},
     policy::{POLICY_MAX_ENTRIES, PolicyKey, PolicyValue},
     quarantine::{Budget, DENY_BUDGET_MAX_ENTRIES, QUARANTINE_MAX_ENTRIES, QuarantineValue},
+    ratelimit::{RATE_BUCKETS_MAX_ENTRIES, RATE_LIMITS_ENTRIES, RateBucket, RateKey, RateLimit},
     stats::{Counter, EVENT_STATS_SLOTS, STATS_SLOTS},
 };
 
@@ -85,3 +86,19 @@ pub static FAN_OUT: LruHashMap<u32, FanOutValue> = LruHashMap::pinned(FAN_OUT_MA
 /// events never hides one.
 #[map(name = "ZT_DETECT_EVENTS")]
 pub static DETECT_EVENTS: RingBuf = RingBuf::pinned(DETECT_RING_BYTES, 0);
+
+/// TCP connections between an admitted SYN and the handshake's final ACK (see
+/// zt_common::conntrack::HALF_OPEN_MAX_ENTRIES): an LRU of their own, so a SYN flood churns
+/// this table and never evicts an established flow from CONNTRACK. Pinned like CONNTRACK,
+/// so handshakes in flight survive a restart and the agent's sweep reports their ends.
+#[map(name = "ZT_HALF_OPEN")]
+pub static HALF_OPEN: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(HALF_OPEN_MAX_ENTRIES, 0);
+
+/// Rate limits by (slot, index) (see zt_common::ratelimit).
+#[map(name = "ZT_RATE_LIMITS")]
+pub static RATE_LIMITS: Array<RateLimit> = Array::pinned(RATE_LIMITS_ENTRIES, 0);
+
+/// Per-(source, limit) buckets. Shared by all CPUs (a per-CPU bucket would multiply the
+/// limit by the number of CPUs a source's flows hash to).
+#[map(name = "ZT_RATE_BUCKETS")]
+pub static RATE_BUCKETS: LruHashMap<RateKey, RateBucket> = LruHashMap::pinned(RATE_BUCKETS_MAX_ENTRIES, 0);

@@ -78,7 +78,7 @@ pub fn tables(compiled: &CompiledPolicy, host: &[IpNet]) -> Tables {
             (prefix, key, *value)
         })
         .collect();
-    Tables { policy, ipcache }
+    Tables { policy, ipcache, rate_limits: compiled.rate_limits.clone() }
 }
 
 /// Labels by identity and names by policy id, for flow-log enrichment.

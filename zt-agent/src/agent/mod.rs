@@ -130,7 +130,7 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
         started: Instant::now(),
         telemetry: Arc::default(),
         revisions,
-        conntrack_entries: None,
+        occupancy: None,
         precompiled: None,
         quarantine_notes: quarantine_notes::QuarantineNotes::open(&state_dir),
         alerts: Arc::default(),

@@ -71,7 +71,7 @@ pub struct AgentState {
     /// Policy revisions: the history of pushes and which one is enforced.
     pub(super) revisions: Revisions,
     /// Conntrack entries as the sweep last counted them; `None` until a sweep runs.
-    pub(super) conntrack_entries: Option<Arc<std::sync::atomic::AtomicU64>>,
+    pub(super) occupancy: Option<Arc<crate::flows::sweep::Occupancy>>,
     /// A compile of the change being applied, done without the state lock (see
     /// `compile_job`); taken by the first compile that matches it.
     pub(super) precompiled: Option<super::compile_job::Precompiled>,
@@ -245,15 +245,23 @@ impl AgentState {
     /// metrics must not walk a table of up to 262,144 entries under the state lock), else
     /// counted now.
     pub fn conntrack_len(&self) -> usize {
-        match &self.conntrack_entries {
-            Some(n) => n.load(std::sync::atomic::Ordering::Relaxed) as usize,
+        match &self.occupancy {
+            Some(n) => n.conntrack.load(std::sync::atomic::Ordering::Relaxed) as usize,
             None => self.maps.conntrack_len(),
         }
     }
 
-    /// The conntrack occupancy the sweep keeps ([`crate::flows::sweep::Sweeper::occupancy`]).
-    pub fn count_conntrack_by(&mut self, occupancy: Arc<std::sync::atomic::AtomicU64>) {
-        self.conntrack_entries = Some(occupancy);
+    /// TCP handshakes in progress, counted like [`Self::conntrack_len`].
+    pub fn half_open_len(&self) -> usize {
+        match &self.occupancy {
+            Some(n) => n.half_open.load(std::sync::atomic::Ordering::Relaxed) as usize,
+            None => self.maps.half_open_len(),
+        }
+    }
+
+    /// The table occupancy the sweep keeps ([`crate::flows::sweep::Sweeper::occupancy`]).
+    pub fn count_conntrack_by(&mut self, occupancy: Arc<crate::flows::sweep::Occupancy>) {
+        self.occupancy = Some(occupancy);
     }
 
     /// The datapath settings (timeouts, flags) the agent started with.

@@ -24,6 +24,8 @@ pub enum DatapathError {
     Attach { program: &'static str, iface: String, mode: &'static str, source: Box<aya::programs::ProgramError> },
     #[error("cannot pin {what} at {path}: {source}")]
     Pin { what: String, path: PathBuf, source: Box<aya::pin::PinError> },
+    #[error("the generation has {count} rate limits but RATE_LIMITS holds at most {limit} per generation")]
+    TooManyRateLimits { count: usize, limit: usize },
     #[error("{0}")]
     Other(String),
 }

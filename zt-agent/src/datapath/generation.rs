@@ -6,6 +6,9 @@
 //! store. Packets read the generation once, so each sees the old tables or the new ones,
 //! never a mix and never an empty map. A failed write leaves the active slot untouched.
 //!
+//! The rate limits POLICY values name by index live in RATE_LIMITS, one block per slot,
+//! written with the slot's tables: the switch changes verdicts and limits together.
+//!
 //! The slot that just went inactive may still be read by packets that loaded the previous
 //! generation a moment before the switch; those program runs last microseconds, so the next
 //! push waits a grace period before it rewrites that slot.
@@ -22,6 +25,7 @@ use zt_common::{
     ipcache::{IpcacheV4Key, IpcacheV6Key, IpcacheValue, SLOT_BITS},
     map_names,
     policy::{PolicyKey, PolicyValue},
+    ratelimit::{RATE_LIMITS_PER_SLOT, RateLimit, slot_index},
 };
 
 use super::{DatapathError, Maps};
@@ -37,6 +41,8 @@ pub struct Tables {
     pub policy: Vec<(u32, PolicyKey, PolicyValue)>,
     /// Prefix -> identity.
     pub ipcache: Vec<(IpNet, u32)>,
+    /// Rate limits: POLICY values name `rate_limits[i]` by index `i + 1` (0 = no limit).
+    pub rate_limits: Vec<RateLimit>,
 }
 
 type PolicyEntries = HashMap<(u32, PolicyKey), PolicyValue>;
@@ -139,7 +145,8 @@ impl GenerationWriter {
             }
         }
         let want = SlotContent::from_tables(tables, slot);
-        let result = write_slot(maps, &self.slots[slot as usize], &want, slot);
+        let result = write_rate_limits(maps, &tables.rate_limits, slot)
+            .and_then(|limits| write_slot(maps, &self.slots[slot as usize], &want, slot).map(|(w, r)| (w + limits, r)));
         let (written, removed) = match result {
             Ok(counts) => counts,
             Err(e) => {
@@ -154,6 +161,19 @@ impl GenerationWriter {
         self.slots[slot as usize] = want;
         Ok(SwapReport { generation, written, removed })
     }
+}
+
+/// Writes one slot's block of RATE_LIMITS (a few entries: all of them, every push). Indexes
+/// past the list keep stale values, but no POLICY value of the slot names them.
+fn write_rate_limits(maps: &mut Maps, limits: &[RateLimit], slot: u8) -> Result<usize, DatapathError> {
+    if limits.len() >= RATE_LIMITS_PER_SLOT as usize {
+        return Err(DatapathError::TooManyRateLimits { count: limits.len(), limit: RATE_LIMITS_PER_SLOT as usize - 1 });
+    }
+    for (i, limit) in limits.iter().enumerate() {
+        let index = slot_index(slot, i as u16 + 1);
+        maps.rate_limits.set(index, limit, 0).map_err(DatapathError::map(map_names::RATE_LIMITS))?;
+    }
+    Ok(limits.len())
 }
 
 /// Brings `slot` from `have` to `want`: inserts what is new or changed, removes the rest.

@@ -13,6 +13,7 @@ use zt_common::{
     map_names,
     policy::{PolicyKey, PolicyValue},
     quarantine::QuarantineValue,
+    ratelimit::{RateBucket, RateKey, RateLimit},
     reason::{NUM_REASONS, NUM_VERDICTS},
     stats::{Counter, EVENT_OUTCOMES, EVENT_STATS_SLOTS, stats_index},
 };
@@ -25,6 +26,12 @@ pub struct Maps {
     pub ipcache_v6: LpmTrie<MapData, IpcacheV6Key, IpcacheValue>,
     pub policy: LpmTrie<MapData, PolicyKey, PolicyValue>,
     pub conntrack: HashMap<MapData, CtKey, CtValue>,
+    /// TCP handshakes in progress (see zt_common::conntrack).
+    pub half_open: HashMap<MapData, CtKey, CtValue>,
+    /// Rate limits by (slot, index), written with each generation.
+    pub rate_limits: Array<MapData, RateLimit>,
+    /// Per-source buckets of the rate limits.
+    pub rate_buckets: HashMap<MapData, RateKey, RateBucket>,
     pub quarantine: HashMap<MapData, Addr, QuarantineValue>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub event_stats: PerCpuArray<MapData, u64>,
@@ -92,6 +99,9 @@ impl Maps {
             ipcache_v6: take(ebpf, map_names::IPCACHE_V6)?,
             policy: take(ebpf, map_names::POLICY)?,
             conntrack: take(ebpf, map_names::CONNTRACK)?,
+            half_open: take(ebpf, map_names::HALF_OPEN)?,
+            rate_limits: take(ebpf, map_names::RATE_LIMITS)?,
+            rate_buckets: take(ebpf, map_names::RATE_BUCKETS)?,
             quarantine: take(ebpf, map_names::QUARANTINE)?,
             stats: take(ebpf, map_names::STATS)?,
             event_stats: take(ebpf, map_names::EVENT_STATS)?,
@@ -137,5 +147,10 @@ impl Maps {
     /// Number of conntrack entries (walks the map; for status and tests).
     pub fn conntrack_len(&self) -> usize {
         self.conntrack.keys().filter(|k| k.is_ok()).count()
+    }
+
+    /// Number of half-open TCP connections (walks the map; for status and tests).
+    pub fn half_open_len(&self) -> usize {
+        self.half_open.keys().filter(|k| k.is_ok()).count()
     }
 }

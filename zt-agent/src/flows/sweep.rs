@@ -1,7 +1,9 @@
 //! The conntrack sweep: flows that end by silence (UDP, ICMP, abandoned TCP) never show the
 //! kernel a closing packet, so the agent walks CONNTRACK periodically, reports the end of
 //! expired flows from their counters, and deletes them. Closed TCP flows whose end the
-//! kernel already reported are deleted once their closing timeout passes.
+//! kernel already reported are deleted once their closing timeout passes. HALF_OPEN (TCP
+//! handshakes that never completed) is swept the same way, so every started flow that the
+//! LRU did not evict is reported as ended.
 //!
 //! The [`Sweeper`] runs on a thread of its own with its own handle on the pinned map: a
 //! walk of a full table (262,144 entries) takes a noticeable fraction of a second, and it
@@ -21,10 +23,13 @@ use std::{
 };
 
 use aya::maps::{HashMap, Map, MapData};
+
+use crate::datapath::DatapathError;
 use zt_common::{
     config::Config,
     conntrack::{self, CT_END_REPORTED, CtKey, CtValue},
     event::{FlowEvent, KIND_END},
+    map_names,
 };
 
 /// The END event of a flow, as the kernel would have written it.
@@ -70,48 +75,65 @@ pub fn sweep(conntrack: &mut HashMap<MapData, CtKey, CtValue>, cfg: &Config, now
     Swept { ends, remaining: seen }
 }
 
+/// Entries left in the swept tables as of the last walk.
+#[derive(Debug, Default)]
+pub struct Occupancy {
+    pub conntrack: AtomicU64,
+    pub half_open: AtomicU64,
+}
+
+/// Opens a pinned table of flows (CONNTRACK or HALF_OPEN) under `pin_dir`.
+fn open_flows(pin_dir: &Path, name: &'static str) -> Result<HashMap<MapData, CtKey, CtValue>, DatapathError> {
+    let data = MapData::from_pin(pin_dir.join(name)).map_err(DatapathError::map(name))?;
+    HashMap::try_from(Map::LruHashMap(data)).map_err(DatapathError::map(name))
+}
+
 /// The periodic sweep on its own thread (see the module doc).
 pub struct Sweeper {
     stop: Arc<AtomicBool>,
-    occupancy: Arc<AtomicU64>,
+    occupancy: Arc<Occupancy>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Sweeper {
-    /// Opens the pinned CONNTRACK under `pin_dir` and sweeps it every `interval` (the
-    /// first time at once) with the timeouts of `cfg`, handing each pass's END events to
-    /// `report`.
+    /// Opens the pinned CONNTRACK and HALF_OPEN under `pin_dir` and sweeps them every
+    /// `interval` (the first time at once) with the timeouts of `cfg`, handing each pass's
+    /// END events to `report`.
     pub fn start(
         pin_dir: &Path,
         cfg: Config,
         interval: Duration,
         mut report: impl FnMut(Vec<FlowEvent>) + Send + 'static,
-    ) -> Result<Sweeper, crate::datapath::DatapathError> {
-        let name = zt_common::map_names::CONNTRACK;
-        let data = MapData::from_pin(pin_dir.join(name)).map_err(crate::datapath::DatapathError::map(name))?;
-        let mut map: HashMap<MapData, CtKey, CtValue> =
-            HashMap::try_from(Map::LruHashMap(data)).map_err(crate::datapath::DatapathError::map(name))?;
+    ) -> Result<Sweeper, DatapathError> {
+        let mut conntrack = open_flows(pin_dir, map_names::CONNTRACK)?;
+        let mut half_open = open_flows(pin_dir, map_names::HALF_OPEN)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let occupancy = Arc::new(AtomicU64::new(0));
+        let occupancy = Arc::new(Occupancy::default());
         let (stop2, occupancy2) = (stop.clone(), occupancy.clone());
         let thread = std::thread::Builder::new()
             .name("zt-sweep".into())
             .spawn(move || {
                 while !stop2.load(Ordering::Relaxed) {
-                    let swept = sweep(&mut map, &cfg, super::clock::monotonic_ns());
-                    occupancy2.store(swept.remaining, Ordering::Relaxed);
-                    if !swept.ends.is_empty() {
-                        report(swept.ends);
+                    let mut ends = Vec::new();
+                    for (table, count) in
+                        [(&mut conntrack, &occupancy2.conntrack), (&mut half_open, &occupancy2.half_open)]
+                    {
+                        let swept = sweep(table, &cfg, super::clock::monotonic_ns());
+                        count.store(swept.remaining, Ordering::Relaxed);
+                        ends.extend(swept.ends);
+                    }
+                    if !ends.is_empty() {
+                        report(ends);
                     }
                     std::thread::park_timeout(interval);
                 }
             })
-            .map_err(|e| crate::datapath::DatapathError::Other(format!("cannot start the conntrack sweep: {e}")))?;
+            .map_err(|e| DatapathError::Other(format!("cannot start the conntrack sweep: {e}")))?;
         Ok(Sweeper { stop, occupancy, thread: Some(thread) })
     }
 
-    /// Conntrack entries as of the last walk (updated every interval).
-    pub fn occupancy(&self) -> Arc<AtomicU64> {
+    /// Table entries as of the last walk (updated every interval).
+    pub fn occupancy(&self) -> Arc<Occupancy> {
         self.occupancy.clone()
     }
 }

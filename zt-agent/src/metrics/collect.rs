@@ -10,7 +10,7 @@ use std::{
 
 use tokio::sync::mpsc;
 use zt_common::{
-    conntrack::CONNTRACK_MAX_ENTRIES,
+    conntrack::{CONNTRACK_MAX_ENTRIES, HALF_OPEN_MAX_ENTRIES},
     event::{NUM_KINDS, kind_name},
     ipcache::IPCACHE_MAX_ENTRIES,
     policy::POLICY_MAX_ENTRIES,
@@ -41,6 +41,7 @@ pub struct Snapshot {
     /// `None` if the kernel counters could not be read.
     pub kernel: Option<StatsSnapshot>,
     pub conntrack_entries: usize,
+    pub half_open_entries: usize,
     pub generation: u32,
     pub policies: usize,
     pub identities: usize,
@@ -72,6 +73,7 @@ impl Snapshot {
         Snapshot {
             kernel,
             conntrack_entries: s.conntrack_len(),
+            half_open_entries: s.half_open_len(),
             generation: s.generation(),
             policies: s.active().compiled.policies.len(),
             identities: s.active().compiled.identities.len(),
@@ -132,11 +134,12 @@ pub fn write(s: &Snapshot, now: SystemTime) -> String {
         ("ipcache_v4", s.ipcache_v4, IPCACHE_MAX_ENTRIES),
         ("ipcache_v6", s.ipcache_v6, IPCACHE_MAX_ENTRIES),
         ("conntrack", s.conntrack_entries, CONNTRACK_MAX_ENTRIES),
+        ("half_open", s.half_open_entries, HALF_OPEN_MAX_ENTRIES),
     ];
     let mut f = e.family(
         "zt_map_entries",
         Kind::Gauge,
-        "Entries in a kernel map: the active generation's policy entries and ipcache prefixes, and live conntrack entries.",
+        "Entries in a kernel map: the active generation's policy entries and ipcache prefixes, live conntrack entries and TCP handshakes in progress.",
     );
     for (map, n, _) in maps {
         f.sample(&[("map", map)], n as f64);
@@ -321,6 +324,7 @@ mod tests {
         Snapshot {
             kernel: Some(StatsSnapshot { counters, events }),
             conntrack_entries: 3,
+            half_open_entries: 2,
             generation: 7,
             policies: 2,
             identities: 4,

@@ -120,6 +120,23 @@ pub enum Problem {
     #[error("is not allowed in an {direction} rule; use {expected}")]
     WrongPeerField { direction: Direction, expected: &'static str },
 
+    #[error(
+        "is only allowed on ingress rules, where it limits the new flows each source address opens; \
+         remove it, or put the limit on the ingress rule of the policy that selects the destination"
+    )]
+    RateLimitOnEgress,
+
+    #[error(
+        "is only allowed on allow rules: a deny rule admits no flows to limit; remove it or make the rule an allow rule"
+    )]
+    RateLimitOnDeny,
+
+    #[error("is missing; give the new flows per second each source may open, e.g. newFlowsPerSecond: 100")]
+    RateMissing,
+
+    #[error("{value} is out of range 1-{max}")]
+    RateOutOfRange { value: i64, max: u32 },
+
     #[error("{0}")]
     Label(LabelError),
 
@@ -162,6 +179,12 @@ pub enum CompileError {
          {limit}; use fewer endpoint addresses or CIDR peers"
     )]
     TooManyPrefixes { family: &'static str, count: usize, limit: usize },
+
+    #[error(
+        "the policy has {count} rate-limited rules but one generation may have at most {limit}; give \
+         rules that share a limit one rule with several peers or ports"
+    )]
+    TooManyRateLimits { count: usize, limit: usize },
 
     #[error("failsafe rule {rule} {reason}")]
     InvalidFailsafe { rule: String, reason: &'static str },

@@ -99,6 +99,24 @@ pub struct Rule {
     pub peers: Vec<Peer>,
     /// Empty means every protocol and port.
     pub ports: Vec<PortRule>,
+    /// Ingress allow rules only: a per-source limit on the new flows the rule admits.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `rateLimit: {newFlowsPerSecond: N, burst: M}`: each source address may open N new flows
+/// a second through the rule, and M at once (a token bucket per source). Both are in
+/// `1..=zt_common::ratelimit::RATE_MAX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    pub new_flows_per_second: u32,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// The kernel's form of the limit.
+    pub const fn to_kernel(self) -> zt_common::ratelimit::RateLimit {
+        zt_common::ratelimit::RateLimit::new(self.new_flows_per_second, self.burst)
+    }
 }
 
 /// One item of `from`/`to`.

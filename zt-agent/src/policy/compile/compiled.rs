@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use zt_common::identity::ANY;
 use zt_common::policy::{PolicyKey, PolicyValue};
+use zt_common::ratelimit::RateLimit;
 
 use crate::identity::Labels;
 use crate::policy::model::{Mode, Origin};
@@ -70,6 +71,8 @@ pub struct CompiledPolicy {
     pub ipcache: Vec<(IpNet, u32)>,
     /// POLICY entries, sorted by key.
     pub entries: Vec<(PolicyEntryKey, PolicyValue)>,
+    /// RATE_LIMITS of the generation: a value's `rate_limit` index `i` is `rate_limits[i - 1]`.
+    pub rate_limits: Vec<RateLimit>,
     /// Indexed by `id - 1`.
     pub policies: Vec<PolicyInfo>,
     /// Labels of every identity in use, including host and world.

@@ -27,11 +27,15 @@
 //! Keys whose verdict equals that of their LPM parent in the same identity pair are then
 //! dropped: removing one leaves the parent as the hit, with the same answer.
 //!
+//! 5. **Rate limits** ([`ratelimits`]). Rate-limited rules get indexes, and the values
+//!    they decide name them.
+//!
 //! This file holds the driver ([`compile`]) and the size limits; [`settings`] holds what the
 //! agent's configuration adds, [`compiled`] the output and its kernel-exact lookup.
 
 mod closure;
 mod compiled;
+mod ratelimits;
 mod resolve;
 mod settings;
 mod universe;
@@ -45,6 +49,7 @@ use zt_common::ipcache::IPCACHE_MAX_ENTRIES;
 use zt_common::policy::{POLICY_MAX_ENTRIES, PolicyValue};
 
 pub use compiled::{CompiledPolicy, PolicyEntryKey, PolicyInfo};
+pub use ratelimits::MAX_RATE_LIMITS;
 pub(crate) use resolve::{PortMatch, Resolved};
 pub use settings::{CompileSettings, FailsafeRule};
 
@@ -105,7 +110,8 @@ pub(crate) fn compile_resolved(
     let mut warnings = Vec::new();
     let universe = Universe::build(set, settings, &mut next_allocator, &mut warnings)?;
     let (resolved, policies) = resolve(set, settings, &universe, &mut warnings);
-    let entries = build_entries(&atoms(&resolved), limits)?;
+    let mut entries = build_entries(&atoms(&resolved), limits)?;
+    let rate_limits = ratelimits::attach(&resolved, &mut entries)?;
 
     let mut index: HashMap<(u8, u32, u32), Vec<(PortBlock, PolicyValue)>> = HashMap::new();
     for (key, value) in &entries {
@@ -119,6 +125,7 @@ pub(crate) fn compile_resolved(
     let compiled = CompiledPolicy {
         ipcache: universe.ipcache.into_iter().collect(),
         entries,
+        rate_limits,
         policies,
         identities: universe.identities,
         warnings,

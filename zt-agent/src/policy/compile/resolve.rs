@@ -8,7 +8,7 @@ use zt_common::identity::{ANY, HOST, WORLD};
 
 use super::universe::Universe;
 use super::{CompileSettings, PolicyInfo};
-use crate::policy::model::{Action, Direction, Entity, Mode, Origin, Peer, PolicySet, PortRule};
+use crate::policy::model::{Action, Direction, Entity, Mode, Origin, Peer, PolicySet, PortRule, RateLimit};
 use crate::policy::ports::{PortBlock, decompose_range};
 
 /// How precisely a rule names the port of a packet; the most precise allow (or deny) is
@@ -81,6 +81,8 @@ pub(crate) struct ResolvedRule {
     pub locals: BTreeSet<u32>,
     pub peers: BTreeSet<u32>,
     pub ports: Vec<PortMatch>,
+    /// Ingress allow rules only.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A local identity isolated for a direction by a policy that has rules for it.
@@ -159,6 +161,13 @@ pub(super) fn resolve(
                     }
                     peers
                 };
+                if rule.rate_limit.is_some() && !enforcing {
+                    warnings.push(format!(
+                        "{origin}: {rule_path}.rateLimit has no effect because policy {} is in audit mode, which \
+                         never drops; set mode: enforce to limit",
+                        policy.name
+                    ));
+                }
                 let ports = if rule.ports.is_empty() {
                     vec![PortMatch::AnyProtocol]
                 } else {
@@ -173,6 +182,7 @@ pub(super) fn resolve(
                     locals: locals.clone(),
                     peers,
                     ports,
+                    rate_limit: rule.rate_limit,
                 });
             }
         }

@@ -6,12 +6,15 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use zt_common::ratelimit::RATE_MAX;
 
-use super::schema::{EndpointDocument, PeerDoc, PolicyDocument, PortDoc, RuleDoc};
+use super::schema::{EndpointDocument, PeerDoc, PolicyDocument, PortDoc, RateLimitDoc, RuleDoc};
 use crate::identity::Labels;
 use crate::identity::labels::{is_dns_subdomain, validate_key, validate_value};
 use crate::policy::error::{PolicyError, Problem};
-use crate::policy::model::{Direction, Endpoint, Origin, Peer, Policy, PortRule, Protocol, Rule, Selector};
+use crate::policy::model::{
+    Action, Direction, Endpoint, Origin, Peer, Policy, PortRule, Protocol, RateLimit, Rule, Selector,
+};
 
 /// Converts one schema document into the model, reporting each bad field against the
 /// document's origin and carrying on (bad values are left out of the result, which is never
@@ -85,7 +88,11 @@ impl Checker<'_> {
             let ports =
                 ports.into_iter().enumerate().filter_map(|(j, port)| self.port(&format!("{path}.ports[{j}]"), port));
             let ports = ports.collect();
-            out.push(Rule { action: rule.action.unwrap_or_default(), peers, ports });
+            let action = rule.action.unwrap_or_default();
+            let rate_limit = rule
+                .rate_limit
+                .and_then(|limit| self.rate_limit(&format!("{path}.rateLimit"), direction, action, limit));
+            out.push(Rule { action, peers, ports, rate_limit });
         }
         out
     }
@@ -166,6 +173,38 @@ impl Checker<'_> {
             _ => {}
         }
         ok.then_some(PortRule { protocol, port: start, end_port: end })
+    }
+
+    /// `rateLimit`: ingress allow rules only; `burst` defaults to `newFlowsPerSecond`.
+    fn rate_limit(&mut self, path: &str, direction: Direction, action: Action, doc: RateLimitDoc) -> Option<RateLimit> {
+        if direction == Direction::Egress {
+            self.report(path, Problem::RateLimitOnEgress);
+            return None;
+        }
+        if action == Action::Deny {
+            self.report(path, Problem::RateLimitOnDeny);
+            return None;
+        }
+        let Some(per_second) = doc.new_flows_per_second else {
+            self.report(format!("{path}.newFlowsPerSecond"), Problem::RateMissing);
+            return None;
+        };
+        let per_second = self.rate_number(&format!("{path}.newFlowsPerSecond"), per_second);
+        let burst = match doc.burst {
+            Some(burst) => self.rate_number(&format!("{path}.burst"), burst),
+            None => per_second,
+        };
+        Some(RateLimit { new_flows_per_second: per_second?, burst: burst? })
+    }
+
+    fn rate_number(&mut self, path: &str, value: i64) -> Option<u32> {
+        match u32::try_from(value) {
+            Ok(n) if (1..=RATE_MAX).contains(&n) => Some(n),
+            _ => {
+                self.report(path, Problem::RateOutOfRange { value, max: RATE_MAX });
+                None
+            }
+        }
     }
 
     fn port_number(&mut self, path: &str, value: i64) -> Option<u16> {

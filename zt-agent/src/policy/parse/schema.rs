@@ -72,6 +72,18 @@ pub struct RuleDoc {
     pub from: Option<Vec<PeerDoc>>,
     pub to: Option<Vec<PeerDoc>>,
     pub ports: Option<Vec<PortDoc>>,
+    #[serde(rename = "rateLimit")]
+    pub rate_limit: Option<RateLimitDoc>,
+}
+
+/// Numbers are read as wide integers so that 0 or -5 get a range error that names the
+/// field rather than serde's "expected u32".
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitDoc {
+    #[serde(rename = "newFlowsPerSecond")]
+    pub new_flows_per_second: Option<i64>,
+    pub burst: Option<i64>,
 }
 
 #[derive(Deserialize)]

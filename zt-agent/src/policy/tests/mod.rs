@@ -31,6 +31,7 @@ mod peers;
 mod ports;
 mod precedence;
 mod random;
+mod ratelimit;
 
 // ---------------------------------------------------------------- parse helpers
 

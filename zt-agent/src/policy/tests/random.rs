@@ -103,6 +103,7 @@ fn random_rules(rng: &mut Rng) -> Option<Vec<Rule>> {
             action: if rng.chance(25) { Action::Deny } else { Action::Allow },
             peers: if rng.chance(30) { vec![] } else { (0..1 + rng.below(3)).map(|_| random_peer(rng)).collect() },
             ports: if rng.chance(30) { vec![] } else { (0..1 + rng.below(3)).map(|_| random_port_rule(rng)).collect() },
+            rate_limit: None,
         })
         .collect();
     Some(rules)
