@@ -5,6 +5,7 @@
 //! host bits, ports are in range, label keys follow the Kubernetes syntax, `except` lies
 //! inside its `cidr`. Each object remembers its [`Origin`] so later warnings can point at it.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use ipnet::IpNet;
@@ -55,7 +56,31 @@ pub struct Endpoint {
     /// Distinct prefixes; a bare IP became a /32 or /128.
     pub addresses: Vec<IpNet>,
     pub labels: Labels,
+    /// Set for a Kubernetes Pod: isolated only by policies that select it (never by the
+    /// agent's default deny), and its container ports give named ports their numbers.
+    pub pod: Option<PodPorts>,
     pub origin: Origin,
+}
+
+/// A pod's named container ports, which NetworkPolicy ports may name instead of a number.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodPorts {
+    pub named: Vec<NamedPort>,
+}
+
+impl PodPorts {
+    /// The port number `name` stands for on this pod with `protocol`, if it has one.
+    pub fn resolve(&self, protocol: Protocol, name: &str) -> Option<u16> {
+        self.named.iter().find(|p| p.protocol == protocol && p.name == name).map(|p| p.port)
+    }
+}
+
+/// One named container port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedPort {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
 }
 
 impl Endpoint {
@@ -97,8 +122,25 @@ pub struct Rule {
     pub action: Action,
     /// `from` (ingress) or `to` (egress); empty means any peer.
     pub peers: Vec<Peer>,
-    /// Empty means every protocol and port.
+    /// Empty (together with `named_ports`) means every protocol and port.
     pub ports: Vec<PortRule>,
+    /// Ports named by a destination pod's container port (Kubernetes `port: http`): each
+    /// stands for the port that pod gives the name, and for nothing at a pod without it.
+    pub named_ports: Vec<NamedPortRule>,
+}
+
+impl Rule {
+    /// True when the rule names no port at all: it matches every protocol and port.
+    pub fn all_ports(&self) -> bool {
+        self.ports.is_empty() && self.named_ports.is_empty()
+    }
+}
+
+/// A port item that names a container port instead of giving a number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedPortRule {
+    pub protocol: Protocol,
+    pub name: String,
 }
 
 /// One item of `from`/`to`.
@@ -125,27 +167,31 @@ impl PortRule {
     }
 }
 
-/// matchLabels: selects every identity whose labels include all of these; `{}` selects all.
+/// A label selector: every label of `match_labels` and every expression must hold; `{}`
+/// selects all. `zt/v1` writes only matchLabels; Kubernetes selectors add expressions, and
+/// their namespace and "is a pod" conditions are expressions on reserved labels.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selector {
     pub match_labels: Labels,
+    pub match_expressions: Vec<Expression>,
 }
 
 impl Selector {
     pub fn new(match_labels: Labels) -> Self {
-        Self { match_labels }
+        Self { match_labels, match_expressions: Vec::new() }
     }
 
     pub fn is_all(&self) -> bool {
-        self.match_labels.is_empty()
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
     }
 
     pub fn matches(&self, labels: &Labels) -> bool {
-        labels.contains_all(&self.match_labels)
+        labels.contains_all(&self.match_labels) && self.match_expressions.iter().all(|e| e.matches(labels))
     }
 }
 
-/// Written the way the YAML spells it, `{app: db, env: prod}`, so messages quote the input.
+/// Written the way the YAML spells it, `{app: db, env: prod}`, so messages quote the input;
+/// expressions follow as `key In (a, b)`.
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{")?;
@@ -155,8 +201,56 @@ impl fmt::Display for Selector {
             }
             write!(f, "{key}: {value}")?;
         }
+        for (i, expression) in self.match_expressions.iter().enumerate() {
+            if i > 0 || !self.match_labels.is_empty() {
+                f.write_str(", ")?;
+            }
+            write!(f, "{expression}")?;
+        }
         f.write_str("}")
     }
+}
+
+/// One matchExpressions requirement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expression {
+    pub key: String,
+    pub operator: Operator,
+    /// For `In`/`NotIn` (never empty there); empty for `Exists`/`DoesNotExist`.
+    pub values: BTreeSet<String>,
+}
+
+impl Expression {
+    /// Kubernetes' rules: `NotIn` and `DoesNotExist` also hold when the key is absent.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        let value = labels.get(&self.key);
+        match self.operator {
+            Operator::In => value.is_some_and(|v| self.values.contains(v)),
+            Operator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            Operator::Exists => value.is_some(),
+            Operator::DoesNotExist => value.is_none(),
+        }
+    }
+}
+
+impl fmt::Display for Expression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.key, self.operator)?;
+        if !self.values.is_empty() {
+            let values: Vec<&str> = self.values.iter().map(String::as_str).collect();
+            write!(f, " ({})", values.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// matchExpressions operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum Operator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use zt_common::identity::{ANY, HOST, WORLD};
 
 use super::universe::Universe;
 use super::{CompileSettings, PolicyInfo};
-use crate::policy::model::{Action, Direction, Entity, Mode, Origin, Peer, PolicySet, PortRule};
+use crate::policy::model::{Action, Direction, Entity, Mode, NamedPortRule, Origin, Peer, PolicySet, PortRule};
 use crate::policy::ports::{PortBlock, decompose_range};
 
 /// How precisely a rule names the port of a packet; the most precise allow (or deny) is
@@ -103,6 +103,9 @@ pub(crate) struct Resolved {
     /// forwarding a packet *from* world, the ingress hook forwarding one *to* world — is not
     /// isolated; the workload's side of the flow is judged at its own hook.
     pub not_local: BTreeSet<u32>,
+    /// Kubernetes pods: isolated only by the policies that select them, never by
+    /// `default_deny` (the upstream NetworkPolicy model).
+    pub pods: BTreeSet<u32>,
 }
 
 /// Step 2: selectors, entities and CIDRs -> identities; policies get their ids.
@@ -118,6 +121,7 @@ pub(super) fn resolve(
         failsafe: settings.failsafe.iter().map(|f| (f.direction.to_u8(), f.port_match())).collect(),
         default_deny: settings.default_deny,
         not_local: universe.identities.keys().filter(|id| !universe.selectable.contains_key(id)).copied().collect(),
+        pods: universe.pods.keys().copied().collect(),
     };
     let mut policies: Vec<_> = set.policies.iter().collect();
     policies.sort_by(|a, b| a.name.cmp(&b.name));
@@ -159,12 +163,12 @@ pub(super) fn resolve(
                     }
                     peers
                 };
-                let ports = if rule.ports.is_empty() {
+                let ports = if rule.all_ports() {
                     vec![PortMatch::AnyProtocol]
                 } else {
                     rule.ports.iter().map(PortMatch::from_rule).collect()
                 };
-                resolved.rules.push(ResolvedRule {
+                let resolved_rule = ResolvedRule {
                     direction: dir,
                     policy_id,
                     rule: i as u32,
@@ -173,7 +177,12 @@ pub(super) fn resolve(
                     locals: locals.clone(),
                     peers,
                     ports,
-                });
+                };
+                let named = resolve_named_ports(universe, direction, &resolved_rule, &rule.named_ports);
+                if !resolved_rule.ports.is_empty() {
+                    resolved.rules.push(resolved_rule);
+                }
+                resolved.rules.extend(named);
             }
         }
         infos.push(PolicyInfo {
@@ -185,6 +194,50 @@ pub(super) fn resolve(
         });
     }
     (resolved, infos)
+}
+
+/// A rule's named ports, per destination pod: the destination is the local side on ingress
+/// and the peer on egress, and each pod gives the names its own numbers, so the rule splits
+/// into one rule per destination pod that has any of the names. Pods without them, and
+/// destinations that are not pods, match none of the named ports.
+fn resolve_named_ports(
+    universe: &Universe,
+    direction: Direction,
+    rule: &ResolvedRule,
+    named: &[NamedPortRule],
+) -> Vec<ResolvedRule> {
+    if named.is_empty() {
+        return Vec::new();
+    }
+    let destinations = match direction {
+        Direction::Ingress => &rule.locals,
+        Direction::Egress => &rule.peers,
+    };
+    let pods: Vec<u32> = if destinations.contains(&ANY) {
+        universe.pods.keys().copied().collect()
+    } else {
+        destinations.iter().copied().filter(|id| universe.pods.contains_key(id)).collect()
+    };
+    let mut out = Vec::new();
+    for pod in pods {
+        let ports: Vec<PortMatch> = named
+            .iter()
+            .filter_map(|n| {
+                let port = universe.pods[&pod].resolve(n.protocol, &n.name)?;
+                Some(PortMatch::Range { proto: n.protocol.number(), start: port, end: port })
+            })
+            .collect();
+        if ports.is_empty() {
+            continue;
+        }
+        let only = BTreeSet::from([pod]);
+        let (locals, peers) = match direction {
+            Direction::Ingress => (only, rule.peers.clone()),
+            Direction::Egress => (rule.locals.clone(), only),
+        };
+        out.push(ResolvedRule { locals, peers, ports, ..rule.clone() });
+    }
+    out
 }
 
 /// The identities one `from`/`to` item stands for.

@@ -22,7 +22,7 @@ pub(super) struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn report(&mut self, path: impl Into<String>, problem: Problem) {
+    pub(super) fn report(&mut self, path: impl Into<String>, problem: Problem) {
         self.errors.push(PolicyError::Invalid { origin: self.origin.clone(), path: path.into(), problem });
     }
 
@@ -45,6 +45,7 @@ impl Checker<'_> {
             namespace: doc.metadata.namespace,
             addresses,
             labels: self.labels("spec.labels", doc.spec.labels.unwrap_or_default()),
+            pod: None,
             origin: self.origin.clone(),
         }
     }
@@ -85,7 +86,7 @@ impl Checker<'_> {
             let ports =
                 ports.into_iter().enumerate().filter_map(|(j, port)| self.port(&format!("{path}.ports[{j}]"), port));
             let ports = ports.collect();
-            out.push(Rule { action: rule.action.unwrap_or_default(), peers, ports });
+            out.push(Rule { action: rule.action.unwrap_or_default(), peers, ports, named_ports: Vec::new() });
         }
         out
     }
@@ -121,9 +122,15 @@ impl Checker<'_> {
         if let Some(entity) = peer.entity {
             return Some(Peer::Entity(entity));
         }
-        let cidr = self.prefix(&format!("{path}.cidr"), peer.cidr.as_deref()?)?;
+        self.cidr_peer(path, peer.cidr.as_deref()?, &peer.except.unwrap_or_default())
+    }
+
+    /// A CIDR peer with its exceptions, each strictly inside it (`zt/v1` `cidr`/`except`,
+    /// Kubernetes `ipBlock`); `path` is the peer's, the fields are `cidr` and `except`.
+    pub(super) fn cidr_peer(&mut self, path: &str, cidr: &str, except_texts: &[String]) -> Option<Peer> {
+        let cidr = self.prefix(&format!("{path}.cidr"), cidr)?;
         let mut except = Vec::new();
-        for (i, text) in peer.except.unwrap_or_default().iter().enumerate() {
+        for (i, text) in except_texts.iter().enumerate() {
             let except_path = format!("{path}.except[{i}]");
             let Some(net) = self.prefix(&except_path, text) else {
                 continue;
@@ -168,7 +175,7 @@ impl Checker<'_> {
         ok.then_some(PortRule { protocol, port: start, end_port: end })
     }
 
-    fn port_number(&mut self, path: &str, value: i64) -> Option<u16> {
+    pub(super) fn port_number(&mut self, path: &str, value: i64) -> Option<u16> {
         match u16::try_from(value) {
             Ok(port) if port >= 1 => Some(port),
             _ => {
@@ -180,7 +187,7 @@ impl Checker<'_> {
 
     /// An address or prefix: a bare IP is a host prefix (/32, /128); host bits are an error
     /// rather than silently cleared, because `10.0.1.5/24` usually means a typo.
-    fn prefix(&mut self, path: &str, text: &str) -> Option<IpNet> {
+    pub(super) fn prefix(&mut self, path: &str, text: &str) -> Option<IpNet> {
         if let Ok(addr) = text.parse::<IpAddr>() {
             return Some(IpNet::from(addr));
         }
@@ -199,7 +206,7 @@ impl Checker<'_> {
 
     /// A label map (endpoint labels or a matchLabels selector), checked with the Kubernetes
     /// label rules; bad labels are reported and left out.
-    fn labels(&mut self, path: &str, map: BTreeMap<String, String>) -> Labels {
+    pub(super) fn labels(&mut self, path: &str, map: BTreeMap<String, String>) -> Labels {
         let mut labels = Labels::new();
         for (key, value) in map {
             match validate_key(&key).and_then(|()| validate_value(&key, &value)) {
@@ -210,7 +217,7 @@ impl Checker<'_> {
         labels
     }
 
-    fn name(&mut self, path: &str, name: &str) {
+    pub(super) fn name(&mut self, path: &str, name: &str) {
         if !is_dns_subdomain(name) {
             self.report(path, Problem::BadName { value: name.to_string() });
         }

@@ -57,7 +57,7 @@ spec:
             PortRule { protocol: Protocol::Icmp, port: None, end_port: None },
         ]
     );
-    assert_eq!(rules[1], Rule { action: Action::Deny, peers: vec![], ports: vec![] });
+    assert_eq!(rules[1], Rule { action: Action::Deny, peers: vec![], ports: vec![], named_ports: vec![] });
 }
 
 #[test]
