@@ -24,6 +24,10 @@ pub const K8S_NAMESPACE: &str = "k8s:namespace";
 /// Label key holding a Kubernetes pod's name (`k8s:pod=web-1`); with the namespace it makes
 /// every pod its own identity.
 pub const K8S_POD: &str = "k8s:pod";
+/// Label key telling the two identities of a dual-stack pod apart (`k8s:family=ipv4` or
+/// `ipv6`): an ipBlock is judged per address, and one family's block must not admit the
+/// other family's traffic.
+pub const K8S_FAMILY: &str = "k8s:family";
 /// Key prefix of the labels a pod inherits from its namespace, e.g.
 /// `k8s.ns:kubernetes.io/metadata.name=shop`: namespaceSelectors match these.
 pub const K8S_NAMESPACE_LABEL_PREFIX: &str = "k8s.ns:";

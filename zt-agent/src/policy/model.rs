@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use zt_common::{proto, reason};
 
 use crate::identity::Labels;
+use crate::identity::labels::K8S_FAMILY;
 
 /// Where a document came from: the source name (usually a file path) and the document's
 /// 1-based position in that source's YAML stream (empty documents count).
@@ -84,6 +85,29 @@ pub struct NamedPort {
 }
 
 impl Endpoint {
+    /// The labels of the identity `address` resolves to: the endpoint's labels, plus, for a
+    /// pod with addresses of both families, its family (`k8s:family`), so that each family
+    /// of the pod is its own identity and an ipBlock of one family matches that family's
+    /// traffic only.
+    pub fn identity_labels(&self, address: &IpNet) -> Labels {
+        let mut labels = self.labels.clone();
+        let dual_stack = self.addresses.iter().any(|a| matches!(a, IpNet::V4(_)))
+            && self.addresses.iter().any(|a| matches!(a, IpNet::V6(_)));
+        if self.pod.is_some() && dual_stack {
+            labels.insert(K8S_FAMILY, if matches!(address, IpNet::V4(_)) { "ipv4" } else { "ipv6" });
+        }
+        labels
+    }
+
+    /// Every label set this endpoint's identities have (its labels alone when it has no
+    /// address).
+    pub fn identity_label_sets(&self) -> BTreeSet<Labels> {
+        if self.addresses.is_empty() {
+            return BTreeSet::from([self.labels.clone()]);
+        }
+        self.addresses.iter().map(|address| self.identity_labels(address)).collect()
+    }
+
     /// `namespace/name`, or `name` without a namespace: unique within a push.
     pub fn qualified_name(&self) -> String {
         match &self.namespace {

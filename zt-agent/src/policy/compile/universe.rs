@@ -10,7 +10,7 @@ use zt_common::identity::{HOST, WORLD};
 use super::{CompileSettings, DEFAULT_ROUTES, MAX_IPCACHE_PREFIXES};
 use crate::identity::{IdentityAllocator, Labels};
 use crate::policy::error::CompileError;
-use crate::policy::model::{Direction, Peer, PodPorts, PolicySet, Selector};
+use crate::policy::model::{Direction, Endpoint, Peer, PodPorts, PolicySet, Selector};
 
 /// Every identity of a push, and how addresses map to them.
 pub(super) struct Universe {
@@ -56,17 +56,19 @@ impl Universe {
 
         // Allocate in label order, not file order, so a first push numbers identically
         // however its files are named.
-        let label_sets: BTreeSet<&Labels> = set.endpoints.iter().map(|e| &e.labels).collect();
+        let label_sets: BTreeSet<Labels> = set.endpoints.iter().flat_map(Endpoint::identity_label_sets).collect();
         for labels in label_sets {
-            let id = allocator.allocate(labels)?;
+            let id = allocator.allocate(&labels)?;
             universe.selectable.insert(id, labels.clone());
-            universe.identities.insert(id, labels.clone());
+            universe.identities.insert(id, labels);
         }
         for endpoint in &set.endpoints {
-            let id = allocator.get(&endpoint.labels).expect("allocated above");
-            universe.names.entry(id).or_default().push(endpoint.qualified_name());
-            if let Some(ports) = &endpoint.pod {
-                universe.pods.entry(id).or_insert_with(|| ports.clone());
+            for labels in endpoint.identity_label_sets() {
+                let id = allocator.get(&labels).expect("allocated above");
+                universe.names.entry(id).or_default().push(endpoint.qualified_name());
+                if let Some(ports) = &endpoint.pod {
+                    universe.pods.entry(id).or_insert_with(|| ports.clone());
+                }
             }
             if endpoint.addresses.is_empty() {
                 let name = endpoint.qualified_name();
@@ -85,6 +87,7 @@ impl Universe {
                     ));
                     continue;
                 }
+                let id = allocator.get(&endpoint.identity_labels(&address)).expect("allocated above");
                 universe.ipcache.insert(address, id);
                 universe.prefixes.entry(id).or_default().insert(address);
             }

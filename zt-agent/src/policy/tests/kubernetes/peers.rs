@@ -89,3 +89,26 @@ fn egress_ip_block_limits_destinations() {
     assert_matrix(&c, TCP, 80, |from, to| from != "x/a" || to == "y/a" || to == "y/b");
     assert!(!connects(&c, "x/a", "203.0.113.9", TCP, 443));
 }
+
+#[test]
+fn an_ip_block_of_one_family_matches_that_family_of_a_dual_stack_pod_only() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: d, namespace: y}\nstatus:\n  podIPs: [{ip: 198.18.9.1}, {ip: \"fd00::9:1\"}]\n";
+    let policy = netpol(
+        "x",
+        "to-a",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{ipBlock: {cidr: 198.18.9.0/24}}]}]\n",
+    );
+    let c = k8s(&format!("{pod}---\n{policy}"));
+    assert_ne!(who(&c, "198.18.9.1"), who(&c, "fd00::9:1"), "one identity per family");
+    assert!(connects(&c, "198.18.9.1", "x/a", TCP, 80));
+    assert!(!connects(&c, "fd00::9:1", "x/a", TCP, 80), "an IPv4 block admits no IPv6 traffic");
+    // Selectors see both families of the pod.
+    let policy = netpol(
+        "x",
+        "to-a",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]\n",
+    );
+    let c = k8s(&format!("{pod}---\n{policy}"));
+    assert!(connects(&c, "198.18.9.1", "x/a", TCP, 80));
+    assert!(connects(&c, "fd00::9:1", "x/a", TCP, 80));
+}
