@@ -129,6 +129,55 @@ pub struct Policy {
     pub ingress: Option<Vec<Rule>>,
     pub egress: Option<Vec<Rule>>,
     pub origin: Origin,
+    /// The kind of document it was written as, so messages name the fields the author wrote.
+    pub written: Written,
+}
+
+/// The document a [`Policy`] was written as: compile warnings quote its field paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Written {
+    /// `zt/v1` `kind: Policy`.
+    #[default]
+    Zt,
+    /// A Kubernetes NetworkPolicy; `prefix` places it inside a List (`items[3].`).
+    NetworkPolicy { prefix: String },
+}
+
+impl Written {
+    /// The path of the policy's own selector.
+    pub fn selector_path(&self) -> String {
+        match self {
+            Written::Zt => "spec.selector".to_string(),
+            Written::NetworkPolicy { prefix } => format!("{prefix}spec.podSelector"),
+        }
+    }
+
+    /// The path of rule `index` of `direction`.
+    pub fn rule_path(&self, direction: Direction, index: usize) -> String {
+        let prefix = match self {
+            Written::Zt => "",
+            Written::NetworkPolicy { prefix } => prefix,
+        };
+        format!("{prefix}spec.{direction}[{index}]")
+    }
+
+    /// The field of a peer (at `peer_path`) that holds a selector or a CIDR.
+    pub fn peer_field(&self, peer_path: &str, peer: &Peer) -> String {
+        match (self, peer) {
+            (Written::Zt, Peer::Selector(_)) => format!("{peer_path}.selector"),
+            (Written::Zt, _) => format!("{peer_path}.cidr"),
+            (Written::NetworkPolicy { .. }, Peer::Selector(_)) => peer_path.to_string(),
+            (Written::NetworkPolicy { .. }, _) => format!("{peer_path}.ipBlock.cidr"),
+        }
+    }
+
+    /// What a selector that selects nothing failed to find.
+    pub fn selectable(&self) -> &'static str {
+        match self {
+            Written::Zt => "no endpoint and not this host",
+            Written::NetworkPolicy { .. } => "no pod",
+        }
+    }
 }
 
 impl Policy {

@@ -8,7 +8,9 @@ use zt_common::identity::{ANY, HOST, WORLD};
 
 use super::universe::Universe;
 use super::{CompileSettings, PolicyInfo};
-use crate::policy::model::{Action, Direction, Entity, Mode, NamedPortRule, Origin, Peer, PolicySet, PortRule};
+use crate::policy::model::{
+    Action, Direction, Entity, Mode, NamedPortRule, Origin, Peer, PolicySet, PortRule, Written,
+};
 use crate::policy::ports::{PortBlock, decompose_range};
 
 /// How precisely a rule names the port of a packet; the most precise allow (or deny) is
@@ -131,10 +133,14 @@ pub(super) fn resolve(
         let policy_id = index as u32 + 1;
         let origin = &policy.origin;
         let locals = if policy.selector.is_all() { BTreeSet::from([ANY]) } else { universe.select(&policy.selector) };
+        let written = &policy.written;
         if locals.is_empty() {
             warnings.push(format!(
-                "{origin}: spec.selector {} selects no endpoint and not this host, so policy {} has no effect",
-                policy.selector, policy.name
+                "{origin}: {} {} selects {}, so policy {} has no effect",
+                written.selector_path(),
+                policy.selector,
+                written.selectable(),
+                policy.name
             ));
         }
         let enforcing = policy.mode == Mode::Enforce;
@@ -152,14 +158,15 @@ pub(super) fn resolve(
                 ));
             }
             for (i, rule) in rules.iter().enumerate() {
-                let rule_path = format!("spec.{direction}[{i}]");
+                let rule_path = written.rule_path(direction, i);
                 let peers = if rule.peers.is_empty() {
                     BTreeSet::from([ANY])
                 } else {
                     let mut peers = BTreeSet::new();
                     for (j, peer) in rule.peers.iter().enumerate() {
                         let path = format!("{rule_path}.{}[{j}]", direction.peer_field());
-                        peers.extend(resolve_peer(universe, peer, origin, &path, warnings));
+                        let path = written.peer_field(&path, peer);
+                        peers.extend(resolve_peer(universe, peer, origin, (&path, written), warnings));
                     }
                     peers
                 };
@@ -240,12 +247,13 @@ fn resolve_named_ports(
     out
 }
 
-/// The identities one `from`/`to` item stands for.
+/// The identities one `from`/`to` item stands for; `field` is the path of its selector or
+/// CIDR, as written, for warnings.
 pub(super) fn resolve_peer(
     universe: &Universe,
     peer: &Peer,
     origin: &Origin,
-    path: &str,
+    (field, written): (&str, &Written),
     warnings: &mut Vec<String>,
 ) -> BTreeSet<u32> {
     match peer {
@@ -255,10 +263,9 @@ pub(super) fn resolve_peer(
         Peer::Selector(selector) => {
             let ids = universe.select(selector);
             if ids.is_empty() {
-                warnings.push(format!(
-                    "{origin}: {path}.selector {selector} matches no endpoint and not this host, so it adds no peer \
-                     to the rule"
-                ));
+                let nothing = written.selectable();
+                warnings
+                    .push(format!("{origin}: {field} {selector} matches {nothing}, so it adds no peer to the rule"));
             }
             ids
         }
@@ -275,7 +282,7 @@ pub(super) fn resolve_peer(
                 } else if count > 0 {
                     let who = universe.describe(id);
                     warnings.push(format!(
-                        "{origin}: {path}.cidr {cidr} covers only some addresses of {who}, so traffic of {who} does \
+                        "{origin}: {field} {cidr} covers only some addresses of {who}, so traffic of {who} does \
                          not match it; cover all of its addresses or none"
                     ));
                 }

@@ -11,7 +11,7 @@ use super::schema::{EndpointDocument, PeerDoc, PolicyDocument, PortDoc, RuleDoc}
 use crate::identity::Labels;
 use crate::identity::labels::{is_dns_subdomain, validate_key, validate_value};
 use crate::policy::error::{PolicyError, Problem};
-use crate::policy::model::{Direction, Endpoint, Origin, Peer, Policy, PortRule, Protocol, Rule, Selector};
+use crate::policy::model::{Direction, Endpoint, Origin, Peer, Policy, PortRule, Protocol, Rule, Selector, Written};
 
 /// Converts one schema document into the model, reporting each bad field against the
 /// document's origin and carrying on (bad values are left out of the result, which is never
@@ -62,6 +62,7 @@ impl Checker<'_> {
             ingress,
             egress,
             origin: self.origin.clone(),
+            written: Written::Zt,
         }
     }
 

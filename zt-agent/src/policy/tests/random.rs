@@ -148,6 +148,7 @@ fn random_setup(rng: &mut Rng) -> (PolicySet, CompileSettings) {
             ingress: random_rules(rng),
             egress: random_rules(rng),
             origin: origin.clone(),
+            written: Default::default(),
         });
     }
     let failsafe = match rng.below(3) {

@@ -20,6 +20,7 @@ use super::{Checker, namespaced_name};
 use crate::policy::error::Problem;
 use crate::policy::model::{
     Action, Direction, Expression, Mode, NamedPortRule, Operator, Peer, Policy, PortRule, Protocol, Rule, Selector,
+    Written,
 };
 
 pub(super) fn translate(check: &mut Checker, prefix: &str, doc: NetworkPolicyDoc) -> Option<Policy> {
@@ -62,6 +63,7 @@ pub(super) fn translate(check: &mut Checker, prefix: &str, doc: NetworkPolicyDoc
         ingress: ingress_type.then_some(ingress),
         egress: egress_type.then_some(egress),
         origin: check.origin.clone(),
+        written: Written::NetworkPolicy { prefix: prefix.to_string() },
     })
 }
 

@@ -173,3 +173,23 @@ fn kubernetes_objects_and_zt_documents_mix_in_one_push() {
     let names: Vec<&str> = c.policies.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["pods-no-dns", "x/to-b"]);
 }
+
+#[test]
+fn warnings_about_a_network_policy_name_its_own_fields() {
+    let policy = netpol(
+        "x",
+        "nobody",
+        "  podSelector: {matchLabels: {pod: q}}\n  ingress: [{from: [{podSelector: {matchLabels: {pod: q}}}]}]\n",
+    );
+    let list = format!("apiVersion: v1\nkind: List\nitems:\n- {}", policy.replace('\n', "\n  "));
+    let c = compile_yaml(&format!("{}---\n{list}", cluster()), &settings(true));
+    assert_eq!(
+        c.warnings,
+        [
+            "policy test.yaml, document 12: items[0].spec.podSelector {k8s:namespace: x, pod: q} selects no pod, so \
+             policy x/nobody has no effect",
+            "policy test.yaml, document 12: items[0].spec.ingress[0].from[0] {k8s:namespace: x, pod: q} matches no \
+             pod, so it adds no peer to the rule",
+        ]
+    );
+}
