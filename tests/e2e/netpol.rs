@@ -1,8 +1,8 @@
 //! Kubernetes NetworkPolicy conformance, end to end: the cases of the upstream network
 //! policy e2e suite (test/e2e/network/netpol), each pushed to the real `zt-agent` with
-//! `ztctl policy apply` and checked against the full reachability matrix — the nine pods
-//! and an outside host to every pod on TCP and UDP ports 80 and 81 — probed with real
-//! traffic through the agent's programs on the node's links.
+//! `ztctl policy apply` and checked against the full reachability matrix — the nine
+//! (dual-stack) pods and an outside host to every pod on TCP and UDP ports 80 and 81, over
+//! IPv4 and IPv6 — probed with real traffic through the agent's programs on the node's links.
 //!
 //! A case names its policies and says, as a function of source, destination and port,
 //! what must pass; every cell of the matrix is compared and a failing case prints the
@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use cluster::{Cluster, OUTSIDE, assert_ok};
 use matrix::{Matrix, Port};
+use zt_tests::names::Subnet;
 use zt_tests::skip_unless_privileged;
 
 /// What must pass: `(from, to, port)`, where `from` is `ns/pod` or `outside`.
@@ -79,7 +80,8 @@ fn is_pod(who: &str) -> bool {
 /// The upstream cases, with the addresses of this cluster where ipBlocks need them.
 fn cases(c: &Cluster) -> Vec<Case> {
     let ip = |who: &str| c.ip(who).to_string();
-    let subnet = |who: &str| format!("{}/24", c.workload(who).subnet.v4(0));
+    let subnet = |who: &str| format!("{}/{}", c.workload(who).subnet.v4(0), Subnet::V4_PREFIX);
+    let subnet6 = |who: &str| format!("\"{}/{}\"", c.workload(who).subnet.v6(0), Subnet::V6_PREFIX);
     let x_a = "  podSelector: {matchLabels: {pod: a}}\n";
     vec![
         case("no policies: every pod is open", vec![], |_, _, _| true),
@@ -285,9 +287,22 @@ fn cases(c: &Cluster) -> Vec<Case> {
             |from, to, _| (ns(from) == Some("x")) == (ns(to) == Some("x")),
         ),
         case(
-            "ipBlock: only the outside host's subnet",
-            vec![np("x", "from-outside", &format!("{x_a}  ingress: [{{from: [{{ipBlock: {{cidr: {}}}}}]}}]\n", subnet(OUTSIDE)))],
+            "ipBlock: only the outside host's subnets, one per family",
+            vec![np(
+                "x",
+                "from-outside",
+                &format!(
+                    "{x_a}  ingress: [{{from: [{{ipBlock: {{cidr: {}}}}}, {{ipBlock: {{cidr: {}}}}}]}}]\n",
+                    subnet(OUTSIDE),
+                    subnet6(OUTSIDE)
+                ),
+            )],
             |from, to, _| to != "x/a" || from == OUTSIDE,
+        ),
+        case(
+            "an IPv4 ipBlock admits no IPv6 traffic",
+            vec![np("x", "from-outside-v4", &format!("{x_a}  ingress: [{{from: [{{ipBlock: {{cidr: {}}}}}]}}]\n", subnet(OUTSIDE)))],
+            |from, to, port| to != "x/a" || (from == OUTSIDE && port.v4()),
         ),
         case(
             "ipBlock with except: everything in 198.18.0.0/15 but y/a",
@@ -296,7 +311,7 @@ fn cases(c: &Cluster) -> Vec<Case> {
                 "cidr-except",
                 &format!("{x_a}  ingress: [{{from: [{{ipBlock: {{cidr: 198.18.0.0/15, except: [{}/32]}}}}]}}]\n", ip("y/a")),
             )],
-            |from, to, _| to != "x/a" || from != "y/a",
+            |from, to, port| to != "x/a" || (from != "y/a" && port.v4()),
         ),
         case(
             "egress ipBlock with except",
@@ -305,7 +320,7 @@ fn cases(c: &Cluster) -> Vec<Case> {
                 "egress-except",
                 &format!("{x_a}  policyTypes: [Egress]\n  egress: [{{to: [{{ipBlock: {{cidr: 198.18.0.0/15, except: [{}/32]}}}}]}}]\n", ip("y/b")),
             )],
-            |from, to, _| from != "x/a" || to != "y/b",
+            |from, to, port| from != "x/a" || (to != "y/b" && port.v4()),
         ),
         case(
             "an address in an except and in another policy's cidr passes",
@@ -321,7 +336,7 @@ fn cases(c: &Cluster) -> Vec<Case> {
                     &format!("{x_a}  policyTypes: [Egress]\n  egress: [{{to: [{{ipBlock: {{cidr: {}/32}}}}]}}]\n", ip("y/b")),
                 ),
             ],
-            |_, _, _| true,
+            |from, _, port| from != "x/a" || port.v4(),
         ),
         case(
             "zt/v1 and NetworkPolicy together",

@@ -3,15 +3,16 @@
 //! pod. The real `zt-agent` runs in the node, attached to every node-side link, and gets
 //! the cluster as `kubectl get pods,namespaces -A -o yaml` prints it, through `ztctl`.
 //!
-//! Every pod serves TCP and UDP on ports 80 and 81 (echo servers), named like upstream's
-//! conformance pods: `serve-80-tcp`, `serve-81-tcp`, `serve-80-udp`, `serve-81-udp`.
+//! Every pod is dual-stack and serves TCP and UDP on ports 80 and 81 on both of its
+//! addresses (echo servers), named like upstream's conformance pods: `serve-80-tcp`,
+//! `serve-81-tcp`, `serve-80-udp`, `serve-81-udp`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use zt_tests::{BpfFs, NsProcess, Scratch, Star, TcpEchoServer, UdpEchoServer, topology, workspace_binary};
+use zt_tests::{BpfFs, Family, NsProcess, Scratch, Star, TcpEchoServer, UdpEchoServer, topology, workspace_binary};
 
 pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 pub const PODS: [&str; 3] = ["a", "b", "c"];
@@ -46,10 +47,11 @@ impl Cluster {
         let servers = star.workloads[..9]
             .iter()
             .map(|w| {
-                let addr = |port| SocketAddr::new(w.host.v4.into(), port);
+                let addrs: Vec<SocketAddr> =
+                    Family::ALL.iter().flat_map(|&f| SERVED_PORTS.map(|p| w.host.socket(f, p))).collect();
                 Servers {
-                    _tcp: SERVED_PORTS.iter().map(|&p| TcpEchoServer::start(&w.host.ns, addr(p)).unwrap()).collect(),
-                    _udp: SERVED_PORTS.iter().map(|&p| UdpEchoServer::start(&w.host.ns, addr(p)).unwrap()).collect(),
+                    _tcp: addrs.iter().map(|&a| TcpEchoServer::start(&w.host.ns, a).unwrap()).collect(),
+                    _udp: addrs.iter().map(|&a| UdpEchoServer::start(&w.host.ns, a).unwrap()).collect(),
                 }
             })
             .collect();
@@ -80,6 +82,11 @@ impl Cluster {
     /// The IPv4 address of `ns/pod` or of the outside host.
     pub fn ip(&self, who: &str) -> Ipv4Addr {
         self.workload(who).host.v4
+    }
+
+    /// The address of `family` of `ns/pod` or of the outside host.
+    pub fn ip_of(&self, who: &str, family: Family) -> IpAddr {
+        self.workload(who).host.ip(family)
     }
 
     pub fn workload(&self, who: &str) -> &zt_tests::Workload {
@@ -130,7 +137,7 @@ impl Cluster {
         }
         for (i, pod) in all_pods().iter().enumerate() {
             let (namespace, name) = pod.split_once('/').unwrap();
-            let ip = self.ip(pod);
+            let (ip, ip6) = (self.ip(pod), self.ip_of(pod, Family::V6));
             let ports: String = SERVED_PORTS
                 .iter()
                 .flat_map(|port| {
@@ -188,6 +195,7 @@ impl Cluster {
     podIP: {ip}
     podIPs:
     - ip: {ip}
+    - ip: {ip6}
     qosClass: BestEffort
     startTime: "2026-11-26T08:01:0{i}Z"
 "#

@@ -1,5 +1,5 @@
 //! The reachability matrix: every source (the nine pods and the outside host) to every pod
-//! on every served port and protocol, probed in parallel with real TCP connections and UDP
+//! on every served port and protocol over IPv4 and IPv6, probed in parallel with real TCP connections and UDP
 //! round trips, and compared with what the case expects.
 
 use std::fmt::Write as _;
@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
 
-use zt_tests::{tcp_connect, udp_roundtrip};
+use zt_tests::{Family, tcp_connect, udp_roundtrip};
 
 use super::cluster::{Cluster, OUTSIDE, SERVED_PORTS, all_pods};
 
@@ -23,14 +23,19 @@ pub enum Proto {
     Udp,
 }
 
-/// A served port.
+/// A served port, over one address family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Port {
     pub proto: Proto,
     pub number: u16,
+    pub family: Family,
 }
 
 impl Port {
+    pub fn v4(self) -> bool {
+        self.family == Family::V4
+    }
+
     pub fn tcp(self) -> bool {
         self.proto == Proto::Tcp
     }
@@ -40,13 +45,20 @@ impl Port {
     }
 
     fn label(self) -> String {
-        format!("{}/{}", if self.tcp() { "TCP" } else { "UDP" }, self.number)
+        let family = if self.v4() { "v4" } else { "v6" };
+        format!("{}/{} {family}", if self.tcp() { "TCP" } else { "UDP" }, self.number)
     }
 }
 
-/// Every probed port: TCP 80, TCP 81, UDP 80, UDP 81.
+/// Every probed port: TCP 80, TCP 81, UDP 80, UDP 81, over IPv4 then IPv6.
 pub fn ports() -> Vec<Port> {
-    [Proto::Tcp, Proto::Udp].into_iter().flat_map(|proto| SERVED_PORTS.map(|number| Port { proto, number })).collect()
+    let mut ports = Vec::new();
+    for family in Family::ALL {
+        for proto in [Proto::Tcp, Proto::Udp] {
+            ports.extend(SERVED_PORTS.map(|number| Port { proto, number, family }));
+        }
+    }
+    ports
 }
 
 /// The sources: every pod, then the outside host.
@@ -101,13 +113,13 @@ impl Matrix {
         let (sources, pods, ports) = (sources(), all_pods(), ports());
         let mut text = String::new();
         for (k, port) in ports.iter().enumerate() {
-            let _ = write!(text, "\n{:<10}", port.label());
+            let _ = write!(text, "\n{:<12}", port.label());
             for to in &pods {
                 let _ = write!(text, "{to:<6}");
             }
             text.push('\n');
             for (i, from) in sources.iter().enumerate() {
-                let _ = write!(text, "{from:<10}");
+                let _ = write!(text, "{from:<12}");
                 for j in 0..pods.len() {
                     let index = (i * pods.len() + j) * ports.len() + k;
                     let mark = |passed: bool| if passed { "." } else { "X" };
@@ -151,7 +163,7 @@ fn probe_all(
             .map(|(i, (from, to, port))| {
                 let chosen = which(i);
                 let ns = &cluster.workload(from).host.ns;
-                let addr = SocketAddr::new(cluster.ip(to).into(), port.number);
+                let addr = SocketAddr::new(cluster.ip_of(to, port.family), port.number);
                 scope.spawn(move || {
                     chosen
                         && match port.proto {
