@@ -289,4 +289,15 @@ mod tests {
         assert!(!labels.contains_all(&Labels::parse("app=web").unwrap()));
         assert!(!labels.contains_all(&Labels::parse("app=db,tier=x").unwrap()));
     }
+
+    #[test]
+    fn pod_labels_name_the_pod_as_namespace_and_name() {
+        let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(
+            pod_name(&labels(&[("app", "web"), (K8S_NAMESPACE, "shop"), (K8S_POD, "web-1")])),
+            Some("shop/web-1".into())
+        );
+        assert_eq!(pod_name(&labels(&[("app", "web"), (K8S_NAMESPACE, "shop")])), None);
+        assert_eq!(pod_name(&labels(&[("reserved:host", "")])), None);
+    }
 }
