@@ -193,3 +193,20 @@ fn warnings_about_a_network_policy_name_its_own_fields() {
         ]
     );
 }
+
+#[test]
+fn the_kubernetes_example_in_policies_is_valid_and_means_what_it_says() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/kubernetes");
+    let sources = load_path(std::path::Path::new(dir)).unwrap_or_else(|e| panic!("{e:#?}"));
+    let set = parse(&sources).unwrap_or_else(|errors| panic!("{errors:#?}"));
+    let c = compile(&set, &settings(true), &mut IdentityAllocator::new()).unwrap();
+    assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
+    let (web, api, db, prometheus) = ("10.244.1.10", "10.244.2.20", "10.244.2.30", "10.244.3.40");
+    assert!(connects(&c, web, api, TCP, 8080));
+    assert!(!connects(&c, web, db, TCP, 5432));
+    assert!(connects(&c, api, db, TCP, 5432));
+    assert!(!connects(&c, db, api, TCP, 8080), "db sends nothing");
+    assert!(connects(&c, prometheus, api, TCP, 9090));
+    assert!(connects(&c, prometheus, db, TCP, 9090), "the db and scrape policies add up");
+    assert!(!connects(&c, prometheus, db, TCP, 5432));
+}
