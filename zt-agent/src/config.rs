@@ -69,8 +69,9 @@ pub struct RunFlags {
     /// Prometheus metrics listen address, or `none` [default: 127.0.0.1:9464].
     #[arg(long, value_name = "ADDR|none")]
     pub metrics: Option<String>,
-    /// Isolate every identity even when no policy selects it (zero trust). With `false`,
-    /// only identities a policy selects are isolated [default: true].
+    /// Isolate every identity even when no policy selects it (zero trust); Kubernetes pods
+    /// are isolated only by the policies that select them, either way. With `false`, only
+    /// identities a policy selects are isolated [default: true].
     #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
     pub default_deny: Option<bool>,
     /// Do not pin the attachments: enforcement stops when the agent exits, and exit

@@ -19,6 +19,24 @@ pub const RESERVED_HOST: &str = "reserved:host";
 pub const RESERVED_WORLD: &str = "reserved:world";
 /// Key prefix of the label that names a CIDR identity, e.g. `cidr:10.0.0.0/8`.
 pub const CIDR_PREFIX: &str = "cidr:";
+/// Label key holding a Kubernetes pod's namespace (`k8s:namespace=shop`).
+pub const K8S_NAMESPACE: &str = "k8s:namespace";
+/// Label key holding a Kubernetes pod's name (`k8s:pod=web-1`); with the namespace it makes
+/// every pod its own identity.
+pub const K8S_POD: &str = "k8s:pod";
+/// Label key telling the two identities of a dual-stack pod apart (`k8s:family=ipv4` or
+/// `ipv6`): an ipBlock is judged per address, and one family's block must not admit the
+/// other family's traffic.
+pub const K8S_FAMILY: &str = "k8s:family";
+/// Key prefix of the labels a pod inherits from its namespace, e.g.
+/// `k8s.ns:kubernetes.io/metadata.name=shop`: namespaceSelectors match these.
+pub const K8S_NAMESPACE_LABEL_PREFIX: &str = "k8s.ns:";
+
+/// `namespace/name` when `labels` (as API replies and flow records carry them) are a
+/// Kubernetes pod's, so output can name the pod.
+pub fn pod_name(labels: &BTreeMap<String, String>) -> Option<String> {
+    Some(format!("{}/{}", labels.get(K8S_NAMESPACE)?, labels.get(K8S_POD)?))
+}
 
 /// Longest label name (the part after an optional `prefix/`) and longest label value.
 const MAX_NAME_LEN: usize = 63;
@@ -270,5 +288,16 @@ mod tests {
         assert!(labels.contains_all(&Labels::parse("app=db").unwrap()));
         assert!(!labels.contains_all(&Labels::parse("app=web").unwrap()));
         assert!(!labels.contains_all(&Labels::parse("app=db,tier=x").unwrap()));
+    }
+
+    #[test]
+    fn pod_labels_name_the_pod_as_namespace_and_name() {
+        let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(
+            pod_name(&labels(&[("app", "web"), (K8S_NAMESPACE, "shop"), (K8S_POD, "web-1")])),
+            Some("shop/web-1".into())
+        );
+        assert_eq!(pod_name(&labels(&[("app", "web"), (K8S_NAMESPACE, "shop")])), None);
+        assert_eq!(pod_name(&labels(&[("reserved:host", "")])), None);
     }
 }

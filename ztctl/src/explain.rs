@@ -104,5 +104,6 @@ fn render(e: &Explanation) -> String {
 fn peer(p: &ExplainedPeer) -> String {
     let prefix = p.prefix.as_deref().map(|n| format!(" via {n}")).unwrap_or_default();
     let quarantined = if p.quarantined { ", QUARANTINED" } else { "" };
-    format!("{} identity {} [{}]{prefix}{quarantined}", p.ip, p.identity, output::labels(&p.labels))
+    let pod = zt_api::labels::pod_name(&p.labels).map(|name| format!(" pod {name}")).unwrap_or_default();
+    format!("{}{pod} identity {} [{}]{prefix}{quarantined}", p.ip, p.identity, output::labels(&p.labels))
 }

@@ -112,8 +112,8 @@ fn print(out: &mut dyn Write, format: Format, r: &FlowRecord) -> std::io::Result
                 &r.reason,
                 &r.direction,
                 &r.protocol,
-                &endpoint(r.src_ip, r.src_port),
-                &endpoint(r.dst_ip, r.dst_port),
+                &endpoint(r.src_ip, r.src_port, &r.src_labels),
+                &endpoint(r.dst_ip, r.dst_port, &r.dst_labels),
                 &policy,
             ];
             writeln!(out, "{}", row_text(cells))
@@ -131,11 +131,16 @@ fn row_text<S: AsRef<str>>(cells: [S; 8]) -> String {
     line.trim_end().to_string()
 }
 
-fn endpoint(ip: Option<IpAddr>, port: Option<u16>) -> String {
-    match (ip, port) {
+/// `ip:port`, followed by ` (namespace/name)` when the address is a Kubernetes pod.
+fn endpoint(ip: Option<IpAddr>, port: Option<u16>, labels: &std::collections::BTreeMap<String, String>) -> String {
+    let address = match (ip, port) {
         (Some(IpAddr::V6(ip)), Some(port)) => format!("[{ip}]:{port}"),
         (Some(ip), Some(port)) => format!("{ip}:{port}"),
         (Some(ip), None) => ip.to_string(),
         (None, _) => "-".into(),
+    };
+    match zt_api::labels::pod_name(labels) {
+        Some(pod) => format!("{address} ({pod})"),
+        None => address,
     }
 }

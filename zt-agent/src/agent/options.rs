@@ -30,7 +30,8 @@ pub struct RunOptions {
     pub bpffs: PathBuf,
     /// Flow log target: a path or `-` for standard output; `None` = no flow log.
     pub flow_log: Option<String>,
-    /// Isolate every local identity even without a selecting policy (zero trust).
+    /// Isolate every local identity even without a selecting policy (zero trust); never
+    /// Kubernetes pods, which only selecting policies isolate.
     pub default_deny: bool,
     /// The local API socket (`ztctl`).
     pub socket: PathBuf,

@@ -19,7 +19,11 @@ pub fn endpoints(shared: &SharedState) -> Result<Reply, ApiError> {
         .endpoints
         .iter()
         .map(|e| EndpointView {
-            key: DocumentKey { kind: "Endpoint".into(), namespace: e.namespace.clone(), name: e.name.clone() },
+            key: DocumentKey {
+                kind: if e.pod.is_some() { "Pod" } else { "Endpoint" }.into(),
+                namespace: e.namespace.clone(),
+                name: e.name.clone(),
+            },
             addresses: e.addresses.iter().map(ToString::to_string).collect(),
             labels: e.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             // What the kernel resolves the endpoint's first address to.

@@ -42,14 +42,10 @@ pub enum PolicyError {
     #[error("{origin}: kind is missing; add kind: Endpoint or kind: Policy")]
     MissingKind { origin: Origin },
 
-    /// A format the product will read but this version does not yet.
     #[error(
-        "{origin}: {kind} documents of apiVersion {api_version} are not supported yet; \
-         write the policy as apiVersion zt/v1 kind Policy for now"
+        "{origin}: apiVersion {api_version} is unknown; use apiVersion: zt/v1, or v1 and \
+         networking.k8s.io/v1 for Kubernetes objects"
     )]
-    NotSupportedYet { origin: Origin, api_version: String, kind: String },
-
-    #[error("{origin}: apiVersion {api_version} is unknown; use apiVersion: zt/v1")]
     UnknownApiVersion { origin: Origin, api_version: String },
 
     #[error("{origin}: kind {kind} is not a zt/v1 kind; use Endpoint or Policy")]
@@ -139,6 +135,48 @@ pub enum Problem {
 
     #[error("{0}")]
     Label(LabelError),
+
+    #[error(
+        "is {api_version} {kind}, which is not read; give Namespace, Pod or List (apiVersion v1) or \
+         NetworkPolicy (apiVersion networking.k8s.io/v1), or remove the object",
+        api_version = one_line(.api_version),
+        kind = one_line(.kind)
+    )]
+    UnknownKubernetesKind { api_version: String, kind: String },
+
+    #[error("is missing; give the object a name")]
+    MissingName,
+
+    #[error("{} is not a NetworkPolicy protocol; use TCP, UDP or SCTP", one_line(.value))]
+    BadKubernetesProtocol { value: String },
+
+    #[error(
+        "{:?} is not a port name; write a number in 1-65535 or a container port name (lowercase \
+         letters, digits and '-', at most 15 characters, with at least one letter)",
+        one_line(.value)
+    )]
+    BadPortName { value: String },
+
+    #[error("is given with the named port {}; give port a number or remove endPort", one_line(.name))]
+    EndPortWithNamedPort { name: String },
+
+    #[error("gives ipBlock together with {other}; give ipBlock alone in its own list item")]
+    IpBlockWithSelector { other: &'static str },
+
+    #[error("is empty; give podSelector, namespaceSelector or ipBlock")]
+    EmptyKubernetesPeer,
+
+    #[error("{} is not a policy type; use Ingress or Egress", one_line(.value))]
+    UnknownPolicyType { value: String },
+
+    #[error("{} is not an operator; use In, NotIn, Exists or DoesNotExist", one_line(.value))]
+    UnknownOperator { value: String },
+
+    #[error("is empty, but operator {operator} needs values; list at least one value")]
+    OperatorNeedsValues { operator: &'static str },
+
+    #[error("is given, but operator {operator} takes no values; remove values")]
+    OperatorTakesNoValues { operator: &'static str },
 
     #[error(
         "{value:?} is not a valid name; use lowercase letters, digits, '-' and '.', starting and \

@@ -39,7 +39,9 @@ impl Document {
 
 /// Splits sources into keyed documents. Best effort: empty documents and documents without
 /// `kind` and `metadata.name` are skipped, and a source stops at its first syntax error —
-/// the validator reports those, this only needs the keys of what is valid.
+/// the validator reports those, this only needs the keys of what is valid. A Kubernetes
+/// `List` is split into its items (all at the List's position), so a later push of one of
+/// its pods or policies replaces just that object.
 pub fn split(sources: &[(String, String)]) -> Vec<Document> {
     let mut out = Vec::new();
     for (source, text) in sources {
@@ -47,9 +49,15 @@ pub fn split(sources: &[(String, String)]) -> Vec<Document> {
             let Ok(value) = Value::deserialize(de) else {
                 break;
             };
-            let Some(key) = key_of(&value) else { continue };
-            let yaml = serde_norway::to_string(&value).expect("a parsed YAML value serializes");
-            out.push(Document { key, source: source.clone(), document: index + 1, yaml });
+            let items = match value.get("items").and_then(Value::as_sequence) {
+                Some(items) if value.get("kind").and_then(Value::as_str) == Some("List") => items.clone(),
+                _ => vec![value],
+            };
+            for value in items {
+                let Some(key) = key_of(&value) else { continue };
+                let yaml = serde_norway::to_string(&value).expect("a parsed YAML value serializes");
+                out.push(Document { key, source: source.clone(), document: index + 1, yaml });
+            }
         }
     }
     out
@@ -296,6 +304,17 @@ spec:
         let again = crate::policy::parse(&[("a.yaml", printed.as_str())])
             .unwrap_or_else(|errors| panic!("{printed}\n{errors:#?}"));
         assert_eq!(again, expected, "{printed}");
+    }
+
+    #[test]
+    fn a_kubernetes_list_splits_into_its_items_at_the_lists_position() {
+        let list = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: x}}\n- {apiVersion: v1, kind: Pod, metadata: {name: a, namespace: x}}\n";
+        let docs = split(&[source("k8s.yaml", &[list.to_string()])]);
+        assert_eq!(keys(&docs), ["Namespace/x", "Pod/x/a"]);
+        assert!(docs.iter().all(|d| d.origin() == "k8s.yaml, document 1"));
+        // Both come back (as two sources of that name, since they share a position).
+        let rebuilt = split(&to_sources(&docs));
+        assert_eq!(keys(&rebuilt), ["Namespace/x", "Pod/x/a"]);
     }
 
     #[test]

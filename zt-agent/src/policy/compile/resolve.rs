@@ -8,7 +8,9 @@ use zt_common::identity::{ANY, HOST, WORLD};
 
 use super::universe::Universe;
 use super::{CompileSettings, PolicyInfo};
-use crate::policy::model::{Action, Direction, Entity, Mode, Origin, Peer, PolicySet, PortRule, RateLimit};
+use crate::policy::model::{
+    Action, Direction, Entity, Mode, NamedPortRule, Origin, Peer, PolicySet, PortRule, RateLimit, Written,
+};
 use crate::policy::ports::{PortBlock, decompose_range};
 
 /// How precisely a rule names the port of a packet; the most precise allow (or deny) is
@@ -105,6 +107,9 @@ pub(crate) struct Resolved {
     /// forwarding a packet *from* world, the ingress hook forwarding one *to* world — is not
     /// isolated; the workload's side of the flow is judged at its own hook.
     pub not_local: BTreeSet<u32>,
+    /// Kubernetes pods: isolated only by the policies that select them, never by
+    /// `default_deny` (the upstream NetworkPolicy model).
+    pub pods: BTreeSet<u32>,
 }
 
 /// Step 2: selectors, entities and CIDRs -> identities; policies get their ids.
@@ -120,6 +125,7 @@ pub(super) fn resolve(
         failsafe: settings.failsafe.iter().map(|f| (f.direction.to_u8(), f.port_match())).collect(),
         default_deny: settings.default_deny,
         not_local: universe.identities.keys().filter(|id| !universe.selectable.contains_key(id)).copied().collect(),
+        pods: universe.pods.keys().copied().collect(),
     };
     let mut policies: Vec<_> = set.policies.iter().collect();
     policies.sort_by(|a, b| a.name.cmp(&b.name));
@@ -129,10 +135,14 @@ pub(super) fn resolve(
         let policy_id = index as u32 + 1;
         let origin = &policy.origin;
         let locals = if policy.selector.is_all() { BTreeSet::from([ANY]) } else { universe.select(&policy.selector) };
+        let written = &policy.written;
         if locals.is_empty() {
             warnings.push(format!(
-                "{origin}: spec.selector {} selects no endpoint and not this host, so policy {} has no effect",
-                policy.selector, policy.name
+                "{origin}: {} {} selects {}, so policy {} has no effect",
+                written.selector_path(),
+                policy.selector,
+                written.selectable(),
+                policy.name
             ));
         }
         let enforcing = policy.mode == Mode::Enforce;
@@ -150,14 +160,15 @@ pub(super) fn resolve(
                 ));
             }
             for (i, rule) in rules.iter().enumerate() {
-                let rule_path = format!("spec.{direction}[{i}]");
+                let rule_path = written.rule_path(direction, i);
                 let peers = if rule.peers.is_empty() {
                     BTreeSet::from([ANY])
                 } else {
                     let mut peers = BTreeSet::new();
                     for (j, peer) in rule.peers.iter().enumerate() {
                         let path = format!("{rule_path}.{}[{j}]", direction.peer_field());
-                        peers.extend(resolve_peer(universe, peer, origin, &path, warnings));
+                        let path = written.peer_field(&path, peer);
+                        peers.extend(resolve_peer(universe, peer, origin, (&path, written), warnings));
                     }
                     peers
                 };
@@ -168,12 +179,12 @@ pub(super) fn resolve(
                         policy.name
                     ));
                 }
-                let ports = if rule.ports.is_empty() {
+                let ports = if rule.all_ports() {
                     vec![PortMatch::AnyProtocol]
                 } else {
                     rule.ports.iter().map(PortMatch::from_rule).collect()
                 };
-                resolved.rules.push(ResolvedRule {
+                let resolved_rule = ResolvedRule {
                     direction: dir,
                     policy_id,
                     rule: i as u32,
@@ -183,7 +194,12 @@ pub(super) fn resolve(
                     peers,
                     ports,
                     rate_limit: rule.rate_limit,
-                });
+                };
+                let named = resolve_named_ports(universe, direction, &resolved_rule, &rule.named_ports);
+                if !resolved_rule.ports.is_empty() {
+                    resolved.rules.push(resolved_rule);
+                }
+                resolved.rules.extend(named);
             }
         }
         infos.push(PolicyInfo {
@@ -197,12 +213,57 @@ pub(super) fn resolve(
     (resolved, infos)
 }
 
-/// The identities one `from`/`to` item stands for.
+/// A rule's named ports, per destination pod: the destination is the local side on ingress
+/// and the peer on egress, and each pod gives the names its own numbers, so the rule splits
+/// into one rule per destination pod that has any of the names. Pods without them, and
+/// destinations that are not pods, match none of the named ports.
+fn resolve_named_ports(
+    universe: &Universe,
+    direction: Direction,
+    rule: &ResolvedRule,
+    named: &[NamedPortRule],
+) -> Vec<ResolvedRule> {
+    if named.is_empty() {
+        return Vec::new();
+    }
+    let destinations = match direction {
+        Direction::Ingress => &rule.locals,
+        Direction::Egress => &rule.peers,
+    };
+    let pods: Vec<u32> = if destinations.contains(&ANY) {
+        universe.pods.keys().copied().collect()
+    } else {
+        destinations.iter().copied().filter(|id| universe.pods.contains_key(id)).collect()
+    };
+    let mut out = Vec::new();
+    for pod in pods {
+        let ports: Vec<PortMatch> = named
+            .iter()
+            .filter_map(|n| {
+                let port = universe.pods[&pod].resolve(n.protocol, &n.name)?;
+                Some(PortMatch::Range { proto: n.protocol.number(), start: port, end: port })
+            })
+            .collect();
+        if ports.is_empty() {
+            continue;
+        }
+        let only = BTreeSet::from([pod]);
+        let (locals, peers) = match direction {
+            Direction::Ingress => (only, rule.peers.clone()),
+            Direction::Egress => (rule.locals.clone(), only),
+        };
+        out.push(ResolvedRule { locals, peers, ports, ..rule.clone() });
+    }
+    out
+}
+
+/// The identities one `from`/`to` item stands for; `field` is the path of its selector or
+/// CIDR, as written, for warnings.
 pub(super) fn resolve_peer(
     universe: &Universe,
     peer: &Peer,
     origin: &Origin,
-    path: &str,
+    (field, written): (&str, &Written),
     warnings: &mut Vec<String>,
 ) -> BTreeSet<u32> {
     match peer {
@@ -212,10 +273,9 @@ pub(super) fn resolve_peer(
         Peer::Selector(selector) => {
             let ids = universe.select(selector);
             if ids.is_empty() {
-                warnings.push(format!(
-                    "{origin}: {path}.selector {selector} matches no endpoint and not this host, so it adds no peer \
-                     to the rule"
-                ));
+                let nothing = written.selectable();
+                warnings
+                    .push(format!("{origin}: {field} {selector} matches {nothing}, so it adds no peer to the rule"));
             }
             ids
         }
@@ -232,7 +292,7 @@ pub(super) fn resolve_peer(
                 } else if count > 0 {
                     let who = universe.describe(id);
                     warnings.push(format!(
-                        "{origin}: {path}.cidr {cidr} covers only some addresses of {who}, so traffic of {who} does \
+                        "{origin}: {field} {cidr} covers only some addresses of {who}, so traffic of {who} does \
                          not match it; cover all of its addresses or none"
                     ));
                 }

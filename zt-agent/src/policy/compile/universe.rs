@@ -10,7 +10,7 @@ use zt_common::identity::{HOST, WORLD};
 use super::{CompileSettings, DEFAULT_ROUTES, MAX_IPCACHE_PREFIXES};
 use crate::identity::{IdentityAllocator, Labels};
 use crate::policy::error::CompileError;
-use crate::policy::model::{Direction, Peer, PolicySet, Selector};
+use crate::policy::model::{Direction, Endpoint, Peer, PodPorts, PolicySet, Selector};
 
 /// Every identity of a push, and how addresses map to them.
 pub(super) struct Universe {
@@ -27,6 +27,9 @@ pub(super) struct Universe {
     pub(super) names: BTreeMap<u32, Vec<String>>,
     pub(super) ipcache: BTreeMap<IpNet, u32>,
     pub(super) identities: BTreeMap<u32, Labels>,
+    /// The identities of Kubernetes pods, with their named container ports. (A pod's labels
+    /// include its namespace and name, so each pod is its own identity.)
+    pub(super) pods: BTreeMap<u32, PodPorts>,
 }
 
 impl Universe {
@@ -45,6 +48,7 @@ impl Universe {
             names: BTreeMap::new(),
             ipcache: BTreeMap::new(),
             identities: BTreeMap::from([(HOST, host_labels), (WORLD, Labels::world())]),
+            pods: BTreeMap::new(),
         };
         if !host_prefixes.is_empty() {
             universe.prefixes.insert(HOST, host_prefixes.clone());
@@ -52,15 +56,20 @@ impl Universe {
 
         // Allocate in label order, not file order, so a first push numbers identically
         // however its files are named.
-        let label_sets: BTreeSet<&Labels> = set.endpoints.iter().map(|e| &e.labels).collect();
+        let label_sets: BTreeSet<Labels> = set.endpoints.iter().flat_map(Endpoint::identity_label_sets).collect();
         for labels in label_sets {
-            let id = allocator.allocate(labels)?;
+            let id = allocator.allocate(&labels)?;
             universe.selectable.insert(id, labels.clone());
-            universe.identities.insert(id, labels.clone());
+            universe.identities.insert(id, labels);
         }
         for endpoint in &set.endpoints {
-            let id = allocator.get(&endpoint.labels).expect("allocated above");
-            universe.names.entry(id).or_default().push(endpoint.qualified_name());
+            for labels in endpoint.identity_label_sets() {
+                let id = allocator.get(&labels).expect("allocated above");
+                universe.names.entry(id).or_default().push(endpoint.qualified_name());
+                if let Some(ports) = &endpoint.pod {
+                    universe.pods.entry(id).or_insert_with(|| ports.clone());
+                }
+            }
             if endpoint.addresses.is_empty() {
                 let name = endpoint.qualified_name();
                 warnings.push(format!(
@@ -78,6 +87,7 @@ impl Universe {
                     ));
                     continue;
                 }
+                let id = allocator.get(&endpoint.identity_labels(&address)).expect("allocated above");
                 universe.ipcache.insert(address, id);
                 universe.prefixes.entry(id).or_default().insert(address);
             }
@@ -138,8 +148,8 @@ impl Universe {
             }
         }
         match rarest {
-            // `{}`: every selectable identity.
-            None => self.selectable.keys().copied().collect(),
+            // No matchLabels: every selectable identity the expressions admit (`{}`: all).
+            None => self.selectable.iter().filter(|(_, l)| selector.matches(l)).map(|(id, _)| *id).collect(),
             Some(ids) => {
                 ids.iter().copied().filter(|id| self.selectable.get(id).is_some_and(|l| selector.matches(l))).collect()
             }
@@ -152,6 +162,7 @@ impl Universe {
             return "this host".to_string();
         }
         match self.names.get(&id).map(Vec::as_slice) {
+            Some([name]) if self.pods.contains_key(&id) => format!("pod {name}"),
             Some([name]) => format!("endpoint {name}"),
             Some(names) => format!("endpoints {}", names.join(", ")),
             None => format!("identity {id}"),

@@ -43,6 +43,10 @@ pub(super) enum Contribution {
     Isolate {
         enforcing: bool,
     },
+    /// The agent's default deny: isolates every local identity except pods.
+    DefaultIsolate,
+    /// The local side is a Kubernetes pod, which default deny does not isolate.
+    Pod,
     Rule {
         action: Action,
         enforcing: bool,
@@ -58,6 +62,8 @@ pub(super) enum Contribution {
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Layer {
     pub(super) isolated: bool,
+    /// Isolated by default deny alone (void for pods).
+    pub(super) isolated_by_default: bool,
     pub(super) allow: Option<Attribution>,
     pub(super) deny: Option<Attribution>,
 }
@@ -66,23 +72,25 @@ impl Layer {
     pub(super) fn add(&mut self, contribution: &Contribution) {
         match *contribution {
             Contribution::Isolate { .. } => self.isolated = true,
+            Contribution::DefaultIsolate => self.isolated_by_default = true,
             Contribution::Rule { action: Action::Allow, attribution, .. } => {
                 self.allow = Attribution::best(self.allow, attribution)
             }
             Contribution::Rule { action: Action::Deny, attribution, .. } => {
                 self.deny = Attribution::best(self.deny, attribution)
             }
-            Contribution::Neutral | Contribution::Failsafe | Contribution::NotLocal => {}
+            Contribution::Neutral | Contribution::Failsafe | Contribution::NotLocal | Contribution::Pod => {}
         }
     }
 
     /// (verdict, reason, policy id, rule) of this layer alone. A deny only ever comes from
     /// a policy that also isolates the local identity, so checking it first merely makes
-    /// "deny always wins" explicit.
-    pub(super) fn decide(&self) -> (u8, u8, u32, u32) {
+    /// "deny always wins" explicit. `pod`: the local side is a pod, so only policies that
+    /// select it isolate it.
+    pub(super) fn decide(&self, pod: bool) -> (u8, u8, u32, u32) {
         if let Some(deny) = self.deny {
             (reason::VERDICT_DENIED, reason::DENY_RULE, deny.policy_id, deny.rule)
-        } else if !self.isolated {
+        } else if !(self.isolated || (self.isolated_by_default && !pod)) {
             (reason::VERDICT_ALLOWED, reason::NOT_ISOLATED, POLICY_NONE, RULE_NONE)
         } else if let Some(allow) = self.allow {
             (reason::VERDICT_ALLOWED, reason::POLICY, allow.policy_id, allow.rule)
@@ -96,6 +104,7 @@ impl Layer {
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Decision {
     pub(super) not_local: bool,
+    pub(super) pod: bool,
     pub(super) failsafe: bool,
     pub(super) enforce: Layer,
     pub(super) all: Layer,
@@ -112,6 +121,11 @@ impl Decision {
                 self.not_local = true;
                 return;
             }
+            Contribution::Pod => {
+                self.pod = true;
+                return;
+            }
+            Contribution::DefaultIsolate => true,
             Contribution::Isolate { enforcing } | Contribution::Rule { enforcing, .. } => enforcing,
             Contribution::Neutral => return,
         };
@@ -129,8 +143,8 @@ impl Decision {
         } else if self.failsafe {
             (reason::VERDICT_ALLOWED, reason::FAILSAFE, POLICY_NONE, RULE_NONE)
         } else {
-            let enforce = self.enforce.decide();
-            let all = self.all.decide();
+            let enforce = self.enforce.decide(self.pod);
+            let all = self.all.decide(self.pod);
             if enforce.0 == reason::VERDICT_DENIED {
                 enforce
             } else if all.0 == reason::VERDICT_DENIED {
@@ -160,7 +174,7 @@ pub(super) fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
         let out = &mut atoms[usize::from(direction.to_u8())];
         out.push(catch_all(Contribution::Neutral));
         if resolved.default_deny {
-            out.push(catch_all(Contribution::Isolate { enforcing: true }));
+            out.push(catch_all(Contribution::DefaultIsolate));
         }
     }
     for isolation in &resolved.isolations {
@@ -171,6 +185,13 @@ pub(super) fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
     for &local in &resolved.not_local {
         for out in atoms.iter_mut() {
             out.push(Atom { local, ..catch_all(Contribution::NotLocal) });
+        }
+    }
+    if resolved.default_deny {
+        for &local in &resolved.pods {
+            for out in atoms.iter_mut() {
+                out.push(Atom { local, ..catch_all(Contribution::Pod) });
+            }
         }
     }
     for (direction, ports) in &resolved.failsafe {

@@ -15,21 +15,20 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use zt_api::text::one_line;
 
+use super::kubernetes::{self, KubeKind};
 use super::schema::{EndpointDocument, EndpointMetadata, EndpointSpec, PolicyDocument, PolicyMetadata, PolicySpec};
 use crate::policy::error::PolicyError;
 use crate::policy::model::Origin;
 
 /// The native format's apiVersion.
 pub const API_VERSION: &str = "zt/v1";
-/// apiVersions the product will accept in a later version; they get a "not supported yet"
-/// error rather than "unknown".
-const PLANNED_API_VERSIONS: &[&str] = &["networking.k8s.io/v1"];
 
-/// The kinds a `zt/v1` document can have.
+/// The kinds a document can have: `zt/v1` ones, or a Kubernetes object.
 #[derive(Clone, Copy)]
 enum Kind {
     Endpoint,
     Policy,
+    Kubernetes(KubeKind),
 }
 
 /// The single pass every well-formed source takes: each document straight into its typed
@@ -57,6 +56,7 @@ pub enum Document {
     Empty,
     Endpoint(EndpointDocument),
     Policy(PolicyDocument),
+    Kubernetes(kubernetes::Object),
 }
 
 impl<'de> Deserialize<'de> for Document {
@@ -129,7 +129,8 @@ enum Body {
 /// typed or with its schema error, in order; syntax and header errors go to `errors`. pass 1 reads every document
 /// as a plain YAML value, to find syntax errors (which win over any schema error of the same
 /// document), skip empty documents and dispatch on `apiVersion`/`kind` whatever the key
-/// order; pass 2 deserializes the `zt/v1` documents into the strict schema, which keeps
+/// order; pass 2 deserializes the `zt/v1` documents into the strict schema (and Kubernetes
+/// objects into their lenient one), which keeps
 /// serde's field paths and line numbers in its errors (a plain value would have lost them).
 pub(super) fn read_checked(
     name: &str,
@@ -165,6 +166,7 @@ pub(super) fn read_checked(
             None => continue,
             Some(Kind::Endpoint) => EndpointDocument::deserialize(document).map(Document::Endpoint),
             Some(Kind::Policy) => PolicyDocument::deserialize(document).map(Document::Policy),
+            Some(Kind::Kubernetes(kind)) => kubernetes::Object::deserialize(kind, document).map(Document::Kubernetes),
         };
         let origin = || Origin::new(name, index + 1);
         out.push((index + 1, typed.map_err(|error| schema_error(origin(), &error))));
@@ -183,12 +185,15 @@ fn classify(origin: &Origin, value: &serde_norway::Value) -> Result<Kind, Policy
     let kind = field("kind").ok_or_else(|| PolicyError::MissingKind { origin: origin() })?;
     // Both are quoted in errors: kept to one line whatever was written.
     let quoted = |s: &str| one_line(s).into_owned();
-    if api_version != API_VERSION {
-        return Err(if PLANNED_API_VERSIONS.contains(&api_version.as_str()) {
-            PolicyError::NotSupportedYet { origin: origin(), api_version, kind: quoted(&kind) }
-        } else {
-            PolicyError::UnknownApiVersion { origin: origin(), api_version: quoted(&api_version) }
+    if let Some(kubernetes) = KubeKind::classify(&api_version, &kind) {
+        return kubernetes.map(Kind::Kubernetes).map_err(|problem| PolicyError::Invalid {
+            origin: origin(),
+            path: "kind".into(),
+            problem,
         });
+    }
+    if api_version != API_VERSION {
+        return Err(PolicyError::UnknownApiVersion { origin: origin(), api_version: quoted(&api_version) });
     }
     match kind.as_str() {
         "Endpoint" => Ok(Kind::Endpoint),

@@ -13,7 +13,7 @@ use crate::identity::Labels;
 use crate::identity::labels::{is_dns_subdomain, validate_key, validate_value};
 use crate::policy::error::{PolicyError, Problem};
 use crate::policy::model::{
-    Action, Direction, Endpoint, Origin, Peer, Policy, PortRule, Protocol, RateLimit, Rule, Selector,
+    Action, Direction, Endpoint, Origin, Peer, Policy, PortRule, Protocol, RateLimit, Rule, Selector, Written,
 };
 
 /// Converts one schema document into the model, reporting each bad field against the
@@ -25,7 +25,7 @@ pub(super) struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn report(&mut self, path: impl Into<String>, problem: Problem) {
+    pub(super) fn report(&mut self, path: impl Into<String>, problem: Problem) {
         self.errors.push(PolicyError::Invalid { origin: self.origin.clone(), path: path.into(), problem });
     }
 
@@ -48,6 +48,7 @@ impl Checker<'_> {
             namespace: doc.metadata.namespace,
             addresses,
             labels: self.labels("spec.labels", doc.spec.labels.unwrap_or_default()),
+            pod: None,
             origin: self.origin.clone(),
         }
     }
@@ -64,6 +65,7 @@ impl Checker<'_> {
             ingress,
             egress,
             origin: self.origin.clone(),
+            written: Written::Zt,
         }
     }
 
@@ -92,7 +94,7 @@ impl Checker<'_> {
             let rate_limit = rule
                 .rate_limit
                 .and_then(|limit| self.rate_limit(&format!("{path}.rateLimit"), direction, action, limit));
-            out.push(Rule { action, peers, ports, rate_limit });
+            out.push(Rule { action, peers, ports, rate_limit, named_ports: Vec::new() });
         }
         out
     }
@@ -128,9 +130,15 @@ impl Checker<'_> {
         if let Some(entity) = peer.entity {
             return Some(Peer::Entity(entity));
         }
-        let cidr = self.prefix(&format!("{path}.cidr"), peer.cidr.as_deref()?)?;
+        self.cidr_peer(path, peer.cidr.as_deref()?, &peer.except.unwrap_or_default())
+    }
+
+    /// A CIDR peer with its exceptions, each strictly inside it (`zt/v1` `cidr`/`except`,
+    /// Kubernetes `ipBlock`); `path` is the peer's, the fields are `cidr` and `except`.
+    pub(super) fn cidr_peer(&mut self, path: &str, cidr: &str, except_texts: &[String]) -> Option<Peer> {
+        let cidr = self.prefix(&format!("{path}.cidr"), cidr)?;
         let mut except = Vec::new();
-        for (i, text) in peer.except.unwrap_or_default().iter().enumerate() {
+        for (i, text) in except_texts.iter().enumerate() {
             let except_path = format!("{path}.except[{i}]");
             let Some(net) = self.prefix(&except_path, text) else {
                 continue;
@@ -207,7 +215,7 @@ impl Checker<'_> {
         }
     }
 
-    fn port_number(&mut self, path: &str, value: i64) -> Option<u16> {
+    pub(super) fn port_number(&mut self, path: &str, value: i64) -> Option<u16> {
         match u16::try_from(value) {
             Ok(port) if port >= 1 => Some(port),
             _ => {
@@ -219,7 +227,7 @@ impl Checker<'_> {
 
     /// An address or prefix: a bare IP is a host prefix (/32, /128); host bits are an error
     /// rather than silently cleared, because `10.0.1.5/24` usually means a typo.
-    fn prefix(&mut self, path: &str, text: &str) -> Option<IpNet> {
+    pub(super) fn prefix(&mut self, path: &str, text: &str) -> Option<IpNet> {
         if let Ok(addr) = text.parse::<IpAddr>() {
             return Some(IpNet::from(addr));
         }
@@ -238,7 +246,7 @@ impl Checker<'_> {
 
     /// A label map (endpoint labels or a matchLabels selector), checked with the Kubernetes
     /// label rules; bad labels are reported and left out.
-    fn labels(&mut self, path: &str, map: BTreeMap<String, String>) -> Labels {
+    pub(super) fn labels(&mut self, path: &str, map: BTreeMap<String, String>) -> Labels {
         let mut labels = Labels::new();
         for (key, value) in map {
             match validate_key(&key).and_then(|()| validate_value(&key, &value)) {
@@ -249,7 +257,7 @@ impl Checker<'_> {
         labels
     }
 
-    fn name(&mut self, path: &str, name: &str) {
+    pub(super) fn name(&mut self, path: &str, name: &str) {
         if !is_dns_subdomain(name) {
             self.report(path, Problem::BadName { value: name.to_string() });
         }

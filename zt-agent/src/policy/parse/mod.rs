@@ -1,4 +1,5 @@
-//! Parse and validate: `zt/v1` YAML sources -> [`PolicySet`], or every error at once.
+//! Parse and validate: `zt/v1` YAML sources and Kubernetes objects -> [`PolicySet`], or every
+//! error at once.
 //!
 //! First stage of a push (`ztctl policy apply` -> agent -> parse -> compile -> maps), in
 //! four parts, one file each:
@@ -13,6 +14,9 @@
 //! 4. [`set`]: the whole set checked across documents (unique names, no address claimed
 //!    twice).
 //!
+//! Kubernetes objects (Namespace, Pod, NetworkPolicy, List) take a side path after
+//! dispatch: [`kubernetes`] reads them leniently and translates them into the same model.
+//!
 //! Nothing stops at the first problem: the caller gets every error of the push, so one edit
 //! cycle fixes them all. Reading files is [`load`](super::load)'s job.
 
@@ -22,6 +26,7 @@
 
 mod dispatch;
 mod fields;
+mod kubernetes;
 mod schema;
 mod set;
 
@@ -41,9 +46,11 @@ use fields::Checker;
 pub fn parse<N: AsRef<str>, T: AsRef<str>>(sources: &[(N, T)]) -> Result<PolicySet, Vec<PolicyError>> {
     let mut set = PolicySet::default();
     let mut errors = Vec::new();
+    let mut objects = kubernetes::Objects::default();
     for (name, text) in sources {
-        parse_source(name.as_ref(), text.as_ref(), &mut set, &mut errors);
+        parse_source(name.as_ref(), text.as_ref(), &mut set, &mut objects, &mut errors);
     }
+    objects.finish(&mut set, &mut errors);
     set::check_unique_names(&set, &mut errors);
     set::check_address_claims(&set, &mut errors);
     if errors.is_empty() { Ok(set) } else { Err(errors) }
@@ -51,7 +58,13 @@ pub fn parse<N: AsRef<str>, T: AsRef<str>>(sources: &[(N, T)]) -> Result<PolicyS
 
 /// One source: the single pass when it takes the whole source, else the checking path (which
 /// reports the problems); then each document's fields are checked into the model, in order.
-fn parse_source(name: &str, text: &str, set: &mut PolicySet, errors: &mut Vec<PolicyError>) {
+fn parse_source(
+    name: &str,
+    text: &str,
+    set: &mut PolicySet,
+    objects: &mut kubernetes::Objects,
+    errors: &mut Vec<PolicyError>,
+) {
     let documents: Vec<(usize, Result<Document, PolicyError>)> = match dispatch::read_regular(text) {
         Some(documents) => documents.into_iter().map(|(number, doc)| (number, Ok(doc))).collect(),
         None => dispatch::read_checked(name, text, errors),
@@ -62,6 +75,7 @@ fn parse_source(name: &str, text: &str, set: &mut PolicySet, errors: &mut Vec<Po
         match document {
             Ok(Document::Endpoint(doc)) => set.endpoints.push(check.endpoint(doc)),
             Ok(Document::Policy(doc)) => set.policies.push(check.policy(doc)),
+            Ok(Document::Kubernetes(object)) => objects.add(&origin, object, set, errors),
             Ok(Document::Empty) => {}
             Err(error) => errors.push(error),
         }

@@ -237,17 +237,6 @@ fn documents_before_a_syntax_error_are_still_checked() {
 }
 
 #[test]
-fn kubernetes_network_policy_is_not_supported_yet() {
-    let text =
-        format!("{DB_ENDPOINT}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: x}}\n");
-    assert_eq!(
-        error_of("k8s.yaml", &text),
-        "policy k8s.yaml, document 2: NetworkPolicy documents of apiVersion networking.k8s.io/v1 are not \
-         supported yet; write the policy as apiVersion zt/v1 kind Policy for now"
-    );
-}
-
-#[test]
 fn unknown_api_version_kind_and_shapes_are_rejected() {
     let sources = [
         ("a.yaml", "apiVersion: zt/v2\nkind: Policy\n"),
@@ -259,7 +248,8 @@ fn unknown_api_version_kind_and_shapes_are_rejected() {
     assert_eq!(
         errors_of(&sources),
         [
-            "policy a.yaml, document 1: apiVersion zt/v2 is unknown; use apiVersion: zt/v1",
+            "policy a.yaml, document 1: apiVersion zt/v2 is unknown; use apiVersion: zt/v1, or v1 and \
+             networking.k8s.io/v1 for Kubernetes objects",
             "policy b.yaml, document 1: kind Rule is not a zt/v1 kind; use Endpoint or Policy",
             "policy c.yaml, document 1: apiVersion is missing; add apiVersion: zt/v1",
             "policy d.yaml, document 1: kind is missing; add kind: Endpoint or kind: Policy",

@@ -24,6 +24,7 @@ mod audit;
 mod errors;
 mod failsafe;
 mod isolation;
+mod kubernetes;
 mod load;
 mod output;
 mod parse;

@@ -57,7 +57,10 @@ spec:
             PortRule { protocol: Protocol::Icmp, port: None, end_port: None },
         ]
     );
-    assert_eq!(rules[1], Rule { action: Action::Deny, peers: vec![], ports: vec![], rate_limit: None });
+    assert_eq!(
+        rules[1],
+        Rule { action: Action::Deny, peers: vec![], ports: vec![], rate_limit: None, named_ports: vec![] }
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! the resolved rules directly, without atoms, blocks or closure.
 
 use super::*;
+use crate::policy::model::PodPorts;
 
 /// Tiny deterministic PRNG (xorshift64*), so failures reproduce from the printed seed.
 struct Rng(u64);
@@ -104,6 +105,7 @@ fn random_rules(rng: &mut Rng) -> Option<Vec<Rule>> {
             peers: if rng.chance(30) { vec![] } else { (0..1 + rng.below(3)).map(|_| random_peer(rng)).collect() },
             ports: if rng.chance(30) { vec![] } else { (0..1 + rng.below(3)).map(|_| random_port_rule(rng)).collect() },
             rate_limit: None,
+            named_ports: vec![],
         })
         .collect();
     Some(rules)
@@ -114,7 +116,13 @@ fn random_setup(rng: &mut Rng) -> (PolicySet, CompileSettings) {
     let mut set = PolicySet::default();
     let mut claimed: Vec<(IpNet, Labels)> = Vec::new();
     for i in 0..1 + rng.below(6) {
-        let labels = random_labels(rng, 2);
+        let mut labels = random_labels(rng, 2);
+        // Some endpoints are Kubernetes pods, exempt from default deny; their labels always
+        // name them, as the translation of a Pod does.
+        let pod = rng.chance(30).then(PodPorts::default);
+        if pod.is_some() {
+            labels.insert(zt_api::labels::K8S_POD, format!("e{i}"));
+        }
         let mut addresses = Vec::new();
         for _ in 0..rng.below(3) {
             let address: IpNet = rng.pick(&ADDRESSES).parse().unwrap();
@@ -129,6 +137,7 @@ fn random_setup(rng: &mut Rng) -> (PolicySet, CompileSettings) {
             namespace: None,
             addresses,
             labels,
+            pod,
             origin: origin.clone(),
         });
     }
@@ -140,6 +149,7 @@ fn random_setup(rng: &mut Rng) -> (PolicySet, CompileSettings) {
             ingress: random_rules(rng),
             egress: random_rules(rng),
             origin: origin.clone(),
+            written: Default::default(),
         });
     }
     let failsafe = match rng.below(3) {
@@ -171,7 +181,7 @@ fn brute_force(r: &Resolved, direction: u8, local: u32, peer: u32, proto: u8, po
     let names = |set: &BTreeSet<u32>, id: u32| set.contains(&ANY) || (id != ANY && set.contains(&id));
     let evaluate = |with_audit: bool| {
         let counts = |enforcing: bool| enforcing || with_audit;
-        let isolated = r.default_deny
+        let isolated = (r.default_deny && !r.pods.contains(&local))
             || r.isolations
                 .iter()
                 .any(|i| i.direction == direction && counts(i.enforcing) && (i.local == ANY || i.local == local));
