@@ -432,6 +432,24 @@ fn quarantined_sources_are_dropped_even_on_established_flows() {
 }
 
 #[test]
+fn a_quarantine_never_cuts_failsafe_traffic_either_way() {
+    let Some(mut f) = fixture() else { return };
+    let api: std::net::Ipv4Addr = API4.parse().unwrap();
+    f.maps
+        .quarantine
+        .insert(Addr::from_v4(api.octets()), QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0)
+        .unwrap();
+    f.config(|c| c.flags |= FLAG_QUARANTINE_ACTIVE);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_DROP, "policy would allow it: quarantined");
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40001, 22, SYN)), XDP_PASS, "the failsafe port stays reachable");
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 22, 40001, SYN | ACK)), TC_ACT_OK, "and its replies pass");
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 40002, 443, SYN)), TC_ACT_SHOT, "other traffic to it is cut");
+    let s = f.stats();
+    assert_eq!(s.get(VERDICT_DENIED, QUARANTINE).packets, 2);
+    assert_eq!(s.get(VERDICT_ALLOWED, FAILSAFE).packets, 1);
+}
+
+#[test]
 fn without_a_loaded_generation_everything_ip_is_dropped() {
     if !privileged() {
         return;
@@ -820,6 +838,17 @@ fn other_sources_have_buckets_of_their_own() {
     assert_eq!(open(&mut f, WORLD4, 30000, 5), 2);
     assert_eq!(open(&mut f, OTHER4, 30000, 5), 2);
     assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 6);
+}
+
+#[test]
+fn sources_on_the_never_list_are_not_rate_limited() {
+    let Some(mut f) = limited_fixture(RateLimit::new(1, 2)) else { return };
+    f.maps.write_exempt(&["198.18.5.0/24".parse().unwrap(), "fd00:99::/64".parse().unwrap()]).unwrap();
+    assert_eq!(open(&mut f, WORLD4, 30000, 10), 10, "198.18.5.5 is exempt");
+    assert_eq!(open(&mut f, "198.18.6.6", 30000, 10), 2, "198.18.6.6 is not");
+    // The list is replaced, not added to.
+    f.maps.write_exempt(&[]).unwrap();
+    assert_eq!(open(&mut f, WORLD4, 31000, 10), 2, "limited (from a full burst) once the list no longer names it");
 }
 
 #[test]

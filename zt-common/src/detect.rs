@@ -118,6 +118,20 @@ crate::assert_size!(DetectEvent, 64);
 /// thousand crossings, reported once per offender and window.
 pub const DETECT_RING_BYTES: u32 = 1 << 16;
 
+/// A prefix of the `[detect] never` list (map EXEMPT, an LPM trie): sources that are never
+/// rate-limited (the agent never quarantines them either). The family byte comes first so
+/// one trie holds both families; IPv4 addresses use the first four bytes of `addr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExemptKey {
+    pub family: u8,
+    pub addr: [u8; 16],
+}
+crate::assert_size!(ExemptKey, 17);
+/// Bits of the key before the address.
+pub const EXEMPT_FAMILY_BITS: u32 = 8;
+pub const EXEMPT_MAX_ENTRIES: u32 = 1024;
+
 /// The milliseconds clock the windows use.
 #[inline(always)]
 pub const fn ms_of(ns: u64) -> u32 {
@@ -145,4 +159,4 @@ pub fn fold(a: &Addr) -> u32 {
     w(0) ^ w(4).rotate_left(7) ^ w(8).rotate_left(14) ^ w(12).rotate_left(21)
 }
 
-crate::user_pod!(ScanValue, FanOutValue, DetectEvent);
+crate::user_pod!(ScanValue, FanOutValue, DetectEvent, ExemptKey);

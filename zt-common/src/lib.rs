@@ -75,6 +75,8 @@ pub mod map_names {
     pub const FAN_OUT: &str = "ZT_FAN_OUT";
     /// Threshold crossings for the agent's detectors.
     pub const DETECT_EVENTS: &str = "ZT_DETECT_EVENTS";
+    /// Sources never rate-limited (`[detect] never`).
+    pub const EXEMPT: &str = "ZT_EXEMPT";
     /// Rate limits of the ingress rules, one block per generation slot.
     pub const RATE_LIMITS: &str = "ZT_RATE_LIMITS";
     /// Per-source token buckets of the rate limits.
@@ -101,6 +103,7 @@ pub mod map_names {
         SCAN,
         FAN_OUT,
         DETECT_EVENTS,
+        EXEMPT,
         RATE_LIMITS,
         RATE_BUCKETS,
         HALF_OPEN,

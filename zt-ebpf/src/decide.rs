@@ -6,9 +6,11 @@
 //! return codes. Every outcome is counted under exactly one (verdict, reason).
 
 use zt_common::{
+    addr::{Addr, FAMILY_V4},
     config::{Config, FLAG_EVENTS_ALLOWED, FLAG_QUARANTINE_ACTIVE, FLAG_RECHECK_ESTABLISHED},
     conntrack::{CT_AUDIT, CtKey, CtValue, STATE_CLOSED, STATE_ESTABLISHED, STATE_SYN_SENT},
     denied::{DENIED_EVENT_INTERVAL_NS, DeniedValue},
+    detect::{EXEMPT_FAMILY_BITS, ExemptKey},
     event::{KIND_AUDIT, KIND_DENY, KIND_START},
     fragment::{FRAGMENT_TIMEOUT_NS, FragKey, FragValue},
     identity::ANY,
@@ -19,15 +21,15 @@ use zt_common::{
     stats::EVENT_LOST_BUDGET,
 };
 
-use aya_ebpf::maps::LruHashMap;
+use aya_ebpf::maps::{LruHashMap, lpm_trie::Key};
 
 use crate::{
     conntrack, detect,
     events::{Decision, flow_event, packet_event},
     ipcache::identity_of,
-    maps::{CONFIG, CONNTRACK, DENIED, FRAGMENTS, HALF_OPEN, RATE_BUCKETS, RATE_LIMITS},
+    maps::{CONFIG, CONNTRACK, DENIED, EXEMPT, FRAGMENTS, HALF_OPEN, RATE_BUCKETS, RATE_LIMITS},
     parse::{FRAG_FIRST, FRAG_LATER, Packet, ParseError},
-    policy::{local_and_peer, lookup},
+    policy::{is_failsafe, local_and_peer, lookup},
     quarantine::is_quarantined,
     stats::{count, count_event},
 };
@@ -159,6 +161,7 @@ fn decide_ip(c: &Ctx) -> Action {
     }
     if c.cfg.flags & FLAG_QUARANTINE_ACTIVE != 0
         && (is_quarantined(&pkt.tuple.src, c.now) || is_quarantined(&pkt.tuple.dst, c.now))
+        && !failsafe_traffic(c)
     {
         return deny(c, &Judgement::bare(QUARANTINE));
     }
@@ -369,6 +372,9 @@ fn revoke(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, key: &CtKey, ct: &mut CtV
 /// both take the same slot, which errs towards admitting (measured in docs/design.md).
 #[inline(never)]
 fn within_rate(c: &Ctx, index: u16) -> bool {
+    if exempt(&c.pkt.tuple.src, c.pkt.tuple.family) {
+        return true;
+    }
     let Some(limit) = RATE_LIMITS.get(slot_index(c.slot(), index)) else {
         return true;
     };
@@ -397,6 +403,36 @@ fn within_rate(c: &Ctx, index: u16) -> bool {
             None => false,
         },
     }
+}
+
+/// Whether `src` is on the `[detect] never` list (only looked up for rate-limited rules).
+#[inline(always)]
+fn exempt(src: &Addr, family: u8) -> bool {
+    let bits = if family == FAMILY_V4 { 32 } else { 128 };
+    let key = Key::new(EXEMPT_FAMILY_BITS + bits, ExemptKey { family, addr: src.bytes });
+    EXEMPT.get(&key).is_some()
+}
+
+/// Whether the packet belongs to traffic a failsafe rule allows — the rule's own direction
+/// or the reply to it — which a quarantine never cuts (an operator must not lock himself
+/// out by quarantining his own address, nor a detector do it for him). Only quarantined
+/// packets ask, so the cost is theirs.
+#[inline(never)]
+fn failsafe_traffic(c: &Ctx) -> bool {
+    let key = &c.pkt.tuple;
+    let slot = c.slot();
+    let (src_id, dst_id) = identities(key, slot);
+    let port = policy_port(key);
+    let direction = c.hook.direction;
+    let (local, peer) = local_and_peer(direction, src_id, dst_id);
+    if is_failsafe(slot, direction, local, peer, key.proto, port) {
+        return true;
+    }
+    // A reply: the flow in its original orientation, judged at the other direction.
+    let other = if direction == DIR_INGRESS { DIR_EGRESS } else { DIR_INGRESS };
+    let (local, peer) = local_and_peer(other, dst_id, src_id);
+    let reply_port = if proto::has_ports(key.proto) { key.src_port } else { 0 };
+    is_failsafe(slot, other, local, peer, key.proto, reply_port)
 }
 
 /// Drops the packet: counts it and reports it within the source's event budget.

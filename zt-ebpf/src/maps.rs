@@ -11,7 +11,9 @@ use zt_common::{
     config::Config,
     conntrack::{CONNTRACK_MAX_ENTRIES, CtKey, CtValue, HALF_OPEN_MAX_ENTRIES},
     denied::{DENIED_MAX_ENTRIES, DeniedValue},
-    detect::{DETECT_RING_BYTES, FAN_OUT_MAX_ENTRIES, FanOutValue, SCAN_MAX_ENTRIES, ScanValue},
+    detect::{
+        DETECT_RING_BYTES, EXEMPT_MAX_ENTRIES, ExemptKey, FAN_OUT_MAX_ENTRIES, FanOutValue, SCAN_MAX_ENTRIES, ScanValue,
+    },
     event::EVENTS_RING_BYTES,
     fragment::{FRAGMENTS_MAX_ENTRIES, FragKey, FragValue},
     ipcache::{IPCACHE_MAX_ENTRIES, IpcacheV4Key, IpcacheV6Key, IpcacheValue},
@@ -86,6 +88,10 @@ pub static FAN_OUT: LruHashMap<u32, FanOutValue> = LruHashMap::pinned(FAN_OUT_MA
 /// events never hides one.
 #[map(name = "ZT_DETECT_EVENTS")]
 pub static DETECT_EVENTS: RingBuf = RingBuf::pinned(DETECT_RING_BYTES, 0);
+
+/// Sources never rate-limited (`[detect] never`); written by the agent at start.
+#[map(name = "ZT_EXEMPT")]
+pub static EXEMPT: LpmTrie<ExemptKey, u8> = LpmTrie::pinned(EXEMPT_MAX_ENTRIES, 0);
 
 /// TCP connections between an admitted SYN and the handshake's final ACK (see
 /// zt_common::conntrack::HALF_OPEN_MAX_ENTRIES): an LRU of their own, so a SYN flood churns

@@ -6,7 +6,7 @@ use aya_ebpf::maps::lpm_trie::Key;
 use zt_common::{
     identity::ANY,
     policy::{PREFIX_PORT, PolicyKey, PolicyValue},
-    reason::DIR_INGRESS,
+    reason::{DIR_INGRESS, FAILSAFE, VERDICT_ALLOWED},
 };
 
 use crate::maps::POLICY;
@@ -37,4 +37,31 @@ pub fn lookup(slot: u8, direction: u8, local: u32, peer: u32, proto: u8, port: u
         return Some(v);
     }
     get(slot, direction, ANY, ANY, proto, port)
+}
+
+#[inline(always)]
+fn get_ref(slot: u8, direction: u8, local: u32, peer: u32, proto: u8, port: u16) -> Option<&'static PolicyValue> {
+    let key = Key::new(PREFIX_PORT, PolicyKey::new(slot, direction, local, peer, proto, port));
+    POLICY.get(&key)
+}
+
+/// Whether a failsafe rule decides this flow: [`lookup`]'s answer, read through the map
+/// value's pointer (a copied-out `Option` lets LLVM read the absent value's fields from an
+/// uninitialized register, which the verifier refuses).
+#[inline(always)]
+pub fn is_failsafe(slot: u8, direction: u8, local: u32, peer: u32, proto: u8, port: u16) -> bool {
+    let v = match get_ref(slot, direction, local, peer, proto, port) {
+        Some(v) => v,
+        None => match get_ref(slot, direction, local, ANY, proto, port) {
+            Some(v) => v,
+            None => match get_ref(slot, direction, ANY, peer, proto, port) {
+                Some(v) => v,
+                None => match get_ref(slot, direction, ANY, ANY, proto, port) {
+                    Some(v) => v,
+                    None => return false,
+                },
+            },
+        },
+    };
+    v.reason == FAILSAFE && v.verdict == VERDICT_ALLOWED
 }

@@ -94,6 +94,7 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
     let quarantine = previous.flags & zt_common::config::FLAG_QUARANTINE_ACTIVE;
     let mut cfg = Config { generation: adopted, flags: opts.datapath.flags | quarantine, ..opts.datapath };
     opts.detect.write_kernel(&mut cfg);
+    maps.write_exempt(&opts.detect.never)?;
     maps.write_config(&cfg)?;
     let mut writer = GenerationWriter::adopt(&maps)?;
     let swap = writer.apply(&mut maps, &prepared.tables)?;

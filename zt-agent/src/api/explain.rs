@@ -4,7 +4,7 @@
 //! generation's ipcache (longest prefix; this host's addresses are `host`), and the
 //! (direction, local, peer, protocol, port) question goes to `CompiledPolicy::lookup`, which
 //! answers from the very entries written to POLICY. Quarantine is checked first, as in the
-//! kernel. Established flows, replies and rate limits are outside its question: it explains
+//! kernel, and like the kernel it never cuts failsafe traffic. Established flows, replies and rate limits are outside its question: it explains
 //! how a *new* flow is judged.
 
 use std::net::IpAddr;
@@ -80,7 +80,8 @@ pub fn explain(shared: &SharedState, q: &ExplainQuery) -> Result<Reply, ApiError
     let source = peer_of(&s, q.from, src_id, src_prefix);
     let destination = peer_of(&s, q.to, dst_id, dst_prefix);
     let found = s.active().compiled.lookup(direction, local, peer, proto, port);
-    let (verdict, why, policy_id, rule) = if source.quarantined || destination.quarantined {
+    let failsafe = found.is_some_and(|v| v.reason == reason::FAILSAFE && v.verdict == reason::VERDICT_ALLOWED);
+    let (verdict, why, policy_id, rule) = if (source.quarantined || destination.quarantined) && !failsafe {
         (reason::VERDICT_DENIED, reason::QUARANTINE, POLICY_NONE, RULE_NONE)
     } else {
         match found {

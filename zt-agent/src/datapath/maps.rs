@@ -8,7 +8,7 @@ use zt_common::{
     addr::Addr,
     config::Config,
     conntrack::{CtKey, CtValue},
-    detect::{FanOutValue, ScanValue},
+    detect::{EXEMPT_FAMILY_BITS, EXEMPT_MAX_ENTRIES, ExemptKey, FanOutValue, ScanValue},
     ipcache::{IpcacheV4Key, IpcacheV6Key, IpcacheValue},
     map_names,
     policy::{PolicyKey, PolicyValue},
@@ -43,6 +43,8 @@ pub struct Maps {
     pub scan: HashMap<MapData, Addr, ScanValue>,
     /// The fan-out detector's per-identity sets (read for their memory only).
     pub fan_out: HashMap<MapData, u32, FanOutValue>,
+    /// Sources never rate-limited (`[detect] never`).
+    pub exempt: LpmTrie<MapData, ExemptKey, u8>,
 }
 
 /// Kernel memory charged to a map (the `memlock` its fdinfo reports), if readable.
@@ -109,6 +111,7 @@ impl Maps {
             detect_events: Some(take(ebpf, map_names::DETECT_EVENTS)?),
             scan: take(ebpf, map_names::SCAN)?,
             fan_out: take(ebpf, map_names::FAN_OUT)?,
+            exempt: take(ebpf, map_names::EXEMPT)?,
         })
     }
 
@@ -136,6 +139,33 @@ impl Maps {
         }
         debug_assert_eq!(events.len() as u32 % EVENT_OUTCOMES, 0);
         Ok(StatsSnapshot { counters, events })
+    }
+
+    /// Makes `nets` the sources the kernel never rate-limits (replacing what an earlier
+    /// agent wrote into the pinned map).
+    pub fn write_exempt(&mut self, nets: &[ipnet::IpNet]) -> Result<(), DatapathError> {
+        if nets.len() > EXEMPT_MAX_ENTRIES as usize {
+            return Err(DatapathError::Other(format!(
+                "[detect] never lists {} prefixes; at most {EXEMPT_MAX_ENTRIES} fit the kernel's map",
+                nets.len()
+            )));
+        }
+        let stale: Vec<_> = self.exempt.keys().filter_map(Result::ok).collect();
+        for key in stale {
+            let _ = self.exempt.remove(&key);
+        }
+        for net in nets {
+            let (family, bytes) = match net {
+                ipnet::IpNet::V4(v4) => (zt_common::addr::FAMILY_V4, Addr::from_v4(v4.network().octets())),
+                ipnet::IpNet::V6(v6) => (zt_common::addr::FAMILY_V6, Addr::from_v6(v6.network().octets())),
+            };
+            let key = aya::maps::lpm_trie::Key::new(
+                EXEMPT_FAMILY_BITS + net.prefix_len() as u32,
+                ExemptKey { family, addr: bytes.bytes },
+            );
+            self.exempt.insert(&key, 1, 0).map_err(DatapathError::map(map_names::EXEMPT))?;
+        }
+        Ok(())
     }
 
     /// Kernel memory of the detectors' maps (preallocated: fixed whatever they track).
