@@ -226,8 +226,28 @@ fn a_dry_run_alerts_without_blocking() {
     skip_unless_privileged!();
     let (a, attacker) = start("[detect]\ndry_run = true\n");
     let web = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
+    // A `ztctl alerts --follow` reader started before the scan sees the alert live.
+    let mut follow = std::process::Command::new(zt_tests::workspace_binary("ztctl").unwrap())
+        .arg("--socket")
+        .arg(a.socket())
+        .args(["alerts", "--follow", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let live = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(live).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     nmap_syn_scan(&a, attacker, &[a.net.server.v4.to_string()], "1-200");
     let alert = wait_alert(&a, "port_scan");
+    let streamed = rx.recv_timeout(LONG).expect("the follower prints the alert");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&streamed).unwrap(), alert, "the same record, live");
     assert_eq!(
         (alert["action"].as_str(), alert["dry_run"].as_bool(), alert["ttl"].as_u64()),
         (Some("quarantine"), Some(true), None)

@@ -204,3 +204,29 @@ fn detectors_are_off_until_configured() {
     }
     assert!(f.crossings().is_empty());
 }
+
+#[test]
+fn a_hundred_thousand_sources_fit_the_scan_map_within_its_memory() {
+    let Some(mut f) = fixture() else { return };
+    let sources = 100_000u32;
+    let started = std::time::Instant::now();
+    for n in 0..sources {
+        // 198.18.0.0/15 holds 131,072 addresses: sources 198.18.0.0 + n.
+        let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0)) + n + 256);
+        f.xdp(&syn(&ip.to_string(), HOST4, 40000, 80));
+    }
+    let took = started.elapsed();
+    let tracked = f.maps.scan.keys().filter(Result::is_ok).count();
+    let memlock = {
+        use aya::maps::IterableMap;
+        zt_agent::datapath::memlock_bytes(f.maps.scan.map()).expect("the kernel reports the map's memory")
+    };
+    eprintln!(
+        "{sources} sources in {took:?}: {tracked} tracked, ZT_SCAN {} KiB ({} bytes per tracked source; 64 of key and value)",
+        memlock / 1024,
+        memlock / tracked as u64
+    );
+    assert!(tracked as u32 >= sources * 95 / 100, "the LRU keeps (almost) every source: {tracked}");
+    assert!(memlock <= 16 << 20, "at most 16 MiB: {memlock}");
+    assert!(f.crossings().is_empty(), "one attempt each is no scan");
+}

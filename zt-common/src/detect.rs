@@ -74,7 +74,9 @@ crate::assert_size!(ScanValue, 48);
 /// Key and value bytes per tracked source: the kernel state a scanner costs.
 pub const SCAN_ENTRY_BYTES: u32 = (core::mem::size_of::<Addr>() + core::mem::size_of::<ScanValue>()) as u32;
 const _: () = assert!(SCAN_ENTRY_BYTES == 64);
-pub const SCAN_MAX_ENTRIES: u32 = 131072;
+/// Sources tracked at once: 100,000 distinct sources fit with room to spare, and the kernel's
+/// 128 bytes per slot (key, value and its hash-table element) stay within 16 MiB.
+pub const SCAN_MAX_ENTRIES: u32 = 120 * 1024;
 
 /// Per-local-identity tracker for `fan_out` (map FAN_OUT, keyed by the identity): the
 /// distinct peer addresses it opens flows to.

@@ -15,6 +15,6 @@ pub use attach::{Attachment, IngressHook, XdpModeChoice, ifindex_of};
 pub use error::DatapathError;
 pub use generation::{GenerationWriter, SwapReport, Tables};
 pub use link_kind::{LinkKind, link_kind};
-pub use maps::{Maps, StatsSnapshot};
+pub use maps::{Maps, StatsSnapshot, memlock_bytes};
 pub use object::Datapath;
 pub use pins::LinkLifetime;
