@@ -41,6 +41,9 @@ impl Loaded {
         let mut dp = Datapath::load(&mount.path().join("zt")).context("cannot load the zt programs")?;
         let mut maps = dp.take_maps()?;
         maps.write_config(config)?;
+        // The agent's default failsafe rule (inbound TCP 22), as a running agent has it: the
+        // quarantined path pays the pre-check that keeps failsafe traffic reachable.
+        maps.write_failsafe(&[(zt_common::reason::DIR_INGRESS, zt_common::proto::TCP, Some(22))])?;
         let ring = maps.events.take().expect("events ring present after take_maps");
         let writer = GenerationWriter::adopt(&maps)?;
         dp.xdp_baseline()?;

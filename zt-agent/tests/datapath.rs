@@ -434,6 +434,8 @@ fn quarantined_sources_are_dropped_even_on_established_flows() {
 #[test]
 fn a_quarantine_never_cuts_failsafe_traffic_either_way() {
     let Some(mut f) = fixture() else { return };
+    // What the agent writes for the default failsafe rule (inbound TCP 22).
+    f.maps.write_failsafe(&[(DIR_INGRESS, packet::TCP, Some(22))]).unwrap();
     let api: std::net::Ipv4Addr = API4.parse().unwrap();
     f.maps
         .quarantine
@@ -447,6 +449,9 @@ fn a_quarantine_never_cuts_failsafe_traffic_either_way() {
     let s = f.stats();
     assert_eq!(s.get(VERDICT_DENIED, QUARANTINE).packets, 2);
     assert_eq!(s.get(VERDICT_ALLOWED, FAILSAFE).packets, 1);
+    // Without the pre-check's rules the kernel does not even ask the policy.
+    f.maps.write_failsafe(&[]).unwrap();
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40003, 22, SYN)), XDP_DROP);
 }
 
 #[test]

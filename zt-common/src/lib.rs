@@ -14,6 +14,7 @@ pub mod conntrack;
 pub mod denied;
 pub mod detect;
 pub mod event;
+pub mod failsafe;
 pub mod fragment;
 pub mod identity;
 pub mod ipcache;
@@ -77,6 +78,8 @@ pub mod map_names {
     pub const DETECT_EVENTS: &str = "ZT_DETECT_EVENTS";
     /// Sources never rate-limited (`[detect] never`).
     pub const EXEMPT: &str = "ZT_EXEMPT";
+    /// The failsafe rules' protocols and ports (a quarantine's pre-check).
+    pub const FAILSAFE: &str = "ZT_FAILSAFE";
     /// Rate limits of the ingress rules, one block per generation slot.
     pub const RATE_LIMITS: &str = "ZT_RATE_LIMITS";
     /// Per-source token buckets of the rate limits.
@@ -104,6 +107,7 @@ pub mod map_names {
         FAN_OUT,
         DETECT_EVENTS,
         EXEMPT,
+        FAILSAFE,
         RATE_LIMITS,
         RATE_BUCKETS,
         HALF_OPEN,

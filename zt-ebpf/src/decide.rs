@@ -12,6 +12,7 @@ use zt_common::{
     denied::{DENIED_EVENT_INTERVAL_NS, DeniedValue},
     detect::{EXEMPT_FAMILY_BITS, ExemptKey},
     event::{KIND_AUDIT, KIND_DENY, KIND_START},
+    failsafe::{FAILSAFE_ALL, FAILSAFE_MAX},
     fragment::{FRAGMENT_TIMEOUT_NS, FragKey, FragValue},
     identity::ANY,
     policy::{POLICY_NONE, PolicyValue, RULE_NONE},
@@ -27,7 +28,7 @@ use crate::{
     conntrack, detect,
     events::{Decision, flow_event, packet_event},
     ipcache::identity_of,
-    maps::{CONFIG, CONNTRACK, DENIED, EXEMPT, FRAGMENTS, HALF_OPEN, RATE_BUCKETS, RATE_LIMITS},
+    maps::{CONFIG, CONNTRACK, DENIED, EXEMPT, FAILSAFE, FRAGMENTS, HALF_OPEN, RATE_BUCKETS, RATE_LIMITS},
     parse::{FRAG_FIRST, FRAG_LATER, Packet, ParseError},
     policy::{is_failsafe, local_and_peer, lookup},
     quarantine::is_quarantined,
@@ -419,6 +420,9 @@ fn exempt(src: &Addr, family: u8) -> bool {
 /// packets ask, so the cost is theirs.
 #[inline(never)]
 fn failsafe_traffic(c: &Ctx) -> bool {
+    if !may_be_failsafe(c.pkt, c.hook.direction) {
+        return false;
+    }
     let key = &c.pkt.tuple;
     let slot = c.slot();
     let (src_id, dst_id) = identities(key, slot);
@@ -433,6 +437,38 @@ fn failsafe_traffic(c: &Ctx) -> bool {
     let (local, peer) = local_and_peer(other, dst_id, src_id);
     let reply_port = if proto::has_ports(key.proto) { key.src_port } else { 0 };
     is_failsafe(slot, other, local, peer, key.proto, reply_port)
+}
+
+/// Whether the packet's protocol and port match a failsafe rule, either way round (the
+/// rule's direction: its destination port; the other: a reply, its source port). Only a
+/// match is worth the policy lookups that confirm it.
+#[inline(always)]
+fn may_be_failsafe(pkt: &Packet, direction: u8) -> bool {
+    let Some(f) = FAILSAFE.get(0) else {
+        return false;
+    };
+    if f.count == FAILSAFE_ALL {
+        return true;
+    }
+    let key = &pkt.tuple;
+    let ports = proto::has_ports(key.proto);
+    for i in 0..FAILSAFE_MAX {
+        if i >= f.count as usize {
+            break;
+        }
+        let r = &f.rules[i];
+        if r.proto != key.proto {
+            continue;
+        }
+        if r.any_port != 0 {
+            return true;
+        }
+        let port = if r.direction == direction { key.dst_port } else { key.src_port };
+        if ports && port == r.port {
+            return true;
+        }
+    }
+    false
 }
 
 /// Drops the packet: counts it and reports it within the source's event budget.

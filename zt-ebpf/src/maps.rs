@@ -15,6 +15,7 @@ use zt_common::{
         DETECT_RING_BYTES, EXEMPT_MAX_ENTRIES, ExemptKey, FAN_OUT_MAX_ENTRIES, FanOutValue, SCAN_MAX_ENTRIES, ScanValue,
     },
     event::EVENTS_RING_BYTES,
+    failsafe::FailsafePorts,
     fragment::{FRAGMENTS_MAX_ENTRIES, FragKey, FragValue},
     ipcache::{IPCACHE_MAX_ENTRIES, IpcacheV4Key, IpcacheV6Key, IpcacheValue},
     policy::{POLICY_MAX_ENTRIES, PolicyKey, PolicyValue},
@@ -88,6 +89,10 @@ pub static FAN_OUT: LruHashMap<u32, FanOutValue> = LruHashMap::pinned(FAN_OUT_MA
 /// events never hides one.
 #[map(name = "ZT_DETECT_EVENTS")]
 pub static DETECT_EVENTS: RingBuf = RingBuf::pinned(DETECT_RING_BYTES, 0);
+
+/// The failsafe rules' protocols and ports; written by the agent at start.
+#[map(name = "ZT_FAILSAFE")]
+pub static FAILSAFE: Array<FailsafePorts> = Array::pinned(1, 0);
 
 /// Sources never rate-limited (`[detect] never`); written by the agent at start.
 #[map(name = "ZT_EXEMPT")]

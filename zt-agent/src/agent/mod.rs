@@ -95,6 +95,8 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
     let mut cfg = Config { generation: adopted, flags: opts.datapath.flags | quarantine, ..opts.datapath };
     opts.detect.write_kernel(&mut cfg);
     maps.write_exempt(&opts.detect.never)?;
+    let failsafe: Vec<_> = opts.failsafe.iter().map(|f| (f.direction.to_u8(), f.protocol.number(), f.port)).collect();
+    maps.write_failsafe(&failsafe)?;
     maps.write_config(&cfg)?;
     let mut writer = GenerationWriter::adopt(&maps)?;
     let swap = writer.apply(&mut maps, &prepared.tables)?;

@@ -9,6 +9,7 @@ use zt_common::{
     config::Config,
     conntrack::{CtKey, CtValue},
     detect::{EXEMPT_FAMILY_BITS, EXEMPT_MAX_ENTRIES, ExemptKey, FanOutValue, ScanValue},
+    failsafe::{FAILSAFE_ALL, FAILSAFE_MAX, FailsafePort, FailsafePorts},
     ipcache::{IpcacheV4Key, IpcacheV6Key, IpcacheValue},
     map_names,
     policy::{PolicyKey, PolicyValue},
@@ -45,6 +46,8 @@ pub struct Maps {
     pub fan_out: HashMap<MapData, u32, FanOutValue>,
     /// Sources never rate-limited (`[detect] never`).
     pub exempt: LpmTrie<MapData, ExemptKey, u8>,
+    /// The failsafe rules' protocols and ports (the kernel's quarantine pre-check).
+    pub failsafe: Array<MapData, FailsafePorts>,
 }
 
 /// Kernel memory charged to a map (the `memlock` its fdinfo reports), if readable.
@@ -112,6 +115,7 @@ impl Maps {
             scan: take(ebpf, map_names::SCAN)?,
             fan_out: take(ebpf, map_names::FAN_OUT)?,
             exempt: take(ebpf, map_names::EXEMPT)?,
+            failsafe: take(ebpf, map_names::FAILSAFE)?,
         })
     }
 
@@ -166,6 +170,28 @@ impl Maps {
             self.exempt.insert(&key, 1, 0).map_err(DatapathError::map(map_names::EXEMPT))?;
         }
         Ok(())
+    }
+
+    /// Writes the failsafe rules' (direction, protocol, port) for the kernel's quarantine
+    /// pre-check; each is `(direction, protocol, port or None for every port)`.
+    pub fn write_failsafe(&mut self, rules: &[(u8, u8, Option<u16>)]) -> Result<(), DatapathError> {
+        let mut value = FailsafePorts::default();
+        if rules.len() > FAILSAFE_MAX {
+            value.count = FAILSAFE_ALL;
+        } else {
+            value.count = rules.len() as u8;
+            for (slot, &(direction, proto, port)) in value.rules.iter_mut().zip(rules) {
+                *slot = FailsafePort {
+                    direction,
+                    proto,
+                    any_port: u8::from(port.is_none()),
+                    _pad: 0,
+                    port: port.unwrap_or(0),
+                    _pad2: 0,
+                };
+            }
+        }
+        self.failsafe.set(0, value, 0).map_err(DatapathError::map(map_names::FAILSAFE))
     }
 
     /// Kernel memory of the detectors' maps (preallocated: fixed whatever they track).
