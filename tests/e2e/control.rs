@@ -269,6 +269,52 @@ fn status_shows_the_interface_hook_revision_and_counters() {
         s["counters"].as_array().unwrap().iter().find(|c| c["verdict"] == "allowed" && c["reason"] == "policy");
     assert!(allowed.is_some_and(|c| c["packets"].as_u64().unwrap() >= 1), "{s}");
     assert!(s["pipeline"]["events_read"].as_u64().unwrap() >= 1);
+    // Every kernel map with the memory the kernel charges for it, largest first.
+    let memory = s["memory"].as_array().unwrap();
+    let names: Vec<&str> = memory.iter().map(|m| m["map"].as_str().unwrap()).collect();
+    for map in ["ZT_CONNTRACK", "ZT_SCAN", "ZT_POLICY", "ZT_EVENTS", "ZT_DENIED"] {
+        assert!(names.contains(&map), "{map} in {names:?}");
+    }
+    let bytes: Vec<u64> = memory.iter().map(|m| m["bytes"].as_u64().unwrap()).collect();
+    assert!(bytes.windows(2).all(|w| w[0] >= w[1]) && bytes[0] > 1 << 20, "{bytes:?}");
+    let ct = memory.iter().find(|m| m["map"] == "ZT_CONNTRACK").unwrap();
+    assert_eq!(ct["max_entries"], 262144);
+    assert!(text.contains("KERNEL MAP") && text.lines().any(|l| l.starts_with("total")), "{text}");
+    eprintln!("{}", ok(a.ztctl(&["status"])));
+}
+
+#[test]
+fn maps_sized_in_the_config_file_are_created_at_that_size_and_a_new_size_replaces_the_pin() {
+    skip_unless_privileged!();
+    let mut a = AgentNet::prepare(&web_policy());
+    let config = a.scratch.write("zt-agent.toml", "[maps]\nconntrack = 4096\nscan = 1024\n").unwrap();
+    let agent = a.spawn(&["--config", config.to_str().unwrap()]);
+    a.agent = Some(agent);
+    a.wait_ready();
+    let web = TcpEchoServer::start(&a.net.server.ns, a.net.server.socket(Family::V4, 8080)).unwrap();
+    tcp_exchange(&a.net.client.ns, web.local_addr(), 100, LONG).expect("enforcing as before");
+    let s = json(a.ztctl(&["status", "-o", "json"]));
+    assert_eq!(s["maps"][0]["max"], 4096, "{}", s["maps"]);
+    let row = |s: &serde_json::Value, map: &str| {
+        s["memory"].as_array().unwrap().iter().find(|m| m["map"] == map).unwrap().clone()
+    };
+    assert_eq!(row(&s, "ZT_CONNTRACK")["max_entries"], 4096);
+    assert_eq!(row(&s, "ZT_SCAN")["max_entries"], 1024);
+    assert!(row(&s, "ZT_CONNTRACK")["bytes"].as_u64().unwrap() < 2 << 20, "4096 flows, not 262144");
+    assert_eq!(row(&s, "ZT_REF_FLOWS")["max_entries"], 1, "the bench's table costs an agent nothing");
+
+    // Another size: the pinned map is set aside and made afresh at the new size.
+    assert!(a.agent().terminate().unwrap().success());
+    std::fs::write(&config, "[maps]\nconntrack = 8192\n").unwrap();
+    let agent = a.spawn(&["--config", config.to_str().unwrap()]);
+    a.agent = Some(agent);
+    a.wait_ready();
+    let log = std::fs::read_to_string(a.agent().stderr_path()).unwrap();
+    assert!(log.contains("pinned map ZT_CONNTRACK (4096 entries instead of 8192: resized) set aside"), "{log}");
+    let s = json(a.ztctl(&["status", "-o", "json"]));
+    assert_eq!(row(&s, "ZT_CONNTRACK")["max_entries"], 8192);
+    assert_eq!(row(&s, "ZT_SCAN")["max_entries"], 122880, "back to the default");
+    tcp_exchange(&a.net.client.ns, web.local_addr(), 100, LONG).expect("enforcing after the resize");
 }
 
 /// `ztctl explain -o json` for TCP from the client to the server's `port`.

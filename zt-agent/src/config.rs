@@ -24,7 +24,7 @@ use zt_common::config::{Config, FLAG_RECHECK_ESTABLISHED};
 
 use crate::{
     agent::{DEFAULT_METRICS, RemoteOptions, RoleMap, RunOptions},
-    datapath::XdpModeChoice,
+    datapath::{MapSizes, XdpModeChoice},
     flows::rotate::Rotation,
     identity::Labels,
     policy::{
@@ -102,6 +102,8 @@ pub struct ConfigFile {
     pub flow_log_rotation: Option<FlowLogRotation>,
     pub remote: Option<Spanned<Remote>>,
     pub detect: Option<Spanned<detect::DetectFile>>,
+    /// `[maps]`: entries of the resizable maps, by key (see `datapath::sizes`).
+    pub maps: Option<BTreeMap<Spanned<String>, Spanned<u32>>>,
 }
 
 /// `[remote]`: the remote API listener with mutual TLS; client certificates are admitted
@@ -257,6 +259,12 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
         }
     };
     let detect = detect::settings(file.detect.as_ref(), src)?;
+    let mut map_sizes = MapSizes::default();
+    for (key, entries) in file.maps.iter().flatten() {
+        map_sizes
+            .set(key.get_ref(), *entries.get_ref())
+            .map_err(|e| src.error(key.span(), &format!("maps.{}", key.get_ref()), e))?;
+    }
     let mut datapath = datapath;
     detect.write_kernel(&mut datapath);
     Ok(RunOptions {
@@ -276,6 +284,7 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
         flow_log_rotation: rotation(file.flow_log_rotation.as_ref(), src)?,
         remote: file.remote.as_ref().map(|r| remote(r, src)).transpose()?,
         detect,
+        map_sizes,
     })
 }
 
@@ -500,6 +509,20 @@ mod tests {
             assert!(err.starts_with("config file zt-agent.toml"), "{err}");
             assert!(err.contains(expected), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn maps_sizes_are_set_by_key_and_bad_ones_name_the_key() {
+        let opts = from_text("[maps]\nconntrack = 65536\nscan = 4096\n", RunFlags::default()).unwrap();
+        assert_eq!(opts.map_sizes.entries(zt_common::map_names::CONNTRACK), 65536);
+        assert_eq!(opts.map_sizes.entries(zt_common::map_names::SCAN), 4096);
+        let err = from_text("[maps]\nconntrak = 65536\n", RunFlags::default()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("config file zt-agent.toml, line 2: maps.conntrak is not a map that can be sized; use one of conntrack, half_open,"),
+            "{err}"
+        );
+        let err = from_text("[maps]\nconntrack = 1\n", RunFlags::default()).unwrap_err().to_string();
+        assert!(err.ends_with("maps.conntrack = 1 is out of range; use 64 to 16777216 entries"), "{err}");
     }
 
     #[test]

@@ -334,8 +334,20 @@ pub struct StatusReport {
     pub default_deny: bool,
     pub failsafe: Vec<String>,
     pub maps: Vec<MapOccupancy>,
+    /// Every kernel map of the agent with the memory the kernel charges for it, largest
+    /// first.
+    #[serde(default)]
+    pub memory: Vec<MapMemoryRow>,
     pub counters: Vec<CounterRow>,
     pub pipeline: PipelineCounters,
+}
+
+/// One kernel map's size and memory in `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapMemoryRow {
+    pub map: String,
+    pub max_entries: u32,
+    pub bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

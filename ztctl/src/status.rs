@@ -47,6 +47,16 @@ fn render(s: &StatusReport) -> String {
     }
     text.push('\n');
     text.push_str(&maps.render());
+    if !s.memory.is_empty() {
+        let total: u64 = s.memory.iter().map(|m| m.bytes).sum();
+        let mut memory = output::Table::new(&["KERNEL MAP", "MAX ENTRIES", "MEMORY"]);
+        for m in &s.memory {
+            memory.row(vec![m.map.clone(), m.max_entries.to_string(), kib(m.bytes)]);
+        }
+        memory.row(vec!["total".into(), String::new(), kib(total)]);
+        text.push('\n');
+        text.push_str(&memory.render());
+    }
     let mut counters = output::Table::new(&["VERDICT", "REASON", "PACKETS", "BYTES"]);
     for c in &s.counters {
         counters.row(vec![c.verdict.clone(), c.reason.clone(), c.packets.to_string(), c.bytes.to_string()]);
@@ -58,4 +68,13 @@ fn render(s: &StatusReport) -> String {
         text.push_str(&counters.render());
     }
     text
+}
+
+/// Bytes as KiB or MiB, as people read memory.
+fn kib(bytes: u64) -> String {
+    if bytes >= 10 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
+    }
 }

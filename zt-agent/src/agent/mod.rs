@@ -78,7 +78,11 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
         log::warn!("{w}");
     }
 
-    let mut dp = Datapath::load(pins.path())?;
+    // The benchmarks' reference table is never used by an agent: one entry, not a
+    // CONNTRACK-sized bucket array.
+    let mut sizes = opts.map_sizes.clone();
+    sizes.set_map(zt_common::map_names::REFERENCE_FLOWS, 1);
+    let mut dp = Datapath::load_sized(pins.path(), &sizes)?;
     let mut maps = dp.take_maps()?;
     for map in &dp.set_aside {
         eprintln!(

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use zt_common::config::Config;
 
 use crate::{
-    datapath::{LinkLifetime, XdpModeChoice},
+    datapath::{LinkLifetime, MapSizes, XdpModeChoice},
     detect::DetectSettings,
     policy::FailsafeRule,
 };
@@ -51,6 +51,8 @@ pub struct RunOptions {
     /// The detectors and their responses (`[detect]`); their kernel thresholds go into
     /// CONFIG at start.
     pub detect: DetectSettings,
+    /// Entries of the maps the operator sized (`[maps]`); the others keep their defaults.
+    pub map_sizes: MapSizes,
 }
 
 impl RunOptions {
@@ -82,6 +84,7 @@ impl Default for RunOptions {
             flow_log_rotation: crate::flows::rotate::Rotation::default(),
             remote: None,
             detect,
+            map_sizes: MapSizes::default(),
         }
     }
 }

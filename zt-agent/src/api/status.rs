@@ -1,16 +1,17 @@
 //! `status`: what the agent enforces, where, and how busy it is — interfaces and their
-//! ingress hook, revision and generation, failsafe rules, map occupancy, the datapath's
+//! ingress hook, revision and generation, failsafe rules, map occupancy and memory, the datapath's
 //! counters by (verdict, reason) and the flow pipeline's counters.
 
 use std::sync::atomic::Ordering;
 
 use zt_common::{
-    conntrack::CONNTRACK_MAX_ENTRIES,
-    quarantine::QUARANTINE_MAX_ENTRIES,
+    map_names,
     reason::{reason_name, verdict_name},
 };
 
-use super::protocol::{ApiError, CounterRow, InterfaceStatus, MapOccupancy, PipelineCounters, Reply, StatusReport};
+use super::protocol::{
+    ApiError, CounterRow, InterfaceStatus, MapMemoryRow, MapOccupancy, PipelineCounters, Reply, StatusReport,
+};
 use crate::{
     agent::SharedState,
     policy::compile::{MAX_IPCACHE_PREFIXES, MAX_POLICY_ENTRIES},
@@ -22,11 +23,11 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
     let map =
         |name: &str, entries: usize, max: u64| MapOccupancy { map: name.to_string(), entries: entries as u64, max };
     let maps = vec![
-        map("conntrack", s.conntrack_len(), CONNTRACK_MAX_ENTRIES.into()),
+        map("conntrack", s.conntrack_len(), s.options().map_sizes.entries(map_names::CONNTRACK).into()),
         // A generation may use half of POLICY and IPCACHE: the next one is written beside it.
         map("policy", s.active().tables.policy.len(), MAX_POLICY_ENTRIES as u64),
         map("ipcache", s.active().tables.ipcache.len(), MAX_IPCACHE_PREFIXES as u64),
-        map("quarantine", s.quarantine_len(), QUARANTINE_MAX_ENTRIES.into()),
+        map("quarantine", s.quarantine_len(), s.options().map_sizes.entries(map_names::QUARANTINE).into()),
     ];
     let counters = stats
         .nonzero()
@@ -57,6 +58,10 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
         default_deny: s.settings().default_deny,
         failsafe: s.settings().failsafe.iter().map(ToString::to_string).collect(),
         maps,
+        memory: crate::datapath::memory::maps_of_this_process()
+            .into_iter()
+            .map(|m| MapMemoryRow { map: m.name, max_entries: m.max_entries, bytes: m.bytes })
+            .collect(),
         counters,
         pipeline: PipelineCounters {
             events_read: s.pipeline().events_read.load(Ordering::Relaxed),

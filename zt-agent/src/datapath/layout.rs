@@ -7,8 +7,9 @@
 //! adopt against its own definition of that map:
 //!
 //! 1. **Before loading** ([`set_aside`]): every `ZT_*` pin this agent does not define (an
-//!    older layout's name, or a newer agent's), and every pin whose key or value size
-//!    differs from the definition in this agent's object, is moved to
+//!    older layout's name, or a newer agent's), every pin whose key or value size differs
+//!    from the definition in this agent's object, and every pin of another size than the
+//!    agent is asked for (`[maps]`, see [`super::sizes`]), is moved to
 //!    `<bpffs>/superseded/`. The programs still attached keep using those maps — pins are
 //!    only names — so enforcement goes on. The loader then adopts the remaining pins and
 //!    creates the missing maps fresh.
@@ -35,7 +36,7 @@ use zt_common::{
     quarantine::{self, ORIGIN_MANUAL, QuarantineValue},
 };
 
-use super::{DatapathError, Maps};
+use super::{DatapathError, MapSizes, Maps};
 
 /// Sub-directory of the pin directory that holds superseded map pins until the upgrade
 /// completes.
@@ -43,7 +44,7 @@ pub const SUPERSEDED_DIR: &str = "superseded";
 
 /// Moves aside every pin under `dir` that the programs in `object` must not adopt; returns
 /// the names moved, each with the reason.
-pub fn set_aside(dir: &Path, object: &[u8]) -> Result<Vec<String>, DatapathError> {
+pub fn set_aside(dir: &Path, object: &[u8], sizes: &MapSizes) -> Result<Vec<String>, DatapathError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -61,7 +62,18 @@ pub fn set_aside(dir: &Path, object: &[u8]) -> Result<Vec<String>, DatapathError
         let why = match definitions.get(&name) {
             None => "a map of another layout".to_string(),
             Some(def) => match MapData::from_pin(entry.path()).and_then(|m| m.info()) {
-                Ok(info) if info.key_size() == def.key_size() && info.value_size() == def.value_size() => continue,
+                Ok(info)
+                    if info.key_size() == def.key_size()
+                        && info.value_size() == def.value_size()
+                        && info.max_entries() == sizes.get(&name).unwrap_or(def.max_entries()) =>
+                {
+                    continue;
+                }
+                Ok(info) if info.key_size() == def.key_size() && info.value_size() == def.value_size() => format!(
+                    "{} entries instead of {}: resized",
+                    info.max_entries(),
+                    sizes.get(&name).unwrap_or(def.max_entries())
+                ),
                 Ok(info) => format!(
                     "key/value sizes {}/{} instead of {}/{}",
                     info.key_size(),

@@ -8,8 +8,10 @@ mod generation;
 pub mod layout;
 mod link_kind;
 mod maps;
+pub mod memory;
 mod object;
 pub mod pins;
+pub mod sizes;
 
 pub use attach::{Attachment, IngressHook, XdpModeChoice, ifindex_of};
 pub use error::DatapathError;
@@ -18,3 +20,4 @@ pub use link_kind::{LinkKind, link_kind};
 pub use maps::{Maps, StatsSnapshot, memlock_bytes};
 pub use object::Datapath;
 pub use pins::LinkLifetime;
+pub use sizes::MapSizes;

@@ -13,7 +13,7 @@ use aya::{
 use zt_common::program_names;
 
 use super::{
-    DatapathError, Maps,
+    DatapathError, MapSizes, Maps,
     pins::{LinkLifetime, LinkPins},
 };
 
@@ -33,16 +33,25 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Loads and verifies the programs, creating or adopting the maps pinned in `pin_dir`.
+    /// Loads and verifies the programs, creating or adopting the maps pinned in `pin_dir`,
+    /// every map at the object's size.
     pub fn load(pin_dir: &Path) -> Result<Datapath, DatapathError> {
+        Datapath::load_sized(pin_dir, &MapSizes::default())
+    }
+
+    /// [`Datapath::load`] with the maps of `sizes` resized.
+    pub fn load_sized(pin_dir: &Path, sizes: &MapSizes) -> Result<Datapath, DatapathError> {
         std::fs::create_dir_all(pin_dir)
             .map_err(|source| DatapathError::PinDir { path: pin_dir.to_path_buf(), source })?;
-        // Pins of another layout must not be adopted: the programs would misread them.
-        let set_aside = super::layout::set_aside(pin_dir, OBJECT)?;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(pin_dir)
-            .load(OBJECT)
-            .map_err(|e| DatapathError::Load(Box::new(e)))?;
+        // Pins of another layout or size must not be adopted: the programs would misread
+        // them, or the operator's size would not apply.
+        let set_aside = super::layout::set_aside(pin_dir, OBJECT, sizes)?;
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(pin_dir);
+        for (map, entries) in sizes.iter() {
+            loader.map_max_entries(map, entries);
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(|e| DatapathError::Load(Box::new(e)))?;
         let xdp: &mut Xdp = program(&mut ebpf, program_names::XDP_INGRESS)?;
         xdp.load()
             .map_err(|source| DatapathError::Verify { program: program_names::XDP_INGRESS, source: source.into() })?;

@@ -10,7 +10,6 @@ use std::{
 
 use tokio::sync::mpsc;
 use zt_common::{
-    conntrack::{CONNTRACK_MAX_ENTRIES, HALF_OPEN_MAX_ENTRIES},
     event::{NUM_KINDS, kind_name},
     ipcache::IPCACHE_MAX_ENTRIES,
     policy::POLICY_MAX_ENTRIES,
@@ -42,6 +41,9 @@ pub struct Snapshot {
     pub kernel: Option<StatsSnapshot>,
     pub conntrack_entries: usize,
     pub half_open_entries: usize,
+    /// Their maps' sizes (`[maps]`, else the defaults).
+    pub conntrack_capacity: u32,
+    pub half_open_capacity: u32,
     pub generation: u32,
     pub policies: usize,
     pub identities: usize,
@@ -74,6 +76,8 @@ impl Snapshot {
             kernel,
             conntrack_entries: s.conntrack_len(),
             half_open_entries: s.half_open_len(),
+            conntrack_capacity: s.options().map_sizes.entries(zt_common::map_names::CONNTRACK),
+            half_open_capacity: s.options().map_sizes.entries(zt_common::map_names::HALF_OPEN),
             generation: s.generation(),
             policies: s.active().compiled.policies.len(),
             identities: s.active().compiled.identities.len(),
@@ -133,8 +137,8 @@ pub fn write(s: &Snapshot, now: SystemTime) -> String {
         ("policy", s.policy_entries, POLICY_MAX_ENTRIES),
         ("ipcache_v4", s.ipcache_v4, IPCACHE_MAX_ENTRIES),
         ("ipcache_v6", s.ipcache_v6, IPCACHE_MAX_ENTRIES),
-        ("conntrack", s.conntrack_entries, CONNTRACK_MAX_ENTRIES),
-        ("half_open", s.half_open_entries, HALF_OPEN_MAX_ENTRIES),
+        ("conntrack", s.conntrack_entries, s.conntrack_capacity),
+        ("half_open", s.half_open_entries, s.half_open_capacity),
     ];
     let mut f = e.family(
         "zt_map_entries",
@@ -309,6 +313,7 @@ mod tests {
     };
 
     use super::*;
+    use zt_common::conntrack::{CONNTRACK_MAX_ENTRIES, HALF_OPEN_MAX_ENTRIES};
 
     fn snapshot() -> Snapshot {
         let mut counters = vec![Counter::default(); STATS_SLOTS as usize];
@@ -325,6 +330,8 @@ mod tests {
             kernel: Some(StatsSnapshot { counters, events }),
             conntrack_entries: 3,
             half_open_entries: 2,
+            conntrack_capacity: CONNTRACK_MAX_ENTRIES,
+            half_open_capacity: HALF_OPEN_MAX_ENTRIES,
             generation: 7,
             policies: 2,
             identities: 4,
