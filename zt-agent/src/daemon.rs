@@ -25,7 +25,7 @@ use crate::{
         self,
         sink::{FlowLogTarget, FlowSink},
     },
-    metrics, notify,
+    heap, metrics, notify,
 };
 
 /// Flow records waiting for the sink; beyond this the reader drops and counts.
@@ -65,6 +65,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     };
     state.record_startup();
+    // Start-up compiled the policy; what that freed goes back to the system.
+    heap::release();
     let ring = state.take_events().expect("events ring taken once");
     let crossings = state.take_detect_events().expect("detector ring taken once");
     let new_peers = detect::new_peer::NewPeers::open(
@@ -200,4 +202,6 @@ fn reload(shared: &SharedState) {
         Err(PushError::Rejected(r)) => eprintln!("zt-agent: reload rejected, the running policy is unchanged:\n{r}"),
         Err(e) => eprintln!("zt-agent: reload failed, the running policy is unchanged: {e}"),
     }
+    drop(s);
+    heap::release();
 }

@@ -9,7 +9,7 @@
 //!   api (server, handlers)   metrics   config  translate requests/scrapes/files to core calls
 //!   agent                                      core: AgentState (private fields) and every change
 //!                                              to it: pushes, revisions, quarantine, expiry
-//!   datapath   policy -> identity   flows   detect   host   bpffs   notify
+//!   datapath   policy -> identity   flows   detect   host   bpffs   notify   heap
 //!                                              kernel maps, compile, flow pipeline (owns rule-hit
 //!                                              and flow-log counters; metrics reads them),
 //!                                              detectors' findings (the core answers them)
@@ -28,6 +28,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod detect;
 pub mod flows;
+pub mod heap;
 pub mod host;
 pub mod identity;
 pub mod metrics;

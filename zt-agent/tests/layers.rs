@@ -17,6 +17,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("host", &["agent", "api", "metrics", "config", "daemon"]),
     ("bpffs", &["agent", "api", "metrics", "config", "daemon"]),
     ("notify", &["agent", "api", "metrics", "config", "daemon"]),
+    ("heap", &["agent", "api", "metrics", "config", "daemon", "flows", "datapath", "policy", "detect"]),
     ("agent", &["api", "metrics", "config", "daemon"]),
     ("api", &["metrics", "config", "daemon"]),
     ("metrics", &["api", "config", "daemon"]),

@@ -3,7 +3,10 @@
 //! their outcomes into replies and error sentences.
 
 use super::protocol::{ApiError, DocumentView, PushReport, Reply, Source};
-use crate::agent::{ChangeError, CompileJob, PolicyChange, SharedState, one_change_at_a_time};
+use crate::{
+    agent::{ChangeError, CompileJob, PolicyChange, SharedState, one_change_at_a_time},
+    heap,
+};
 
 fn error(e: ChangeError) -> ApiError {
     match e {
@@ -42,9 +45,14 @@ fn push(report: Result<PushReport, ChangeError>) -> Result<Reply, ApiError> {
 /// state lock, so status, metrics and flows keep answering while a large policy compiles.
 fn change(shared: &SharedState, change: PolicyChange, dry_run: bool, uid: u32) -> Result<Reply, ApiError> {
     let _one = one_change_at_a_time();
-    let job = shared.lock().expect("agent state").compile_job(&change);
-    let precompiled = job.map(CompileJob::run);
-    push(shared.lock().expect("agent state").change(change, dry_run, uid, precompiled))
+    let outcome = {
+        let job = shared.lock().expect("agent state").compile_job(&change);
+        let precompiled = job.map(CompileJob::run);
+        shared.lock().expect("agent state").change(change, dry_run, uid, precompiled)
+    };
+    // The compile and its intermediate results are dropped now.
+    heap::release();
+    push(outcome)
 }
 
 pub fn apply(shared: &SharedState, sources: Vec<Source>, dry_run: bool, uid: u32) -> Result<Reply, ApiError> {
