@@ -176,21 +176,12 @@ fn memory(pid: u32, rules: usize) -> anyhow::Result<Memory> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS in the agent's /proc status")?;
-    let mut seen = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
-            continue;
-        };
-        let field =
-            |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok());
-        if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) {
-            seen.insert(id, memlock);
-        }
-    }
+    let maps = zt_agent::datapath::memory::maps_of_process(pid);
     Ok(Memory {
         rules,
         agent_rss_kib: rss,
-        bpf_maps: seen.len(),
-        bpf_map_memlock_kib: seen.values().sum::<u64>() / 1024,
+        bpf_maps: maps.len(),
+        bpf_map_memlock_kib: maps.iter().map(|m| m.bytes).sum::<u64>() / 1024,
+        per_map: maps.into_iter().map(|m| (m.name, m.max_entries, m.bytes / 1024)).collect(),
     })
 }

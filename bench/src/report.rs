@@ -71,7 +71,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
         r.endtoend.iter().find(|f| f.contender == who && f.traffic == traffic && f.rules == rules).map(|f| f.pps.median)
     };
     if let Some(zt) = e2e("zt", "drop", 10_000) {
-        for (other, aim) in [("nftables", 3.0), ("iptables", 10.0)] {
+        for (other, aim) in [("nftables", 1.3), ("iptables", 10.0)] {
             if let Some(o) = e2e(other, "drop", 10_000) {
                 let ratio = zt / o;
                 t.push(Target {
@@ -89,14 +89,27 @@ pub fn targets(r: &Results) -> Vec<Target> {
             met: f.ratio.median >= 0.95,
         });
     }
-    if let Some(c) = r.control.iter().find(|c| c.rules == 10_000) {
+    for (rules, aim_ms) in [(10_000, 50.0), (100_000, 500.0)] {
+        if let Some(c) = r.control.iter().find(|c| c.rules == rules) {
+            t.push(Target {
+                aim: format!("{}k-rule push (compile + apply) ≤ {aim_ms} ms", rules / 1000),
+                measured: format!(
+                    "{:.1} ms (compile {:.1} + apply {:.1})",
+                    c.push_ms.median, c.compile_ms.median, c.apply_ms.median
+                ),
+                met: c.push_ms.median <= aim_ms,
+            });
+        }
+    }
+    if let Some(m) = &r.memory {
         t.push(Target {
-            aim: "10k-rule push (compile + apply) ≤ 100 ms".into(),
+            aim: format!("agent RSS with {}k rules ≤ 48 MiB", m.rules / 1000),
             measured: format!(
-                "{:.1} ms (compile {:.1} + apply {:.1})",
-                c.push_ms.median, c.compile_ms.median, c.apply_ms.median
+                "{:.1} MiB; kernel maps {:.1} MiB",
+                m.agent_rss_kib as f64 / 1024.0,
+                m.bpf_map_memlock_kib as f64 / 1024.0
             ),
-            met: c.push_ms.median <= 100.0,
+            met: m.agent_rss_kib <= 48 * 1024,
         });
     }
     t
@@ -278,6 +291,10 @@ pub fn markdown(r: &Results) -> String {
             "\nAgent with {} rules: RSS {} KiB; {} BPF maps holding {} KiB of kernel memory (memlock).",
             m.rules, m.agent_rss_kib, m.bpf_maps, m.bpf_map_memlock_kib
         );
+        let _ = writeln!(s, "\n| kernel map | max entries | KiB |\n|---|---|---|");
+        for (name, entries, kib) in &m.per_map {
+            let _ = writeln!(s, "| {name} | {entries} | {kib} |");
+        }
     }
     s.push('\n');
 
@@ -406,7 +423,7 @@ mod tests {
         let t = targets(&results());
         assert!(!verdict(&t, "established-flow cost ≤ 5×"), "the worst size (6×) decides");
         assert!(verdict(&t, "cost at 100k rules ≤ 1.3× cost at 10 rules (new flow denied"), "1.2× growth");
-        assert!(verdict(&t, "end-to-end drop rate ≥ 3× nftables"));
+        assert!(verdict(&t, "end-to-end drop rate ≥ 1.3× nftables"));
         assert!(verdict(&t, "end-to-end drop rate ≥ 10× iptables"));
         assert!(!verdict(&t, "10k-rule push"), "120 ms is over 100 ms");
         assert!(verdict(&t, "bulk TCP on a veth with zt's default hook ≥ 0.95×"), "0.98×");

@@ -76,6 +76,8 @@ pub struct Memory {
     pub agent_rss_kib: u64,
     pub bpf_maps: usize,
     pub bpf_map_memlock_kib: u64,
+    /// Every map with its size and kernel memory, largest first: (name, entries, KiB).
+    pub per_map: Vec<(String, u32, u64)>,
 }
 
 /// Section 4: the flow pipeline on one core.

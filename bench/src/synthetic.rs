@@ -136,7 +136,7 @@ mod tests {
         let keys: HashSet<_> = t.policy.iter().map(|(p, k, _)| (*p, *k)).collect();
         assert_eq!(keys.len(), t.policy.len(), "no entry overwrites another");
         let exact = t.policy.iter().filter(|(p, _, _)| *p == PREFIX_PORT).count();
-        assert_eq!(exact, 100_000);
+        assert_eq!(exact, 100_000 + 1, "the synthetic entries and the rate-limited probe port");
         let probe = PolicyKey::new(0, DIR_INGRESS, PROBE_LOCAL, PROBE_PEER, UDP, ALLOWED_PORT);
         assert!(keys.contains(&(PREFIX_PORT, probe)));
         let denied = PolicyKey::new(0, DIR_INGRESS, PROBE_LOCAL, PROBE_PEER, UDP, DENIED_PORT);

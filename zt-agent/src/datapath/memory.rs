@@ -1,5 +1,5 @@
 //! Kernel memory of the agent's BPF maps, map by map: what the kernel charges each one
-//! (`memlock` in its fdinfo), found through the agent's own file descriptors, so the
+//! (`memlock` in its fdinfo), found through the process's own file descriptors, so the
 //! unpinned maps (caches, scratch space) are counted too. Maps open more than once are
 //! counted once.
 
@@ -19,8 +19,17 @@ pub struct MapMemory {
 
 /// Every BPF map this process holds, largest first.
 pub fn maps_of_this_process() -> Vec<MapMemory> {
+    maps_of("self")
+}
+
+/// Every BPF map process `pid` holds (root may read any), largest first.
+pub fn maps_of_process(pid: u32) -> Vec<MapMemory> {
+    maps_of(&pid.to_string())
+}
+
+fn maps_of(process: &str) -> Vec<MapMemory> {
     let mut by_id: BTreeMap<u32, MapMemory> = BTreeMap::new();
-    let Ok(fds) = std::fs::read_dir("/proc/self/fdinfo") else {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{process}/fdinfo")) else {
         return Vec::new();
     };
     for entry in fds.flatten() {
