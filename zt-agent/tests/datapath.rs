@@ -710,14 +710,61 @@ fn repeated_denied_syns_are_dropped_from_the_cache_and_a_push_that_opens_them_ap
     let denies: Vec<_> = f.events().into_iter().filter(|e| e.kind == KIND_DENY).collect();
     assert_eq!(denies.len(), 1, "one report per tuple per second: {denies:?}");
     assert_eq!(f.stats().event(KIND_DENY, EVENT_LOST_BUDGET), 4, "the repeats are counted, not silent");
-    // An ACK of the same tuple is not a connection attempt: it takes the full path.
+    // An ACK of the same tuple belongs to no tracked flow (conntrack misses it), so the
+    // cache serves it too: counted, not reported again within the second.
     assert_eq!(f.xdp(&tcp(WORLD4, HOST4, 40000, 5432, ACK)), XDP_DROP);
-    assert_eq!(f.events().len(), 1, "reported by the full path");
+    assert_eq!(f.events().len(), 0, "served from the cache");
+    assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 6);
 
     let opened = base().port(DIR_INGRESS, HOST, WORLD, packet::TCP, 5432, verdict(VERDICT_ALLOWED, POLICY, P_DB, 3));
     f.apply(&opened.build());
     assert_eq!(f.xdp(&syn), XDP_PASS, "the push applies to the next SYN");
     assert_eq!(f.stats().get(VERDICT_ALLOWED, POLICY).packets, 1);
+}
+
+#[test]
+fn repeated_denied_datagrams_are_served_from_the_cache_once_their_source_floods() {
+    let Some(mut f) = fixture() else { return };
+    // A budget of one event: the second denial finds it spent, so the source floods.
+    f.config(|c| {
+        c.deny_events_per_sec = 1;
+        c.deny_events_burst = 1;
+    });
+    let datagram = udp(WORLD4, HOST4, 50000, 5000);
+    for _ in 0..5 {
+        assert_eq!(f.xdp(&datagram), XDP_DROP);
+    }
+    assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 5);
+    assert_eq!(f.events().iter().filter(|e| e.kind == KIND_DENY).count(), 1);
+    assert_eq!(f.stats().event(KIND_DENY, EVENT_LOST_BUDGET), 4, "the withheld one and three from the cache");
+    // Another source's first denials are not remembered (its budget is fresh): a spoofed
+    // flood of distinct sources pays no cache insert per packet.
+    assert_eq!(f.xdp(&udp(API4, HOST4, 50000, 5001)), XDP_DROP);
+    assert_eq!(f.events().len(), 1, "reported by the full path");
+    let opened = base().port(DIR_INGRESS, HOST, WORLD, packet::UDP, 5000, verdict(VERDICT_ALLOWED, POLICY, P_DB, 3));
+    f.apply(&opened.build());
+    assert_eq!(f.xdp(&datagram), XDP_PASS, "the push applies to the next datagram, cached or not");
+    // Once tracked, its packets pass as established and never ask the cache.
+    assert_eq!(f.xdp(&datagram), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, ESTABLISHED).packets, 1);
+}
+
+#[test]
+fn a_related_icmp_error_passes_even_for_a_tuple_denied_before() {
+    if !privileged() {
+        return;
+    }
+    let mut f = Fixture::with(&related_tables().build());
+    // An unsolicited ICMP error from the world is denied (and remembered) ...
+    let quoted = Pkt::new(HOST4, WORLD4, L4::tcp(40000, 443, SYN));
+    let error = packet::icmp_error(WORLD4, HOST4, &quoted).frame();
+    assert_eq!(f.xdp(&error), XDP_DROP);
+    assert_eq!(f.xdp(&error), XDP_DROP, "and again, from the cache");
+    // ... until the flow it quotes exists: then it is related, whatever was remembered.
+    assert_eq!(f.tc_egress(&tcp(HOST4, WORLD4, 40000, 443, SYN)), TC_ACT_OK);
+    assert_eq!(f.xdp(&error), XDP_PASS, "related to a tracked flow");
+    assert_eq!(f.stats().get(VERDICT_ALLOWED, RELATED).packets, 1);
+    assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 2);
 }
 
 #[test]

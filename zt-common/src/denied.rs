@@ -1,6 +1,10 @@
-//! DENIED: the verdict of recently denied TCP connection attempts, so that a repeated bare
-//! SYN of the same tuple (a retransmission, a scan probe, a flood) is dropped after one
-//! hash lookup instead of a full policy evaluation.
+//! DENIED: the verdict of recently denied tuples, so that a repeated packet of the same
+//! tuple (a retransmitted SYN, a scan probe, a one-tuple UDP flood, an ACK to a closed
+//! port) is dropped after a hash lookup instead of a full policy evaluation. A bare SYN asks
+//! before conntrack (it never belongs to a tracked flow); any other packet only after
+//! conntrack missed it, so established packets never pay the lookup. A bare SYN's denial
+//! is always remembered; any other packet's once its source has spent its deny-event
+//! budget (it floods), so a spoofed flood of distinct tuples pays no insert per packet.
 //!
 //! An entry is only followed while its generation is the active one and at the hook
 //! direction that made it: a push that opens the flow takes effect on the next packet.

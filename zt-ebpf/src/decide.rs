@@ -26,7 +26,7 @@ use aya_ebpf::maps::{LruHashMap, lpm_trie::Key};
 
 use crate::{
     conntrack, detect,
-    events::{Decision, flow_event, packet_event},
+    events::{Decision, flow_event, packet_event, source_repeat_denied},
     ipcache::identity_of,
     maps::{CONFIG, CONNTRACK, DENIED, EXEMPT, FAILSAFE, FRAGMENTS, HALF_OPEN, RATE_BUCKETS, RATE_LIMITS},
     parse::{FRAG_FIRST, FRAG_LATER, Packet, ParseError},
@@ -170,9 +170,8 @@ fn decide_ip(c: &Ctx) -> Action {
         return follow_fragment(c);
     }
     // Before conntrack: a bare SYN is never a reply nor a packet of an established flow.
-    if is_bare_syn(pkt)
-        && let Some(action) = recently_denied(c)
-    {
+    let bare_syn = is_bare_syn(pkt);
+    if bare_syn && let Some(action) = recently_denied(c) {
         return action;
     }
     if let Some(action) = tracked(c) {
@@ -181,6 +180,12 @@ fn decide_ip(c: &Ctx) -> Action {
     if pkt.has_related && conntrack::tracks(&pkt.related, c.cfg, c.now) {
         count(VERDICT_ALLOWED, RELATED, pkt.len);
         return Action::Pass;
+    }
+    // Any other packet no flow accounts for (conntrack just missed it, so an established
+    // packet never pays this lookup): a repeat of a tuple denied under this generation —
+    // a UDP flood, an ACK to a closed port — skips the policy evaluation as a SYN does.
+    if !bare_syn && let Some(action) = recently_denied(c) {
+        return action;
     }
     // Every attempt counts for the detectors, whatever policy says of it: a scan of
     // forbidden ports is still a scan.
@@ -472,8 +477,16 @@ fn may_be_failsafe(pkt: &Packet, direction: u8) -> bool {
 }
 
 /// Drops the packet: counts it and reports it within the source's event budget.
-#[inline(never)]
+#[inline(always)]
 fn deny(c: &Ctx, j: &Judgement) -> Action {
+    deny_flooding(c, j);
+    Action::Drop
+}
+
+/// [`deny`]; true when the source's event budget is spent (it is being denied faster than
+/// the budget refills).
+#[inline(never)]
+fn deny_flooding(c: &Ctx, j: &Judgement) -> bool {
     count(VERDICT_DENIED, j.reason, c.pkt.len);
     let d = Decision {
         verdict: VERDICT_DENIED,
@@ -486,8 +499,7 @@ fn deny(c: &Ctx, j: &Judgement) -> Action {
         rule: j.rule,
         generation: c.generation,
     };
-    packet_event(KIND_DENY, c.pkt, &d, c.cfg, c.now);
-    Action::Drop
+    packet_event(KIND_DENY, c.pkt, &d, c.cfg, c.now)
 }
 
 /// A TCP SYN without ACK: opens a connection, so it is never a reply nor a packet of an
@@ -511,6 +523,10 @@ fn recently_denied(c: &Ctx) -> Option<Action> {
         return None;
     }
     count(VERDICT_DENIED, d.reason, c.pkt.len);
+    if c.cfg.deny_spike_min != 0 {
+        // A flood of one tuple is a deny spike too.
+        source_repeat_denied(c.pkt, d.src_identity, c.cfg, c.now);
+    }
     if c.now < d.next_event_ns {
         count_event(KIND_DENY, EVENT_LOST_BUDGET);
     } else {
@@ -567,10 +583,14 @@ fn new_flow(c: &Ctx, admitted: &mut Admitted) -> Option<Action> {
         v => {
             let judged = v.is_some();
             let j = Judgement::from_lookup(v, src_id, dst_id);
-            if judged && is_bare_syn(pkt) {
+            // A bare SYN is always remembered (retransmissions follow it); any other packet
+            // once its source floods, so a spoofed flood of distinct tuples does not pay a
+            // cache insert per packet while a flood of one tuple soon skips the evaluation.
+            let flooding = deny_flooding(c, &j);
+            if judged && (flooding || is_bare_syn(pkt)) {
                 remember_denial(c, &j);
             }
-            return Some(deny(c, &j));
+            return Some(Action::Drop);
         }
     };
     // Not remembered in DENIED: the source's next attempt may find its bucket refilled.

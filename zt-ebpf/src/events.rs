@@ -59,7 +59,7 @@ fn source_denied(pkt: &Packet, d: &Decision, denial: bool, cfg: &Config, now: u6
     // SAFETY: per-CPU value, written only by this CPU.
     let b = unsafe { &mut *b };
     if spikes {
-        count_denial(pkt, d, b, cfg, now);
+        count_denial(pkt, d.src_identity, b, cfg, now);
     }
     if rate == 0 {
         return true;
@@ -83,10 +83,21 @@ fn source_denied(pkt: &Packet, d: &Decision, denial: bool, cfg: &Config, now: u6
     }
 }
 
+/// A denial served from the cache of recent denials: counted towards `deny_spike` like any
+/// other (no event, no budget: the cache reports at most once a second per tuple itself).
+#[inline(never)]
+pub fn source_repeat_denied(pkt: &Packet, src_identity: u32, cfg: &Config, now: u64) {
+    if let Some(b) = DENY_BUDGET.get_ptr_mut(&pkt.tuple.src) {
+        // SAFETY: per-CPU value, written only by this CPU.
+        let b = unsafe { &mut *b };
+        count_denial(pkt, src_identity, b, cfg, now);
+    }
+}
+
 /// `deny_spike`: this window's denies against the moving baseline of earlier windows
 /// (each window weighs 1/8; idle windows decay it, halving about every five).
 #[inline(always)]
-fn count_denial(pkt: &Packet, d: &Decision, b: &mut Budget, cfg: &Config, now: u64) {
+fn count_denial(pkt: &Packet, src_identity: u32, b: &mut Budget, cfg: &Config, now: u64) {
     let now_ms = ms_of(now);
     let elapsed = now_ms.wrapping_sub(b.window_ms);
     if elapsed >= SPIKE_WINDOW_MS {
@@ -104,22 +115,23 @@ fn count_denial(pkt: &Packet, d: &Decision, b: &mut Budget, cfg: &Config, now: u
     if b.reported == 0
         && b.denies > cfg.deny_spike_min
         && b.denies as u64 * BASELINE_SCALE as u64 > cfg.deny_spike_factor as u64 * b.baseline as u64
-        && detect::deny_spike(pkt, d.src_identity, b.denies, now)
+        && detect::deny_spike(pkt, src_identity, b.denies, now)
     {
         b.reported = 1;
     }
 }
 
-/// Reports a denied or audited packet, subject to the source's budget.
+/// Reports a denied or audited packet, subject to the source's budget; true when the budget
+/// withheld it (the source is denied faster than its budget refills: a flood).
 #[inline(never)]
-pub fn packet_event(kind: u8, pkt: &Packet, d: &Decision, cfg: &Config, now: u64) {
+pub fn packet_event(kind: u8, pkt: &Packet, d: &Decision, cfg: &Config, now: u64) -> bool {
     if !source_denied(pkt, d, kind == KIND_DENY, cfg, now) {
         count_event(kind, EVENT_LOST_BUDGET);
-        return;
+        return true;
     }
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
         count_event(kind, EVENT_LOST_RINGBUF);
-        return;
+        return false;
     };
     let e = entry.as_mut_ptr();
     // SAFETY: `e` points at a reserved, exclusively owned ring buffer record; every field
@@ -151,6 +163,7 @@ pub fn packet_event(kind: u8, pkt: &Packet, d: &Decision, cfg: &Config, now: u64
     }
     entry.submit(0);
     count_event(kind, EVENT_SUBMITTED);
+    false
 }
 
 /// Reports a tracked flow's start, update or end from its conntrack entry.
