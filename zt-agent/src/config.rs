@@ -23,7 +23,7 @@ mod detect;
 use zt_common::config::{Config, FLAG_RECHECK_ESTABLISHED};
 
 use crate::{
-    agent::{DEFAULT_METRICS, RemoteOptions, RoleMap, RunOptions},
+    agent::{DEFAULT_METRICS, DEFAULT_POD_IFACE_PATTERNS, KubernetesOptions, RemoteOptions, RoleMap, RunOptions},
     datapath::XdpModeChoice,
     flows::rotate::Rotation,
     identity::Labels,
@@ -78,6 +78,21 @@ pub struct RunFlags {
     /// removes every pin. By default programs stay attached across restarts (fail-static).
     #[arg(long)]
     pub no_pin: bool,
+    /// Watch the Kubernetes API server for pods, namespaces, NetworkPolicies and zt
+    /// Policies, and enforce them (in a pod: with its service account).
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// With --kubernetes: the kubeconfig file to reach the API server with, instead of the
+    /// pod's service account.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --kubernetes: this node's name [default: $NODE_NAME, else the host name].
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// With --kubernetes and no --iface: glob(s) of the host-side pod interfaces to attach
+    /// to as they appear, comma-separated [default: lxc*,cali*,veth*].
+    #[arg(long, value_name = "GLOB,...", value_delimiter = ',')]
+    pub pod_iface_pattern: Vec<String>,
 }
 
 /// The configuration file. Every key is optional; absent keys take the defaults.
@@ -102,6 +117,10 @@ pub struct ConfigFile {
     pub flow_log_rotation: Option<FlowLogRotation>,
     pub remote: Option<Spanned<Remote>>,
     pub detect: Option<Spanned<detect::DetectFile>>,
+    pub kubernetes: Option<bool>,
+    pub kubeconfig: Option<PathBuf>,
+    pub node: Option<String>,
+    pub pod_iface_patterns: Option<Vec<String>>,
 }
 
 /// `[remote]`: the remote API listener with mutual TLS; client certificates are admitted
@@ -257,6 +276,22 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
         }
     };
     let detect = detect::settings(file.detect.as_ref(), src)?;
+    let kubernetes = (flags.kubernetes || file.kubernetes == Some(true)).then(|| KubernetesOptions {
+        kubeconfig: flags.kubeconfig.clone().or(file.kubeconfig.clone()),
+        node: flags.node.clone().or(file.node.clone()).unwrap_or_else(node_name),
+        pod_iface_patterns: if flags.pod_iface_pattern.is_empty() {
+            file.pod_iface_patterns.clone().unwrap_or_else(|| DEFAULT_POD_IFACE_PATTERNS.map(String::from).to_vec())
+        } else {
+            flags.pod_iface_pattern.clone()
+        },
+    });
+    if kubernetes.is_none()
+        && (flags.kubeconfig.is_some() || flags.node.is_some() || !flags.pod_iface_pattern.is_empty())
+    {
+        anyhow::bail!(
+            "--kubeconfig, --node and --pod-iface-pattern take effect only with --kubernetes; add --kubernetes"
+        );
+    }
     let mut datapath = datapath;
     detect.write_kernel(&mut datapath);
     Ok(RunOptions {
@@ -276,6 +311,15 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
         flow_log_rotation: rotation(file.flow_log_rotation.as_ref(), src)?,
         remote: file.remote.as_ref().map(|r| remote(r, src)).transpose()?,
         detect,
+        kubernetes,
+    })
+}
+
+/// This node's name when `--node` is not given: `$NODE_NAME` (the DaemonSet sets it from
+/// `spec.nodeName`), else the host name.
+fn node_name() -> String {
+    std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
     })
 }
 

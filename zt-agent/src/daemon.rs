@@ -54,7 +54,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let flow_sink =
         FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), opts.flow_log_rotation.clone())?;
     let remote_listener = opts.remote.as_ref().map(api::remote::bind).transpose()?;
-    let (mut state, dp, adopted) = agent::start(opts, &pins)?;
+    let (mut state, dp, adopted) = agent::start(opts, &pins, None)?;
     // Bound before "ready", so ready means ztctl works.
     let api_socket = match api::ApiSocket::bind(&state.options().socket) {
         Ok(socket) => socket,
