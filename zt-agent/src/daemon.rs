@@ -25,7 +25,7 @@ use crate::{
         self,
         sink::{FlowLogTarget, FlowSink},
     },
-    metrics, notify,
+    kubernetes, metrics, notify,
 };
 
 /// Flow records waiting for the sink; beyond this the reader drops and counts.
@@ -34,6 +34,8 @@ const SINK_QUEUE: usize = 8192;
 const FINDINGS_QUEUE: usize = 1024;
 /// Where `new_peer` keeps its learnt edges, under the state directory.
 const NEW_PEERS_FILE: &str = "new-peers.json";
+/// How long `--kubernetes` tries to list the cluster before giving up at start.
+const CLUSTER_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often expired flows are swept from conntrack and host addresses re-read.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -54,7 +56,30 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let flow_sink =
         FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), opts.flow_log_rotation.clone())?;
     let remote_listener = opts.remote.as_ref().map(api::remote::bind).transpose()?;
-    let (mut state, dp, adopted) = agent::start(opts, &pins, None)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // --kubernetes: the whole cluster is listed before anything is attached, so the first
+    // packet is judged by the cluster's policy as it is now.
+    let synced = match &opts.kubernetes {
+        Some(k) => {
+            let endpoint = kubernetes::endpoint(k)?;
+            let started = std::time::Instant::now();
+            let synced = runtime.block_on(kubernetes::sync::initial_sync(&endpoint, CLUSTER_SYNC_TIMEOUT))?;
+            eprintln!(
+                "zt-agent: kubernetes: node {}: listed {} from {endpoint:?} in {:.0} ms",
+                k.node,
+                synced.cluster.summary(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            Some(synced)
+        }
+        None => None,
+    };
+    let cluster_sources = synced.as_ref().map(|s| s.cluster.take().0);
+    let (mut state, dp, adopted) = agent::start(opts, &pins, cluster_sources)?;
     // Bound before "ready", so ready means ztctl works.
     let api_socket = match api::ApiSocket::bind(&state.options().socket) {
         Ok(socket) => socket,
@@ -81,11 +106,6 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let datapath_config = state.datapath_config();
     let shared: SharedState = Arc::new(Mutex::new(state));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let result: anyhow::Result<()> = runtime.block_on(async {
         let (tx, rx) = mpsc::channel(SINK_QUEUE);
         let reader = tokio::spawn(flows::reader::run(ring, ctx.clone(), tx.clone(), pipeline));
@@ -119,6 +139,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         tokio::spawn(quarantine::expire_loop(shared.clone()));
         api::serve(api_socket, shared.clone())?;
+        if let Some(synced) = synced {
+            let cluster = synced.watch();
+            tokio::spawn(kubernetes::sync::push_loop(cluster, shared.clone()));
+        }
         if let Some(remote) = remote_listener {
             api::remote::serve(remote, shared.clone())?;
         }

@@ -181,6 +181,12 @@ impl Cluster {
         self.objects.lock().expect("cluster objects").by_resource[resource.index()].len()
     }
 
+    /// "N namespaces, N pods, N networkpolicies, N policies".
+    pub fn summary(&self) -> String {
+        let o = self.objects.lock().expect("cluster objects");
+        Resource::ALL.map(|r| format!("{} {}", o.by_resource[r.index()].len(), r.name())).join(", ")
+    }
+
     /// The current objects as push sources, and when the oldest change among them arrived
     /// (`None`: nothing changed since the last take).
     pub fn take(&self) -> (Vec<(String, String)>, Option<Instant>) {
