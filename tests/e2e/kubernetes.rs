@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::{Value, json};
 use zt_tests::{
-    BpfFs, Family, NsProcess, Scratch, Star, StubApiServer, TcpEchoServer, kube_api, skip_unless_privileged,
+    BpfFs, Family, Netns, NsProcess, Scratch, Star, StubApiServer, TcpEchoServer, kube_api, skip_unless_privileged,
     tcp_connect, topology, workspace_binary,
 };
 
@@ -57,8 +57,17 @@ fn network_policy(ns: &str, name: &str, spec: Value) -> Value {
     json!({"metadata": {"name": name, "namespace": ns, "generation": 1}, "spec": spec})
 }
 
+/// How the agent finds the pods' links.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Links {
+    /// `--iface` for each.
+    Given,
+    /// `--pod-iface-pattern` matching the node sides of the star.
+    Discovered,
+}
+
 impl Cluster {
-    fn start() -> Cluster {
+    fn start(links: Links) -> Cluster {
         let labels: Vec<String> = PODS.iter().map(|(n, p)| label(n, p)).collect();
         let star = topology::star_with_labels(&labels).expect("star topology");
         let a = star.workload("xa");
@@ -78,8 +87,15 @@ impl Cluster {
         let mut cmd = Command::new(workspace_binary("zt-agent").expect("zt-agent is built"));
         cmd.args(["run", "--kubernetes", "--node", "node-1", "--labels", "role=node"]);
         cmd.arg("--kubeconfig").arg(&kubeconfig);
-        for iface in star.node_ifaces() {
-            cmd.args(["--iface", iface]);
+        match links {
+            Links::Given => {
+                for iface in star.node_ifaces() {
+                    cmd.args(["--iface", iface]);
+                }
+            }
+            Links::Discovered => {
+                cmd.args(["--pod-iface-pattern", &format!("{}*", node_stem(&star))]);
+            }
         }
         cmd.arg("--bpffs").arg(bpffs.path().join("zt"));
         cmd.arg("--state-dir").arg(scratch.join("state"));
@@ -91,8 +107,22 @@ impl Cluster {
     }
 
     fn connects(&self, from: &str) -> bool {
+        self.connects_from(&self.star.workload(from).host.ns)
+    }
+
+    fn connects_from(&self, ns: &Netns) -> bool {
         let to = self.star.workload("xa").host.socket(Family::V4, PORT);
-        tcp_connect(&self.star.workload(from).host.ns, to, Duration::from_millis(300)).is_ok()
+        tcp_connect(ns, to, Duration::from_millis(300)).is_ok()
+    }
+
+    /// The link pins the agent keeps under its bpffs directory.
+    fn link_pins(&self) -> Vec<String> {
+        let dir = self._bpffs.path().join("zt").join("links");
+        let mut pins: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        pins.sort();
+        pins
     }
 
     /// Waits until a connection from `from` to x/a passes (or is refused) as `expected`;
@@ -118,7 +148,7 @@ impl Cluster {
 #[test]
 fn pod_namespace_and_policy_changes_on_the_api_server_change_enforcement() {
     skip_unless_privileged!();
-    let mut c = Cluster::start();
+    let mut c = Cluster::start(Links::Given);
     let took = Instant::now();
     c.expect("no policy", "yc", true);
     c.expect("no policy", "xb", true);
@@ -186,4 +216,56 @@ fn pod_namespace_and_policy_changes_on_the_api_server_change_enforcement() {
         eprintln!("{line}");
     }
     eprintln!("all changes enforced in {:?}", took.elapsed());
+}
+
+/// The node-side link names of the star without their last role letter and number.
+fn node_stem(star: &Star) -> String {
+    let first = &star.workloads[0].node_iface;
+    first.trim_end_matches("n0").to_string() + "n"
+}
+
+#[test]
+fn pod_links_are_attached_as_they_appear_and_let_go_when_they_are_deleted() {
+    skip_unless_privileged!();
+    let mut c = Cluster::start(Links::Discovered);
+    let log = std::fs::read_to_string(c.agent.stderr_path()).unwrap();
+    let ready = log.lines().find(|l| l.contains("zt-agent: ready")).unwrap().to_string();
+    for iface in c.star.node_ifaces() {
+        assert!(ready.contains(iface), "{iface} is found at start: {ready}");
+    }
+    let at_start = c.link_pins();
+    assert_eq!(at_start.len(), 6, "ingress and egress of 3 links: {at_start:?}");
+
+    // A new pod: its veth appears on the node, then the pod object on the API server.
+    let name = format!("{}9", node_stem(&c.star));
+    let pod_ns = Netns::new("xd").expect("pod netns");
+    let subnet = zt_tests::names::Subnet::allocate();
+    zt_tests::veth::create_pair(&c.star.node, &name, &pod_ns, "eth0").expect("veth");
+    zt_tests::veth::configure(&c.star.node, &name, (subnet.v4(1), 24), (subnet.v6(1), 64)).expect("node side");
+    zt_tests::veth::configure(&pod_ns, "eth0", (subnet.v4(2), 24), (subnet.v6(2), 64)).expect("pod side");
+    pod_ns.ip(["route", "add", "default", "via", &subnet.v4(1).to_string()]).expect("route");
+    c.agent
+        .wait_for_stderr(|l| l.contains(&format!("enforcing on pod link {name}")), CONVERGE)
+        .expect("the new link is attached");
+    assert_eq!(c.link_pins().len(), 8, "{:?}", c.link_pins());
+    let mut d = pod_object(&c.star, "x", "a", json!({"app": "d"}));
+    d["metadata"]["name"] = json!("d");
+    d["status"]["podIP"] = json!(subnet.v4(2).to_string());
+    d["status"]["podIPs"] = json!([{"ip": subnet.v4(2).to_string()}]);
+    c.stub.apply(kube_api::PODS, d);
+    assert!(c.connects_from(&pod_ns), "x/d reaches x/a while nothing isolates it");
+    // Its egress isolated: what it sends is judged on its own link, now attached.
+    let no_egress = json!({"podSelector": {"matchLabels": {"app": "d"}}, "policyTypes": ["Egress"]});
+    c.stub.apply(kube_api::NETWORK_POLICIES, network_policy("x", "d-no-egress", no_egress));
+    let started = Instant::now();
+    while c.connects_from(&pod_ns) {
+        assert!(started.elapsed() < CONVERGE, "x/d's egress is isolated");
+    }
+
+    // The pod goes: its veth is deleted and the agent lets go of the link.
+    c.star.node.ip(["link", "del", &name]).expect("delete the veth");
+    c.agent.wait_for_stderr(|l| l.contains(&format!("pod link {name} is gone")), CONVERGE).expect("the link is let go");
+    assert_eq!(c.link_pins(), at_start, "only the new link's pins are removed");
+    assert!(c.connects("yc"), "the other pods are still served");
+    assert!(c.agent.try_status().unwrap().is_none(), "the agent runs on");
 }

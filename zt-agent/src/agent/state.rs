@@ -237,6 +237,18 @@ impl AgentState {
         &self.attachments
     }
 
+    /// Records an interface attached while running (a pod's veth that appeared).
+    pub fn attached(&mut self, attachment: Attachment) {
+        self.attachments.retain(|a| a.ifindex != attachment.ifindex);
+        self.attachments.push(attachment);
+    }
+
+    /// Forgets the attachment of an interface that went away.
+    pub fn detached(&mut self, ifindex: u32) -> Option<Attachment> {
+        let at = self.attachments.iter().position(|a| a.ifindex == ifindex)?;
+        Some(self.attachments.remove(at))
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }

@@ -46,10 +46,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(flags) => match config::resolve(flags) {
             // The interfaces may come from the file, so clap cannot require --iface; a
-            // missing one is still a usage error.
-            Ok(opts) if opts.ifaces.is_empty() => {
+            // missing one is still a usage error (with --kubernetes, pods' links are found).
+            Ok(opts) if opts.ifaces.is_empty() && opts.kubernetes.is_none() => {
                 eprintln!(
-                    "zt-agent: no interface given; pass --iface IF (repeat it for more) or set ifaces in the config file"
+                    "zt-agent: no interface given; pass --iface IF (repeat it for more), set ifaces in the config file, or pass --kubernetes to enforce on the pods' links"
                 );
                 return ExitCode::from(2);
             }
