@@ -216,7 +216,7 @@ mod tests {
         let (key, text) = Resource::Pods.document(&pod).unwrap();
         assert_eq!(key, "x/a");
         assert!(!text.contains("managedFields") && !text.contains("image") && !text.contains("nodeName"), "{text}");
-        let parsed = crate::policy::parse(&[("kubernetes:pods/x/a".into(), text)]);
+        let parsed = crate::policy::parse(&[("kubernetes:pods/x/a", text)]);
         assert!(parsed.is_ok(), "{parsed:?}");
     }
 
@@ -229,7 +229,7 @@ mod tests {
         });
         let (key, text) = Resource::Policies.document(&obj).unwrap();
         assert_eq!(key, "web");
-        let parsed = crate::policy::parse(&[("kubernetes:policies/web".into(), text)]);
+        let parsed = crate::policy::parse(&[("kubernetes:policies/web", text)]);
         assert!(parsed.is_ok(), "{parsed:?}");
     }
 

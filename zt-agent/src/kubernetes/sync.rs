@@ -43,7 +43,7 @@ pub async fn initial_sync(endpoint: &Endpoint, timeout: Duration) -> anyhow::Res
                     Ok(()) => return Ok(w),
                     Err(e) if started.elapsed() < timeout => {
                         log::warn!("kubernetes: {e}; retrying");
-                        tokio::time::sleep(backoff.next()).await;
+                        tokio::time::sleep(backoff.wait()).await;
                     }
                     Err(e) => {
                         return Err(anyhow::anyhow!(

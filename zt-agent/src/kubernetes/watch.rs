@@ -226,12 +226,12 @@ impl Watcher {
                 // A watch the server ends at once, with nothing in it, is retried like an
                 // error: a server dropping every connection must not be hammered.
                 Ok(WatchEnd::Closed) if quiet && started.elapsed() < Duration::from_secs(1) => {
-                    tokio::time::sleep(backoff.next()).await;
+                    tokio::time::sleep(backoff.wait()).await;
                 }
                 Ok(_) => backoff.reset(),
                 Err(e) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    let wait = backoff.next();
+                    let wait = backoff.wait();
                     log::warn!("kubernetes: {e}; retrying in {} ms", wait.as_millis());
                     tokio::time::sleep(wait).await;
                 }
@@ -257,7 +257,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    pub fn next(&mut self) -> Duration {
+    pub fn wait(&mut self) -> Duration {
         // xorshift: cheap jitter, no dependency.
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
@@ -309,12 +309,12 @@ mod tests {
     #[test]
     fn backoff_grows_to_its_ceiling_with_jitter_and_resets() {
         let mut b = Backoff::default();
-        let waits: Vec<Duration> = (0..12).map(|_| b.next()).collect();
+        let waits: Vec<Duration> = (0..12).map(|_| b.wait()).collect();
         assert!(waits[0] >= BACKOFF_MIN / 2 && waits[0] <= BACKOFF_MIN, "{waits:?}");
         assert!(waits.iter().all(|w| *w <= BACKOFF_MAX), "{waits:?}");
         assert!(waits[11] >= BACKOFF_MAX / 2, "{waits:?}");
         b.reset();
-        assert!(b.next() <= BACKOFF_MIN);
+        assert!(b.wait() <= BACKOFF_MIN);
     }
 
     #[test]
