@@ -547,6 +547,29 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_configmap_holds_a_valid_config_for_the_cluster() {
+        let cm: serde_norway::Value =
+            serde_norway::from_str(include_str!("../../deploy/kubernetes/configmap.yaml")).unwrap();
+        let text = cm["data"]["zt-agent.toml"].as_str().expect("data.zt-agent.toml");
+        let opts = from_text(text, RunFlags::default()).unwrap();
+        let k = opts.kubernetes.expect("kubernetes = true");
+        assert_eq!(k.kubeconfig, None, "in-cluster: the service account");
+        assert_eq!(k.pod_iface_patterns, ["lxc*", "cali*", "veth*"]);
+        assert!(opts.ifaces.is_empty(), "the pod links are found, not listed");
+        assert!(!opts.default_deny, "default deny would isolate the node from its pods");
+    }
+
+    #[test]
+    fn kubernetes_flags_without_kubernetes_are_refused_with_the_fix() {
+        let flags = RunFlags { kubeconfig: Some("/k".into()), ..RunFlags::default() };
+        let e = from_text("", flags).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--kubeconfig, --node and --pod-iface-pattern take effect only with --kubernetes; add --kubernetes"
+        );
+    }
+
+    #[test]
     fn an_empty_file_gives_the_defaults() {
         let opts = from_text("", RunFlags::default()).unwrap();
         let d = RunOptions::default();

@@ -234,6 +234,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_policy_resource_is_a_valid_zt_policy() {
+        let obj: Value =
+            serde_norway::from_str(include_str!("../../../deploy/kubernetes/policy-example.yaml")).unwrap();
+        assert_eq!(obj["apiVersion"], json!(format!("{POLICY_GROUP}/v1")));
+        let (_, text) = Resource::Policies.document(&obj).unwrap();
+        let set = crate::policy::parse(&[("kubernetes:policies/web-from-world", text)]).unwrap();
+        assert_eq!(set.policies.len(), 1);
+    }
+
+    #[test]
     fn only_real_changes_mark_the_cluster_dirty() {
         let c = Cluster::default();
         c.upsert(Resource::Namespaces, "x".into(), "{}".into());
