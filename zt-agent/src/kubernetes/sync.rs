@@ -70,6 +70,18 @@ impl Synced {
     }
 }
 
+/// Hands the memory a push freed back to the kernel. A large cluster's compile allocates
+/// hundreds of MiB that are all freed when it ends, but glibc keeps freed memory in the
+/// arena of the (blocking-pool) thread that used it, so RSS grew by every arena a push
+/// ran on (measured: 116 MiB after the first sync, 505 MiB after 15 pushes of 10,000 pods).
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of glibc's heaps; it has no inputs.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Pushes every change of `cluster` to the agent, a burst at a time, for ever.
 pub async fn push_loop(cluster: Arc<Cluster>, state: SharedState) {
     loop {
@@ -85,7 +97,10 @@ pub async fn push_loop(cluster: Arc<Cluster>, state: SharedState) {
             let precompiled = job.run();
             let mut s = state.lock().expect("agent state");
             let result = s.apply_cluster(sources, Some(precompiled));
-            (result, s.generation())
+            let generation = s.generation();
+            drop(s);
+            release_freed_memory();
+            (result, generation)
         })
         .await;
         match pushed {
