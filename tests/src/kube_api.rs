@@ -65,6 +65,7 @@ struct State {
     bookmark: u64,
     fail: Vec<u16>,
     split: bool,
+    stall: bool,
     requests: Vec<String>,
 }
 
@@ -225,6 +226,12 @@ impl StubApiServer {
         self.change(|s| s.split = split);
     }
 
+    /// Makes new watches hang silently: headers, then nothing, whatever `timeoutSeconds`
+    /// says (a dead connection as a client sees it).
+    pub fn stall_watches(&self, stall: bool) {
+        self.change(|s| s.stall = stall);
+    }
+
     /// Every request's path and query so far.
     pub fn requests(&self) -> Vec<String> {
         self.shared.state.lock().unwrap().requests.clone()
@@ -362,6 +369,13 @@ fn watch(
         params.get("timeoutSeconds").and_then(|t| t.parse().ok()).map(|t| Instant::now() + Duration::from_secs(t));
     stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")?;
     let mut s = shared.state.lock().unwrap();
+    if s.stall {
+        drop(s);
+        while !shared.stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(50));
+        }
+        return Ok(());
+    }
     let cut = s.cut.0;
     let mut bookmark_sent = s.bookmark;
     let gone = json!({"type": "ERROR", "object": status(410, "Expired", &format!("too old resource version: {from} ({})", s.oldest))});

@@ -235,3 +235,19 @@ fn unauthorized_answers_name_the_token() {
     let e = rt.block_on(w.list()).unwrap_err().to_string();
     assert_eq!(e, "list /api/v1/pods: HTTP 401: Unauthorized; check the token");
 }
+
+#[test]
+fn a_silent_watch_is_given_up_after_its_timeout_and_grace() {
+    let s = setup();
+    let mut w = s.watcher(Resource::Pods);
+    w.watch_timeout = Duration::from_secs(1);
+    w.watch_grace = Duration::from_millis(300);
+    s.rt.block_on(w.list()).unwrap();
+    s.stub.stall_watches(true);
+    let started = Instant::now();
+    let end = s.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), w.watch()).await });
+    let end = end.expect("the watch did not hang").unwrap();
+    assert_eq!(end, WatchEnd::Closed);
+    assert!(started.elapsed() >= Duration::from_millis(1300), "{:?}", started.elapsed());
+    assert!(w.resource_version().is_some(), "resumed from where it was, not relisted");
+}

@@ -38,6 +38,9 @@ const MAX_PAGE_BYTES: usize = 512 * 1024 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// How long past its `timeoutSeconds` a silent watch is kept before it is given up.
+const WATCH_GRACE: Duration = Duration::from_secs(30);
+
 /// What the watchers did, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct WatchStats {
@@ -78,11 +81,21 @@ pub struct Watcher {
     resource_version: Option<String>,
     /// How long the server keeps a watch open (`timeoutSeconds`).
     pub watch_timeout: Duration,
+    /// How long past `watch_timeout` a silent watch is kept.
+    pub watch_grace: Duration,
 }
 
 impl Watcher {
     pub fn new(endpoint: Endpoint, resource: Resource, cluster: Arc<Cluster>, stats: Arc<WatchStats>) -> Watcher {
-        Watcher { endpoint, resource, cluster, stats, resource_version: None, watch_timeout: Duration::from_secs(290) }
+        Watcher {
+            endpoint,
+            resource,
+            cluster,
+            stats,
+            resource_version: None,
+            watch_timeout: Duration::from_secs(290),
+            watch_grace: WATCH_GRACE,
+        }
     }
 
     pub fn resource_version(&self) -> Option<&str> {
@@ -156,8 +169,19 @@ impl Watcher {
             return Err(self.failed("watch", status_reason(response.status, &body)));
         }
         self.stats.watches.fetch_add(1, Ordering::Relaxed);
+        // The server ends the watch after `timeoutSeconds`; a connection that stays silent
+        // well past that is dead (a partition sends no reset) and is given up.
+        let silence = self.watch_timeout + self.watch_grace;
         loop {
-            let line = match response.line().await {
+            let Ok(line) = tokio::time::timeout(silence, response.line()).await else {
+                log::warn!(
+                    "kubernetes: watch {}: nothing heard for {} s; watching again",
+                    self.resource.path(),
+                    silence.as_secs()
+                );
+                return Ok(WatchEnd::Closed);
+            };
+            let line = match line {
                 Ok(Some(line)) => line,
                 // A clean end or a dropped connection: resume from the last version.
                 Ok(None) => return Ok(WatchEnd::Closed),
