@@ -240,6 +240,7 @@ impl AgentState {
     /// Records an interface attached while running (a pod's veth that appeared).
     pub fn attached(&mut self, attachment: Attachment) {
         self.attachments.retain(|a| a.ifindex != attachment.ifindex);
+        self.ctx.name_interface(attachment.ifindex, attachment.iface.clone());
         self.attachments.push(attachment);
     }
 
