@@ -35,7 +35,8 @@ fn pod_ip(k: usize) -> Ipv4Addr {
 
 fn pod(ns: usize, j: usize, extra: Option<&str>) -> Value {
     let k = ns * PODS_PER_NAMESPACE + j;
-    let mut labels = json!({"app": format!("app{}", j % 5), "role": if j % 4 == 0 { "frontend" } else { "backend" }});
+    let mut labels =
+        json!({"app": format!("app{}", j % 5), "role": if j.is_multiple_of(4) { "frontend" } else { "backend" }});
     if let Some(extra) = extra {
         labels["rev"] = json!(extra);
     }
