@@ -94,27 +94,30 @@ pub async fn push_loop(cluster: Arc<Cluster>, state: SharedState) {
         let pushed = tokio::task::spawn_blocking(move || {
             let _one = agent::one_change_at_a_time();
             let job = state.lock().expect("agent state").cluster_job(sources.clone());
+            let compiling = Instant::now();
             let precompiled = job.run();
+            let compiled = compiling.elapsed();
             let mut s = state.lock().expect("agent state");
             let result = s.apply_cluster(sources, Some(precompiled));
             let generation = s.generation();
             drop(s);
             release_freed_memory();
-            (result, generation)
+            (result, generation, compiled)
         })
         .await;
         match pushed {
-            Ok((Ok(swap), _)) => eprintln!(
-                "zt-agent: kubernetes: enforcing generation {} ({objects} objects, {} entries written, {} removed) {:.1} ms after the first change",
+            Ok((Ok(swap), _, compiled)) => eprintln!(
+                "zt-agent: kubernetes: enforcing generation {} ({objects} objects compiled in {:.1} ms, {} entries written, {} removed) {:.1} ms after the first change",
                 swap.generation,
+                compiled.as_secs_f64() * 1e3,
                 swap.written,
                 swap.removed,
                 since.elapsed().as_secs_f64() * 1e3
             ),
-            Ok((Err(PushError::Rejected(r)), generation)) => eprintln!(
+            Ok((Err(PushError::Rejected(r)), generation, _)) => eprintln!(
                 "zt-agent: kubernetes: the cluster's objects were rejected; generation {generation} stays enforced until they are fixed:\n{r}"
             ),
-            Ok((Err(e), generation)) => {
+            Ok((Err(e), generation, _)) => {
                 eprintln!(
                     "zt-agent: kubernetes: the cluster's objects could not be applied; generation {generation} stays: {e}"
                 )
