@@ -188,6 +188,16 @@ fn pod_namespace_and_policy_changes_on_the_api_server_change_enforcement() {
     c.expect("pod labelled", "xb", true);
     c.expect("pod labelled", "yc", false);
 
+    // The API server loses the agent's watches (410 Gone) and, while it relists, x/b
+    // loses its label: the relist must find it.
+    c.stub.expire_watches();
+    c.stub.apply(kube_api::PODS, pod_object(&c.star, "x", "b", json!({"app": "b"})));
+    c.expect("pod relabelled across a 410", "xb", false);
+    // A dropped connection: the watch resumes from its version and misses nothing.
+    c.stub.drop_watches();
+    c.stub.apply(kube_api::PODS, pod_object(&c.star, "x", "b", json!({"app": "b", "role": "client"})));
+    c.expect("pod relabelled across a drop", "xb", true);
+
     // NetworkPolicy deleted: x/a is no longer isolated.
     c.stub.delete(kube_api::NETWORK_POLICIES, "x/a-from-blue");
     c.expect("policy deleted", "yc", true);
@@ -210,7 +220,7 @@ fn pod_namespace_and_policy_changes_on_the_api_server_change_enforcement() {
 
     let log = std::fs::read_to_string(c.agent.stderr_path()).unwrap();
     assert!(log.contains("zt-agent: kubernetes: node node-1: listed 2 namespaces, 3 pods"), "{log}");
-    assert!(log.matches("zt-agent: kubernetes: enforcing generation").count() >= 12, "{log}");
+    assert!(log.matches("zt-agent: kubernetes: enforcing generation").count() >= 14, "{log}");
     assert!(c.agent.try_status().unwrap().is_none(), "the agent runs on");
     for line in log.lines().filter(|l| l.contains("after the first change")) {
         eprintln!("{line}");
