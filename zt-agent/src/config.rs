@@ -493,6 +493,11 @@ mod tests {
         assert_eq!(opts.datapath, d.datapath);
         assert_eq!(opts.detect, d.detect);
         assert_eq!(opts.remote, None, "the remote listener is off by default");
+        assert_eq!(opts.kubernetes, None, "--kubernetes is off by default");
+        assert!(
+            EXAMPLE.contains(&format!("{:?}", crate::agent::DEFAULT_POD_IFACE_PATTERNS)),
+            "the example states the patterns"
+        );
         for default in [DEFAULT_STATE_DIR, DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_METRICS] {
             assert!(EXAMPLE.contains(default), "the example states {default}");
         }
