@@ -211,12 +211,30 @@ fn pod_namespace_and_policy_changes_on_the_api_server_change_enforcement() {
     // zt Policy updated: pods labelled app=b too.
     let mut updated = zt_policy;
     updated["spec"]["ingress"][0]["from"] = json!([{"entity": "world"}, {"selector": {"app": "b"}}]);
+    let updated_policy = updated.clone();
     c.stub.apply(kube_api::POLICIES, updated);
     c.expect("zt policy updated", "xb", true);
     c.expect("zt policy updated", "yc", false);
     // zt Policy deleted.
     c.stub.delete(kube_api::POLICIES, "a-world-only");
     c.expect("zt policy deleted", "yc", true);
+
+    // An invalid object: the push is refused as a whole, naming the object, and the
+    // running generation stays; once it is fixed the cluster is enforced again.
+    let bad = json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": 70000}]}]});
+    c.stub.apply(kube_api::NETWORK_POLICIES, network_policy("x", "bad", bad));
+    c.agent
+        .wait_for_stderr(|l| l.contains("kubernetes: the cluster's objects were rejected"), CONVERGE)
+        .expect("the invalid object is refused");
+    c.agent.wait_for_stderr(|l| l.contains("kubernetes:networkpolicies/x/bad"), CONVERGE).expect("and named");
+    c.expect("invalid policy refused", "yc", true);
+    c.stub.delete(kube_api::NETWORK_POLICIES, "x/bad");
+    c.stub.apply(kube_api::POLICIES, {
+        let mut p = updated_policy.clone();
+        p["metadata"]["name"] = json!("after-the-fix");
+        p
+    });
+    c.expect("fixed", "yc", false);
 
     let log = std::fs::read_to_string(c.agent.stderr_path()).unwrap();
     assert!(log.contains("zt-agent: kubernetes: node node-1: listed 2 namespaces, 3 pods"), "{log}");
