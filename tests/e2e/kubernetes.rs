@@ -19,6 +19,8 @@ use zt_tests::{
 /// The pods: `x/a` serves, `x/b` and `y/c` are its clients.
 const PODS: [(&str, &str); 3] = [("x", "a"), ("x", "b"), ("y", "c")];
 const PORT: u16 = 80;
+/// The agent's metrics, on the node.
+const METRICS_PORT: u16 = 9464;
 /// How long a change may take to reach the kernel in this test (the goal is 100 ms).
 const CONVERGE: Duration = Duration::from_secs(5);
 
@@ -100,7 +102,8 @@ impl Cluster {
         cmd.arg("--bpffs").arg(bpffs.path().join("zt"));
         cmd.arg("--state-dir").arg(scratch.join("state"));
         cmd.arg("--socket").arg(scratch.join("agent.sock"));
-        cmd.args(["--metrics", "none"]);
+        let metrics = SocketAddr::new(star.workloads[0].gateway_v4.into(), METRICS_PORT);
+        cmd.args(["--metrics", &metrics.to_string()]);
         let mut agent = NsProcess::spawn(&star.node, &cmd, scratch.path()).expect("spawn zt-agent");
         agent.wait_for_stderr(|l| l.contains("zt-agent: ready"), Duration::from_secs(30)).expect("agent ready");
         Cluster { agent, _server: server, stub, star, _scratch: scratch, _bpffs: bpffs }
@@ -239,6 +242,12 @@ fn pod_namespace_and_policy_changes_on_the_api_server_change_enforcement() {
     let log = std::fs::read_to_string(c.agent.stderr_path()).unwrap();
     assert!(log.contains("zt-agent: kubernetes: node node-1: listed 2 namespaces, 3 pods"), "{log}");
     assert!(log.matches("zt-agent: kubernetes: enforcing generation").count() >= 14, "{log}");
+    let metrics = SocketAddr::new(c.star.workloads[0].gateway_v4.into(), METRICS_PORT);
+    let m = zt_tests::metrics::scrape(&c.star.node, metrics, Duration::from_secs(5)).expect("scrape");
+    assert!(m.sum("zt_kubernetes_lists_total", &[]).unwrap() >= 5.0, "4 at start and 1 after the 410");
+    assert!(m.sum("zt_kubernetes_gone_total", &[]).unwrap() >= 1.0);
+    assert!(m.sum("zt_kubernetes_events_total", &[]).unwrap() >= 16.0);
+    assert!(m.sum("zt_kubernetes_watches_total", &[]).unwrap() >= 6.0, "resumed after the drop");
     assert!(c.agent.try_status().unwrap().is_none(), "the agent runs on");
     for line in log.lines().filter(|l| l.contains("after the first change")) {
         eprintln!("{line}");

@@ -111,6 +111,9 @@ pub fn run(mut opts: RunOptions) -> anyhow::Result<()> {
     let sweep_drops = pipeline.clone();
     let history = state.flow_history().clone();
     let telemetry = state.telemetry().clone();
+    if let Some(synced) = &synced {
+        let _ = telemetry.kubernetes.set(synced.stats.clone());
+    }
     let ready = agent::ready_line(&state, adopted);
     let datapath_config = state.datapath_config();
     let xdp_mode = state.options().xdp_mode;

@@ -6,11 +6,26 @@
 //! cluster's (they are running documents like any other), so neither input erases the
 //! other. Cluster pushes are not revisions: the cluster is their history.
 
+use std::sync::atomic::AtomicU64;
+
 use super::{AgentState, CompileJob, Precompiled, PushError};
 use crate::datapath::SwapReport;
 
 /// The name prefix of every source made from a watched Kubernetes object.
 pub const CLUSTER_SOURCE_PREFIX: &str = "kubernetes:";
+
+/// What the Kubernetes watchers did (they count; metrics reads): lists, watch
+/// connections, events, bookmarks, 410 Gone answers and errors.
+#[derive(Debug, Default)]
+pub struct WatchStats {
+    pub lists: AtomicU64,
+    pub watches: AtomicU64,
+    pub events: AtomicU64,
+    pub bookmarks: AtomicU64,
+    /// 410 Gone answers (each followed by a list).
+    pub gone: AtomicU64,
+    pub errors: AtomicU64,
+}
 
 /// The operator's sources of `running` followed by `cluster`.
 pub(super) fn with_cluster(running: &[(String, String)], cluster: Vec<(String, String)>) -> Vec<(String, String)> {

@@ -30,7 +30,7 @@ use anyhow::{Context, bail};
 use zt_common::config::Config;
 
 pub use changes::{ChangeError, PolicyChange};
-pub use cluster::CLUSTER_SOURCE_PREFIX;
+pub use cluster::{CLUSTER_SOURCE_PREFIX, WatchStats};
 pub use compile_job::{CompileJob, Precompiled, one_change_at_a_time};
 pub use generation::{Prepared, Rejected, prepare, prepare_sources};
 pub use options::{DEFAULT_BPFFS, DEFAULT_METRICS, DEFAULT_SOCKET, DEFAULT_STATE_DIR, RunOptions};

@@ -43,6 +43,8 @@ pub struct Telemetry {
     pub alerts: Mutex<std::collections::BTreeMap<(String, String), u64>>,
     /// Bytes of the `new_peer` detector's learnt edges; updated by its learner.
     pub new_peer_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// The Kubernetes watchers' counters, with `--kubernetes` (set once, at start).
+    pub kubernetes: std::sync::OnceLock<Arc<super::WatchStats>>,
 }
 
 /// The running agent. Fields are visible to the agent core only (`pub(super)`: this module

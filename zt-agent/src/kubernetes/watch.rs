@@ -16,10 +16,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
@@ -41,17 +38,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long past its `timeoutSeconds` a silent watch is kept before it is given up.
 const WATCH_GRACE: Duration = Duration::from_secs(30);
 
-/// What the watchers did, for metrics and tests.
-#[derive(Debug, Default)]
-pub struct WatchStats {
-    pub lists: AtomicU64,
-    pub watches: AtomicU64,
-    pub events: AtomicU64,
-    pub bookmarks: AtomicU64,
-    /// 410 Gone answers (each followed by a list).
-    pub gone: AtomicU64,
-    pub errors: AtomicU64,
-}
+/// What the watchers did, for metrics and tests (kept by the agent core's telemetry).
+pub use crate::agent::WatchStats;
 
 /// Why a list or watch failed; one sentence naming the resource.
 #[derive(Debug, thiserror::Error)]
