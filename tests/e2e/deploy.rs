@@ -52,7 +52,9 @@ fn the_validator_rejects_a_broken_daemonset() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("daemonset.yaml");
     std::fs::write(&path, broken).unwrap();
-    let Some(out) = validate(&[path]) else { return };
+    let out = validate(std::slice::from_ref(&path));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let Some(out) = out else { return };
     assert!(!out.status.success(), "a string hostNetwork must be refused");
     assert!(String::from_utf8_lossy(&out.stdout).contains("hostNetwork"), "{}", String::from_utf8_lossy(&out.stdout));
 }

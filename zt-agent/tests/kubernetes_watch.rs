@@ -14,18 +14,18 @@ use zt_agent::kubernetes::{
     http::Endpoint,
     watch::{WatchEnd, WatchStats, Watcher},
 };
-use zt_tests::{StubApiServer, kube_api};
+use zt_tests::{Scratch, StubApiServer, kube_api};
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/kubernetes/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The stub's endpoint, read from the kubeconfig it hands out (the scratch directory goes
+/// once it is read: the token is in the file, not referenced by it).
 fn endpoint(stub: &StubApiServer) -> Endpoint {
-    let dir = std::env::temp_dir().join(format!("zt-kube-watch-{}-{}", std::process::id(), stub.addr().port()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, stub.kubeconfig()).unwrap();
+    let scratch = Scratch::new("kube-watch").unwrap();
+    let path = scratch.write("kubeconfig", stub.kubeconfig()).unwrap();
     connection::from_kubeconfig(&path).unwrap()
 }
 
@@ -222,13 +222,12 @@ fn a_long_list_is_read_page_by_page() {
 #[test]
 fn unauthorized_answers_name_the_token() {
     let stub = StubApiServer::local().unwrap();
-    let dir = std::env::temp_dir().join(format!("zt-kube-watch-{}-noauth", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, stub.kubeconfig().replace("users:\n- name: agent\n  user: {token: stub-token}\n", ""))
-        .unwrap();
-    let cfg = std::fs::read_to_string(&path).unwrap().replace(", user: agent", "");
-    std::fs::write(&path, cfg).unwrap();
+    let scratch = Scratch::new("kube-watch").unwrap();
+    let without_user = stub
+        .kubeconfig()
+        .replace("users:\n- name: agent\n  user: {token: stub-token}\n", "")
+        .replace(", user: agent", "");
+    let path = scratch.write("kubeconfig", without_user).unwrap();
     let endpoint = connection::from_kubeconfig(&path).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut w = Watcher::new(endpoint, Resource::Pods, Arc::default(), Arc::default());

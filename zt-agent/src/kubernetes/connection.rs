@@ -198,21 +198,24 @@ fn endpoint(server: &str, ca: Option<&[u8]>, token: Option<Token>, what: &str) -
 mod tests {
     use super::*;
 
-    fn write(name: &str, text: &str) -> PathBuf {
+    /// Reads `text` as a kubeconfig file, then removes it.
+    fn read(name: &str, text: &str) -> anyhow::Result<Endpoint> {
         let dir = std::env::temp_dir().join(format!("zt-kubeconfig-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config");
         std::fs::write(&path, text).unwrap();
-        path
+        let result = from_kubeconfig(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        result
     }
 
     #[test]
     fn a_kubeconfig_gives_the_current_contexts_server_and_token() {
-        let path = write(
+        let e = read(
             "ok",
             "apiVersion: v1\nkind: Config\ncurrent-context: b\ncontexts:\n- name: a\n  context: {cluster: one, user: u}\n- name: b\n  context: {cluster: two, user: u}\nclusters:\n- name: one\n  cluster: {server: 'http://127.0.0.1:1'}\n- name: two\n  cluster: {server: 'http://198.18.0.1:6443'}\nusers:\n- name: u\n  user: {token: abc}\n",
-        );
-        let e = from_kubeconfig(&path).unwrap();
+        )
+        .unwrap();
         assert_eq!(e.authority, "198.18.0.1:6443");
         assert!(e.tls.is_none());
         assert!(matches!(e.token, Some(Token::Given(ref t)) if t == "abc"));
@@ -220,21 +223,23 @@ mod tests {
 
     #[test]
     fn an_https_server_without_a_ca_is_refused_with_the_fix() {
-        let path = write(
+        let e = read(
             "noca",
             "current-context: c\ncontexts: [{name: c, context: {cluster: k}}]\nclusters: [{name: k, cluster: {server: 'https://k.example:6443'}}]\n",
-        );
-        let e = from_kubeconfig(&path).unwrap_err().to_string();
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("no certificate-authority is given; add certificate-authority"), "{e}");
     }
 
     #[test]
     fn client_certificates_are_refused_naming_the_user() {
-        let path = write(
+        let e = read(
             "cert",
             "current-context: c\ncontexts: [{name: c, context: {cluster: k, user: admin}}]\nclusters: [{name: k, cluster: {server: 'http://127.0.0.1:8080'}}]\nusers: [{name: admin, user: {client-certificate: /x.pem}}]\n",
-        );
-        let e = from_kubeconfig(&path).unwrap_err().to_string();
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("user \"admin\" authenticates with a client certificate"), "{e}");
     }
 }
