@@ -29,11 +29,13 @@
 //! - [`metrics`]: scraping the agent's Prometheus endpoint from inside a namespace.
 //! - [`process`]: the agent and `ztctl` as processes in a namespace; log and flow-log reading.
 //! - [`scratch`], [`bpffs`]: per-test directories and BPF filesystems.
+//! - [`kube_api`]: a stub Kubernetes API server (list, watch, bookmarks, 410 Gone, drops).
 //! - [`privileged`]: the root/namespace gate (`SKIPPED`, or a failure under CI).
 
 pub mod bpffs;
 pub mod command;
 pub mod error;
+pub mod kube_api;
 pub mod metrics;
 pub mod names;
 pub mod netns;
@@ -46,6 +48,7 @@ pub mod veth;
 
 pub use bpffs::{BpfFs, HostPinDir};
 pub use error::{Error, Result};
+pub use kube_api::StubApiServer;
 pub use netns::Netns;
 pub use privileged::require_privileged;
 pub use process::{NsProcess, read_json_lines, wait_for_line, workspace_binary};

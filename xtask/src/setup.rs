@@ -7,6 +7,8 @@
 //!    It is installed in `$CARGO_HOME/bin`, where zt-agent's build script finds it.
 //! 3. nftables, iptables, iperf3, nmap and hping3 (apt, as root): the contenders and the bulk-TCP
 //!    load of `cargo xtask bench`, and the attackers of the detection and rate-limit tests.
+//! 4. The `kubernetes-validate` Python package (pip): the Kubernetes schemas the manifests
+//!    in `deploy/kubernetes/` are tested against.
 
 use std::{
     env,
@@ -32,6 +34,7 @@ pub fn run() -> anyhow::Result<()> {
     ensure_rust_src()?;
     ensure_bpf_linker()?;
     check_tools()?;
+    ensure_kubernetes_validate();
     eprintln!("xtask setup: ready — `cargo build --release` builds the eBPF object and the binaries");
     Ok(())
 }
@@ -181,4 +184,19 @@ fn check_tools() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The validator of `tests/e2e/deploy.rs`; installed with pip when missing. A failure is
+/// reported, not fatal: building needs none of it, and the test says what is missing.
+fn ensure_kubernetes_validate() {
+    const PACKAGE: &str = "kubernetes-validate";
+    if shell::output(Command::new(PACKAGE).arg("--version")).is_some() {
+        eprintln!("xtask setup: {PACKAGE} present");
+        return;
+    }
+    eprintln!("xtask setup: installing {PACKAGE} (pip) for the manifest tests");
+    let installed = shell::run(Command::new("python3").args(["-m", "pip", "install", "--quiet", PACKAGE]));
+    if let Err(e) = installed {
+        eprintln!("xtask setup: note: could not install {PACKAGE} ({e:#}); `python3 -m pip install {PACKAGE}`");
+    }
 }

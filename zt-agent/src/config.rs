@@ -23,7 +23,7 @@ mod detect;
 use zt_common::config::{Config, FLAG_RECHECK_ESTABLISHED};
 
 use crate::{
-    agent::{DEFAULT_METRICS, RemoteOptions, RoleMap, RunOptions},
+    agent::{DEFAULT_METRICS, DEFAULT_POD_IFACE_PATTERNS, KubernetesOptions, RemoteOptions, RoleMap, RunOptions},
     datapath::{MapSizes, XdpModeChoice},
     flows::rotate::Rotation,
     identity::Labels,
@@ -78,6 +78,21 @@ pub struct RunFlags {
     /// removes every pin. By default programs stay attached across restarts (fail-static).
     #[arg(long)]
     pub no_pin: bool,
+    /// Watch the Kubernetes API server for pods, namespaces, NetworkPolicies and zt
+    /// Policies, and enforce them (in a pod: with its service account).
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// With --kubernetes: the kubeconfig file to reach the API server with, instead of the
+    /// pod's service account.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --kubernetes: this node's name [default: $NODE_NAME, else the host name].
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// With --kubernetes and no --iface: glob(s) of the host-side pod interfaces to attach
+    /// to as they appear, comma-separated [default: lxc*,cali*,veth*].
+    #[arg(long, value_name = "GLOB,...", value_delimiter = ',')]
+    pub pod_iface_pattern: Vec<String>,
 }
 
 /// The configuration file. Every key is optional; absent keys take the defaults.
@@ -104,6 +119,10 @@ pub struct ConfigFile {
     pub detect: Option<Spanned<detect::DetectFile>>,
     /// `[maps]`: entries of the resizable maps, by key (see `datapath::sizes`).
     pub maps: Option<BTreeMap<Spanned<String>, Spanned<u32>>>,
+    pub kubernetes: Option<bool>,
+    pub kubeconfig: Option<PathBuf>,
+    pub node: Option<String>,
+    pub pod_iface_patterns: Option<Vec<String>>,
 }
 
 /// `[remote]`: the remote API listener with mutual TLS; client certificates are admitted
@@ -265,6 +284,22 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
             .set(key.get_ref(), *entries.get_ref())
             .map_err(|e| src.error(key.span(), &format!("maps.{}", key.get_ref()), e))?;
     }
+    let kubernetes = (flags.kubernetes || file.kubernetes == Some(true)).then(|| KubernetesOptions {
+        kubeconfig: flags.kubeconfig.clone().or(file.kubeconfig.clone()),
+        node: flags.node.clone().or(file.node.clone()).unwrap_or_else(node_name),
+        pod_iface_patterns: if flags.pod_iface_pattern.is_empty() {
+            file.pod_iface_patterns.clone().unwrap_or_else(|| DEFAULT_POD_IFACE_PATTERNS.map(String::from).to_vec())
+        } else {
+            flags.pod_iface_pattern.clone()
+        },
+    });
+    if kubernetes.is_none()
+        && (flags.kubeconfig.is_some() || flags.node.is_some() || !flags.pod_iface_pattern.is_empty())
+    {
+        anyhow::bail!(
+            "--kubeconfig, --node and --pod-iface-pattern take effect only with --kubernetes; add --kubernetes"
+        );
+    }
     let mut datapath = datapath;
     detect.write_kernel(&mut datapath);
     Ok(RunOptions {
@@ -285,6 +320,15 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
         remote: file.remote.as_ref().map(|r| remote(r, src)).transpose()?,
         detect,
         map_sizes,
+        kubernetes,
+    })
+}
+
+/// This node's name when `--node` is not given: `$NODE_NAME` (the DaemonSet sets it from
+/// `spec.nodeName`), else the host name.
+fn node_name() -> String {
+    std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
     })
 }
 
@@ -458,6 +502,11 @@ mod tests {
         assert_eq!(opts.datapath, d.datapath);
         assert_eq!(opts.detect, d.detect);
         assert_eq!(opts.remote, None, "the remote listener is off by default");
+        assert_eq!(opts.kubernetes, None, "--kubernetes is off by default");
+        assert!(
+            EXAMPLE.contains(&format!("{:?}", crate::agent::DEFAULT_POD_IFACE_PATTERNS)),
+            "the example states the patterns"
+        );
         for default in [DEFAULT_STATE_DIR, DEFAULT_BPFFS, DEFAULT_SOCKET, DEFAULT_METRICS] {
             assert!(EXAMPLE.contains(default), "the example states {default}");
         }
@@ -523,6 +572,29 @@ mod tests {
         );
         let err = from_text("[maps]\nconntrack = 1\n", RunFlags::default()).unwrap_err().to_string();
         assert!(err.ends_with("maps.conntrack = 1 is out of range; use 64 to 16777216 entries"), "{err}");
+    }
+
+    #[test]
+    fn the_kubernetes_configmap_holds_a_valid_config_for_the_cluster() {
+        let cm: serde_norway::Value =
+            serde_norway::from_str(include_str!("../../deploy/kubernetes/configmap.yaml")).unwrap();
+        let text = cm["data"]["zt-agent.toml"].as_str().expect("data.zt-agent.toml");
+        let opts = from_text(text, RunFlags::default()).unwrap();
+        let k = opts.kubernetes.expect("kubernetes = true");
+        assert_eq!(k.kubeconfig, None, "in-cluster: the service account");
+        assert_eq!(k.pod_iface_patterns, ["lxc*", "cali*", "veth*"]);
+        assert!(opts.ifaces.is_empty(), "the pod links are found, not listed");
+        assert!(!opts.default_deny, "default deny would isolate the node from its pods");
+    }
+
+    #[test]
+    fn kubernetes_flags_without_kubernetes_are_refused_with_the_fix() {
+        let flags = RunFlags { kubeconfig: Some("/k".into()), ..RunFlags::default() };
+        let e = from_text("", flags).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--kubeconfig, --node and --pod-iface-pattern take effect only with --kubernetes; add --kubernetes"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::{
         self,
         sink::{FlowLogTarget, FlowSink},
     },
-    heap, metrics, notify,
+    heap, kubernetes, metrics, notify,
 };
 
 /// Flow records waiting for the sink; beyond this the reader drops and counts.
@@ -34,11 +34,13 @@ const SINK_QUEUE: usize = 8192;
 const FINDINGS_QUEUE: usize = 1024;
 /// Where `new_peer` keeps its learnt edges, under the state directory.
 const NEW_PEERS_FILE: &str = "new-peers.json";
+/// How long `--kubernetes` tries to list the cluster before giving up at start.
+const CLUSTER_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often expired flows are swept from conntrack and host addresses re-read.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs the agent until SIGINT or SIGTERM.
-pub fn run(opts: RunOptions) -> anyhow::Result<()> {
+pub fn run(mut opts: RunOptions) -> anyhow::Result<()> {
     let lifetime = opts.link_lifetime();
     // Resolved before anything else touches the kernel: pins that would not outlive the
     // agent must stop a pinned start here, with the reason.
@@ -54,7 +56,39 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let flow_sink =
         FlowSink::open(opts.flow_log.as_deref().map(FlowLogTarget::parse).as_ref(), opts.flow_log_rotation.clone())?;
     let remote_listener = opts.remote.as_ref().map(api::remote::bind).transpose()?;
-    let (mut state, dp, adopted) = agent::start(opts, &pins)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // --kubernetes: the whole cluster is listed before anything is attached, so the first
+    // packet is judged by the cluster's policy as it is now.
+    let synced = match &opts.kubernetes {
+        Some(k) => {
+            let endpoint = kubernetes::endpoint(k)?;
+            let started = std::time::Instant::now();
+            let synced = runtime.block_on(kubernetes::sync::initial_sync(&endpoint, CLUSTER_SYNC_TIMEOUT))?;
+            eprintln!(
+                "zt-agent: kubernetes: node {}: listed {} from {endpoint:?} in {:.0} ms",
+                k.node,
+                synced.cluster.summary(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            Some(synced)
+        }
+        None => None,
+    };
+    let cluster_sources = synced.as_ref().map(|s| s.cluster.take().0);
+    // --kubernetes without --iface: this node's pod links, now and as they come and go.
+    let pod_links = match &opts.kubernetes {
+        Some(k) if opts.ifaces.is_empty() => {
+            let found = kubernetes::links::pod_links(&k.pod_iface_patterns);
+            opts.ifaces = found.values().cloned().collect();
+            Some((k.pod_iface_patterns.clone(), found))
+        }
+        _ => None,
+    };
+    let (mut state, dp, adopted) = agent::start(opts, &pins, cluster_sources)?;
     // Bound before "ready", so ready means ztctl works.
     let api_socket = match api::ApiSocket::bind(&state.options().socket) {
         Ok(socket) => socket,
@@ -79,15 +113,16 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let sweep_drops = pipeline.clone();
     let history = state.flow_history().clone();
     let telemetry = state.telemetry().clone();
+    if let Some(synced) = &synced {
+        let _ = telemetry.kubernetes.set(synced.stats.clone());
+    }
     let ready = agent::ready_line(&state, adopted);
     let datapath_config = state.datapath_config();
+    let xdp_mode = state.options().xdp_mode;
     let shared: SharedState = Arc::new(Mutex::new(state));
+    let dp = Arc::new(Mutex::new(dp));
+    let stop_links = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let result: anyhow::Result<()> = runtime.block_on(async {
         let (tx, rx) = mpsc::channel(SINK_QUEUE);
         let reader = tokio::spawn(flows::reader::run(ring, ctx.clone(), tx.clone(), pipeline));
@@ -121,6 +156,19 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         tokio::spawn(quarantine::expire_loop(shared.clone()));
         api::serve(api_socket, shared.clone())?;
+        if let Some(synced) = synced {
+            let cluster = synced.watch();
+            tokio::spawn(kubernetes::sync::push_loop(cluster, shared.clone()));
+        }
+        let links = match pod_links {
+            Some((patterns, known)) => Some(kubernetes::links::follow(
+                patterns,
+                known,
+                stop_links.clone(),
+                follow_pod_link(dp.clone(), shared.clone(), xdp_mode),
+            )?),
+            None => None,
+        };
         if let Some(remote) = remote_listener {
             api::remote::serve(remote, shared.clone())?;
         }
@@ -146,6 +194,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 }
             }
         }
+        stop_links.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(links) = links {
+            let _ = tokio::task::spawn_blocking(move || links.join()).await;
+        }
         drop(sweeper);
         drop(tx);
         reader.abort();
@@ -164,6 +216,35 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     drop(dp);
     agent::stop(&pins, lifetime);
     result
+}
+
+/// Attaches to a pod link that appeared and lets go of one that went.
+fn follow_pod_link(
+    dp: Arc<Mutex<datapath::Datapath>>,
+    shared: SharedState,
+    mode: datapath::XdpModeChoice,
+) -> impl FnMut(kubernetes::links::LinkChange) + Send + 'static {
+    use kubernetes::links::LinkChange;
+    move |change| match change {
+        LinkChange::Appeared { name, .. } => {
+            let attached = dp.lock().expect("datapath").attach(&name, mode);
+            match attached {
+                Ok(a) => {
+                    eprintln!("zt-agent: kubernetes: enforcing on pod link {name} ({}: {})", a.ingress, a.why);
+                    shared.lock().expect("agent state").attached(a);
+                }
+                Err(e) => eprintln!("zt-agent: kubernetes: cannot attach to pod link {name}: {e}"),
+            }
+        }
+        LinkChange::Gone { ifindex, name } => {
+            if let Err(e) = dp.lock().expect("datapath").detach_gone(ifindex) {
+                log::warn!("{e}");
+            }
+            if shared.lock().expect("agent state").detached(ifindex).is_some() {
+                eprintln!("zt-agent: kubernetes: pod link {name} is gone");
+            }
+        }
+    }
 }
 
 /// Answers findings one at a time (each locks the state briefly, off the async workers) and

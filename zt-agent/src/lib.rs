@@ -7,6 +7,7 @@
 //! bin/zt-agent.rs                              binaries (ztctl is its own crate, on zt-api)
 //!   daemon                                     wiring of `zt-agent run`: servers, pipeline, main loop
 //!   api (server, handlers)   metrics   config  translate requests/scrapes/files to core calls
+//!   kubernetes                                 translates watched cluster objects to core calls
 //!   agent                                      core: AgentState (private fields) and every change
 //!                                              to it: pushes, revisions, quarantine, expiry
 //!   datapath   policy -> identity   flows   detect   host   bpffs   notify   heap
@@ -31,6 +32,7 @@ pub mod flows;
 pub mod heap;
 pub mod host;
 pub mod identity;
+pub mod kubernetes;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

@@ -9,7 +9,7 @@ use std::{
 
 /// (module, modules it must never import).
 const FORBIDDEN: &[(&str, &[&str])] = &[
-    ("datapath", &["agent", "api", "metrics", "config", "daemon", "flows", "policy"]),
+    ("datapath", &["agent", "api", "metrics", "config", "daemon", "flows", "policy", "kubernetes"]),
     ("identity", &["agent", "api", "metrics", "config", "daemon", "flows", "policy", "datapath"]),
     ("policy", &["agent", "api", "metrics", "config", "daemon", "flows", "datapath"]),
     ("flows", &["agent", "api", "metrics", "config", "daemon", "detect"]),
@@ -17,11 +17,12 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("host", &["agent", "api", "metrics", "config", "daemon"]),
     ("bpffs", &["agent", "api", "metrics", "config", "daemon"]),
     ("notify", &["agent", "api", "metrics", "config", "daemon"]),
-    ("heap", &["agent", "api", "metrics", "config", "daemon", "flows", "datapath", "policy", "detect"]),
-    ("agent", &["api", "metrics", "config", "daemon"]),
-    ("api", &["metrics", "config", "daemon"]),
-    ("metrics", &["api", "config", "daemon"]),
-    ("config", &["api", "metrics", "daemon"]),
+    ("heap", &["agent", "api", "metrics", "config", "daemon", "flows", "datapath", "policy", "detect", "kubernetes"]),
+    ("agent", &["api", "metrics", "config", "daemon", "kubernetes"]),
+    ("kubernetes", &["api", "metrics", "config", "daemon"]),
+    ("api", &["metrics", "config", "daemon", "kubernetes"]),
+    ("metrics", &["api", "config", "daemon", "kubernetes"]),
+    ("config", &["api", "metrics", "daemon", "kubernetes"]),
 ];
 
 fn sources(module: &str) -> Vec<PathBuf> {

@@ -12,6 +12,7 @@
 //! adopts them without a gap); with `--no-pin` they are detached and every pin removed.
 
 mod changes;
+mod cluster;
 pub mod compile_job;
 mod detection;
 mod generation;
@@ -29,10 +30,11 @@ use anyhow::{Context, bail};
 use zt_common::config::Config;
 
 pub use changes::{ChangeError, PolicyChange};
+pub use cluster::{CLUSTER_SOURCE_PREFIX, WatchStats};
 pub use compile_job::{CompileJob, Precompiled, one_change_at_a_time};
 pub use generation::{Prepared, Rejected, prepare, prepare_sources};
 pub use options::{DEFAULT_BPFFS, DEFAULT_METRICS, DEFAULT_SOCKET, DEFAULT_STATE_DIR, RunOptions};
-pub use options::{RemoteOptions, RoleMap};
+pub use options::{DEFAULT_POD_IFACE_PATTERNS, KubernetesOptions, RemoteOptions, RoleMap};
 pub use quarantine::{QuarantineError, Quarantined};
 pub use state::{AgentState, PushError, SharedState, Telemetry};
 
@@ -46,9 +48,15 @@ use crate::{
 };
 
 /// Validates everything, loads and attaches; returns the state and the loaded programs
-/// (whose links keep the attachments alive).
-pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Datapath, u32)> {
-    if opts.ifaces.is_empty() {
+/// (whose links keep the attachments alive). With `cluster` (`--kubernetes`), those are
+/// the cluster's objects as first listed: they replace any the last revision held, so the
+/// first packet is judged by the cluster as it is now.
+pub fn start(
+    opts: RunOptions,
+    pins: &PinDir,
+    cluster: Option<Vec<(String, String)>>,
+) -> anyhow::Result<(AgentState, Datapath, u32)> {
+    if opts.ifaces.is_empty() && opts.kubernetes.is_none() {
         bail!("no interface given; pass --iface IF (repeat it for more interfaces) or set ifaces in the config file");
     }
     for iface in &opts.ifaces {
@@ -71,6 +79,10 @@ pub fn start(opts: RunOptions, pins: &PinDir) -> anyhow::Result<(AgentState, Dat
             let r = Rejected(errs.iter().map(ToString::to_string).collect());
             anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len())
         })?,
+    };
+    let sources = match cluster {
+        Some(cluster) => cluster::with_cluster(&sources, cluster),
+        None => sources,
     };
     let prepared = prepare_sources(&sources, &settings, &host, &mut allocator)
         .map_err(|r| anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len()))?;

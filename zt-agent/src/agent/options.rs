@@ -53,6 +53,26 @@ pub struct RunOptions {
     pub detect: DetectSettings,
     /// Entries of the maps the operator sized (`[maps]`); the others keep their defaults.
     pub map_sizes: MapSizes,
+    /// `--kubernetes`: watch an API server for pods, namespaces and policies; `None` = off.
+    pub kubernetes: Option<KubernetesOptions>,
+}
+
+/// The default names of the host side of pods' veths: Cilium's, Calico's and the generic
+/// ones of bridge and ptp plugins.
+pub const DEFAULT_POD_IFACE_PATTERNS: [&str; 3] = ["lxc*", "cali*", "veth*"];
+
+/// `zt-agent run --kubernetes`: where the API server is, which node this is, and which
+/// interfaces are pods'.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubernetesOptions {
+    /// `--kubeconfig`; `None` = in-cluster (the pod's service account).
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name (`--node`, else `$NODE_NAME`, else the host name); shown in the
+    /// ready line and the logs.
+    pub node: String,
+    /// Glob patterns (`*`, `?`) of the host-side pod interfaces attached by themselves
+    /// when no `--iface` is given.
+    pub pod_iface_patterns: Vec<String>,
 }
 
 impl RunOptions {
@@ -85,6 +105,7 @@ impl Default for RunOptions {
             remote: None,
             detect,
             map_sizes: MapSizes::default(),
+            kubernetes: None,
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct Telemetry {
     pub alerts: Mutex<std::collections::BTreeMap<(String, String), u64>>,
     /// Bytes of the `new_peer` detector's learnt edges; updated by its learner.
     pub new_peer_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// The Kubernetes watchers' counters, with `--kubernetes` (set once, at start).
+    pub kubernetes: std::sync::OnceLock<Arc<super::WatchStats>>,
 }
 
 /// The running agent. Fields are visible to the agent core only (`pub(super)`: this module
@@ -235,6 +237,19 @@ impl AgentState {
 
     pub fn attachments(&self) -> &[Attachment] {
         &self.attachments
+    }
+
+    /// Records an interface attached while running (a pod's veth that appeared).
+    pub fn attached(&mut self, attachment: Attachment) {
+        self.attachments.retain(|a| a.ifindex != attachment.ifindex);
+        self.ctx.name_interface(attachment.ifindex, attachment.iface.clone());
+        self.attachments.push(attachment);
+    }
+
+    /// Forgets the attachment of an interface that went away.
+    pub fn detached(&mut self, ifindex: u32) -> Option<Attachment> {
+        let at = self.attachments.iter().position(|a| a.ifindex == ifindex)?;
+        Some(self.attachments.remove(at))
     }
 
     pub fn uptime(&self) -> Duration {

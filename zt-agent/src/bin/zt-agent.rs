@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Load the kernel programs, apply policy and enforce it on the given interfaces until
     /// SIGINT/SIGTERM. The programs stay attached after the agent exits unless --no-pin.
-    Run(RunFlags),
+    Run(Box<RunFlags>),
     /// Detach the programs a stopped agent left attached and remove every pin (links and
     /// maps) under the bpffs directory.
     Cleanup {
@@ -45,12 +45,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(flags) => match config::resolve(flags) {
+        Command::Run(flags) => match config::resolve(*flags) {
             // The interfaces may come from the file, so clap cannot require --iface; a
-            // missing one is still a usage error.
-            Ok(opts) if opts.ifaces.is_empty() => {
+            // missing one is still a usage error (with --kubernetes, pods' links are found).
+            Ok(opts) if opts.ifaces.is_empty() && opts.kubernetes.is_none() => {
                 eprintln!(
-                    "zt-agent: no interface given; pass --iface IF (repeat it for more) or set ifaces in the config file"
+                    "zt-agent: no interface given; pass --iface IF (repeat it for more), set ifaces in the config file, or pass --kubernetes to enforce on the pods' links"
                 );
                 return ExitCode::from(2);
             }

@@ -138,6 +138,14 @@ impl Datapath {
         Ok(Attachment { iface: iface.into(), ifindex, ingress, why })
     }
 
+    /// Lets go of interface `ifindex`, which went away (a pod's veth deleted with its
+    /// pod): the kernel detached its programs already; this closes and unpins the links.
+    pub fn detach_gone(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        self.links
+            .release(ifindex)
+            .map_err(|e| DatapathError::Other(format!("cannot remove the link pins of interface {ifindex}: {e}")))
+    }
+
     fn attach_ingress(
         &mut self,
         iface: &str,

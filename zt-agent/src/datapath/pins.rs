@@ -99,9 +99,9 @@ pub struct LinkPins {
     lifetime: LinkLifetime,
     /// Pins left by an earlier agent, not yet adopted or removed.
     found: Vec<LinkPin>,
-    /// Links this agent holds: pinned ones stay attached when these close, the others are
-    /// detached by it.
-    held: Vec<FdLink>,
+    /// Links this agent holds, with their pin paths: pinned ones stay attached when these
+    /// close, the others are detached by it.
+    held: Vec<(PathBuf, FdLink)>,
 }
 
 impl LinkPins {
@@ -198,7 +198,19 @@ impl LinkPins {
             }
             (LinkLifetime::Process, false) => link,
         };
-        self.held.push(link);
+        self.held.push((path, link));
+        Ok(())
+    }
+
+    /// Lets go of every link of interface `ifindex` (which went away): closes the links
+    /// this agent holds for it and removes their pins.
+    pub fn release(&mut self, ifindex: u32) -> io::Result<()> {
+        let mine: Vec<PathBuf> = LinkHook::ALL.iter().map(|hook| self.path(ifindex, *hook)).collect();
+        self.held.retain(|(path, _)| !mine.contains(path));
+        self.found.retain(|p| p.ifindex != ifindex);
+        for path in &mine {
+            remove_file(path)?;
+        }
         Ok(())
     }
 }

@@ -28,6 +28,14 @@ impl FlowContext {
         *self.inner.write().expect("flow context lock") = Arc::new(names);
     }
 
+    /// Names interface `ifindex` (one attached while running), keeping everything else.
+    pub fn name_interface(&self, ifindex: u32, name: String) {
+        let mut guard = self.inner.write().expect("flow context lock");
+        let mut names = (**guard).clone();
+        names.interfaces.insert(ifindex, name);
+        *guard = Arc::new(names);
+    }
+
     /// Updates the policy-derived part, keeping interface names.
     pub fn update_policy(&self, identities: HashMap<u32, BTreeMap<String, String>>, policies: HashMap<u32, String>) {
         let mut guard = self.inner.write().expect("flow context lock");

@@ -281,6 +281,24 @@ fn policy(e: &mut Exposition, s: &Snapshot) {
         f.sample(&[("policy", policy), ("rule", &rule.to_string()), ("verdict", verdict)], *n as f64);
     }
 
+    if let Some(k) = s.telemetry.kubernetes.get() {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        for (name, help, value) in [
+            (
+                "zt_kubernetes_lists_total",
+                "Complete lists of a watched resource (at start and after 410 Gone).",
+                &k.lists,
+            ),
+            ("zt_kubernetes_watches_total", "Watch connections opened.", &k.watches),
+            ("zt_kubernetes_events_total", "ADDED, MODIFIED and DELETED events received.", &k.events),
+            ("zt_kubernetes_bookmarks_total", "BOOKMARK events received.", &k.bookmarks),
+            ("zt_kubernetes_gone_total", "410 Gone answers: the resource version had expired.", &k.gone),
+            ("zt_kubernetes_errors_total", "Failed lists and watches (retried with backoff).", &k.errors),
+        ] {
+            e.single(name, Kind::Counter, help, load(value));
+        }
+    }
+
     let pushes = s.telemetry.pushes.snapshot();
     let mut f = e.family(
         "zt_policy_pushes_total",
@@ -357,6 +375,21 @@ mod tests {
         assert_eq!(sample(&text, r#"zt_quarantined_sources{origin="sweep"}"#), Some("0"));
         assert_eq!(sample(&text, r#"zt_detector_memory_bytes{part="kernel"}"#), Some("1048576"));
         assert_eq!(sample(&text, r#"zt_detector_memory_bytes{part="new_peer"}"#), Some("4096"));
+    }
+
+    #[test]
+    fn kubernetes_counters_appear_only_with_kubernetes() {
+        let snap = snapshot();
+        let text = write(&snap, SystemTime::now());
+        assert_eq!(sample(&text, "zt_kubernetes_events_total"), None);
+        let stats = Arc::new(crate::agent::WatchStats::default());
+        stats.events.store(12, std::sync::atomic::Ordering::Relaxed);
+        stats.gone.store(1, std::sync::atomic::Ordering::Relaxed);
+        snap.telemetry.kubernetes.set(stats).unwrap();
+        let text = write(&snap, SystemTime::now());
+        assert_eq!(sample(&text, "zt_kubernetes_events_total"), Some("12"));
+        assert_eq!(sample(&text, "zt_kubernetes_gone_total"), Some("1"));
+        assert_eq!(sample(&text, "zt_kubernetes_lists_total"), Some("0"));
     }
 
     fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
