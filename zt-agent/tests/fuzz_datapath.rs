@@ -1067,7 +1067,7 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
     // events; a batch of 2,000 frames makes at most 6,000.
     let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
-    // Bare SYNs denied by policy, by tuple and hook direction, with when (see `denied_syn`).
+    // Bare SYNs denied by policy, by tuple and hook direction, with when (see `denied`).
     let mut recent_syn_denials: std::collections::HashMap<_, Instant> = std::collections::HashMap::new();
     let mut queue: Vec<Vec<u8>> = Vec::new();
     // First fragments the kernel saw (verdict pass?, when). The kernel follows them for
@@ -1164,12 +1164,16 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
             frames.clear();
         }
         let idx = frames.len();
-        // A bare SYN that policy denied is remembered (zt_common::denied): a repeat at the same
-        // hook direction within a second is dropped and counted without an event.
-        let denied_syn = match expect {
-            Expect::Deny(tu) if tu.proto == 6 && tu.flags & 0x12 == 0x02 => {
-                Some((tu.family, tu.src, tu.dst, tu.sport, tu.dport))
-            }
+        // A bare SYN that policy denied is remembered (zt_common::denied): a repeat of its
+        // tuple at the same hook direction within a second — a SYN, or any other packet
+        // of the tuple (no flow is tracked here) — is dropped and counted without an event.
+        // (Other denials are remembered only once their source floods, which never happens
+        // with the unlimited deny events of this run.)
+        let denied = match expect {
+            Expect::Deny(tu) => Some((
+                (tu.family, tu.src, tu.dst, tu.sport, tu.dport, tu.proto),
+                tu.proto == 6 && tu.flags & 0x12 == 0x02,
+            )),
             _ => None,
         };
         for prog in [Prog::Xdp, Prog::TcIngress, Prog::TcEgress] {
@@ -1218,11 +1222,12 @@ fn kernel_parser_agrees_with_etherparse_on_random_and_mutated_frames() {
             }
             if expect != Expect::Pass {
                 let dir = if matches!(prog, Prog::TcEgress) { DIR_EGRESS } else { DIR_INGRESS };
-                let repeated = denied_syn.is_some_and(|key| {
-                    let seen = recent_syn_denials
-                        .get(&(key, dir))
-                        .is_some_and(|at: &Instant| at.elapsed() < Duration::from_secs(2));
-                    if !seen {
+                // The kernel reports a remembered tuple at most once a second, counted from its
+                // last report; within two seconds of the tuple's last denial either is right.
+                let repeated = denied.is_some_and(|(key, bare_syn)| {
+                    let last = recent_syn_denials.get(&(key, dir)).copied();
+                    let seen = last.is_some_and(|at: Instant| at.elapsed() < Duration::from_secs(2));
+                    if bare_syn || last.is_some() {
                         recent_syn_denials.insert((key, dir), Instant::now());
                     }
                     seen
