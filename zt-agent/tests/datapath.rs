@@ -417,16 +417,21 @@ fn failsafe_admits_ssh_to_the_host_from_anywhere() {
     assert_eq!(f.stats().get(VERDICT_ALLOWED, FAILSAFE).packets, 1);
 }
 
+/// Quarantines the IPv4 address `ip` until released, as the agent does.
+fn quarantine(f: &mut Fixture, ip: &str) {
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    f.maps
+        .quarantine
+        .insert(Addr::from_v4(ip.octets()), QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0)
+        .unwrap();
+    f.config(|c| c.flags |= FLAG_QUARANTINE_ACTIVE);
+}
+
 #[test]
 fn quarantined_sources_are_dropped_even_on_established_flows() {
     let Some(mut f) = fixture() else { return };
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
-    let api: std::net::Ipv4Addr = API4.parse().unwrap();
-    f.maps
-        .quarantine
-        .insert(Addr::from_v4(api.octets()), QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0)
-        .unwrap();
-    f.config(|c| c.flags |= FLAG_QUARANTINE_ACTIVE);
+    quarantine(&mut f, API4);
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_DROP);
     assert_eq!(f.stats().get(VERDICT_DENIED, QUARANTINE).packets, 1);
 }
@@ -436,12 +441,7 @@ fn a_quarantine_never_cuts_failsafe_traffic_either_way() {
     let Some(mut f) = fixture() else { return };
     // What the agent writes for the default failsafe rule (inbound TCP 22).
     f.maps.write_failsafe(&[(DIR_INGRESS, packet::TCP, Some(22))]).unwrap();
-    let api: std::net::Ipv4Addr = API4.parse().unwrap();
-    f.maps
-        .quarantine
-        .insert(Addr::from_v4(api.octets()), QuarantineValue::new(0, 0, zt_common::quarantine::ORIGIN_MANUAL), 0)
-        .unwrap();
-    f.config(|c| c.flags |= FLAG_QUARANTINE_ACTIVE);
+    quarantine(&mut f, API4);
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_DROP, "policy would allow it: quarantined");
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40001, 22, SYN)), XDP_PASS, "the failsafe port stays reachable");
     assert_eq!(f.tc_egress(&tcp(HOST4, API4, 22, 40001, SYN | ACK)), TC_ACT_OK, "and its replies pass");

@@ -3,7 +3,7 @@
 
 use std::{io::Write, time::Duration};
 
-use super::{CliError, Ctx, duration::parse_duration, output::Format, unexpected};
+use super::{CliError, Ctx, duration::parse_duration, live, output::Format, unexpected};
 use zt_api::{
     alert::Alert,
     protocol::{Reply, Request, Response},
@@ -24,31 +24,11 @@ pub fn run(ctx: &mut Ctx, args: AlertsArgs) -> Result<(), CliError> {
     if format == Format::Table {
         writeln!(ctx.out, "{}", row_text(["TIME", "DETECTOR", "SOURCE", "COUNT", "ACTION", "MESSAGE"]))?;
     }
-    let client =
-        ctx.client.clone().with_timeout(if args.follow { None } else { Some(zt_api::client::DEFAULT_TIMEOUT) });
-    let out = &mut *ctx.out;
-    let mut failed = None;
     let request = Request::Alerts { since_seconds: args.since.map(|d| d.as_secs()), follow: args.follow };
-    let reply = client.stream(&request, |item| {
-        let written = match item {
-            Response::Alert { alert } => print(out, format, &alert),
-            Response::Lost { lost } => {
-                eprintln!("ztctl: {lost} alerts were missed because this reader fell behind");
-                Ok(())
-            }
-            _ => Ok(()),
-        };
-        match written.and_then(|()| out.flush()) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        }
+    let reply = live::print_stream(ctx, &request, args.follow, "alerts", |out, item| match item {
+        Response::Alert { alert } => print(out, format, &alert),
+        _ => Ok(()),
     })?;
-    if let Some(e) = failed {
-        return Err(CliError::Output(e));
-    }
     match reply {
         None | Some(Reply::AlertsEnd { .. }) => Ok(()),
         Some(other) => Err(unexpected(&other)),
@@ -75,12 +55,9 @@ fn print(out: &mut dyn Write, format: Format, a: &Alert) -> std::io::Result<()> 
     }
 }
 
-/// Fixed-width columns: a live stream cannot measure its rows first.
+/// The table's column widths.
+const WIDTHS: [usize; 6] = [24, 10, 26, 6, 18, 0];
+
 fn row_text<S: AsRef<str>>(cells: [S; 6]) -> String {
-    let widths = [24, 10, 26, 6, 18, 0];
-    let mut line = String::new();
-    for (cell, width) in cells.iter().zip(widths) {
-        line.push_str(&format!("{:<width$}  ", cell.as_ref()));
-    }
-    line.trim_end().to_string()
+    live::row(cells, WIDTHS)
 }

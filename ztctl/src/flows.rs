@@ -5,7 +5,7 @@ use std::{io::Write, net::IpAddr, time::Duration};
 
 use clap::ValueEnum;
 
-use super::{CliError, Ctx, duration::parse_duration, output::Format, unexpected};
+use super::{CliError, Ctx, duration::parse_duration, live, output::Format, unexpected};
 use zt_api::{
     FlowRecord,
     flow_filter::{FlowFilter, PeerMatch, VerdictFilter},
@@ -65,31 +65,11 @@ pub fn run(ctx: &mut Ctx, args: FlowsArgs) -> Result<(), CliError> {
             row_text(["TIME", "VERDICT", "REASON", "DIRECTION", "PROTO", "SOURCE", "DESTINATION", "POLICY"])
         )?;
     }
-    let client =
-        ctx.client.clone().with_timeout(if args.follow { None } else { Some(zt_api::client::DEFAULT_TIMEOUT) });
-    let out = &mut *ctx.out;
-    let mut failed = None;
-    let reply = client.stream(&Request::Flows { filter, follow: args.follow }, |item| {
-        let written = match item {
-            Response::Flow { flow } => print(out, format, &flow),
-            Response::Lost { lost } => {
-                eprintln!("ztctl: {lost} flow records were missed because this reader fell behind");
-                Ok(())
-            }
-            _ => Ok(()),
-        };
-        // Flushed per record: a --follow reader wants each flow as it happens.
-        match written.and_then(|()| out.flush()) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        }
+    let request = Request::Flows { filter, follow: args.follow };
+    let reply = live::print_stream(ctx, &request, args.follow, "flow records", |out, item| match item {
+        Response::Flow { flow } => print(out, format, &flow),
+        _ => Ok(()),
     })?;
-    if let Some(e) = failed {
-        return Err(CliError::Output(e));
-    }
     match reply {
         None | Some(Reply::FlowsEnd { .. }) => Ok(()),
         Some(other) => Err(unexpected(&other)),
@@ -121,14 +101,11 @@ fn print(out: &mut dyn Write, format: Format, r: &FlowRecord) -> std::io::Result
     }
 }
 
-/// Fixed-width columns: a live stream cannot measure its rows first.
+/// The table's column widths.
+const WIDTHS: [usize; 8] = [24, 7, 14, 9, 6, 30, 30, 0];
+
 fn row_text<S: AsRef<str>>(cells: [S; 8]) -> String {
-    let widths = [24, 7, 14, 9, 6, 30, 30, 0];
-    let mut line = String::new();
-    for (cell, width) in cells.iter().zip(widths) {
-        line.push_str(&format!("{:<width$}  ", cell.as_ref()));
-    }
-    line.trim_end().to_string()
+    live::row(cells, WIDTHS)
 }
 
 /// `ip:port`, followed by ` (namespace/name)` when the address is a Kubernetes pod.

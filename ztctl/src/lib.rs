@@ -11,6 +11,7 @@ mod duration;
 mod explain;
 mod flows;
 mod inventory;
+mod live;
 mod output;
 mod policy;
 mod quarantine;

@@ -102,9 +102,7 @@ impl Fixture {
     pub fn crossings(&mut self) -> Vec<zt_common::detect::DetectEvent> {
         let mut out = Vec::new();
         while let Some(item) = self.detect_ring.next() {
-            assert_eq!(item.len(), std::mem::size_of::<zt_common::detect::DetectEvent>());
-            // SAFETY: the kernel writes whole DetectEvents (size checked above).
-            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
+            out.push(zt_agent::detect::crossing::decode(&item).expect("the kernel writes whole crossings"));
         }
         out
     }
