@@ -10,10 +10,11 @@
 //!   kubernetes                                 translates watched cluster objects to core calls
 //!   agent                                      core: AgentState (private fields) and every change
 //!                                              to it: pushes, revisions, quarantine, expiry
-//!   datapath   policy -> identity   flows   detect   host   bpffs   notify   heap
+//!   datapath   flows   detect   host   bpffs   notify   heap
 //!                                              kernel maps, compile, flow pipeline (owns rule-hit
 //!                                              and flow-log counters; metrics reads them),
 //!                                              detectors' findings (the core answers them)
+//! zt-policy (crate: policy -> identity, the compiler; re-exported as crate::policy)
 //! zt-api (crate: protocol, client, tls, flow records, labels)   zt-common (crate: layouts)
 //! zt-ebpf (kernel programs, embedded by build.rs)
 //! ```
@@ -31,8 +32,10 @@ pub mod detect;
 pub mod flows;
 pub mod heap;
 pub mod host;
-pub mod identity;
 pub mod kubernetes;
 pub mod metrics;
 pub mod notify;
-pub mod policy;
+
+// The compiler is its own crate (zt-policy, no kernel access) so ztctl can run it offline;
+// re-exported here so the agent reads `crate::policy` and `crate::identity` as before.
+pub use zt_policy::{identity, policy};
