@@ -15,6 +15,7 @@
 pub mod alert;
 pub mod client;
 pub mod clock;
+pub mod edge;
 pub mod flow_filter;
 pub mod labels;
 pub mod protocol;

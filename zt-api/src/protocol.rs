@@ -96,6 +96,12 @@ pub enum Request {
     QuarantineRelease {
         ip: IpAddr,
     },
+    /// The observed edges whose most recent flow is at most `since_seconds` old (all kept
+    /// ones when `None`), for `policy suggest` and `flows map`.
+    Edges {
+        #[serde(default)]
+        since_seconds: Option<u64>,
+    },
 }
 
 /// One line from the agent. (Built one at a time and written out at once, so the size of
@@ -146,6 +152,12 @@ pub enum Reply {
     /// End of an `alerts` stream without `follow`.
     AlertsEnd {
         alerts: u64,
+    },
+    Edges {
+        edges: Vec<crate::edge::ObservedEdge>,
+        /// Edges not kept because the table was full since it was last emptied (counted,
+        /// never silent; `[flows] edges` sizes the table).
+        dropped: u64,
     },
 }
 

@@ -79,6 +79,7 @@ fn changes_nothing(request: &Request) -> bool {
         | Request::Flows { .. }
         | Request::Alerts { .. }
         | Request::Explain(_)
+        | Request::Edges { .. }
         | Request::QuarantineList => true,
         Request::PolicyRollback { .. } | Request::QuarantineAdd { .. } | Request::QuarantineRelease { .. } => false,
     }

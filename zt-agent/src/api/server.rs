@@ -145,6 +145,7 @@ fn handle(shared: &SharedState, request: Request, uid: u32) -> Result<Reply, Api
         Request::QuarantineRelease { ip } => quarantine::release(shared, ip),
         Request::Flows { .. } => Err(ApiError::bad_request("flows is a streaming request")),
         Request::Alerts { .. } => Err(ApiError::bad_request("alerts is a streaming request")),
+        Request::Edges { .. } => Err(ApiError::failed("this agent does not record observed edges yet")),
     }
 }
 
