@@ -30,7 +30,6 @@ td.number {{ text-align: right; }}
 </style>
 </head>
 <body>
-<h1 style="font-size: 20px">zt flows map</h1>
 <p>{subtitle}: {nodes} identities, {edges} observed edges. An arrow points from the side that opened the flows
 to the side that accepted or refused them; hover over an arrow or a box for details.</p>
 <p class="legend">"#,

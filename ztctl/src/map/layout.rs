@@ -9,6 +9,8 @@
 //! curves between box sides; arrows between the same two identities are spread apart, and
 //! their labels are nudged until no two overlap.
 
+use std::collections::BTreeMap;
+
 use super::graph::Graph;
 
 /// Node names are drawn in a monospace font, so their width is known here.
@@ -30,6 +32,8 @@ pub const MARGIN: f64 = 30.0;
 pub const HEADER_HEIGHT: f64 = 80.0;
 /// Room right of the last column for curves between boxes of one column.
 const SIDE_ROOM: f64 = 90.0;
+/// Vertical space next to a waypoint (an arrow crossing a column).
+const WAYPOINT_GAP_Y: f64 = 12.0;
 /// Distance between arrows that join the same two identities.
 const PARALLEL_SPREAD: f64 = 9.0;
 const BARYCENTRE_SWEEPS: usize = 6;
@@ -55,15 +59,52 @@ impl Rect {
     }
 }
 
-/// An arrow's curve (a cubic Bézier) and where its label sits.
+/// One cubic Bézier piece of an arrow.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Route {
+pub struct Cubic {
     pub start: Point,
     pub control1: Point,
     pub control2: Point,
     pub end: Point,
+}
+
+impl Cubic {
+    /// From `start` to `end`, leaving and arriving horizontally (straight when level).
+    fn level(start: Point, end: Point) -> Cubic {
+        let dx = (end.x - start.x) / 2.0;
+        Cubic {
+            start,
+            control1: Point { x: start.x + dx, y: start.y },
+            control2: Point { x: end.x - dx, y: end.y },
+            end,
+        }
+    }
+
+    fn at(&self, t: f64) -> Point {
+        let u = 1.0 - t;
+        let (a, b, c, d) = (u * u * u, 3.0 * u * u * t, 3.0 * u * t * t, t * t * t);
+        Point {
+            x: a * self.start.x + b * self.control1.x + c * self.control2.x + d * self.end.x,
+            y: a * self.start.y + b * self.control1.y + c * self.control2.y + d * self.end.y,
+        }
+    }
+}
+
+/// An arrow's curve, in pieces, and where its label sits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub pieces: Vec<Cubic>,
     /// The label's centre.
     pub label: Point,
+}
+
+impl Route {
+    /// The point at `t` (0..=1) along the whole curve, each piece an equal share.
+    pub fn at(&self, t: f64) -> Point {
+        let scaled = t.clamp(0.0, 1.0) * self.pieces.len() as f64;
+        let i = (scaled.floor() as usize).min(self.pieces.len() - 1);
+        self.pieces[i].at(scaled - i as f64)
+    }
 }
 
 /// The placed picture: one box per node and one route per arrow, in the graph's order.
@@ -77,113 +118,177 @@ pub struct Layout {
     pub columns: Vec<usize>,
 }
 
+/// What a column holds: the graph's nodes, and waypoints where an arrow between columns
+/// further apart crosses it (in a slot of its own, so it never runs through a box).
+struct Items {
+    column: Vec<usize>,
+    height: Vec<f64>,
+    /// Links between items of neighbouring columns, for ordering.
+    links: Vec<(usize, usize)>,
+    /// For each pair of nodes (smaller index first) joined across more than one column: the
+    /// waypoints from the node in the lower column to the other.
+    chains: BTreeMap<(usize, usize), Vec<usize>>,
+}
+
 /// Lays out `graph`.
 pub fn layout(graph: &Graph) -> Layout {
     let n = graph.nodes.len();
-    let links: Vec<(usize, usize)> = graph.arrows.iter().filter(|a| a.from != a.to).map(|a| (a.from, a.to)).collect();
+    let links: Vec<(usize, usize, u64)> =
+        graph.arrows.iter().filter(|a| a.from != a.to).map(|a| (a.from, a.to, a.flows.max(1))).collect();
     let columns = columns(n, &links);
-    let order = order_columns(&columns, &links);
+    let items = items(graph, &columns);
+    let order = order_columns(&items);
 
     let widths: Vec<f64> = graph
         .nodes
         .iter()
         .map(|node| (node.name.chars().count() as f64 * NAME_CHAR_PX + 2.0 * NODE_PAD_X).max(NODE_MIN_WIDTH))
         .collect();
-    let column_height = |members: &Vec<usize>| members.len() as f64 * (NODE_HEIGHT + NODE_GAP_Y) - NODE_GAP_Y;
+    let gap = |a: usize, b: usize| if a < n && b < n { NODE_GAP_Y } else { WAYPOINT_GAP_Y };
+    let column_height = |members: &Vec<usize>| {
+        members.iter().map(|&i| items.height[i]).sum::<f64>() + members.windows(2).map(|w| gap(w[0], w[1])).sum::<f64>()
+    };
     let tallest = order.iter().map(column_height).fold(0.0, f64::max);
-    let mut boxes = vec![Rect { x: 0.0, y: 0.0, width: 0.0, height: NODE_HEIGHT }; n];
+    let mut boxes = vec![Rect { x: 0.0, y: 0.0, width: 0.0, height: NODE_HEIGHT }; items.column.len()];
     let mut x = MARGIN;
     for members in &order {
-        let column_width = members.iter().map(|&i| widths[i]).fold(0.0, f64::max);
+        let column_width = members.iter().filter(|&&i| i < n).map(|&i| widths[i]).fold(0.0, f64::max);
         let mut y = MARGIN + HEADER_HEIGHT + (tallest - column_height(members)) / 2.0;
-        for &i in members {
-            boxes[i] = Rect { x: x + (column_width - widths[i]) / 2.0, y, width: widths[i], height: NODE_HEIGHT };
-            y += NODE_HEIGHT + NODE_GAP_Y;
+        for (k, &i) in members.iter().enumerate() {
+            if k > 0 {
+                y += gap(members[k - 1], i);
+            }
+            boxes[i] = if i < n {
+                Rect { x: x + (column_width - widths[i]) / 2.0, y, width: widths[i], height: NODE_HEIGHT }
+            } else {
+                // A waypoint spans its whole column.
+                Rect { x, y, width: column_width, height: items.height[i] }
+            };
+            y += items.height[i];
         }
         x += column_width + COLUMN_GAP;
     }
     let width = (x - COLUMN_GAP + SIDE_ROOM + MARGIN).max(560.0);
     let height = MARGIN + HEADER_HEIGHT + tallest + NODE_GAP_Y + MARGIN;
 
-    let mut routes = routes(graph, &boxes, &columns);
+    let mut routes = routes(graph, &boxes, &columns, &items.chains);
+    boxes.truncate(n);
     place_labels(graph, &mut routes, &boxes);
     Layout { width, height, boxes, routes, columns }
 }
 
-/// The column of each node: the longest path of flows leading to it, after turning the
-/// arrows that close a cycle around (found by a depth-first walk in node order).
-fn columns(n: usize, links: &[(usize, usize)]) -> Vec<usize> {
-    let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for &(a, b) in links {
-        out[a].push(b);
-    }
-    for targets in &mut out {
-        targets.sort_unstable();
-        targets.dedup();
-    }
-    // 0 unvisited, 1 on the walk's stack, 2 done.
-    let mut state = vec![0u8; n];
-    let mut acyclic: Vec<(usize, usize)> = Vec::new();
-    for root in 0..n {
-        if state[root] != 0 {
-            continue;
-        }
-        let mut stack = vec![(root, 0usize)];
-        state[root] = 1;
-        while let Some(&mut (v, ref mut next)) = stack.last_mut() {
-            if let Some(&w) = out[v].get(*next) {
-                *next += 1;
-                match state[w] {
-                    0 => {
-                        acyclic.push((v, w));
-                        state[w] = 1;
-                        stack.push((w, 0));
-                    }
-                    1 => acyclic.push((w, v)),
-                    _ => acyclic.push((v, w)),
+/// The column of each node: the longest path of flows leading to it, once the arrows that
+/// close cycles are turned around. Which arrows to turn is the greedy choice of Eades, Lin
+/// and Smyth, weighted by flows: the map reads left to right along most of the traffic.
+fn columns(n: usize, links: &[(usize, usize, u64)]) -> Vec<usize> {
+    let mut alive = vec![true; n];
+    let mut head: Vec<usize> = Vec::new();
+    let mut tail: Vec<usize> = Vec::new();
+    let weight = |alive: &[bool], v: usize, outgoing: bool| -> u64 {
+        links
+            .iter()
+            .filter(|&&(a, b, _)| alive[a] && alive[b] && if outgoing { a == v } else { b == v })
+            .map(|&(_, _, w)| w)
+            .sum()
+    };
+    while alive.iter().any(|&a| a) {
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for v in 0..n {
+                if alive[v] && weight(&alive, v, true) == 0 {
+                    alive[v] = false;
+                    tail.push(v);
+                    changed = true;
                 }
-            } else {
-                state[v] = 2;
-                stack.pop();
+            }
+            for v in 0..n {
+                if alive[v] && weight(&alive, v, false) == 0 {
+                    alive[v] = false;
+                    head.push(v);
+                    changed = true;
+                }
             }
         }
-    }
-    // Longest path by relaxation in topological order (Kahn, smallest index first).
-    let mut indegree = vec![0usize; n];
-    let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for &(a, b) in &acyclic {
-        if a != b {
-            succ[a].push(b);
-            indegree[b] += 1;
+        let best = (0..n).filter(|&v| alive[v]).max_by_key(|&v| {
+            (weight(&alive, v, true) as i128 - weight(&alive, v, false) as i128, std::cmp::Reverse(v))
+        });
+        if let Some(v) = best {
+            alive[v] = false;
+            head.push(v);
         }
     }
+    let mut position = vec![0usize; n];
+    for (p, &v) in head.iter().chain(tail.iter().rev()).enumerate() {
+        position[v] = p;
+    }
+    // Longest path, visiting nodes in sequence order (a topological order of the turned
+    // graph).
     let mut column = vec![0usize; n];
-    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&v| indegree[v] == 0).collect();
-    while let Some(v) = ready.pop_first() {
-        for &w in &succ[v] {
-            column[w] = column[w].max(column[v] + 1);
-            indegree[w] -= 1;
-            if indegree[w] == 0 {
-                ready.insert(w);
+    let mut sequence: Vec<usize> = (0..n).collect();
+    sequence.sort_by_key(|&v| position[v]);
+    for &v in &sequence {
+        for &(a, b, _) in links {
+            let (first, second) = if position[a] < position[b] { (a, b) } else { (b, a) };
+            if second == v {
+                column[v] = column[v].max(column[first] + 1);
             }
         }
     }
     column
 }
 
-/// The members of each column, top to bottom: start in node order, then sweep right and
+/// The nodes, plus a waypoint in every column an arrow crosses between its ends.
+fn items(graph: &Graph, columns: &[usize]) -> Items {
+    let n = graph.nodes.len();
+    let mut items =
+        Items { column: columns.to_vec(), height: vec![NODE_HEIGHT; n], links: Vec::new(), chains: BTreeMap::new() };
+    let mut pairs: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for a in graph.arrows.iter().filter(|a| a.from != a.to) {
+        *pairs.entry((a.from.min(a.to), a.from.max(a.to))).or_default() += 1;
+    }
+    for (&(a, b), &arrows) in &pairs {
+        let (lo, hi) = if columns[a] <= columns[b] { (a, b) } else { (b, a) };
+        if columns[lo] == columns[hi] {
+            continue;
+        }
+        let mut previous = lo;
+        let mut chain = Vec::new();
+        for c in columns[lo] + 1..columns[hi] {
+            let waypoint = items.column.len();
+            items.column.push(c);
+            items.height.push(arrows as f64 * PARALLEL_SPREAD + 4.0);
+            items.links.push((previous, waypoint));
+            chain.push(waypoint);
+            previous = waypoint;
+        }
+        items.links.push((previous, hi));
+        if !chain.is_empty() {
+            items.chains.insert((a, b), chain);
+        }
+    }
+    items
+}
+
+/// The members of each column, top to bottom: start in item order, then sweep right and
 /// left, sorting each column by the mean position of its neighbours in the column before.
-fn order_columns(columns: &[usize], links: &[(usize, usize)]) -> Vec<Vec<usize>> {
+fn order_columns(items: &Items) -> Vec<Vec<usize>> {
+    let columns = &items.column;
     let count = columns.iter().max().map_or(0, |m| m + 1);
     let mut order: Vec<Vec<usize>> = vec![Vec::new(); count];
-    for (node, &c) in columns.iter().enumerate() {
-        order[c].push(node);
+    for (item, &c) in columns.iter().enumerate() {
+        order[c].push(item);
+    }
+    let mut neighbours: Vec<Vec<usize>> = vec![Vec::new(); columns.len()];
+    for &(a, b) in &items.links {
+        neighbours[a].push(b);
+        neighbours[b].push(a);
     }
     let mut position = vec![0.0; columns.len()];
     let reposition = |order: &Vec<Vec<usize>>, position: &mut Vec<f64>| {
         for members in order {
-            for (p, &node) in members.iter().enumerate() {
-                position[node] = p as f64;
+            for (p, &item) in members.iter().enumerate() {
+                position[item] = p as f64;
             }
         }
     };
@@ -193,31 +298,31 @@ fn order_columns(columns: &[usize], links: &[(usize, usize)]) -> Vec<Vec<usize>>
         let sequence: Vec<usize> =
             if rightwards { (1..count).collect() } else { (0..count.saturating_sub(1)).rev().collect() };
         for c in sequence {
-            let neighbour_column = if rightwards { c - 1 } else { c + 1 };
-            let key = |node: usize| {
-                let near: Vec<f64> = links
-                    .iter()
-                    .filter_map(|&(a, b)| match () {
-                        _ if a == node && columns[b] == neighbour_column => Some(position[b]),
-                        _ if b == node && columns[a] == neighbour_column => Some(position[a]),
-                        _ => None,
-                    })
-                    .collect();
-                if near.is_empty() { position[node] } else { near.iter().sum::<f64>() / near.len() as f64 }
+            let beside = if rightwards { c - 1 } else { c + 1 };
+            let key = |item: usize| {
+                let near: Vec<f64> =
+                    neighbours[item].iter().filter(|&&o| columns[o] == beside).map(|&o| position[o]).collect();
+                if near.is_empty() { position[item] } else { near.iter().sum::<f64>() / near.len() as f64 }
             };
-            let mut keyed: Vec<(f64, usize)> = order[c].iter().map(|&node| (key(node), node)).collect();
+            let mut keyed: Vec<(f64, usize)> = order[c].iter().map(|&item| (key(item), item)).collect();
             keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            order[c] = keyed.into_iter().map(|(_, node)| node).collect();
+            order[c] = keyed.into_iter().map(|(_, item)| item).collect();
             reposition(&order, &mut position);
         }
     }
     order
 }
 
-fn routes(graph: &Graph, boxes: &[Rect], columns: &[usize]) -> Vec<Route> {
+/// `boxes` holds the nodes' boxes followed by the waypoints' slots.
+fn routes(
+    graph: &Graph,
+    boxes: &[Rect],
+    columns: &[usize],
+    chains: &BTreeMap<(usize, usize), Vec<usize>>,
+) -> Vec<Route> {
     // Arrows joining the same two identities (either way) are spread around their centre line.
     let pair = |a: usize, b: usize| (a.min(b), a.max(b));
-    let mut siblings: std::collections::BTreeMap<(usize, usize), Vec<usize>> = Default::default();
+    let mut siblings: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
     for (i, a) in graph.arrows.iter().enumerate() {
         siblings.entry(pair(a.from, a.to)).or_default().push(i);
     }
@@ -231,54 +336,43 @@ fn routes(graph: &Graph, boxes: &[Rect], columns: &[usize]) -> Vec<Route> {
             let offset = (rank - (group.len() as f64 - 1.0) / 2.0) * PARALLEL_SPREAD;
             let (f, t) = (boxes[a.from], boxes[a.to]);
             let mid_y = |r: Rect| r.y + r.height / 2.0 + offset;
-            let route = if a.from == a.to {
+            let pieces = if a.from == a.to {
                 // A loop over the box's right end: the identity talks to itself (two
                 // endpoints with the same labels).
                 let start = Point { x: f.x + f.width - 24.0, y: f.y };
                 let end = Point { x: f.x + f.width, y: f.y + 12.0 };
-                let c1 = Point { x: start.x - 6.0 - offset, y: f.y - 34.0 - offset };
-                let c2 = Point { x: end.x + 34.0 + offset, y: end.y - 8.0 };
-                Route { start, control1: c1, control2: c2, end, label: Point { x: end.x + 18.0, y: f.y - 20.0 } }
+                let control1 = Point { x: start.x - 6.0 - offset, y: f.y - 34.0 - offset };
+                let control2 = Point { x: end.x + 34.0 + offset, y: end.y - 8.0 };
+                vec![Cubic { start, control1, control2, end }]
             } else if columns[a.from] == columns[a.to] {
                 // Within one column: a bulge to the right of both boxes.
                 let start = Point { x: f.x + f.width, y: mid_y(f) };
                 let end = Point { x: t.x + t.width, y: mid_y(t) };
-                let reach = 40.0 + 0.25 * (end.y - start.y).abs() + offset;
-                let x = start.x.max(end.x) + reach;
-                Route::cubic(start, Point { x, y: start.y }, Point { x, y: end.y }, end)
-            } else if columns[a.from] < columns[a.to] {
-                let start = Point { x: f.x + f.width, y: mid_y(f) };
-                let end = Point { x: t.x, y: mid_y(t) };
-                let dx = (end.x - start.x) / 2.0;
-                Route::cubic(start, Point { x: start.x + dx, y: start.y }, Point { x: end.x - dx, y: end.y }, end)
+                let x = start.x.max(end.x) + 40.0 + 0.25 * (end.y - start.y).abs() + offset;
+                vec![Cubic { start, control1: Point { x, y: start.y }, control2: Point { x, y: end.y }, end }]
             } else {
-                let start = Point { x: f.x, y: mid_y(f) };
-                let end = Point { x: t.x + t.width, y: mid_y(t) };
-                let dx = (start.x - end.x) / 2.0;
-                Route::cubic(start, Point { x: start.x - dx, y: start.y }, Point { x: end.x + dx, y: end.y }, end)
+                // Between columns, through the waypoints of every column crossed.
+                let rightwards = columns[a.from] < columns[a.to];
+                let mut waypoints: Vec<usize> = chains.get(&pair(a.from, a.to)).cloned().unwrap_or_default();
+                if !rightwards {
+                    // Chains run from the lower column.
+                    waypoints.reverse();
+                }
+                let side = |r: Rect, leaving: bool| if rightwards == leaving { r.x + r.width } else { r.x };
+                let mut points = vec![Point { x: side(f, true), y: mid_y(f) }];
+                for &w in &waypoints {
+                    let r = boxes[w];
+                    points.push(Point { x: side(r, false), y: mid_y(r) });
+                    points.push(Point { x: side(r, true), y: mid_y(r) });
+                }
+                points.push(Point { x: side(t, false), y: mid_y(t) });
+                points.windows(2).map(|p| Cubic::level(p[0], p[1])).collect()
             };
+            let mut route = Route { pieces, label: Point { x: 0.0, y: 0.0 } };
+            route.label = if a.from == a.to { Point { x: f.x + f.width + 18.0, y: f.y - 20.0 } } else { route.at(0.5) };
             route
         })
         .collect()
-}
-
-impl Route {
-    /// A curve with its label at its middle.
-    fn cubic(start: Point, control1: Point, control2: Point, end: Point) -> Route {
-        let mut r = Route { start, control1, control2, end, label: start };
-        r.label = r.at(0.5);
-        r
-    }
-
-    /// The point at `t` (0..=1) along the curve.
-    pub fn at(&self, t: f64) -> Point {
-        let u = 1.0 - t;
-        let (a, b, c, d) = (u * u * u, 3.0 * u * u * t, 3.0 * u * t * t, t * t * t);
-        Point {
-            x: a * self.start.x + b * self.control1.x + c * self.control2.x + d * self.end.x,
-            y: a * self.start.y + b * self.control1.y + c * self.control2.y + d * self.end.y,
-        }
-    }
 }
 
 /// The box a label takes, centred on `at`.
@@ -289,27 +383,22 @@ pub fn label_box(text: &str, at: Point) -> Rect {
 
 /// Moves labels along their curve, then off it, until none overlaps another label or a box.
 fn place_labels(graph: &Graph, routes: &mut [Route], boxes: &[Rect]) {
-    const ALONG: [f64; 7] = [0.5, 0.4, 0.6, 0.3, 0.7, 0.25, 0.75];
+    const ALONG: [f64; 7] = [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8];
     const OFF: [f64; 7] = [0.0, -15.0, 15.0, -30.0, 30.0, -45.0, 45.0];
     let mut placed: Vec<Rect> = Vec::new();
     for (arrow, route) in graph.arrows.iter().zip(routes.iter_mut()) {
         let text = arrow.label();
-        if arrow.from == arrow.to {
-            placed.push(label_box(&text, route.label));
-            continue;
+        if arrow.from != arrow.to {
+            let free = |r: &Rect| !placed.iter().chain(boxes).any(|o| o.overlaps(r));
+            let candidates = OFF.iter().flat_map(|&dy| ALONG.iter().map(move |&t| (t, dy)));
+            let spot = candidates
+                .map(|(t, dy)| {
+                    let p = route.at(t);
+                    Point { x: p.x, y: p.y + dy }
+                })
+                .find(|&at| free(&label_box(&text, at)));
+            route.label = spot.unwrap_or(route.label);
         }
-        let free = |r: &Rect| !placed.iter().chain(boxes).any(|o| o.overlaps(r));
-        let candidates = OFF.iter().flat_map(|&dy| ALONG.iter().map(move |&t| (t, dy)));
-        let mut best = None;
-        for (t, dy) in candidates {
-            let p = route.at(t);
-            let at = Point { x: p.x, y: p.y + dy };
-            if free(&label_box(&text, at)) {
-                best = Some(at);
-                break;
-            }
-        }
-        route.label = best.unwrap_or(route.label);
         placed.push(label_box(&text, route.label));
     }
 }

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::{
     graph::{Graph, NodeKind, Verdict},
-    layout::{HEADER_HEIGHT, LABEL_FONT_PX, Layout, MARGIN, NAME_FONT_PX, Point},
+    layout::{HEADER_HEIGHT, LABEL_FONT_PX, Layout, MARGIN, NAME_FONT_PX, Point, Route},
 };
 
 /// The font of node names; monospace so the layout knows their width.
@@ -90,11 +90,8 @@ pub fn svg(graph: &Graph, layout: &Layout, subtitle: &str) -> String {
         let dashes = arrow.verdict.dashes().map(|d| format!(r#" stroke-dasharray="{d}""#)).unwrap_or_default();
         let _ = writeln!(
             s,
-            r#"<g class="arrow {v}"><title>{title} — {v}</title><path d="M{} C{} {} {}" fill="none" stroke="{c}" stroke-width="{sw:.1}"{dashes} marker-end="url(#head-{v})"/></g>"#,
-            pt(route.start),
-            pt(route.control1),
-            pt(route.control2),
-            pt(route.end),
+            r#"<g class="arrow {v}"><title>{title} — {v}</title><path d="{}" fill="none" stroke="{c}" stroke-width="{sw:.1}"{dashes} marker-end="url(#head-{v})"/></g>"#,
+            path(route),
             v = arrow.verdict.name(),
             c = arrow.verdict.colour(),
             sw = stroke_width(arrow.flows),
@@ -164,8 +161,14 @@ fn header(s: &mut String, graph: &Graph, subtitle: &str) {
     }
 }
 
-fn pt(p: Point) -> String {
-    format!("{:.1},{:.1}", p.x, p.y)
+/// `M x,y C ... C ...`: the route's pieces as one SVG path.
+fn path(route: &Route) -> String {
+    let pt = |p: Point| format!("{:.1},{:.1}", p.x, p.y);
+    let mut d = format!("M{}", pt(route.pieces[0].start));
+    for c in &route.pieces {
+        d.push_str(&format!(" C{} {} {}", pt(c.control1), pt(c.control2), pt(c.end)));
+    }
+    d
 }
 
 #[cfg(test)]
