@@ -146,8 +146,7 @@ enum Key {
 impl Graph {
     /// The graph of `edges`.
     pub fn build(edges: &[ObservedEdge]) -> Graph {
-        let addresses: BTreeSet<String> =
-            edges.iter().filter(|e| e.peer_labels.is_empty()).map(|e| peer_address(e)).collect();
+        let addresses: BTreeSet<String> = edges.iter().filter(|e| e.peer_labels.is_empty()).map(peer_address).collect();
         let group_world = addresses.len() > WORLD_GROUP_ABOVE;
         let peer_key = |e: &ObservedEdge| match (e.peer_labels.is_empty(), group_world) {
             (false, _) => Key::Labels(e.peer_labels.clone()),
