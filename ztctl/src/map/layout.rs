@@ -5,9 +5,11 @@
 //! Identities are placed in columns by how far along the direction of their flows they are
 //! (those who only open flows on the left, those who only accept them on the right), each
 //! column ordered to keep arrows short (barycentre sweeps), boxes sized to their names and
-//! stacked with a fixed gap, so no two boxes overlap whatever the graph. Arrows are cubic
-//! curves between box sides; arrows between the same two identities are spread apart, and
-//! their labels are nudged until no two overlap.
+//! stacked with a fixed gap, so no two boxes overlap whatever the graph. An arrow between
+//! columns further apart passes each column between them through a waypoint, a slot of its
+//! own in that column's stack, so it never runs through a box. Arrows are cubic curves
+//! between box sides; arrows between the same two identities are spread apart, and their
+//! labels are nudged until none covers another or a box.
 
 use std::collections::BTreeMap;
 
@@ -181,41 +183,44 @@ pub fn layout(graph: &Graph) -> Layout {
 /// close cycles are turned around. Which arrows to turn is the greedy choice of Eades, Lin
 /// and Smyth, weighted by flows: the map reads left to right along most of the traffic.
 fn columns(n: usize, links: &[(usize, usize, u64)]) -> Vec<usize> {
+    // Flows out of and into each node, among the nodes not yet placed in the sequence.
+    let (mut out_w, mut in_w) = (vec![0u64; n], vec![0u64; n]);
+    let mut touching: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, &(a, b, w)) in links.iter().enumerate() {
+        out_w[a] += w;
+        in_w[b] += w;
+        touching[a].push(i);
+        touching[b].push(i);
+    }
     let mut alive = vec![true; n];
-    let mut head: Vec<usize> = Vec::new();
-    let mut tail: Vec<usize> = Vec::new();
-    let weight = |alive: &[bool], v: usize, outgoing: bool| -> u64 {
-        links
-            .iter()
-            .filter(|&&(a, b, _)| alive[a] && alive[b] && if outgoing { a == v } else { b == v })
-            .map(|&(_, _, w)| w)
-            .sum()
-    };
-    while alive.iter().any(|&a| a) {
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for v in 0..n {
-                if alive[v] && weight(&alive, v, true) == 0 {
-                    alive[v] = false;
-                    tail.push(v);
-                    changed = true;
-                }
-            }
-            for v in 0..n {
-                if alive[v] && weight(&alive, v, false) == 0 {
-                    alive[v] = false;
-                    head.push(v);
-                    changed = true;
-                }
+    let remove = |v: usize, alive: &mut Vec<bool>, out_w: &mut Vec<u64>, in_w: &mut Vec<u64>| {
+        alive[v] = false;
+        for &i in &touching[v] {
+            let (a, b, w) = links[i];
+            if a == v && alive[b] {
+                in_w[b] -= w;
+            } else if b == v && alive[a] {
+                out_w[a] -= w;
             }
         }
-        let best = (0..n).filter(|&v| alive[v]).max_by_key(|&v| {
-            (weight(&alive, v, true) as i128 - weight(&alive, v, false) as i128, std::cmp::Reverse(v))
-        });
-        if let Some(v) = best {
-            alive[v] = false;
+    };
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    loop {
+        // Sinks go last and sources first, as long as there are any; then the node whose
+        // flows lead out the most.
+        if let Some(v) = (0..n).find(|&v| alive[v] && out_w[v] == 0) {
+            remove(v, &mut alive, &mut out_w, &mut in_w);
+            tail.push(v);
+        } else if let Some(v) = (0..n).find(|&v| alive[v] && in_w[v] == 0) {
+            remove(v, &mut alive, &mut out_w, &mut in_w);
             head.push(v);
+        } else if let Some(v) =
+            (0..n).filter(|&v| alive[v]).max_by_key(|&v| (out_w[v] as i128 - in_w[v] as i128, std::cmp::Reverse(v)))
+        {
+            remove(v, &mut alive, &mut out_w, &mut in_w);
+            head.push(v);
+        } else {
+            break;
         }
     }
     let mut position = vec![0usize; n];
