@@ -318,6 +318,57 @@ fn order_columns(items: &Items) -> Vec<Vec<usize>> {
     order
 }
 
+/// The waypoints an arrow passes, in its direction.
+fn waypoints(from: usize, to: usize, columns: &[usize], chains: &BTreeMap<(usize, usize), Vec<usize>>) -> Vec<usize> {
+    let mut waypoints = chains.get(&(from.min(to), from.max(to))).cloned().unwrap_or_default();
+    if columns[from] > columns[to] {
+        // Chains run from the lower column.
+        waypoints.reverse();
+    }
+    waypoints
+}
+
+/// Where each arrow leaves its source box and enters its target box (heights): the arrows
+/// at one side of a box are spread over its height, in the order of where they come from or
+/// go to, so no two share an end and an arrowhead is never hidden under another arrow.
+fn ports(
+    graph: &Graph,
+    boxes: &[Rect],
+    columns: &[usize],
+    chains: &BTreeMap<(usize, usize), Vec<usize>>,
+) -> Vec<(f64, f64)> {
+    let centre = |i: usize| boxes[i].y + boxes[i].height / 2.0;
+    // (node, right side?) -> (the height the arrow heads for, arrow, its source end?)
+    let mut sides: BTreeMap<(usize, bool), Vec<(f64, usize, bool)>> = BTreeMap::new();
+    for (i, a) in graph.arrows.iter().enumerate().filter(|(_, a)| a.from != a.to) {
+        let via = waypoints(a.from, a.to, columns, chains);
+        let toward_from = via.first().map_or(centre(a.to), |&w| centre(w));
+        let toward_to = via.last().map_or(centre(a.from), |&w| centre(w));
+        let (from_right, to_right) = match columns[a.from].cmp(&columns[a.to]) {
+            std::cmp::Ordering::Less => (true, false),
+            std::cmp::Ordering::Greater => (false, true),
+            std::cmp::Ordering::Equal => (true, true),
+        };
+        sides.entry((a.from, from_right)).or_default().push((toward_from, i, true));
+        sides.entry((a.to, to_right)).or_default().push((toward_to, i, false));
+    }
+    let mut ports: Vec<(f64, f64)> = graph.arrows.iter().map(|a| (centre(a.from), centre(a.to))).collect();
+    for ((node, _), mut ends) in sides {
+        ends.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let room = boxes[node].height - 10.0;
+        let step = if ends.len() > 1 { (room / (ends.len() - 1) as f64).min(PARALLEL_SPREAD) } else { 0.0 };
+        for (k, &(_, arrow, source)) in ends.iter().enumerate() {
+            let y = centre(node) + (k as f64 - (ends.len() as f64 - 1.0) / 2.0) * step;
+            if source {
+                ports[arrow].0 = y;
+            } else {
+                ports[arrow].1 = y;
+            }
+        }
+    }
+    ports
+}
+
 /// `boxes` holds the nodes' boxes followed by the waypoints' slots.
 fn routes(
     graph: &Graph,
@@ -325,12 +376,14 @@ fn routes(
     columns: &[usize],
     chains: &BTreeMap<(usize, usize), Vec<usize>>,
 ) -> Vec<Route> {
-    // Arrows joining the same two identities (either way) are spread around their centre line.
+    // Arrows joining the same two identities (either way) share the waypoints between them,
+    // spread around their centre line.
     let pair = |a: usize, b: usize| (a.min(b), a.max(b));
     let mut siblings: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
     for (i, a) in graph.arrows.iter().enumerate() {
         siblings.entry(pair(a.from, a.to)).or_default().push(i);
     }
+    let ports = ports(graph, boxes, columns, chains);
     graph
         .arrows
         .iter()
@@ -340,7 +393,7 @@ fn routes(
             let rank = group.iter().position(|&j| j == i).unwrap_or(0) as f64;
             let offset = (rank - (group.len() as f64 - 1.0) / 2.0) * PARALLEL_SPREAD;
             let (f, t) = (boxes[a.from], boxes[a.to]);
-            let mid_y = |r: Rect| r.y + r.height / 2.0 + offset;
+            let (from_y, to_y) = ports[i];
             let pieces = if a.from == a.to {
                 // A loop over the box's right end: the identity talks to itself (two
                 // endpoints with the same labels).
@@ -351,26 +404,22 @@ fn routes(
                 vec![Cubic { start, control1, control2, end }]
             } else if columns[a.from] == columns[a.to] {
                 // Within one column: a bulge to the right of both boxes.
-                let start = Point { x: f.x + f.width, y: mid_y(f) };
-                let end = Point { x: t.x + t.width, y: mid_y(t) };
+                let start = Point { x: f.x + f.width, y: from_y };
+                let end = Point { x: t.x + t.width, y: to_y };
                 let x = start.x.max(end.x) + 40.0 + 0.25 * (end.y - start.y).abs() + offset;
                 vec![Cubic { start, control1: Point { x, y: start.y }, control2: Point { x, y: end.y }, end }]
             } else {
                 // Between columns, through the waypoints of every column crossed.
                 let rightwards = columns[a.from] < columns[a.to];
-                let mut waypoints: Vec<usize> = chains.get(&pair(a.from, a.to)).cloned().unwrap_or_default();
-                if !rightwards {
-                    // Chains run from the lower column.
-                    waypoints.reverse();
-                }
                 let side = |r: Rect, leaving: bool| if rightwards == leaving { r.x + r.width } else { r.x };
-                let mut points = vec![Point { x: side(f, true), y: mid_y(f) }];
-                for &w in &waypoints {
+                let mut points = vec![Point { x: side(f, true), y: from_y }];
+                for w in waypoints(a.from, a.to, columns, chains) {
                     let r = boxes[w];
-                    points.push(Point { x: side(r, false), y: mid_y(r) });
-                    points.push(Point { x: side(r, true), y: mid_y(r) });
+                    let y = r.y + r.height / 2.0 + offset;
+                    points.push(Point { x: side(r, false), y });
+                    points.push(Point { x: side(r, true), y });
                 }
-                points.push(Point { x: side(t, false), y: mid_y(t) });
+                points.push(Point { x: side(t, false), y: to_y });
                 points.windows(2).map(|p| Cubic::level(p[0], p[1])).collect()
             };
             let mut route = Route { pieces, label: Point { x: 0.0, y: 0.0 } };
@@ -480,6 +529,22 @@ mod tests {
             }
         }
         assert!(l.width < 4000.0 && l.height < 4000.0, "{} x {}", l.width, l.height);
+    }
+
+    #[test]
+    fn no_two_arrows_end_at_the_same_point() {
+        let g = shop();
+        let l = layout(&g);
+        let mut ends: Vec<(i64, i64)> = Vec::new();
+        for r in &l.routes {
+            for p in [r.pieces[0].start, r.pieces.last().unwrap().end] {
+                ends.push(((p.x * 10.0) as i64, (p.y * 10.0) as i64));
+            }
+        }
+        let count = ends.len();
+        ends.sort();
+        ends.dedup();
+        assert_eq!(ends.len(), count, "{:?}", l.routes);
     }
 
     #[test]
