@@ -338,8 +338,14 @@ fn ports(
     chains: &BTreeMap<(usize, usize), Vec<usize>>,
 ) -> Vec<(f64, f64)> {
     let centre = |i: usize| boxes[i].y + boxes[i].height / 2.0;
-    // (node, right side?) -> (the height the arrow heads for, arrow, its source end?)
-    let mut sides: BTreeMap<(usize, bool), Vec<(f64, usize, bool)>> = BTreeMap::new();
+    /// One arrow's end at a side of a box, and the height the arrow heads for from there.
+    struct End {
+        toward: f64,
+        arrow: usize,
+        source: bool,
+    }
+    // (node, right side?) -> the ends there.
+    let mut sides: BTreeMap<(usize, bool), Vec<End>> = BTreeMap::new();
     for (i, a) in graph.arrows.iter().enumerate().filter(|(_, a)| a.from != a.to) {
         let via = waypoints(a.from, a.to, columns, chains);
         let toward_from = via.first().map_or(centre(a.to), |&w| centre(w));
@@ -349,20 +355,20 @@ fn ports(
             std::cmp::Ordering::Greater => (false, true),
             std::cmp::Ordering::Equal => (true, true),
         };
-        sides.entry((a.from, from_right)).or_default().push((toward_from, i, true));
-        sides.entry((a.to, to_right)).or_default().push((toward_to, i, false));
+        sides.entry((a.from, from_right)).or_default().push(End { toward: toward_from, arrow: i, source: true });
+        sides.entry((a.to, to_right)).or_default().push(End { toward: toward_to, arrow: i, source: false });
     }
     let mut ports: Vec<(f64, f64)> = graph.arrows.iter().map(|a| (centre(a.from), centre(a.to))).collect();
     for ((node, _), mut ends) in sides {
-        ends.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        ends.sort_by(|a, b| a.toward.total_cmp(&b.toward).then(a.arrow.cmp(&b.arrow)).then(a.source.cmp(&b.source)));
         let room = boxes[node].height - 10.0;
         let step = if ends.len() > 1 { (room / (ends.len() - 1) as f64).min(PARALLEL_SPREAD) } else { 0.0 };
-        for (k, &(_, arrow, source)) in ends.iter().enumerate() {
+        for (k, end) in ends.iter().enumerate() {
             let y = centre(node) + (k as f64 - (ends.len() as f64 - 1.0) / 2.0) * step;
-            if source {
-                ports[arrow].0 = y;
+            if end.source {
+                ports[end.arrow].0 = y;
             } else {
-                ports[arrow].1 = y;
+                ports[end.arrow].1 = y;
             }
         }
     }
