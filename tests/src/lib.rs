@@ -30,18 +30,24 @@
 //! - [`process`]: the agent and `ztctl` as processes in a namespace; log and flow-log reading.
 //! - [`scratch`], [`bpffs`]: per-test directories and BPF filesystems.
 //! - [`kube_api`]: a stub Kubernetes API server (list, watch, bookmarks, 410 Gone, drops).
-//! - [`privileged`]: the root/namespace gate (`SKIPPED`, or a failure under CI).
+//! - [`privileged`]: the root/namespace gate (`SKIPPED`, or a failure under CI); [`tool`]:
+//!   the same gate for an outside program a test needs.
+//! - [`browser`], [`ocr`]: screenshots by headless Chromium and text read by tesseract, for
+//!   tests of pictures.
 
 pub mod bpffs;
+pub mod browser;
 pub mod command;
 pub mod error;
 pub mod kube_api;
 pub mod metrics;
 pub mod names;
 pub mod netns;
+pub mod ocr;
 pub mod privileged;
 pub mod process;
 pub mod scratch;
+pub mod tool;
 pub mod topology;
 pub mod traffic;
 pub mod veth;

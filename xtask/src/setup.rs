@@ -5,8 +5,10 @@
 //!    exactly, and no LLVM package is needed): a prefix directory with `libLLVM.so`
 //!    symlinked to the nightly's library is handed to bpf-linker's build as LLVM_PREFIX.
 //!    It is installed in `$CARGO_HOME/bin`, where zt-agent's build script finds it.
-//! 3. nftables, iptables, iperf3, nmap and hping3 (apt, as root): the contenders and the bulk-TCP
-//!    load of `cargo xtask bench`, and the attackers of the detection and rate-limit tests.
+//! 3. nftables, iptables, iperf3, nmap, hping3, chromium and tesseract-ocr (apt, as root): the
+//!    contenders and the bulk-TCP load of `cargo xtask bench`, the attackers of the detection
+//!    and rate-limit tests, and the headless browser and OCR that look at `ztctl flows map`'s
+//!    pictures in the map test.
 //! 4. The `kubernetes-validate` Python package (pip): the Kubernetes schemas the manifests
 //!    in `deploy/kubernetes/` are tested against.
 
@@ -132,8 +134,9 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 
 /// Tools the tests, the demo and the benchmarks use. `ip`/`tc` (iproute2) are part of the
 /// base system and only reported; nftables, iptables and iperf3 are what `cargo xtask
-/// bench` measures zt against, and nmap and hping3 are the real attackers the detection
-/// and rate-limit tests run, so they are installed with apt when missing (as root).
+/// bench` measures zt against, nmap and hping3 are the real attackers the detection and
+/// rate-limit tests run, and chromium and tesseract render and read the maps of the map
+/// test, so they are installed with apt when missing (as root).
 fn check_tools() -> anyhow::Result<()> {
     let found = |tool: &str| {
         env::split_paths(&env::var_os("PATH").unwrap_or_default())
@@ -152,10 +155,12 @@ fn check_tools() -> anyhow::Result<()> {
         ("iperf3", "iperf3"),
         ("nmap", "nmap"),
         ("hping3", "hping3"),
+        ("chromium", "chromium"),
+        ("tesseract", "tesseract-ocr"),
     ];
     let missing: Vec<&str> = wanted.iter().filter(|(bin, _)| !found(bin)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
-        eprintln!("xtask setup: nftables, iptables, iperf3, nmap and hping3 present");
+        eprintln!("xtask setup: nftables, iptables, iperf3, nmap, hping3, chromium and tesseract-ocr present");
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.

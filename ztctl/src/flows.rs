@@ -1,5 +1,6 @@
 //! `ztctl flows`: recent flow records from the agent, filtered, and with `--follow` new ones
 //! as they happen. `-o json` prints exactly the flow-log lines (one JSON object per line).
+//! `ztctl flows map` (in `map/`) draws the agent's observed edges instead.
 
 use std::{io::Write, net::IpAddr, time::Duration};
 
@@ -13,7 +14,10 @@ use zt_api::{
 };
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct FlowsArgs {
+    #[command(subcommand)]
+    command: Option<FlowsCommand>,
     /// After the recent records, keep printing new ones until interrupted.
     #[arg(long, short = 'f')]
     follow: bool,
@@ -34,6 +38,20 @@ pub struct FlowsArgs {
     since: Option<Duration>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum FlowsCommand {
+    /// Draw who talks to whom: identities as boxes, observed edges as arrows coloured by
+    /// verdict (SVG, an HTML page with a table of edges, or Graphviz dot).
+    Map(super::map::MapArgs),
+}
+
+impl FlowsArgs {
+    /// `flows map` rather than flow records: `-o` names a picture.
+    pub fn draws_a_map(&self) -> bool {
+        matches!(self.command, Some(FlowsCommand::Map(_)))
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Verdict {
     Allowed,
@@ -46,6 +64,9 @@ fn parse_peer(text: &str) -> Result<PeerMatch, String> {
 }
 
 pub fn run(ctx: &mut Ctx, args: FlowsArgs) -> Result<(), CliError> {
+    if let Some(FlowsCommand::Map(map)) = args.command {
+        return super::map::run(ctx, map);
+    }
     let filter = FlowFilter {
         verdict: args.verdict.map(|v| match v {
             Verdict::Allowed => VerdictFilter::Allowed,

@@ -12,6 +12,7 @@ mod explain;
 mod flows;
 mod inventory;
 mod live;
+mod map;
 mod output;
 mod policy;
 mod quarantine;
@@ -28,7 +29,7 @@ use std::{
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub use duration::parse_duration;
-pub use output::Format;
+pub use output::{Format, Output};
 
 use zt_api::{
     Client, ClientError, DEFAULT_SOCKET,
@@ -45,9 +46,10 @@ pub struct Cli {
     pub socket: PathBuf,
     #[command(flatten)]
     pub remote: remote::RemoteArgs,
-    /// Output format for commands whose output is data [default: table].
+    /// Output format for commands whose output is data [default: table]; svg, html and dot
+    /// are the pictures of `flows map`.
     #[arg(short = 'o', long = "output", global = true, value_enum, value_name = "FORMAT")]
-    pub output: Option<Format>,
+    pub output: Option<Output>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -65,7 +67,8 @@ pub enum Command {
     Identity(inventory::IdentityCommand),
     /// Interfaces and hooks, revision and generation, map occupancy, counters.
     Status,
-    /// Recent flow records, optionally filtered; --follow keeps printing new ones.
+    /// Recent flow records, optionally filtered; --follow keeps printing new ones. `flows
+    /// map` draws who talks to whom.
     Flows(flows::FlowsArgs),
     /// The verdict the kernel reaches for a new flow, with the policy and rule behind it.
     Explain(explain::ExplainArgs),
@@ -123,7 +126,11 @@ impl From<io::Error> for CliError {
 /// What every command gets: the agent's client, the chosen format and standard output.
 pub struct Ctx<'a> {
     pub client: Client,
+    /// The data format `-o` named (`None` for a picture format, which only `flows map`
+    /// reads, from `output`).
     pub format: Option<Format>,
+    /// `-o` as given.
+    pub output: Option<Output>,
     pub out: &'a mut dyn Write,
 }
 
@@ -190,7 +197,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Some(target) => Client::to(target),
         None => Client::new(cli.socket),
     };
-    let mut ctx = Ctx { client, format: cli.output, out };
+    let format = match (&cli.command, cli.output) {
+        (Command::Flows(args), _) if args.draws_a_map() => None,
+        (_, output) => output.map(Output::data).transpose().map_err(CliError::Usage)?,
+    };
+    let mut ctx = Ctx { client, format, output: cli.output, out };
     match cli.command {
         Command::Policy(c) => policy::run(&mut ctx, c),
         Command::Endpoint(c) => inventory::run_endpoint(&mut ctx, c),
@@ -221,7 +232,7 @@ mod tests {
     #[test]
     fn global_options_go_anywhere() {
         let cli = parse(&["policy", "get", "-o", "json", "--socket", "/tmp/a.sock"]).unwrap();
-        assert_eq!(cli.output, Some(Format::Json));
+        assert_eq!(cli.output, Some(Output::Json));
         assert_eq!(cli.socket, PathBuf::from("/tmp/a.sock"));
         assert_eq!(parse(&["status"]).unwrap().socket, PathBuf::from(DEFAULT_SOCKET));
     }
@@ -245,6 +256,18 @@ mod tests {
     }
 
     #[test]
+    fn flows_map_takes_picture_formats_and_the_others_do_not() {
+        let cli = parse(&["flows", "map", "-o", "html", "--since", "1h", "--output-file", "m.html"]).unwrap();
+        assert_eq!(cli.output, Some(Output::Html));
+        let mut out = Vec::new();
+        match run(parse(&["status", "-o", "svg"]).unwrap(), &mut out) {
+            Err(CliError::Usage(m)) => assert!(m.contains("-o svg is a picture of `ztctl flows map`"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["flows", "--follow", "-o", "json"]).is_ok(), "flows without map is unchanged");
+    }
+
+    #[test]
     fn usage_errors_are_clap_errors() {
         assert!(parse(&["policy", "apply"]).is_err(), "apply needs a path");
         assert!(parse(&["flows", "--verdict", "maybe"]).is_err());
@@ -252,6 +275,8 @@ mod tests {
         assert!(parse(&["quarantine", "add", "not-an-ip"]).is_err());
         assert!(parse(&["explain", "--from", "198.18.0.1", "--to", "198.18.0.2", "--proto", "gre"]).is_err());
         assert!(parse(&["alerts", "--since", "soon"]).is_err());
+        assert!(parse(&["flows", "map", "--since", "soon"]).is_err());
+        assert!(parse(&["flows", "--verdict", "denied", "map"]).is_err(), "map takes no filters of flows");
         assert!(parse(&["alerts", "--follow", "--since", "5m"]).is_ok());
         assert!(parse(&["quarantine", "add", "198.18.0.9", "--ttl", "1h", "--reason", "scanner"]).is_ok());
     }

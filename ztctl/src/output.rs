@@ -1,17 +1,56 @@
 //! How ztctl prints data: `-o table` (aligned columns for people, the default), `-o json`
-//! and `-o yaml` (for programs; the API's own field names). Writes go through `io::Result`
-//! so a closed pipe (`ztctl flows | head`) ends the command quietly instead of panicking.
+//! and `-o yaml` (for programs; the API's own field names). `-o svg|html|dot` are the
+//! pictures of `flows map`. Writes go through `io::Result` so a closed pipe
+//! (`ztctl flows | head`) ends the command quietly instead of panicking.
 
 use std::io::{self, Write};
 
 use clap::ValueEnum;
 use serde::Serialize;
 
+/// The format of a data command's output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
     Json,
     Yaml,
+}
+
+/// What `-o` may name: a data format, or a picture of `flows map`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+    Svg,
+    Html,
+    Dot,
+}
+
+impl Output {
+    pub fn name(self) -> &'static str {
+        match self {
+            Output::Table => "table",
+            Output::Json => "json",
+            Output::Yaml => "yaml",
+            Output::Svg => "svg",
+            Output::Html => "html",
+            Output::Dot => "dot",
+        }
+    }
+
+    /// The data format this names; the picture formats are refused with where they belong.
+    pub fn data(self) -> Result<Format, String> {
+        match self {
+            Output::Table => Ok(Format::Table),
+            Output::Json => Ok(Format::Json),
+            Output::Yaml => Ok(Format::Yaml),
+            picture => Err(format!(
+                "-o {} is a picture of `ztctl flows map`; this command prints table, json or yaml",
+                picture.name()
+            )),
+        }
+    }
 }
 
 /// Columns separated by two spaces, each as wide as its widest cell.

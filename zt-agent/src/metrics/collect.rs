@@ -321,7 +321,7 @@ fn policy(e: &mut Exposition, s: &Snapshot) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashSet;
 
     use zt_common::{
@@ -333,7 +333,8 @@ mod tests {
     use super::*;
     use zt_common::conntrack::{CONNTRACK_MAX_ENTRIES, HALF_OPEN_MAX_ENTRIES};
 
-    fn snapshot() -> Snapshot {
+    /// A snapshot with something in every family (the dashboard test reads it too).
+    pub(crate) fn snapshot() -> Snapshot {
         let mut counters = vec![Counter::default(); STATS_SLOTS as usize];
         counters[stats_index(VERDICT_ALLOWED, POLICY) as usize] = Counter { packets: 5, bytes: 300 };
         counters[stats_index(VERDICT_DENIED, DEFAULT_DENY) as usize] = Counter { packets: 20000, bytes: 1_240_000 };

@@ -7,9 +7,12 @@
 //! agent itself keeps are owned by the stages that update them — rule hits and flow-log
 //! writes by the flow pipeline (`flows::hits`, `flows::sink`), pushes by the agent core
 //! (`agent::pushes`) — and gathered in `agent::Telemetry`; metrics only reads them.
-//! docs/observability.md lists every metric.
+//! docs/observability.md lists every metric; `dashboard` (tests only) holds the Grafana
+//! dashboard of deploy/grafana to the metrics exported here.
 
 pub mod collect;
+#[cfg(test)]
+mod dashboard;
 pub mod exposition;
 pub mod server;
 
