@@ -48,8 +48,37 @@ pub fn check(
     settings: &CompileSettings,
     allocator: &mut IdentityAllocator,
 ) -> Result<CompiledPolicy, Rejected> {
+    check_counted(sources, settings, allocator).map(|c| c.compiled)
+}
+
+/// A policy that passed [`check`], with what it held.
+pub struct Checked {
+    pub compiled: CompiledPolicy,
+    /// Non-empty YAML documents of every source.
+    pub documents: usize,
+    /// Endpoint documents and Kubernetes pods.
+    pub endpoints: usize,
+}
+
+/// [`check`], also counting documents and endpoints (for `ztctl policy validate`'s summary).
+pub fn check_counted(
+    sources: &[(String, String)],
+    settings: &CompileSettings,
+    allocator: &mut IdentityAllocator,
+) -> Result<Checked, Rejected> {
     let set = policy::parse(sources).map_err(|errs| Rejected(errs.iter().map(ToString::to_string).collect()))?;
-    policy::compile(&set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))
+    let compiled = policy::compile(&set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))?;
+    let documents = sources.iter().map(|(_, text)| documents_in(text)).sum();
+    Ok(Checked { compiled, documents, endpoints: set.endpoints.len() })
+}
+
+/// Non-empty documents of a YAML stream that parsed (so every document is well formed).
+fn documents_in(text: &str) -> usize {
+    use serde::Deserialize;
+    serde_norway::Deserializer::from_str(text)
+        .map(serde_norway::Value::deserialize)
+        .filter(|d| !matches!(d, Ok(serde_norway::Value::Null)))
+        .count()
 }
 
 /// The ipcache of a compiled policy plus this host's prefixes (see [`crate::host`]) as
@@ -81,6 +110,13 @@ mod tests {
         );
         assert!(r.0.iter().any(|e| e.starts_with("policy p.yaml, document 2: apiVersion is missing")), "{r}");
         assert_eq!(r.to_string().lines().count(), 2);
+    }
+
+    #[test]
+    fn a_valid_policy_counts_its_non_empty_documents_and_endpoints() {
+        let text = "---\napiVersion: zt/v1\nkind: Endpoint\nmetadata: {name: e}\nspec:\n  addresses: [198.18.0.3]\n  labels: {app: e}\n---\n---\napiVersion: zt/v1\nkind: Policy\nmetadata: {name: p}\nspec:\n  selector: {app: e}\n";
+        let c = check_counted(&sources(text), &CompileSettings::default(), &mut IdentityAllocator::new()).unwrap();
+        assert_eq!((c.documents, c.endpoints, c.compiled.policies.len()), (2, 1, 1));
     }
 
     #[test]
