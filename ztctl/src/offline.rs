@@ -109,7 +109,10 @@ impl Offline {
     /// words them.
     pub fn compile(paths: &[PathBuf], host: &HostArgs) -> Result<Offline, CliError> {
         let settings = host.settings()?;
-        let sources = generation::load(paths).map_err(rejected)?;
+        let sources = generation::load(paths).map_err(|r| CliError::Failed {
+            message: format!("{} path(s) cannot be read; nothing was validated", r.0.len()),
+            problems: r.0,
+        })?;
         Offline::of_sources(sources, host, &settings)
     }
 
