@@ -48,8 +48,8 @@ impl QueryError {
             QueryError::UnknownProtocol(p) => {
                 format!("{} {p} is not one of tcp, udp, sctp, icmp, icmpv6", name("proto"))
             }
-            QueryError::PortNeeded(p) => format!("{} is needed for {p}", name("port")),
-            QueryError::NoPorts(p) => format!("{p} has no ports; leave out {}", name("port")),
+            QueryError::PortNeeded(p) => format!("{} is needed for {} {p}", name("port"), name("proto")),
+            QueryError::NoPorts(p) => format!("{} {p} has no ports; leave out {}", name("proto"), name("port")),
             QueryError::UnknownDirection(d) => format!("{} {d} is not ingress or egress", name("direction")),
         }
     }
@@ -114,6 +114,40 @@ pub fn labels_of(compiled: &CompiledPolicy, identity: u32) -> BTreeMap<String, S
     labels
 }
 
+/// A question's flow as the kernel keys it, once [`check`] found it well formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub proto: u8,
+    /// 0 for protocols without ports, as in the kernel's policy key.
+    pub port: u16,
+    /// `None`: explain's default, decided once both addresses are resolved.
+    pub direction: Option<u8>,
+}
+
+/// Checks a question without judging it: both addresses of one family, a known protocol,
+/// a port exactly when the protocol has ports, a known direction. Clients run it before
+/// asking an agent, so a malformed question is a usage error even without one.
+pub fn check(q: &ExplainQuery) -> Result<Flow, QueryError> {
+    if q.from.to_canonical().is_ipv4() != q.to.to_canonical().is_ipv4() {
+        return Err(QueryError::MixedFamilies);
+    }
+    let proto = protocol_number(&q.protocol).ok_or_else(|| QueryError::UnknownProtocol(q.protocol.clone()))?;
+    let port = match (proto::has_ports(proto), q.port) {
+        (true, Some(port)) => port,
+        (true, None) => return Err(QueryError::PortNeeded(q.protocol.clone())),
+        (false, Some(_)) => return Err(QueryError::NoPorts(q.protocol.clone())),
+        // The kernel's policy key for port-less protocols carries port 0.
+        (false, None) => 0,
+    };
+    let direction = match q.direction.as_deref() {
+        None => None,
+        Some("ingress") => Some(DIR_INGRESS),
+        Some("egress") => Some(DIR_EGRESS),
+        Some(other) => return Err(QueryError::UnknownDirection(other.to_string())),
+    };
+    Ok(Flow { proto, port, direction })
+}
+
 /// What explain judges by: a compiled policy, the ipcache written with it, and which
 /// addresses are quarantined now.
 pub struct Judge<'a, Q: Fn(IpAddr) -> bool> {
@@ -132,25 +166,10 @@ pub fn offline<'a>(compiled: &'a CompiledPolicy, ipcache: &'a [(IpNet, u32)]) ->
 impl<Q: Fn(IpAddr) -> bool> Judge<'_, Q> {
     /// The verdict of the first packet of the flow `q` asks about, and why.
     pub fn explain(&self, q: &ExplainQuery) -> Result<Explanation, QueryError> {
-        if q.from.to_canonical().is_ipv4() != q.to.to_canonical().is_ipv4() {
-            return Err(QueryError::MixedFamilies);
-        }
-        let proto = protocol_number(&q.protocol).ok_or_else(|| QueryError::UnknownProtocol(q.protocol.clone()))?;
-        let port = match (proto::has_ports(proto), q.port) {
-            (true, Some(port)) => port,
-            (true, None) => return Err(QueryError::PortNeeded(q.protocol.clone())),
-            (false, Some(_)) => return Err(QueryError::NoPorts(q.protocol.clone())),
-            // The kernel's policy key for port-less protocols carries port 0.
-            (false, None) => 0,
-        };
+        let Flow { proto, port, direction } = check(q)?;
         let (src_id, src_prefix) = resolve(self.ipcache, q.from);
         let (dst_id, dst_prefix) = resolve(self.ipcache, q.to);
-        let direction = match q.direction.as_deref() {
-            None => default_direction(src_id, dst_id),
-            Some("ingress") => DIR_INGRESS,
-            Some("egress") => DIR_EGRESS,
-            Some(other) => return Err(QueryError::UnknownDirection(other.to_string())),
-        };
+        let direction = direction.unwrap_or_else(|| default_direction(src_id, dst_id));
         let (local, peer) = if direction == DIR_INGRESS { (dst_id, src_id) } else { (src_id, dst_id) };
         let source = self.peer(q.from, src_id, src_prefix);
         let destination = self.peer(q.to, dst_id, dst_prefix);

@@ -44,15 +44,20 @@ pub struct Expect {
 impl Case {
     /// `3 (api-to-db)` or `3`: how messages and the mismatch table name the case.
     pub fn label(&self) -> String {
-        match &self.name {
-            Some(name) => format!("{} ({name})", self.index),
-            None => self.index.to_string(),
-        }
+        label(self.index, self.name.as_deref())
     }
 
     /// How a sentence about this case starts: `cases t.yaml, case 3 (api-to-db)`.
     pub fn location(&self, file: &str) -> String {
         format!("cases {file}, case {}", self.label())
+    }
+}
+
+/// `3 (api-to-db)` or `3`.
+pub fn label(index: usize, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{index} ({name})"),
+        None => index.to_string(),
     }
 }
 
@@ -102,10 +107,7 @@ fn case(index: usize, item: &Value) -> Result<Case, (String, Vec<String>)> {
     let mut problems = Vec::new();
     let field = |key: &str| map.get(key);
     let name = field("name").map(scalar);
-    let label = match &name {
-        Some(name) => format!("{index} ({name})"),
-        None => index.to_string(),
-    };
+    let label = label(index, name.as_deref());
     for key in map.keys() {
         let key = scalar(key);
         if !FIELDS.contains(&key.as_str()) {

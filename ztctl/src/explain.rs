@@ -57,19 +57,6 @@ enum Direction {
 
 pub fn run(ctx: &mut Ctx, args: ExplainArgs) -> Result<(), CliError> {
     let protocol = args.proto.to_possible_value().expect("no skipped values").get_name().to_string();
-    let has_ports = matches!(args.proto, Proto::Tcp | Proto::Udp | Proto::Sctp);
-    match (has_ports, args.port) {
-        (true, None) => {
-            return Err(CliError::Usage(format!("--port is needed for --proto {protocol}")));
-        }
-        (false, Some(_)) => {
-            return Err(CliError::Usage(format!("--proto {protocol} has no ports; leave out --port")));
-        }
-        _ => {}
-    }
-    if args.from.to_canonical().is_ipv4() != args.to.to_canonical().is_ipv4() {
-        return Err(CliError::Usage("--from and --to must both be IPv4 or both IPv6 addresses".into()));
-    }
     let query = ExplainQuery {
         from: args.from,
         to: args.to,
@@ -77,6 +64,9 @@ pub fn run(ctx: &mut Ctx, args: ExplainArgs) -> Result<(), CliError> {
         port: args.port,
         direction: args.direction.map(|d| d.to_possible_value().expect("no skipped values").get_name().to_string()),
     };
+    // The agent checks the question the same way; checking first makes a malformed one a
+    // usage error even when no agent answers.
+    zt_policy::explain::check(&query).map_err(|e| CliError::Usage(e.to_string()))?;
     let e = if args.policy.is_empty() {
         if args.host.is_given() {
             return Err(CliError::Usage(

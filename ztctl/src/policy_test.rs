@@ -107,10 +107,7 @@ fn render(report: &Report) -> String {
     let mut t = output::Table::new(&["CASE", "FLOW", "EXPECTED", "GOT", "REASON", "POLICY/RULE"]);
     for r in report.results.iter().filter(|r| !r.passed) {
         let e = &r.explanation;
-        let case = match &r.name {
-            Some(name) => format!("{} ({name})", r.case),
-            None => r.case.to_string(),
-        };
+        let case = cases::label(r.case, r.name.as_deref());
         let port = e.port.map(|p| format!(" {p}")).unwrap_or_default();
         let flow = format!("{} -> {} {}{port} {}", e.source.ip, e.destination.ip, e.protocol, e.direction);
         t.row(vec![case, flow, expected(&r.expect), e.verdict.clone(), e.reason.clone(), decided_by(e)]);
@@ -200,7 +197,7 @@ mod tests {
         assert_eq!(
             problems,
             [
-                "cases t.yaml, case 1: icmp has no ports; leave out port",
+                "cases t.yaml, case 1: proto icmp has no ports; leave out port",
                 "cases t.yaml, case 2: from and to must both be IPv4 or both IPv6 addresses"
             ]
         );

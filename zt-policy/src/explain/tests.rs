@@ -136,9 +136,19 @@ fn a_malformed_question_says_what_to_change() {
 }
 
 #[test]
+fn a_checked_question_is_keyed_as_the_kernel_keys_it() {
+    assert_eq!(
+        check(&query("198.18.0.1", "198.18.0.2", "UDP", Some(53))),
+        Ok(Flow { proto: 17, port: 53, direction: None })
+    );
+    let ping = ExplainQuery { direction: Some("egress".into()), ..query("fd00::1", "fd00::2", "icmpv6", None) };
+    assert_eq!(check(&ping), Ok(Flow { proto: 58, port: 0, direction: Some(DIR_EGRESS) }));
+}
+
+#[test]
 fn query_errors_name_options_or_fields() {
-    assert_eq!(QueryError::PortNeeded("tcp".into()).to_string(), "--port is needed for tcp");
-    assert_eq!(QueryError::NoPorts("icmp".into()).sentence(str::to_string), "icmp has no ports; leave out port");
+    assert_eq!(QueryError::PortNeeded("tcp".into()).to_string(), "--port is needed for --proto tcp");
+    assert_eq!(QueryError::NoPorts("icmp".into()).sentence(str::to_string), "proto icmp has no ports; leave out port");
     assert_eq!(QueryError::MixedFamilies.to_string(), "--from and --to must both be IPv4 or both IPv6 addresses");
     assert_eq!(
         QueryError::UnknownProtocol("gre".into()).to_string(),
