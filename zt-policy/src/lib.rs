@@ -1,7 +1,9 @@
-//! zt-policy: the compiler from policy documents to what the kernel enforces.
+//! zt-policy: the compiler from policy documents to what the kernel enforces, and the
+//! questions asked of its result.
 //!
 //! ```text
-//! policy -> identity          zt-api (sources, labels)   zt-common (layouts)
+//! generation (load, check, ipcache)   explain (address -> identity -> verdict)
+//!   -> policy -> identity   host        zt-api (sources, labels)   zt-common (layouts)
 //! ```
 //!
 //! It reads files and builds tables; it never touches the kernel. The agent (zt-agent)
@@ -9,5 +11,8 @@
 //! `policy test`, `explain --policy`) run the very same code without root or an agent, so
 //! an offline answer is the kernel's answer.
 
+pub mod explain;
+pub mod generation;
+pub mod host;
 pub mod identity;
 pub mod policy;

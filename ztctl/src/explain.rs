@@ -1,11 +1,18 @@
 //! `ztctl explain`: how the kernel judges the first packet of a flow, and which policy and
-//! rule decide it.
+//! rule decide it — asked of the agent, or with `--policy` computed offline by the same
+//! code (`zt_policy::explain`) over the files compiled as the agent would.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, path::PathBuf};
 
 use clap::ValueEnum;
 
-use super::{CliError, Ctx, output, output::Format, unexpected};
+use super::{
+    CliError, Ctx,
+    offline::{HostArgs, Offline},
+    output,
+    output::Format,
+    unexpected,
+};
 use zt_api::protocol::{ExplainQuery, ExplainedPeer, Explanation, Reply, Request};
 
 #[derive(clap::Args, Debug)]
@@ -25,6 +32,12 @@ pub struct ExplainArgs {
     /// is, else ingress].
     #[arg(long, value_enum)]
     direction: Option<Direction>,
+    /// Offline: judge by these policy files (or directories), compiled as the complete
+    /// policy of the host --host/--labels describe, instead of asking an agent.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    policy: Vec<PathBuf>,
+    #[command(flatten)]
+    host: HostArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -44,19 +57,6 @@ enum Direction {
 
 pub fn run(ctx: &mut Ctx, args: ExplainArgs) -> Result<(), CliError> {
     let protocol = args.proto.to_possible_value().expect("no skipped values").get_name().to_string();
-    let has_ports = matches!(args.proto, Proto::Tcp | Proto::Udp | Proto::Sctp);
-    match (has_ports, args.port) {
-        (true, None) => {
-            return Err(CliError::Usage(format!("--port is needed for --proto {protocol}")));
-        }
-        (false, Some(_)) => {
-            return Err(CliError::Usage(format!("--proto {protocol} has no ports; leave out --port")));
-        }
-        _ => {}
-    }
-    if args.from.to_canonical().is_ipv4() != args.to.to_canonical().is_ipv4() {
-        return Err(CliError::Usage("--from and --to must both be IPv4 or both IPv6 addresses".into()));
-    }
     let query = ExplainQuery {
         from: args.from,
         to: args.to,
@@ -64,12 +64,27 @@ pub fn run(ctx: &mut Ctx, args: ExplainArgs) -> Result<(), CliError> {
         port: args.port,
         direction: args.direction.map(|d| d.to_possible_value().expect("no skipped values").get_name().to_string()),
     };
-    let reply = ctx.call(&Request::Explain(query))?;
-    let Reply::Explain(e) = &reply else {
-        return Err(unexpected(&reply));
+    // The agent checks the question the same way; checking first makes a malformed one a
+    // usage error even when no agent answers.
+    zt_policy::explain::check(&query).map_err(|e| CliError::Usage(e.to_string()))?;
+    let e = if args.policy.is_empty() {
+        if args.host.is_given() {
+            return Err(CliError::Usage(
+                "--host, --labels, --default-deny and --failsafe describe the host for --policy; add --policy PATH, or leave them out to ask the agent".into(),
+            ));
+        }
+        match ctx.call(&Request::Explain(query))? {
+            Reply::Explain(e) => e,
+            reply => return Err(unexpected(&reply)),
+        }
+    } else {
+        let offline = Offline::compile(&args.policy, &args.host)?;
+        zt_policy::explain::offline(&offline.compiled, &offline.ipcache)
+            .explain(&query)
+            .map_err(|e| CliError::Usage(e.to_string()))?
     };
     let format = ctx.format_or(Format::Table);
-    output::data(ctx.out, format, e, || render(e))?;
+    output::data(ctx.out, format, &e, || render(&e))?;
     Ok(())
 }
 
@@ -97,8 +112,13 @@ fn render(e: &Explanation) -> String {
         e.local,
         peer(&e.source),
         peer(&e.destination),
-        e.generation
+        generation(e.generation)
     )
+}
+
+/// Generation 0 is never enforced: it marks an answer computed offline from files.
+fn generation(generation: u32) -> String {
+    if generation == 0 { "none (computed offline from --policy)".to_string() } else { generation.to_string() }
 }
 
 fn peer(p: &ExplainedPeer) -> String {

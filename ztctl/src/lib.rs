@@ -1,24 +1,31 @@
 //! `ztctl`: the command line of a running agent. This crate root defines the command tree
 //! (which also generates the shell completions and the man page) and the exit codes; each
 //! command group lives in its own file and talks to the agent through [`zt_api::Client`].
-//! It depends on `zt-api` only, never on the agent, so it builds with stable Rust alone.
+//! The offline commands (`policy validate`, `policy test`, `explain --policy`) run the
+//! agent's compiler and explain from `zt-policy` instead, with no socket ([`offline`]).
+//! It depends on `zt-api` and `zt-policy`, never on the agent, so it builds with stable
+//! Rust alone.
 //!
 //! Exit codes: 0 success, 1 failure (the agent refused or rejected, or cannot be reached),
 //! 2 usage error. Errors go to stderr as one sentence each.
 
 mod alerts;
+mod cases;
 mod duration;
 mod explain;
 mod flows;
 mod inventory;
 mod live;
 mod map;
+mod offline;
 mod output;
 mod policy;
+mod policy_test;
 mod quarantine;
 mod reference;
 mod remote;
 mod status;
+mod validate;
 
 use std::{
     io::{self, Write},
@@ -279,5 +286,87 @@ mod tests {
         assert!(parse(&["flows", "--verdict", "denied", "map"]).is_err(), "map takes no filters of flows");
         assert!(parse(&["alerts", "--follow", "--since", "5m"]).is_ok());
         assert!(parse(&["quarantine", "add", "198.18.0.9", "--ttl", "1h", "--reason", "scanner"]).is_ok());
+        assert!(parse(&["policy", "validate"]).is_err(), "validate needs a path");
+        assert!(parse(&["policy", "test", "p.yaml"]).is_err(), "test needs --cases");
+        assert!(parse(&["policy", "validate", "p.yaml", "--default-deny", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn offline_commands_take_the_host_flags() {
+        let ok = |args: &[&str]| parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        ok(&["policy", "validate", "a.yaml", "b/", "--host", "198.18.0.2/24", "--labels", "app=db"]);
+        ok(&["policy", "test", "a.yaml", "--cases", "c.yaml", "--default-deny", "false", "--failsafe", "none"]);
+        ok(&[
+            "explain",
+            "--policy",
+            "a.yaml",
+            "--host",
+            "198.18.0.2",
+            "--from",
+            "198.18.0.1",
+            "--to",
+            "198.18.0.2",
+            "--proto",
+            "icmp",
+        ]);
+    }
+
+    /// Runs a command line in process and returns its outcome and output.
+    fn run_line(args: &[&str]) -> (Result<(), CliError>, String) {
+        let mut out = Vec::new();
+        let result = run(parse(args).unwrap(), &mut out);
+        (result, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn offline_commands_never_touch_the_socket() {
+        let dir = std::env::temp_dir().join(format!("ztctl-offline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy = dir.join("p.yaml");
+        std::fs::write(&policy, "apiVersion: zt/v1\nkind: Endpoint\nmetadata: {name: e}\nspec:\n  addresses: [198.18.0.3]\n  labels: {app: e}\n").unwrap();
+        let cases = dir.join("c.yaml");
+        std::fs::write(
+            &cases,
+            "- {from: 198.18.0.9, to: 198.18.0.3, proto: udp, port: 53, expect: denied, reason: default-deny}\n",
+        )
+        .unwrap();
+        let p = policy.to_str().unwrap();
+        let (r, out) = run_line(&["--socket", "/nonexistent", "policy", "validate", p]);
+        assert!(
+            r.is_ok() && out.starts_with("valid: 1 file(s), 1 document(s): 0 policies, 1 endpoints;"),
+            "{r:?} {out}"
+        );
+        let (r, out) = run_line(&["--socket", "/nonexistent", "policy", "test", p, "--cases", cases.to_str().unwrap()]);
+        assert!(r.is_ok() && out == "1 cases passed\n", "{r:?} {out}");
+        let (r, out) = run_line(&[
+            "--socket",
+            "/nonexistent",
+            "explain",
+            "--policy",
+            p,
+            "--from",
+            "198.18.0.9",
+            "--to",
+            "198.18.0.3",
+            "--proto",
+            "icmp",
+        ]);
+        assert!(r.is_ok() && out.starts_with("verdict:      denied (default-deny)\n"), "{r:?} {out}");
+        assert!(out.ends_with("generation:   none (computed offline from --policy)\n"), "{out}");
+        let (r, _) = run_line(&[
+            "--socket",
+            "/nonexistent",
+            "explain",
+            "--labels",
+            "a=b",
+            "--from",
+            "198.18.0.9",
+            "--to",
+            "198.18.0.3",
+            "--proto",
+            "icmp",
+        ]);
+        assert!(matches!(r, Err(CliError::Usage(m)) if m.starts_with("--host, --labels")), "host flags need --policy");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

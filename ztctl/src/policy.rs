@@ -56,6 +56,19 @@ pub enum PolicyCommand {
         #[arg(value_name = "REVISION")]
         revision: Option<u64>,
     },
+    /// Offline: would an agent accept PATH... as its policy? Prints the agent's errors.
+    ///
+    /// Loads and compiles the files as the complete policy exactly as the agent does on a
+    /// push, without root, an agent or a kernel (for CI and GitOps). Exit 1 with every
+    /// problem (file, document, field and fix) when invalid; 0 and a summary when valid.
+    Validate(super::validate::ValidateArgs),
+    /// Offline: judge a list of flows against PATH... and compare with the expected verdicts.
+    ///
+    /// The cases file is a YAML list like
+    /// `- {from: 198.18.0.1, to: 198.18.0.2, proto: tcp, port: 80, expect: allowed}`
+    /// (optional: name, direction, reason, policy, rule). Prints the mismatches; exit 1 on
+    /// any mismatch or a bad cases file, 0 with "N cases passed".
+    Test(super::policy_test::TestArgs),
 }
 
 pub fn run(ctx: &mut Ctx, command: PolicyCommand) -> Result<(), CliError> {
@@ -69,6 +82,8 @@ pub fn run(ctx: &mut Ctx, command: PolicyCommand) -> Result<(), CliError> {
         PolicyCommand::Delete { name, dry_run } => push_report(ctx, &Request::PolicyDelete { name, dry_run }),
         PolicyCommand::History => history(ctx),
         PolicyCommand::Rollback { revision } => push_report(ctx, &Request::PolicyRollback { revision }),
+        PolicyCommand::Validate(args) => super::validate::run(ctx, args),
+        PolicyCommand::Test(args) => super::policy_test::run(ctx, args),
     }
 }
 

@@ -4,17 +4,15 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::IpAddr,
     path::PathBuf,
 };
 
 use ipnet::IpNet;
-use zt_common::identity::HOST;
 
 use crate::{
     datapath::Tables,
     identity::IdentityAllocator,
-    policy::{self, CompileSettings, CompiledPolicy},
+    policy::{CompileSettings, CompiledPolicy},
 };
 
 /// A compiled generation, ready to write.
@@ -23,21 +21,9 @@ pub struct Prepared {
     pub tables: Tables,
 }
 
-/// Every problem with a push, one sentence each.
-#[derive(Debug)]
-pub struct Rejected(pub Vec<String>);
-
-impl std::fmt::Display for Rejected {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
+/// Every problem with a push, one sentence each (built by zt-policy, so `ztctl policy
+/// validate` prints the very same sentences).
+pub use zt_policy::generation::Rejected;
 
 /// Loads, validates and compiles `paths`; the allocator changes only on success.
 pub fn prepare(
@@ -46,7 +32,7 @@ pub fn prepare(
     host: &[IpNet],
     allocator: &mut IdentityAllocator,
 ) -> Result<Prepared, Rejected> {
-    let sources = policy::load_paths(paths).map_err(|errs| Rejected(errs.iter().map(ToString::to_string).collect()))?;
+    let sources = zt_policy::generation::load(paths)?;
     prepare_sources(&sources, settings, host, allocator)
 }
 
@@ -58,18 +44,15 @@ pub fn prepare_sources(
     host: &[IpNet],
     allocator: &mut IdentityAllocator,
 ) -> Result<Prepared, Rejected> {
-    let set = policy::parse(sources).map_err(|errs| Rejected(errs.iter().map(ToString::to_string).collect()))?;
-    let compiled = policy::compile(&set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))?;
+    let compiled = zt_policy::generation::check(sources, settings, allocator)?;
     let tables = tables(&compiled, host);
     Ok(Prepared { compiled, tables })
 }
 
-/// The kernel tables of a compiled policy plus this host's addresses as `host`. The host's
-/// own addresses win over any prefix a policy gives them, so failsafe rules keep working.
+/// The kernel tables of a compiled policy plus this host's addresses as `host` (the
+/// ipcache as `zt_policy::generation::ipcache` builds it, which explain resolves in).
 pub fn tables(compiled: &CompiledPolicy, host: &[IpNet]) -> Tables {
-    let mut ipcache: Vec<(IpNet, u32)> =
-        compiled.ipcache.iter().filter(|(net, _)| !host.contains(net)).copied().collect();
-    ipcache.extend(host.iter().map(|net| (*net, HOST)));
+    let ipcache = zt_policy::generation::ipcache(compiled, host);
     let policy = compiled
         .entries
         .iter()
@@ -90,9 +73,4 @@ pub fn names(compiled: &CompiledPolicy) -> (HashMap<u32, BTreeMap<String, String
         .collect();
     let policies = compiled.policies.iter().map(|p| (p.id, p.name.clone())).collect();
     (identities, policies)
-}
-
-/// The host's own addresses (not the multicast ranges) as plain IPs, for compile settings.
-pub fn host_ips(host: &[IpNet]) -> Vec<IpAddr> {
-    host.iter().filter(|n| n.prefix_len() == n.max_prefix_len()).map(IpNet::addr).collect()
 }

@@ -67,7 +67,7 @@ pub fn start(
     let settings = CompileSettings {
         default_deny: opts.default_deny,
         host_labels,
-        host_addresses: generation::host_ips(&host),
+        host_addresses: zt_policy::host::addresses(&host),
         failsafe: opts.failsafe.clone(),
     };
     let mut allocator = IdentityAllocator::new();
@@ -75,8 +75,7 @@ pub fn start(
     let mut revisions = revisions::Revisions::open(&opts.state_dir);
     let sources = match revisions.restore(&opts.policy)? {
         Some(sources) => sources,
-        None => crate::policy::load_paths(&opts.policy).map_err(|errs| {
-            let r = Rejected(errs.iter().map(ToString::to_string).collect());
+        None => zt_policy::generation::load(&opts.policy).map_err(|r| {
             anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len())
         })?,
     };

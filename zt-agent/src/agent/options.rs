@@ -8,7 +8,7 @@ use zt_common::config::Config;
 use crate::{
     datapath::{LinkLifetime, MapSizes, XdpModeChoice},
     detect::DetectSettings,
-    policy::FailsafeRule,
+    policy::{CompileSettings, FailsafeRule},
 };
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/zt";
@@ -85,6 +85,8 @@ impl RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         let detect = DetectSettings::default();
+        // The compile defaults are zt-policy's, which ztctl's offline commands default to.
+        let compile = CompileSettings::default();
         let mut datapath = Config::DEFAULT;
         detect.write_kernel(&mut datapath);
         RunOptions {
@@ -95,11 +97,11 @@ impl Default for RunOptions {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             bpffs: PathBuf::from(DEFAULT_BPFFS),
             flow_log: None,
-            default_deny: true,
+            default_deny: compile.default_deny,
             socket: PathBuf::from(DEFAULT_SOCKET),
             metrics: Some(DEFAULT_METRICS.to_string()),
             no_pin: false,
-            failsafe: vec![FailsafeRule::SSH],
+            failsafe: compile.failsafe,
             datapath,
             flow_log_rotation: crate::flows::rotate::Rotation::default(),
             remote: None,

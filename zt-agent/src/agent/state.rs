@@ -149,8 +149,8 @@ impl AgentState {
     /// Re-reads the `--policy` paths.
     pub fn reload_paths(&mut self) -> Result<SwapReport, PushError> {
         let started = Instant::now();
-        let sources = crate::policy::load_paths(&self.opts.policy)
-            .map_err(|errs| PushError::Rejected(Rejected(errs.iter().map(ToString::to_string).collect())))
+        let sources = zt_policy::generation::load(&self.opts.policy)
+            .map_err(PushError::Rejected)
             .inspect_err(|e| self.measured(started, Some(e)))?;
         self.apply_sources(sources)
     }

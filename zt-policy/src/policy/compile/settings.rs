@@ -87,3 +87,57 @@ impl fmt::Display for FailsafeRule {
         }
     }
 }
+
+/// `ingress:tcp:22`, `egress:icmp`: a failsafe rule as a command line writes it (ztctl's
+/// offline `--failsafe`); the agent's configuration file states the same three fields as a
+/// `[[failsafe]]` table.
+impl std::str::FromStr for FailsafeRule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let usage = || format!("failsafe rule {text:?} is not DIRECTION:PROTOCOL[:PORT]; write e.g. ingress:tcp:22");
+        let (direction, protocol, port) = match parts.as_slice() {
+            [d, p] => (d, p, None),
+            [d, p, port] => (d, p, Some(port.parse::<u16>().map_err(|_| usage())?)),
+            _ => return Err(usage()),
+        };
+        let direction = match direction.to_ascii_lowercase().as_str() {
+            "ingress" => Direction::Ingress,
+            "egress" => Direction::Egress,
+            _ => return Err(format!("failsafe rule {text:?}: {direction} is not ingress or egress")),
+        };
+        let protocol = match protocol.to_ascii_lowercase().as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            "sctp" => Protocol::Sctp,
+            "icmp" => Protocol::Icmp,
+            "icmpv6" => Protocol::IcmpV6,
+            _ => return Err(format!("failsafe rule {text:?}: {protocol} is not one of tcp, udp, sctp, icmp, icmpv6")),
+        };
+        let rule = FailsafeRule { direction, protocol, port };
+        match rule.problem() {
+            Some(problem) => Err(format!("failsafe rule {rule} {problem}")),
+            None => Ok(rule),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failsafe_rule_reads_from_its_command_line_form() {
+        assert_eq!("ingress:tcp:22".parse::<FailsafeRule>(), Ok(FailsafeRule::SSH));
+        let icmp: FailsafeRule = "Egress:ICMP".parse().unwrap();
+        assert_eq!((icmp.direction, icmp.protocol, icmp.port), (Direction::Egress, Protocol::Icmp, None));
+        assert_eq!(
+            "ingress:icmp:8".parse::<FailsafeRule>().unwrap_err(),
+            "failsafe rule ingress ICMP 8 gives a port, but only TCP, UDP and SCTP have ports; remove the port"
+        );
+        assert!("ingress:tcp:x".parse::<FailsafeRule>().unwrap_err().contains("write e.g. ingress:tcp:22"));
+        assert!("up:tcp".parse::<FailsafeRule>().unwrap_err().contains("up is not ingress or egress"));
+        assert!("ingress:gre".parse::<FailsafeRule>().unwrap_err().contains("gre is not one of"));
+    }
+}
