@@ -18,6 +18,7 @@ mod quarantine;
 mod reference;
 mod remote;
 mod status;
+mod suggest;
 
 use std::{
     io::{self, Write},
