@@ -543,6 +543,7 @@ mod tests {
         assert_eq!(opts.socket, d.socket);
         assert_eq!(opts.metrics, d.metrics);
         assert_eq!(opts.default_deny, d.default_deny);
+        assert_eq!(opts.edges, d.edges);
         assert_eq!(opts.no_pin, d.no_pin);
         assert_eq!(opts.xdp_mode, d.xdp_mode);
         assert_eq!(opts.failsafe, d.failsafe);
