@@ -40,7 +40,7 @@ const EDGES: usize = 100_000;
 
 fn record(i: usize) -> FlowRecord {
     let local = i % 50;
-    let labelled = i % 2 == 0;
+    let labelled = i.is_multiple_of(2);
     let src = if labelled {
         serde_json::json!({"app": format!("client-{}", (i / 2) % 200), "env": "prod"})
     } else {
