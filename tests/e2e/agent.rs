@@ -217,7 +217,8 @@ fn flow_log_lines_carry_verdict_reason_policy_and_rule() {
 
     let denied = a.flows_where(|r| r["verdict"] == "denied" && r["dst_port"] == 9090);
     assert_eq!(denied[0]["reason"], "default-deny");
-    assert!(denied[0]["policy"].is_null() && denied[0]["rule"].is_null());
+    assert_eq!(denied[0]["policy"], "web-ingress", "the policy isolating the server: {:?}", denied[0]);
+    assert!(denied[0]["rule"].is_null(), "no rule decided: {:?}", denied[0]);
 }
 
 #[test]

@@ -342,7 +342,8 @@ fn explain_agrees_with_what_real_traffic_does() {
             );
         } else {
             assert_eq!(e["reason"], "default-deny");
-            assert!(e["policy"].is_null() && e["rule"].is_null());
+            assert_eq!(e["policy"], "web-ingress", "the policy isolating the server is named: {e}");
+            assert!(e["rule"].is_null(), "no rule decided: {e}");
         }
     }
     // ICMP: rule 1 allows echo; the server's own egress to the client is not allowed.

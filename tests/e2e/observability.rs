@@ -147,7 +147,8 @@ fn every_denied_connection_attempt_is_attributed_to_its_rule_or_to_default_deny(
     assert_eq!(defaulted.len(), by_default, "{defaulted:#?}");
     for r in &defaulted {
         assert_eq!((&r["verdict"], &r["reason"]), (&Value::from("denied"), &Value::from("default-deny")), "{r}");
-        assert!(r["policy"].is_null() && r["rule"].is_null(), "no rule decided: {r}");
+        assert_eq!(r["policy"], "guarded", "the policy isolating the server: {r}");
+        assert!(r["rule"].is_null(), "no rule decided: {r}");
     }
     let hits =
         scrape(&a).value("zt_policy_rule_hits_total", &[("policy", "guarded"), ("rule", "1"), ("verdict", "denied")]);

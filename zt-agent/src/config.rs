@@ -28,7 +28,7 @@ use crate::{
     flows::rotate::Rotation,
     identity::Labels,
     policy::{
-        FailsafeRule,
+        DefaultDeny, FailsafeRule,
         model::{Direction, Protocol},
     },
 };
@@ -71,9 +71,11 @@ pub struct RunFlags {
     pub metrics: Option<String>,
     /// Isolate every identity even when no policy selects it (zero trust); Kubernetes pods
     /// are isolated only by the policies that select them, either way. With `false`, only
-    /// identities a policy selects are isolated [default: true].
-    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
-    pub default_deny: Option<bool>,
+    /// identities a policy selects are isolated. With `audit`, default deny only reports:
+    /// what it would drop passes, logged with verdict audit and reason default-deny, so a
+    /// new host can learn its traffic (`ztctl policy suggest`) [default: true].
+    #[arg(long, value_name = "true|false|audit", action = clap::ArgAction::Set)]
+    pub default_deny: Option<DefaultDeny>,
     /// Do not pin the attachments: enforcement stops when the agent exits, and exit
     /// removes every pin. By default programs stay attached across restarts (fail-static).
     #[arg(long)]
@@ -108,11 +110,12 @@ pub struct ConfigFile {
     pub socket: Option<PathBuf>,
     pub flow_log: Option<String>,
     pub metrics: Option<Spanned<String>>,
-    pub default_deny: Option<bool>,
+    pub default_deny: Option<Spanned<DefaultDenyValue>>,
     pub pin: Option<bool>,
     pub recheck_established: Option<bool>,
     pub conntrack: Option<Conntrack>,
     pub deny_events: Option<DenyEvents>,
+    pub flows: Option<Flows>,
     pub failsafe: Option<Spanned<Vec<Spanned<FailsafeEntry>>>>,
     pub flow_log_rotation: Option<FlowLogRotation>,
     pub remote: Option<Spanned<Remote>>,
@@ -123,6 +126,24 @@ pub struct ConfigFile {
     pub kubeconfig: Option<PathBuf>,
     pub node: Option<String>,
     pub pod_iface_patterns: Option<Vec<String>>,
+}
+
+/// `default_deny = true | false | "audit"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DefaultDenyValue {
+    Bool(bool),
+    Text(String),
+}
+
+fn default_deny(value: &Spanned<DefaultDenyValue>, src: &Source<'_>) -> anyhow::Result<DefaultDeny> {
+    match value.get_ref() {
+        DefaultDenyValue::Bool(on) => Ok((*on).into()),
+        DefaultDenyValue::Text(text) if text == "audit" => Ok(DefaultDeny::Audit),
+        DefaultDenyValue::Text(text) => {
+            Err(src.error(value.span(), "default_deny", format!("{text:?} is not one of true, false, \"audit\"")))
+        }
+    }
 }
 
 /// `[remote]`: the remote API listener with mutual TLS; client certificates are admitted
@@ -169,6 +190,27 @@ pub struct Conntrack {
 pub struct DenyEvents {
     pub per_second: Option<u32>,
     pub burst: Option<u32>,
+}
+
+/// `[flows]`: the flow pipeline's own tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flows {
+    /// Observed edges kept at most (`ztctl policy suggest`).
+    pub edges: Option<Spanned<u64>>,
+}
+
+fn edges_capacity(flows: Option<&Flows>, src: &Source<'_>) -> anyhow::Result<usize> {
+    use crate::flows::edges::{DEFAULT_CAPACITY, MAX_CAPACITY};
+    match flows.and_then(|f| f.edges.as_ref()) {
+        None => Ok(DEFAULT_CAPACITY),
+        Some(n) if *n.get_ref() as usize <= MAX_CAPACITY => Ok(*n.get_ref() as usize),
+        Some(n) => Err(src.error(
+            n.span(),
+            "flows.edges",
+            format!("= {} is out of range; use 0 to {MAX_CAPACITY} edges", n.get_ref()),
+        )),
+    }
 }
 
 /// One `[[failsafe]]` rule.
@@ -312,7 +354,12 @@ fn merge(flags: RunFlags, file: ConfigFile, src: &Source<'_>) -> anyhow::Result<
         socket: flags.socket.or(file.socket).unwrap_or(defaults.socket),
         flow_log: flags.flow_log.or(file.flow_log),
         metrics,
-        default_deny: flags.default_deny.or(file.default_deny).unwrap_or(defaults.default_deny),
+        default_deny: match (flags.default_deny, &file.default_deny) {
+            (Some(flag), _) => flag,
+            (None, Some(value)) => default_deny(value, src)?,
+            (None, None) => defaults.default_deny,
+        },
+        edges: edges_capacity(file.flows.as_ref(), src)?,
         no_pin: flags.no_pin || file.pin == Some(false),
         failsafe,
         datapath,
@@ -496,6 +543,7 @@ mod tests {
         assert_eq!(opts.socket, d.socket);
         assert_eq!(opts.metrics, d.metrics);
         assert_eq!(opts.default_deny, d.default_deny);
+        assert_eq!(opts.edges, d.edges);
         assert_eq!(opts.no_pin, d.no_pin);
         assert_eq!(opts.xdp_mode, d.xdp_mode);
         assert_eq!(opts.failsafe, d.failsafe);
@@ -584,7 +632,7 @@ mod tests {
         assert_eq!(k.kubeconfig, None, "in-cluster: the service account");
         assert_eq!(k.pod_iface_patterns, ["lxc*", "cali*", "veth*"]);
         assert!(opts.ifaces.is_empty(), "the pod links are found, not listed");
-        assert!(!opts.default_deny, "default deny would isolate the node from its pods");
+        assert_eq!(opts.default_deny, DefaultDeny::Off, "default deny would isolate the node from its pods");
     }
 
     #[test]
@@ -617,7 +665,7 @@ mod tests {
         assert_eq!(opts.ifaces, vec!["eth1".to_string()]);
         assert_eq!(opts.bpffs, PathBuf::from("/sys/fs/bpf/b"));
         assert_eq!(opts.socket, PathBuf::from("/run/a.sock"));
-        assert!(!opts.default_deny);
+        assert_eq!(opts.default_deny, DefaultDeny::Off);
         assert_eq!(opts.metrics.as_deref(), Some("127.0.0.1:1"));
     }
 
@@ -633,6 +681,29 @@ mod tests {
         let err = from_text("ifaces = [\"eth0\"]\ndefualt_deny = true\n", RunFlags::default()).unwrap_err().to_string();
         assert!(err.starts_with("config file zt-agent.toml, line 2: unknown key `defualt_deny`"), "{err}");
         assert!(err.contains("remove the key or correct its spelling"), "{err}");
+    }
+
+    #[test]
+    fn default_deny_is_true_false_or_audit_in_the_file_and_on_the_command_line() {
+        for (text, want) in [
+            ("default_deny = true\n", DefaultDeny::On),
+            ("default_deny = false\n", DefaultDeny::Off),
+            ("default_deny = \"audit\"\n", DefaultDeny::Audit),
+        ] {
+            assert_eq!(from_text(text, RunFlags::default()).unwrap().default_deny, want, "{text}");
+        }
+        let flags = RunFlags { default_deny: Some(DefaultDeny::Audit), ..RunFlags::default() };
+        assert_eq!(from_text("default_deny = true\n", flags).unwrap().default_deny, DefaultDeny::Audit);
+        let err = from_text("\ndefault_deny = \"learn\"\n", RunFlags::default()).unwrap_err().to_string();
+        assert!(err.ends_with("line 2: default_deny \"learn\" is not one of true, false, \"audit\""), "{err}");
+    }
+
+    #[test]
+    fn flows_edges_sizes_the_observed_edge_table_within_bounds() {
+        assert_eq!(from_text("", RunFlags::default()).unwrap().edges, 100_000);
+        assert_eq!(from_text("[flows]\nedges = 500\n", RunFlags::default()).unwrap().edges, 500);
+        let err = from_text("[flows]\nedges = 20000000\n", RunFlags::default()).unwrap_err().to_string();
+        assert!(err.ends_with("line 2: flows.edges = 20000000 is out of range; use 0 to 10000000 edges"), "{err}");
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub fn run(mut opts: RunOptions) -> anyhow::Result<()> {
     let pipeline = state.pipeline().clone();
     let sweep_drops = pipeline.clone();
     let history = state.flow_history().clone();
+    let edges = state.edges().clone();
     let telemetry = state.telemetry().clone();
     if let Some(synced) = &synced {
         let _ = telemetry.kubernetes.set(synced.stats.clone());
@@ -149,8 +150,15 @@ pub fn run(mut opts: RunOptions) -> anyhow::Result<()> {
         let (stop_learning, learning_stopped) = tokio::sync::oneshot::channel();
         let learner = tokio::spawn(detect::new_peer::run(new_peers, history.subscribe(), found_tx, learning_stopped));
         let responder = tokio::spawn(respond(shared.clone(), found_rx, alert_tx));
-        let sink =
-            tokio::spawn(flow_sink.run(rx, alert_rx, history, telemetry.rule_hits.clone(), telemetry.flow_log.clone()));
+        let sink = tokio::spawn(flow_sink.run(
+            rx,
+            alert_rx,
+            history,
+            telemetry.rule_hits.clone(),
+            Some(edges.clone()),
+            telemetry.flow_log.clone(),
+        ));
+        let saver = tokio::spawn(save_edges_loop(edges.clone()));
         if let Some(listener) = metrics_listener {
             metrics::serve(listener, metrics::Sources { state: shared.clone(), queue: tx.downgrade() })?;
         }
@@ -208,6 +216,8 @@ pub fn run(mut opts: RunOptions) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(2), learner).await;
         // Let the sink write what it has; it ends when the last sender is gone.
         let _ = tokio::time::timeout(Duration::from_secs(2), sink).await;
+        saver.abort();
+        save_edges(&edges);
         Ok(())
     });
     drop(runtime);
@@ -216,6 +226,23 @@ pub fn run(mut opts: RunOptions) -> anyhow::Result<()> {
     drop(dp);
     agent::stop(&pins, lifetime);
     result
+}
+
+/// Saves the observed edges every `SAVE_INTERVAL` (when they changed), off the async workers.
+async fn save_edges_loop(edges: Arc<flows::Edges>) {
+    let mut tick = tokio::time::interval(flows::edges::SAVE_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let edges = edges.clone();
+        let _ = tokio::task::spawn_blocking(move || save_edges(&edges)).await;
+    }
+}
+
+fn save_edges(edges: &flows::Edges) {
+    if let Err(e) = edges.save() {
+        log::warn!("cannot save the observed edges: {e}; they are kept in memory and saved again later");
+    }
 }
 
 /// Attaches to a pod link that appeared and lets go of one that went.

@@ -410,6 +410,36 @@ fn audit_mode_passes_what_it_would_drop_and_reports_it() {
     assert_eq!(f.stats().get(VERDICT_AUDIT, ESTABLISHED).packets, 1);
 }
 
+/// `--default-deny audit` with no policy: the catch-all of both directions is an audit
+/// verdict with reason default-deny (what the compiler writes, see zt-policy's audit tests).
+#[test]
+fn default_deny_in_audit_mode_passes_reports_and_tracks_every_new_flow() {
+    if !privileged() {
+        return;
+    }
+    let audit = verdict(VERDICT_AUDIT, DEFAULT_DENY, 0, NO_RULE);
+    let tables = TablesBuilder::new()
+        .ip(&format!("{HOST4}/32"), HOST)
+        .any(DIR_INGRESS, ANY, ANY, audit)
+        .any(DIR_EGRESS, ANY, ANY, audit)
+        .build();
+    let mut f = Fixture::with(&tables);
+    assert_eq!(f.xdp(&tcp(WORLD4, HOST4, 40000, 7777, SYN)), XDP_PASS);
+    assert_eq!(f.stats().get(VERDICT_AUDIT, DEFAULT_DENY).packets, 1);
+    assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 0);
+    let ev = f.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!((ev[0].kind, ev[0].verdict, ev[0].reason), (KIND_AUDIT, VERDICT_AUDIT, DEFAULT_DENY));
+    assert_eq!((ev[0].src_identity, ev[0].dst_identity, ev[0].dst_port), (WORLD, HOST, 7777));
+    // Tracked like an allowed flow: the reply and the handshake pass as established.
+    assert_eq!(f.tc_egress(&tcp(HOST4, WORLD4, 7777, 40000, SYN | ACK)), TC_ACT_OK);
+    assert_eq!(f.xdp(&tcp(WORLD4, HOST4, 40000, 7777, ACK)), XDP_PASS);
+    assert!(f.events().is_empty(), "one audit line per flow");
+    // The host's own new flows are audited at egress the same way.
+    assert_eq!(f.tc_egress(&udp(HOST4, WORLD4, 5353, 53)), TC_ACT_OK);
+    assert_eq!(f.stats().get(VERDICT_AUDIT, DEFAULT_DENY).packets, 2);
+}
+
 #[test]
 fn failsafe_admits_ssh_to_the_host_from_anywhere() {
     let Some(mut f) = fixture() else { return };

@@ -343,7 +343,11 @@ pub struct StatusReport {
     pub generation: u32,
     pub policies: usize,
     pub identities: usize,
+    /// Default deny enforced (`--default-deny true`).
     pub default_deny: bool,
+    /// Default deny audit-only (`--default-deny audit`): `default_deny` is then false.
+    #[serde(default)]
+    pub default_deny_audit: bool,
     pub failsafe: Vec<String>,
     pub maps: Vec<MapOccupancy>,
     /// Every kernel map of the agent with the memory the kernel charges for it, largest

@@ -94,8 +94,10 @@ fn render(e: &Explanation) -> String {
         (Some(p), Some(rule), Some(origin)) => {
             format!("policy {p}, {} rule {rule} ({origin})", e.direction)
         }
-        (Some(p), _, Some(origin)) => format!("policy {p} ({origin})"),
-        (Some(p), _, None) => format!("policy {p}"),
+        // default-deny: no rule allows it, and this policy isolates the local side.
+        (Some(p), None, Some(origin)) => format!("no rule; policy {p} isolates the {} ({origin})", e.local),
+        (Some(p), None, None) => format!("no rule; policy {p} isolates the {}", e.local),
+        (Some(p), Some(_), None) => format!("policy {p}"),
         (None, _, _) => "no policy rule (the verdict comes from the reason)".to_string(),
     };
     format!(

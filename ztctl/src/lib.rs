@@ -25,6 +25,7 @@ mod quarantine;
 mod reference;
 mod remote;
 mod status;
+mod suggest;
 mod validate;
 
 use std::{

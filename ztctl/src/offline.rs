@@ -13,7 +13,7 @@ use zt_policy::{
     generation::{self, Rejected},
     host,
     identity::{IdentityAllocator, Labels},
-    policy::{CompileSettings, CompiledPolicy, FailsafeRule},
+    policy::{CompileSettings, CompiledPolicy, DefaultDeny, FailsafeRule},
 };
 
 use super::CliError;
@@ -29,9 +29,10 @@ pub struct HostArgs {
     /// This host's labels, as `zt-agent run --labels` gives them (e.g. role=db,env=prod).
     #[arg(long, value_name = "k=v,...", default_value = "")]
     pub labels: String,
-    /// As `zt-agent run --default-deny`: isolate every identity even when no policy selects it.
-    #[arg(long, value_name = "true|false", default_value_t = CompileSettings::default().default_deny, action = clap::ArgAction::Set)]
-    pub default_deny: bool,
+    /// As `zt-agent run --default-deny`: isolate every identity even when no policy selects
+    /// it (`true`), never (`false`), or report what isolation would drop (`audit`).
+    #[arg(long, value_name = "true|false|audit", default_value = CompileSettings::default().default_deny.name(), value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<DefaultDeny>()))]
+    pub default_deny: DefaultDeny,
     /// The agent's failsafe rules as DIRECTION:PROTOCOL[:PORT], comma-separated, or `none`
     /// [default: ingress:tcp:22, the agent's default].
     #[arg(long, value_name = "RULE,...|none", value_delimiter = ',')]
@@ -193,7 +194,8 @@ mod tests {
             assert!(s.host_addresses.contains(&ip.parse().unwrap()), "{ip} missing");
         }
         assert_eq!(s.host_labels.to_string(), "role=db");
-        assert!(!s.default_deny);
+        assert_eq!(s.default_deny, DefaultDeny::Off);
+        assert_eq!(host(&["--default-deny", "audit"]).settings().unwrap().default_deny, DefaultDeny::Audit);
         let rules: Vec<String> = s.failsafe.iter().map(ToString::to_string).collect();
         assert_eq!(rules, ["egress UDP 53", "ingress ICMP"]);
         assert!(host(&["--failsafe", "none"]).settings().unwrap().failsafe.is_empty());

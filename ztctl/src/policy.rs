@@ -69,6 +69,27 @@ pub enum PolicyCommand {
     /// (optional: name, direction, reason, policy, rule). Prints the mismatches; exit 1 on
     /// any mismatch or a bad cases file, 0 with "N cases passed".
     Test(super::policy_test::TestArgs),
+    /// Write least-privilege policy (YAML) from the traffic the agent observed.
+    ///
+    /// One zt/v1 Policy per local identity, selecting it by its labels, with a rule per
+    /// peer that allows exactly the protocols and ports seen (labelled peers by selector,
+    /// others by address), each with a comment giving the flows and times it rests on.
+    /// Run the agent with --default-deny audit to observe a host before enforcing, apply
+    /// the suggestion (mode audit), check `ztctl flows --verdict audit`, then enforce.
+    Suggest {
+        /// Only edges seen within this long (30s, 5m, 1h, 7d); default: all kept.
+        #[arg(long, value_name = "DURATION", value_parser = crate::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only local identities with these labels (k=v,k2=v2).
+        #[arg(long, value_name = "k=v,...")]
+        selector: Option<String>,
+        /// Leave out edges with fewer flows.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        min_flows: u64,
+        /// The suggested policies' spec.mode.
+        #[arg(long, value_name = "MODE", default_value = "audit", value_parser = ["audit", "enforce"])]
+        mode: String,
+    },
 }
 
 pub fn run(ctx: &mut Ctx, command: PolicyCommand) -> Result<(), CliError> {
@@ -84,7 +105,42 @@ pub fn run(ctx: &mut Ctx, command: PolicyCommand) -> Result<(), CliError> {
         PolicyCommand::Rollback { revision } => push_report(ctx, &Request::PolicyRollback { revision }),
         PolicyCommand::Validate(args) => super::validate::run(ctx, args),
         PolicyCommand::Test(args) => super::policy_test::run(ctx, args),
+        PolicyCommand::Suggest { since, selector, min_flows, mode } => suggest(ctx, since, selector, min_flows, mode),
     }
+}
+
+fn suggest(
+    ctx: &mut Ctx,
+    since: Option<std::time::Duration>,
+    selector: Option<String>,
+    min_flows: u64,
+    mode: String,
+) -> Result<(), CliError> {
+    if ctx.format == Some(Format::Json) {
+        return Err(CliError::Usage(
+            "policy suggest writes YAML (its comments say what each rule rests on); use -o yaml".into(),
+        ));
+    }
+    let selector = match selector {
+        None => Default::default(),
+        Some(text) => zt_api::labels::Labels::parse(&text)
+            .map_err(|e| CliError::Usage(format!("--selector {text:?}: {e}")))?
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let (edges, dropped) = match ctx.call(&Request::Edges { since_seconds: since.map(|d| d.as_secs()) })? {
+        Reply::Edges { edges, dropped } => (edges, dropped),
+        other => return Err(unexpected(&other)),
+    };
+    if dropped > 0 {
+        eprintln!(
+            "warning: the agent's edge table was full and did not keep {dropped} edges; the suggestion may miss traffic (raise [flows] edges)"
+        );
+    }
+    let opts = crate::suggest::SuggestOptions { selector, min_flows, mode };
+    ctx.out.write_all(crate::suggest::suggest(&edges, &opts).as_bytes())?;
+    Ok(())
 }
 
 /// Reads the files as the agent's `--policy` would; every unreadable path is reported.

@@ -36,7 +36,11 @@ fn render(s: &StatusReport) -> String {
         s.generation,
         s.policies,
         s.identities,
-        if s.default_deny { "on" } else { "off" },
+        match (s.default_deny, s.default_deny_audit) {
+            (true, _) => "on",
+            (false, true) => "audit (reported, not enforced)",
+            (false, false) => "off",
+        },
         s.pipeline.events_read,
         s.pipeline.events_malformed,
         s.pipeline.records_dropped,

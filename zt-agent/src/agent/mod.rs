@@ -128,6 +128,11 @@ pub fn start(
         Err(e) => log::warn!("cannot remove the superseded map pins under {pins}: {e}"),
     }
     let state_dir = opts.state_dir.clone();
+    let edges_path = state_dir.join(flows::edges::FILE);
+    let (edges, loaded) = flows::Edges::open(opts.edges, Some(edges_path.clone()));
+    if let Some(line) = loaded.message(&edges_path) {
+        eprintln!("{line}");
+    }
     let (identities, policies) = generation::names(&prepared.compiled);
     let ctx = FlowContext::new(flows::context::Names { identities, policies, interfaces: host::interface_names() });
     let state = AgentState {
@@ -144,6 +149,7 @@ pub fn start(
         attachments,
         pipeline: Arc::new(PipelineStats::default()),
         history: Arc::new(FlowHistory::default()),
+        edges: Arc::new(edges),
         generation: swap.generation,
         started: Instant::now(),
         telemetry: Arc::default(),
@@ -161,12 +167,13 @@ pub fn ready_line(s: &AgentState, adopted: u32) -> String {
     let hooks: Vec<String> = s.attachments.iter().map(|a| format!("{} ({}: {})", a.iface, a.ingress, a.why)).collect();
     let failsafe: Vec<String> = s.settings.failsafe.iter().map(ToString::to_string).collect();
     format!(
-        "zt-agent: ready: enforcing generation {} ({} policies, {} identities{}) on {}; failsafe: {}",
+        "zt-agent: ready: enforcing generation {} ({} policies, {} identities{}) on {}; default deny: {}; failsafe: {}",
         s.generation,
         s.active.compiled.policies.len(),
         s.active.compiled.identities.len(),
         if adopted != 0 { format!(", adopted generation {adopted}") } else { String::new() },
         hooks.join(", "),
+        s.settings.default_deny,
         if failsafe.is_empty() { "none".to_string() } else { failsafe.join(", ") },
     )
 }

@@ -32,7 +32,9 @@ pub struct RunOptions {
     pub flow_log: Option<String>,
     /// Isolate every local identity even without a selecting policy (zero trust); never
     /// Kubernetes pods, which only selecting policies isolate.
-    pub default_deny: bool,
+    pub default_deny: crate::policy::DefaultDeny,
+    /// Observed edges kept at most (`[flows] edges`); beyond, new edges are counted as dropped.
+    pub edges: usize,
     /// The local API socket (`ztctl`).
     pub socket: PathBuf,
     /// Prometheus metrics listen address; `None` = off (`--metrics none`).
@@ -98,6 +100,7 @@ impl Default for RunOptions {
             bpffs: PathBuf::from(DEFAULT_BPFFS),
             flow_log: None,
             default_deny: compile.default_deny,
+            edges: crate::flows::edges::DEFAULT_CAPACITY,
             socket: PathBuf::from(DEFAULT_SOCKET),
             metrics: Some(DEFAULT_METRICS.to_string()),
             no_pin: false,

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     datapath::{Attachment, DatapathError, GenerationWriter, Maps, StatsSnapshot, SwapReport},
     detect::AlertHistory,
-    flows::{FlowContext, FlowHistory, RuleHits, reader::PipelineStats, sink::SinkStats},
+    flows::{self, FlowContext, FlowHistory, RuleHits, reader::PipelineStats, sink::SinkStats},
     host,
     identity::IdentityAllocator,
     policy::CompileSettings,
@@ -66,6 +66,8 @@ pub struct AgentState {
     pub(super) pipeline: Arc<PipelineStats>,
     /// Recent flow records and the live feed, for `ztctl flows`.
     pub(super) history: Arc<FlowHistory>,
+    /// Observed edges (`ztctl policy suggest`), fed by the sink, saved in the state dir.
+    pub(super) edges: Arc<flows::Edges>,
     pub(super) generation: u32,
     pub(super) started: Instant,
     /// Counters the agent keeps for metrics: rule hits, pushes, flow-log writes.
@@ -292,6 +294,10 @@ impl AgentState {
     /// Recent flow records and the live feed.
     pub fn flow_history(&self) -> &Arc<FlowHistory> {
         &self.history
+    }
+
+    pub fn edges(&self) -> &Arc<flows::Edges> {
+        &self.edges
     }
 
     /// The naming context the flow pipeline enriches records with.

@@ -8,7 +8,8 @@
 //! The wire format (`zt_api::protocol`) is versioned newline-delimited JSON, documented in
 //! `docs/api.md`; it, the client and the TLS material live in the zt-api crate, which
 //! `ztctl` shares. Handlers are one file per command group: `policy` (pushes, revisions),
-//! `status`, `inventory` (endpoints, identities), `explain`, `flows` (with `flow_filter`)
+//! `status`, `inventory` (endpoints, identities), `explain`, `flows` (with `flow_filter`),
+//! `edges` (observed edges),
 //! `quarantine` and `alerts`. Optionally, `remote` serves the same protocol over TCP with mutual TLS
 //! (`tls`), where the client certificate's role (`role`) limits what it may ask.
 
@@ -18,6 +19,7 @@ use zt_api::{flow_filter, protocol, tls};
 
 pub mod alerts;
 pub mod auth;
+pub mod edges;
 pub mod explain;
 pub mod flows;
 pub mod inventory;

@@ -16,7 +16,7 @@ use tokio::{
 };
 
 use super::{
-    ApiSocket, alerts, auth, explain, flows, inventory, policy,
+    ApiSocket, alerts, auth, edges, explain, flows, inventory, policy,
     protocol::{self, ApiError, MAX_REQUEST_BYTES, Reply, Request, Response},
     quarantine,
     role::{Grant, Role},
@@ -145,7 +145,7 @@ fn handle(shared: &SharedState, request: Request, uid: u32) -> Result<Reply, Api
         Request::QuarantineRelease { ip } => quarantine::release(shared, ip),
         Request::Flows { .. } => Err(ApiError::bad_request("flows is a streaming request")),
         Request::Alerts { .. } => Err(ApiError::bad_request("alerts is a streaming request")),
-        Request::Edges { .. } => Err(ApiError::failed("this agent does not record observed edges yet")),
+        Request::Edges { since_seconds } => edges::list(shared, since_seconds),
     }
 }
 

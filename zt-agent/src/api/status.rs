@@ -55,7 +55,8 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
         generation: s.generation(),
         policies: s.active().compiled.policies.len(),
         identities: s.active().compiled.identities.len(),
-        default_deny: s.settings().default_deny,
+        default_deny: s.settings().default_deny.enforces(),
+        default_deny_audit: s.settings().default_deny == crate::policy::DefaultDeny::Audit,
         failsafe: s.settings().failsafe.iter().map(ToString::to_string).collect(),
         maps,
         memory: crate::datapath::memory::maps_of_this_process()

@@ -1,5 +1,5 @@
 //! Stage 2: every flow record goes to the in-memory history (`ztctl flows`), to the
-//! per-rule hit counters (metrics), and as one JSON line to the flow log (alerts join the
+//! per-rule hit counters (metrics), to the observed edges (`ztctl policy suggest`), and as one JSON line to the flow log (alerts join the
 //! log here too, as lines with `"event": "alert"`) — standard output
 //! or a file that rotates by size and is pruned by count, age and total size (`rotate`).
 //!
@@ -23,7 +23,7 @@ use zt_api::alert::Alert;
 
 use super::hits::RuleHits;
 use super::{
-    FlowHistory, FlowRecord,
+    Edges, FlowHistory, FlowRecord,
     rotate::{Maintenance, RotatingLog, Rotation},
 };
 
@@ -83,6 +83,7 @@ pub struct FlowSink {
     opened: Maintenance,
     history: Arc<FlowHistory>,
     hits: Arc<RuleHits>,
+    edges: Option<Arc<Edges>>,
     stats: Arc<SinkStats>,
     /// Whether the last write failed (errors are logged once per failing stretch).
     failing: bool,
@@ -114,13 +115,14 @@ impl FlowSink {
             opened,
             history: Default::default(),
             hits: Default::default(),
+            edges: None,
             stats: Default::default(),
             failing: false,
         })
     }
 
-    /// Runs until every sender is gone, handing every record to `history` and `hits` too
-    /// and counting in `stats`. Lines are flushed per batch so a reader of the log (or a
+    /// Runs until every sender is gone, handing every record to `history`, `hits` and
+    /// `edges` too and counting in `stats`. Lines are flushed per batch so a reader of the log (or a
     /// test) sees them promptly.
     pub async fn run(
         mut self,
@@ -128,9 +130,10 @@ impl FlowSink {
         mut alerts: mpsc::Receiver<Alert>,
         history: Arc<FlowHistory>,
         hits: Arc<RuleHits>,
+        edges: Option<Arc<Edges>>,
         stats: Arc<SinkStats>,
     ) {
-        (self.history, self.hits, self.stats) = (history, hits, stats);
+        (self.history, self.hits, self.edges, self.stats) = (history, hits, edges, stats);
         self.stats.count(self.opened);
         let mut batch = Vec::with_capacity(BATCH);
         let mut retention = tokio::time::interval(RETENTION_INTERVAL);
@@ -156,9 +159,12 @@ impl FlowSink {
         }
     }
 
-    /// Handles one batch: history and hit counters first, then the log.
+    /// Handles one batch: edges, history and hit counters first, then the log.
     fn take(&mut self, batch: &mut Vec<FlowRecord>) {
         self.stats.records.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if let Some(edges) = &self.edges {
+            edges.observe_all(batch.iter(), std::time::SystemTime::now());
+        }
         let lines: Vec<String> = match self.out {
             Some(_) => batch.iter().map(FlowRecord::to_json_line).collect(),
             None => Vec::new(),
@@ -254,7 +260,7 @@ mod tests {
         let sink = FlowSink::open(Some(&FlowLogTarget::File(path.clone())), rotation).unwrap();
         let (tx, rx) = mpsc::channel(16);
         let (_alerts_tx, alerts_rx) = mpsc::channel(1);
-        let running = tokio::spawn(sink.run(rx, alerts_rx, history.clone(), hits.clone(), stats.clone()));
+        let running = tokio::spawn(sink.run(rx, alerts_rx, history.clone(), hits.clone(), None, stats.clone()));
         for n in 0..300 {
             tx.send(record(n)).await.unwrap();
         }

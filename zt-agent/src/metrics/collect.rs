@@ -59,6 +59,8 @@ pub struct Snapshot {
     pub quarantined: std::collections::BTreeMap<String, usize>,
     /// Kernel memory of the detectors' maps.
     pub detector_kernel_bytes: u64,
+    /// Observed edges: kept, the table's capacity, and dropped because it was full.
+    pub edges: (usize, usize, u64),
 }
 
 impl Snapshot {
@@ -86,6 +88,10 @@ impl Snapshot {
             ipcache_v6: s.active().tables.ipcache.len() - v4,
             pipeline: s.pipeline().clone(),
             telemetry: s.telemetry().clone(),
+            edges: {
+                let (kept, dropped) = s.edges().counts();
+                (kept, s.options().edges, dropped)
+            },
             queue_depth: 0,
             queue_capacity: 0,
             uptime: s.uptime(),
@@ -257,6 +263,15 @@ fn pipeline(e: &mut Exposition, s: &Snapshot) {
         "Flow-log lines that could not be written.",
         load(&t.write_errors),
     );
+    let (kept, capacity, dropped) = s.edges;
+    e.single("zt_flow_edges", Kind::Gauge, "Observed edges kept (ztctl policy suggest).", kept as f64);
+    e.single("zt_flow_edges_capacity", Kind::Gauge, "Observed edges kept at most ([flows] edges).", capacity as f64);
+    e.single(
+        "zt_flow_edges_dropped_total",
+        Kind::Counter,
+        "New observed edges not kept because the table was full.",
+        dropped as f64,
+    );
     e.single("zt_flow_log_rotations_total", Kind::Counter, "Times the flow-log file was rotated.", load(&t.rotations));
     e.single(
         "zt_flow_log_files_removed_total",
@@ -359,6 +374,7 @@ pub(crate) mod tests {
             ipcache_v6: 3,
             pipeline: Arc::new(PipelineStats::default()),
             telemetry,
+            edges: (7, 10, 3),
             queue_depth: 1,
             queue_capacity: 8192,
             uptime: Duration::from_secs(90),
@@ -376,6 +392,9 @@ pub(crate) mod tests {
         assert_eq!(sample(&text, r#"zt_quarantined_sources{origin="sweep"}"#), Some("0"));
         assert_eq!(sample(&text, r#"zt_detector_memory_bytes{part="kernel"}"#), Some("1048576"));
         assert_eq!(sample(&text, r#"zt_detector_memory_bytes{part="new_peer"}"#), Some("4096"));
+        assert_eq!(sample(&text, "zt_flow_edges"), Some("7"));
+        assert_eq!(sample(&text, "zt_flow_edges_capacity"), Some("10"));
+        assert_eq!(sample(&text, "zt_flow_edges_dropped_total"), Some("3"));
     }
 
     #[test]

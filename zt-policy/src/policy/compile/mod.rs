@@ -51,7 +51,7 @@ use zt_common::policy::{POLICY_MAX_ENTRIES, PolicyValue};
 pub use compiled::{CompiledPolicy, PolicyEntryKey, PolicyInfo};
 pub use ratelimits::MAX_RATE_LIMITS;
 pub(crate) use resolve::{PortMatch, Resolved};
-pub use settings::{CompileSettings, FailsafeRule};
+pub use settings::{CompileSettings, DefaultDeny, FailsafeRule};
 
 use super::error::CompileError;
 use super::model::PolicySet;

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use zt_common::identity::{ANY, HOST, WORLD};
 
 use super::universe::Universe;
-use super::{CompileSettings, PolicyInfo};
+use super::{CompileSettings, DefaultDeny, PolicyInfo};
 use crate::policy::model::{
     Action, Direction, Entity, Mode, NamedPortRule, Origin, Peer, PolicySet, PortRule, RateLimit, Written,
 };
@@ -93,6 +93,8 @@ pub(crate) struct Isolation {
     pub direction: u8,
     pub local: u32,
     pub enforcing: bool,
+    /// The isolating policy: a `default-deny` verdict names it.
+    pub policy_id: u32,
 }
 
 /// Everything the verdict of a packet depends on, in identity terms.
@@ -101,7 +103,7 @@ pub(crate) struct Resolved {
     pub rules: Vec<ResolvedRule>,
     pub isolations: Vec<Isolation>,
     pub failsafe: Vec<(u8, PortMatch)>,
-    pub default_deny: bool,
+    pub default_deny: DefaultDeny,
     /// Identities that are only ever peers (world and CIDR prefixes): they have no policy
     /// of their own, so traffic judged with one of them as the local side — the egress hook
     /// forwarding a packet *from* world, the ingress hook forwarding one *to* world — is not
@@ -151,8 +153,14 @@ pub(super) fn resolve(
                 continue;
             };
             let dir = direction.to_u8();
-            resolved.isolations.extend(locals.iter().map(|&local| Isolation { direction: dir, local, enforcing }));
-            if !rules.is_empty() && rules.iter().all(|r| r.action == Action::Deny) && !settings.default_deny {
+            resolved.isolations.extend(locals.iter().map(|&local| Isolation {
+                direction: dir,
+                local,
+                enforcing,
+                policy_id,
+            }));
+            if !rules.is_empty() && rules.iter().all(|r| r.action == Action::Deny) && !settings.default_deny.enforces()
+            {
                 warnings.push(format!(
                     "{origin}: every {direction} rule of policy {} is a deny rule, yet the policy still isolates what \
                      it selects, so {direction} traffic it does not deny is dropped too unless another policy allows it",

@@ -13,8 +13,8 @@ use crate::policy::model::{Direction, Protocol};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompileSettings {
     /// Isolate every local identity in both directions, whether or not a policy selects it
-    /// (zero trust; the native-mode default).
-    pub default_deny: bool,
+    /// (zero trust; the native-mode default), or only report what that would drop (audit).
+    pub default_deny: DefaultDeny,
     /// Traffic to or from this host that is always allowed, whatever the policy says.
     pub failsafe: Vec<FailsafeRule>,
     /// The operator's labels for this host (`--labels`); `reserved:host` is added.
@@ -28,11 +28,68 @@ pub struct CompileSettings {
 impl Default for CompileSettings {
     fn default() -> Self {
         Self {
-            default_deny: true,
+            default_deny: DefaultDeny::On,
             failsafe: vec![FailsafeRule::SSH],
             host_labels: Labels::new(),
             host_addresses: Vec::new(),
         }
+    }
+}
+
+/// Default deny: off, on, or audit-only — isolation whose would-be drops pass with verdict
+/// `audit` and reason `default-deny`, so a fresh host can learn its traffic (and `ztctl
+/// policy suggest` write its policy) without a hole in a policy that is enforced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DefaultDeny {
+    Off,
+    Audit,
+    #[default]
+    On,
+}
+
+impl DefaultDeny {
+    /// Whether default deny isolates local identities at all (on or audit).
+    pub fn isolates(self) -> bool {
+        self != DefaultDeny::Off
+    }
+
+    /// Whether its isolation drops (on), rather than only reporting (audit).
+    pub fn enforces(self) -> bool {
+        self == DefaultDeny::On
+    }
+
+    /// How the configuration spells it: `true`, `false` or `audit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DefaultDeny::Off => "false",
+            DefaultDeny::Audit => "audit",
+            DefaultDeny::On => "true",
+        }
+    }
+}
+
+impl From<bool> for DefaultDeny {
+    fn from(on: bool) -> Self {
+        if on { DefaultDeny::On } else { DefaultDeny::Off }
+    }
+}
+
+impl std::str::FromStr for DefaultDeny {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "true" => Ok(DefaultDeny::On),
+            "false" => Ok(DefaultDeny::Off),
+            "audit" => Ok(DefaultDeny::Audit),
+            other => Err(format!("{other:?} is not one of true, false, audit")),
+        }
+    }
+}
+
+impl fmt::Display for DefaultDeny {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -42,9 +42,13 @@ pub(super) enum Contribution {
     Neutral,
     Isolate {
         enforcing: bool,
+        policy_id: u32,
     },
-    /// The agent's default deny: isolates every local identity except pods.
-    DefaultIsolate,
+    /// The agent's default deny: isolates every local identity except pods; audit-only
+    /// (`enforcing: false`) with `--default-deny audit`.
+    DefaultIsolate {
+        enforcing: bool,
+    },
     /// The local side is a Kubernetes pod, which default deny does not isolate.
     Pod,
     Rule {
@@ -62,6 +66,9 @@ pub(super) enum Contribution {
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Layer {
     pub(super) isolated: bool,
+    /// The isolating policy that names a `default-deny` verdict: the one whose name sorts
+    /// first (the lowest id), so the choice does not depend on the order of atoms.
+    pub(super) isolated_by: Option<u32>,
     /// Isolated by default deny alone (void for pods).
     pub(super) isolated_by_default: bool,
     pub(super) allow: Option<Attribution>,
@@ -71,8 +78,11 @@ pub(super) struct Layer {
 impl Layer {
     pub(super) fn add(&mut self, contribution: &Contribution) {
         match *contribution {
-            Contribution::Isolate { .. } => self.isolated = true,
-            Contribution::DefaultIsolate => self.isolated_by_default = true,
+            Contribution::Isolate { policy_id, .. } => {
+                self.isolated = true;
+                self.isolated_by = Some(self.isolated_by.map_or(policy_id, |p| p.min(policy_id)));
+            }
+            Contribution::DefaultIsolate { .. } => self.isolated_by_default = true,
             Contribution::Rule { action: Action::Allow, attribution, .. } => {
                 self.allow = Attribution::best(self.allow, attribution)
             }
@@ -83,7 +93,8 @@ impl Layer {
         }
     }
 
-    /// (verdict, reason, policy id, rule) of this layer alone. A deny only ever comes from
+    /// (verdict, reason, policy id, rule) of this layer alone; a `default-deny` names the
+    /// policy that isolates the local identity, if one does. A deny only ever comes from
     /// a policy that also isolates the local identity, so checking it first merely makes
     /// "deny always wins" explicit. `pod`: the local side is a pod, so only policies that
     /// select it isolate it.
@@ -95,7 +106,7 @@ impl Layer {
         } else if let Some(allow) = self.allow {
             (reason::VERDICT_ALLOWED, reason::POLICY, allow.policy_id, allow.rule)
         } else {
-            (reason::VERDICT_DENIED, reason::DEFAULT_DENY, POLICY_NONE, RULE_NONE)
+            (reason::VERDICT_DENIED, reason::DEFAULT_DENY, self.isolated_by.unwrap_or(POLICY_NONE), RULE_NONE)
         }
     }
 }
@@ -125,8 +136,9 @@ impl Decision {
                 self.pod = true;
                 return;
             }
-            Contribution::DefaultIsolate => true,
-            Contribution::Isolate { enforcing } | Contribution::Rule { enforcing, .. } => enforcing,
+            Contribution::DefaultIsolate { enforcing }
+            | Contribution::Isolate { enforcing, .. }
+            | Contribution::Rule { enforcing, .. } => enforcing,
             Contribution::Neutral => return,
         };
         self.all.add(contribution);
@@ -173,12 +185,12 @@ pub(super) fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
     for direction in Direction::BOTH {
         let out = &mut atoms[usize::from(direction.to_u8())];
         out.push(catch_all(Contribution::Neutral));
-        if resolved.default_deny {
-            out.push(catch_all(Contribution::DefaultIsolate));
+        if resolved.default_deny.isolates() {
+            out.push(catch_all(Contribution::DefaultIsolate { enforcing: resolved.default_deny.enforces() }));
         }
     }
     for isolation in &resolved.isolations {
-        let contribution = Contribution::Isolate { enforcing: isolation.enforcing };
+        let contribution = Contribution::Isolate { enforcing: isolation.enforcing, policy_id: isolation.policy_id };
         let atom = Atom { local: isolation.local, ..catch_all(contribution) };
         atoms[usize::from(isolation.direction)].push(atom);
     }
@@ -187,7 +199,7 @@ pub(super) fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
             out.push(Atom { local, ..catch_all(Contribution::NotLocal) });
         }
     }
-    if resolved.default_deny {
+    if resolved.default_deny.isolates() {
         for &local in &resolved.pods {
             for out in atoms.iter_mut() {
                 out.push(Atom { local, ..catch_all(Contribution::Pod) });

@@ -12,7 +12,7 @@ fn egress_rules_judge_the_source_as_local() {
     );
     let (web, api, db) = (id(&c, "app=web"), id(&c, "app=api"), id(&c, "app=db"));
     assert_eq!(explain(&c, DIR_EGRESS, web, api, TCP, 8080), allowed_by("web-egress", 0));
-    assert_eq!(explain(&c, DIR_EGRESS, web, db, TCP, 5432), default_deny());
+    assert_eq!(explain(&c, DIR_EGRESS, web, db, TCP, 5432), isolated_by("web-egress"));
     // Ingress of web, and egress of others, are not isolated by an egress policy.
     assert_eq!(explain(&c, DIR_INGRESS, web, db, TCP, 80), not_isolated());
     assert_eq!(explain(&c, DIR_EGRESS, api, db, TCP, 5432), not_isolated());
@@ -22,7 +22,7 @@ fn egress_rules_judge_the_source_as_local() {
 fn empty_rule_list_isolates_and_allows_nothing() {
     let c = with_endpoints(&format!("{DB_POLICY_HEAD}  ingress: []\n"), &settings(false));
     let (db, api) = (id(&c, "app=db"), id(&c, "app=api"));
-    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5432), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 5432), isolated_by("db-ingress"));
     assert_eq!(explain(&c, DIR_EGRESS, db, api, TCP, 80), not_isolated());
 }
 

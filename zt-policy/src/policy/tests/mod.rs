@@ -87,7 +87,7 @@ spec: {addresses: [10.0.3.10], labels: {app: db}}
 
 /// Settings with failsafe off, so tests see policy alone unless they ask for failsafe.
 fn settings(default_deny: bool) -> CompileSettings {
-    CompileSettings { default_deny, failsafe: vec![], ..CompileSettings::default() }
+    CompileSettings { default_deny: default_deny.into(), failsafe: vec![], ..CompileSettings::default() }
 }
 
 fn compile_yaml(yaml: &str, settings: &CompileSettings) -> CompiledPolicy {
@@ -127,6 +127,11 @@ fn denied_by(policy: &str, rule: u32) -> Explained {
 
 fn default_deny() -> Explained {
     ("denied", "default-deny", None, None)
+}
+
+/// Default deny, on traffic of an identity `policy` isolates: the line names that policy.
+fn isolated_by(policy: &str) -> Explained {
+    ("denied", "default-deny", Some(policy.to_string()), None)
 }
 
 fn not_isolated() -> Explained {

@@ -37,7 +37,7 @@ spec:
     }
     let outside = [id(&c, "cidr:192.168.9.0/24"), id(&c, "app=lab"), WORLD, HOST];
     for peer in outside {
-        assert_eq!(explain(&c, DIR_INGRESS, db, peer, TCP, 443), default_deny(), "peer {peer}");
+        assert_eq!(explain(&c, DIR_INGRESS, db, peer, TCP, 443), isolated_by("db-ingress"), "peer {peer}");
     }
 }
 
@@ -74,8 +74,8 @@ fn cidr_default_route_includes_world() {
     assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, TCP, 1), allowed_by("db-ingress", 0));
     assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 1), allowed_by("db-ingress", 0));
     // api has an IPv6 address outside 0.0.0.0/0 (and an IPv4 one inside the except).
-    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 1), default_deny());
-    assert_eq!(explain(&c, DIR_INGRESS, db, id(&c, "cidr:10.0.2.0/24"), TCP, 1), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 1), isolated_by("db-ingress"));
+    assert_eq!(explain(&c, DIR_INGRESS, db, id(&c, "cidr:10.0.2.0/24"), TCP, 1), isolated_by("db-ingress"));
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn cidr_covering_part_of_an_endpoint_does_not_match_it_and_warns() {
         with_endpoints(&format!("{DB_POLICY_HEAD}  ingress: [{{from: [{{cidr: 10.0.0.0/8}}]}}]\n"), &settings(false));
     let (db, api, web) = (id(&c, "app=db"), id(&c, "app=api"), id(&c, "app=web"));
     assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 1), allowed_by("db-ingress", 0));
-    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 1), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, db, api, TCP, 1), isolated_by("db-ingress"));
     assert_eq!(
         c.warnings,
         ["policy test.yaml, document 4: spec.ingress[0].from[0].cidr 10.0.0.0/8 covers only some addresses of \
@@ -110,7 +110,7 @@ fn selector_peer_matches_the_host_by_its_labels() {
     let (db, web) = (id(&c, "app=db"), id(&c, "app=web"));
     assert_eq!(c.identities[&HOST].to_string(), "reserved:host,role=bastion");
     assert_eq!(explain(&c, DIR_INGRESS, db, HOST, TCP, 22), allowed_by("db-ingress", 0));
-    assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 22), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 22), isolated_by("db-ingress"));
 }
 
 #[test]
@@ -121,7 +121,7 @@ fn selector_selects_the_host_as_local_by_its_labels() {
         &settings,
     );
     assert_eq!(c.policies[0].selected, [HOST]);
-    assert_eq!(explain(&c, DIR_INGRESS, HOST, WORLD, TCP, 22), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, HOST, WORLD, TCP, 22), isolated_by("bastion"));
     assert_eq!(explain(&c, DIR_INGRESS, id(&c, "app=db"), WORLD, TCP, 22), not_isolated());
 }
 
@@ -137,7 +137,7 @@ fn empty_selector_means_every_local_and_every_endpoint_peer() {
     for peer in [id(&c, "app=web"), id(&c, "app=api"), HOST] {
         assert_eq!(explain(&c, DIR_INGRESS, db, peer, TCP, 1), allowed_by("internal", 0));
     }
-    assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, TCP, 1), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, TCP, 1), isolated_by("internal"));
     // `{}` selects the host and every endpoint, never world: world is only ever a peer.
     assert_eq!(explain(&c, DIR_INGRESS, WORLD, WORLD, TCP, 1), not_isolated());
 }
@@ -159,9 +159,9 @@ fn entity_peers_name_host_world_and_any() {
     );
     let (db, web) = (id(&c, "app=db"), id(&c, "app=web"));
     assert_eq!(explain(&c, DIR_INGRESS, db, HOST, TCP, 1), allowed_by("db-ingress", 0));
-    assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 1), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, db, web, TCP, 1), isolated_by("db-ingress"));
     assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, TCP, 2), allowed_by("db-ingress", 1));
-    assert_eq!(explain(&c, DIR_INGRESS, db, HOST, TCP, 2), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, db, HOST, TCP, 2), isolated_by("db-ingress"));
     for peer in [HOST, WORLD, web] {
         assert_eq!(explain(&c, DIR_INGRESS, db, peer, TCP, 3), allowed_by("db-ingress", 2));
     }

@@ -10,8 +10,8 @@ fn icmp_rule_matches_icmp_whatever_the_port_field() {
     for port in [0, 8, 65535] {
         assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, ICMP, port), allowed_by("db-ingress", 0));
     }
-    assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, ICMPV6, 0), default_deny());
-    assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, TCP, 0), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, ICMPV6, 0), isolated_by("db-ingress"));
+    assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, TCP, 0), isolated_by("db-ingress"));
 }
 
 #[test]
@@ -27,9 +27,9 @@ fn port_range_allows_exactly_its_ports() {
         assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, UDP, port), allowed_by("db-ingress", 0), "port {port}");
     }
     for port in [4999, 5101, 6000] {
-        assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, UDP, port), default_deny(), "port {port}");
+        assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, UDP, port), isolated_by("db-ingress"), "port {port}");
     }
-    assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, TCP, 5050), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, db, WORLD, TCP, 5050), isolated_by("db-ingress"));
     // The range is stored as its seven aligned blocks.
     let blocks: Vec<(u16, u8)> = c
         .entries

@@ -161,7 +161,11 @@ fn random_setup(rng: &mut Rng) -> (PolicySet, CompileSettings) {
         ],
     };
     let settings = CompileSettings {
-        default_deny: rng.chance(40),
+        default_deny: match rng.below(5) {
+            0 | 1 => DefaultDeny::On,
+            2 => DefaultDeny::Audit,
+            _ => DefaultDeny::Off,
+        },
         failsafe,
         host_labels: random_labels(rng, 2),
         host_addresses: if rng.chance(50) { vec!["10.0.0.1".parse().unwrap()] } else { vec![] },
@@ -181,10 +185,14 @@ fn brute_force(r: &Resolved, direction: u8, local: u32, peer: u32, proto: u8, po
     let names = |set: &BTreeSet<u32>, id: u32| set.contains(&ANY) || (id != ANY && set.contains(&id));
     let evaluate = |with_audit: bool| {
         let counts = |enforcing: bool| enforcing || with_audit;
-        let isolated = (r.default_deny && !r.pods.contains(&local))
-            || r.isolations
-                .iter()
-                .any(|i| i.direction == direction && counts(i.enforcing) && (i.local == ANY || i.local == local));
+        let isolating = r
+            .isolations
+            .iter()
+            .filter(|i| i.direction == direction && counts(i.enforcing) && (i.local == ANY || i.local == local))
+            .map(|i| i.policy_id)
+            .min();
+        let isolated = (r.default_deny.isolates() && counts(r.default_deny.enforces()) && !r.pods.contains(&local))
+            || isolating.is_some();
         let (mut allow, mut deny) = (None, None);
         for rule in &r.rules {
             if rule.direction != direction || !counts(rule.enforcing) || !names(&rule.locals, local) {
@@ -214,7 +222,7 @@ fn brute_force(r: &Resolved, direction: u8, local: u32, peer: u32, proto: u8, po
         } else if let Some((_, policy_id, rule)) = allow {
             (reason::VERDICT_ALLOWED, reason::POLICY, policy_id, rule)
         } else {
-            (reason::VERDICT_DENIED, reason::DEFAULT_DENY, POLICY_NONE, RULE_NONE)
+            (reason::VERDICT_DENIED, reason::DEFAULT_DENY, isolating.unwrap_or(POLICY_NONE), RULE_NONE)
         }
     };
     let enforced = evaluate(false);

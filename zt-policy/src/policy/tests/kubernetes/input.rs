@@ -156,8 +156,8 @@ fn a_kubectl_list_is_read_item_by_item_ignoring_fields_that_say_nothing_about_tr
     let c = compile_yaml(KUBECTL_LIST, &settings(true));
     let web = identity_of(&c, "198.18.5.10");
     assert_eq!(explain(&c, DIR_INGRESS, web, web, TCP, 8080), allowed_by("shop/web-from-payments", 0));
-    assert_eq!(explain(&c, DIR_INGRESS, web, WORLD, TCP, 8080), default_deny());
-    assert_eq!(explain(&c, DIR_INGRESS, web, web, TCP, 80), default_deny());
+    assert_eq!(explain(&c, DIR_INGRESS, web, WORLD, TCP, 8080), isolated_by("shop/web-from-payments"));
+    assert_eq!(explain(&c, DIR_INGRESS, web, web, TCP, 80), isolated_by("shop/web-from-payments"));
 }
 
 #[test]
