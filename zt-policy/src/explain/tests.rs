@@ -76,11 +76,14 @@ fn an_allowed_flow_names_its_policy_rule_and_origin() {
 }
 
 #[test]
-fn an_unmatched_flow_is_denied_by_default_deny_without_a_policy() {
+fn an_unmatched_flow_is_denied_by_default_deny_naming_the_isolating_policy() {
     let f = fixture();
     let e = offline(&f.compiled, &f.ipcache).explain(&query("203.0.113.9", "198.18.0.10", "udp", Some(53))).unwrap();
     assert_eq!((e.verdict.as_str(), e.reason.as_str()), ("denied", "default-deny"));
-    assert_eq!((e.policy, e.policy_origin, e.rule), (None, None, None));
+    // No rule decided; db-ingress is named because it isolates the destination.
+    assert_eq!(e.policy.as_deref(), Some("db-ingress"));
+    assert_eq!(e.policy_origin.as_deref(), Some("db.yaml, document 3"));
+    assert_eq!(e.rule, None);
     assert_eq!(e.source.identity, WORLD);
     assert_eq!(e.source.prefix.as_deref(), Some("0.0.0.0/0"));
     assert!(e.source.labels.contains_key("reserved:world"), "{:?}", e.source.labels);
