@@ -4,9 +4,18 @@
 //! outsider; the agent runs in the node, attached to every workload link. The demo sends
 //! real TCP and ICMP, shows each verdict next to the one the policy predicts, prints the
 //! flow log, and removes everything it created.
+//!
+//! Then the loop from observed traffic to least privilege: a fresh agent that knows only the
+//! endpoints runs with `--default-deny audit`, the shop's wanted traffic flows, `ztctl
+//! policy suggest` writes a policy from what was observed, `ztctl policy apply` enforces it,
+//! every probe is sent again (the suggestion must give the hand-written policy's verdicts),
+//! and `ztctl flows map` draws what was seen. The suggestion and the map stay in
+//! target/demo/.
 
 use std::{
+    fs,
     net::{IpAddr, SocketAddr},
+    path::Path,
     process::Command,
     time::Duration,
 };
@@ -128,8 +137,9 @@ pub fn run() -> anyhow::Result<()> {
     }
     let root = shell::workspace_root();
     eprintln!("demo: building zt-agent (release)");
-    shell::run(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "zt-agent"]))?;
+    shell::run(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "zt-agent", "-p", "ztctl"]))?;
     let agent_bin = root.join("target/release/zt-agent");
+    let ztctl_bin = root.join("target/release/ztctl");
 
     let star = topology::star_at(&WORKLOADS, 1).context("cannot build the demo network")?;
     println!("\nNetwork (network namespaces, routed through `node` where the agent runs):");
@@ -168,10 +178,31 @@ pub fn run() -> anyhow::Result<()> {
     println!("  {}", ready.trim());
 
     println!("\nTraffic (real TCP connects and ICMP echoes from inside the namespaces):");
+    let mut failures = run_probes(&star, PROBES.iter());
+    // Let the sweep and the sink catch up before reading the log.
+    std::thread::sleep(Duration::from_millis(2500));
+    print_flow_log(&flow_log)?;
+
+    let status = agent.terminate()?;
+    println!("\nAgent stopped ({status}).");
+    if failures == 0 {
+        println!("All {} flows got the verdict the policy predicts.", PROBES.len());
+    }
+    failures += learn(&star, &agent_bin, &ztctl_bin, &root.join("target/demo"), &scratch, &bpffs)?;
+    drop(servers);
+    println!("\nNamespaces, links and pins are removed on exit.");
+    if failures > 0 {
+        bail!("{failures} flow(s) did not get the verdict the policy predicts");
+    }
+    Ok(())
+}
+
+/// Sends each probe and prints its result next to the expected one; returns the mismatches.
+fn run_probes<'a>(star: &Star, probes: impl Iterator<Item = &'a Probe>) -> usize {
     println!("  {:<32} {:<9} {:<9} why", "flow", "expected", "result");
     let mut failures = 0;
-    for p in PROBES {
-        let passed = probe(&star, p);
+    for p in probes {
+        let passed = probe(star, p);
         let got = if passed { "passed" } else { "dropped" };
         let want_pass = p.expect != Expect::Denied;
         let ok = passed == want_pass;
@@ -187,18 +218,84 @@ pub fn run() -> anyhow::Result<()> {
             if ok { "" } else { "   <-- MISMATCH" }
         );
     }
-    drop(servers);
-    // Let the sweep and the sink catch up before reading the log.
+    failures
+}
+
+/// The second act: learn the shop's policy from its traffic, enforce it, draw the map.
+/// Returns the probes whose verdict differs from the hand-written policy's.
+fn learn(
+    star: &Star,
+    agent_bin: &Path,
+    ztctl_bin: &Path,
+    out_dir: &Path,
+    scratch: &Scratch,
+    bpffs: &BpfFs,
+) -> anyhow::Result<usize> {
+    println!("\n--- From observed traffic to least privilege ---");
+    fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    // The agent knows who is who (the endpoints) but has no policy: default deny in audit
+    // mode lets everything through and records what isolation would have dropped.
+    let endpoints = scratch.join("learn-policy");
+    fs::create_dir_all(&endpoints)?;
+    fs::copy(shell::workspace_root().join("policies/demo/00-endpoints.yaml"), endpoints.join("00-endpoints.yaml"))?;
+    let socket = scratch.join("learn.sock");
+    let mut cmd = Command::new(agent_bin);
+    cmd.arg("run");
+    for iface in star.node_ifaces() {
+        cmd.args(["--iface", iface]);
+    }
+    cmd.args(["--labels", "role=app-server", "--no-pin", "--metrics", "none", "--default-deny", "audit", "--policy"])
+        .arg(&endpoints)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--state-dir")
+        .arg(scratch.join("learn-state"))
+        .arg("--bpffs")
+        .arg(bpffs.path().join("zt-learn"))
+        .arg("--flow-log")
+        .arg(scratch.join("learn-flows.log"));
+    println!("Agent: zt-agent run ... --default-deny audit --policy 00-endpoints.yaml (no policy yet)");
+    let mut agent = NsProcess::spawn(&star.node, &cmd, scratch.path())?;
+    let ready = agent.wait_for_stderr(|l| l.contains("zt-agent: ready"), Duration::from_secs(20))?;
+    println!("  {}", ready.trim());
+
+    println!("\n1. The shop's wanted traffic, observed in audit mode (everything passes):");
+    let wanted: Vec<&Probe> = PROBES.iter().filter(|p| p.expect != Expect::Denied).collect();
+    let mut failures = run_probes(star, wanted.iter().copied());
+    // The sink aggregates edges as it writes records.
     std::thread::sleep(Duration::from_millis(2500));
-    print_flow_log(&flow_log)?;
+
+    let ztctl = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new(ztctl_bin).arg("--socket").arg(&socket).args(args).output()?;
+        if !out.status.success() {
+            bail!("ztctl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let suggested = ztctl(&["policy", "suggest", "--mode", "enforce"])?;
+    let suggestion = out_dir.join("suggested-policy.yaml");
+    fs::write(&suggestion, &suggested)?;
+    println!("\n2. ztctl policy suggest --mode enforce > {}:\n", suggestion.display());
+    for line in suggested.lines() {
+        println!("  {line}");
+    }
+
+    let applied = ztctl(&["policy", "apply", suggestion.to_str().context("a UTF-8 path")?])?;
+    println!("3. ztctl policy apply {}\n  {}", suggestion.display(), applied.trim());
+
+    println!("\n4. Every probe again: the suggestion gives the hand-written policy's verdicts");
+    println!("   (audit expectations pass: their traffic was observed, so it is allowed now):");
+    failures += run_probes(star, PROBES.iter());
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let map = out_dir.join("zt-map.html");
+    let drawn = ztctl(&["flows", "map", "-o", "html", "--output-file", map.to_str().context("a UTF-8 path")?])?;
+    println!("\n5. ztctl flows map -o html: {}", drawn.trim());
+    println!("   Open {} in a browser (it needs no network).", map.display());
 
     let status = agent.terminate()?;
-    println!("\nAgent stopped ({status}); namespaces, links and pins are removed on exit.");
-    if failures > 0 {
-        bail!("{failures} flow(s) did not get the verdict the policy predicts");
-    }
-    println!("All {} flows got the verdict the policy predicts.", PROBES.len());
-    Ok(())
+    println!("\nLearning agent stopped ({status}).");
+    Ok(failures)
 }
 
 fn addr(star: &Star, name: &str, family: Family, port: u16) -> SocketAddr {
