@@ -163,6 +163,17 @@ fn learn(a: &AgentNet, isolating: &str) -> String {
     assert!(suggest(a, &["--min-flows", "1000"]).starts_with("# nothing to suggest"), "no edge has 1000 flows");
     assert!(suggest(a, &["--selector", "app=db"]).starts_with("# nothing to suggest"), "no local app=db");
 
+    // The live agent's edges drawn as a graph: the server (this host), the client by its
+    // labels, the unlabelled IPv6 peer by its address; every observed edge an audit edge
+    // (amber, dotted), none allowed or denied yet.
+    let dot = ok(a.ztctl(&["flows", "map", "-o", "dot", "--output-file", "-"]));
+    assert!(dot.contains("[label=\"host\", tooltip=\"app=server,reserved:host\""), "{dot}");
+    assert!(dot.contains("[label=\"app=client\""), "{dot}");
+    assert!(dot.contains(&format!("[label=\"{}\"", a.net.client.v6)), "the unlabelled peer: {dot}");
+    assert!(dot.contains("TCP 8080"), "{dot}");
+    assert!(dot.contains("color=\"#f08c00\", style=dotted"), "audit edges: {dot}");
+    assert!(!dot.contains("style=solid") && !dot.contains("style=dashed"), "only audit edges so far: {dot}");
+
     let path = a.scratch.write("suggested.yaml", &audit).expect("write the suggestion");
     let applied = ok(a.ztctl(&["policy", "apply", path.to_str().unwrap()]));
     assert!(applied.contains("added    Policy/suggested-app-server"), "{applied}");
