@@ -182,6 +182,25 @@ impl EdgeTable {
         self.dirty = true;
     }
 
+    /// The `n` sources with the most denied flows over the kept edges, most first (ties by
+    /// name): for an ingress edge the peer (its address, or its labels `k=v,...`), for an
+    /// egress edge the local identity. A bounded list for the metrics.
+    pub fn top_denied_sources(&self, n: usize) -> Vec<(String, u64)> {
+        let mut by_source: HashMap<String, u64> = HashMap::new();
+        for (k, s) in self.edges.iter().filter(|(k, _)| &*k.verdict == "denied") {
+            let source = match (&k.peer, k.ingress) {
+                (Peer::Ip(ip), true) => ip.to_string(),
+                (Peer::Labels(l), true) => label_text(l),
+                (_, false) => label_text(&k.local),
+            };
+            *by_source.entry(source).or_default() += s.flows;
+        }
+        let mut top: Vec<(String, u64)> = by_source.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(n);
+        top
+    }
+
     /// The edges whose most recent flow is at most `since` old at `now` (all without
     /// `since`), ordered by direction, local labels, peer, protocol and port.
     pub fn list(&self, since: Option<Duration>, now: SystemTime) -> Vec<ObservedEdge> {
@@ -201,6 +220,14 @@ impl EdgeTable {
         });
         out
     }
+}
+
+/// `k=v,k2=v2`, or `-` for no labels.
+fn label_text(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return "-".to_string();
+    }
+    labels.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") }).collect::<Vec<_>>().join(",")
 }
 
 fn time_of(ms: u64) -> String {
@@ -293,6 +320,11 @@ impl Edges {
     pub fn list(&self, since: Option<Duration>, now: SystemTime) -> (Vec<ObservedEdge>, u64) {
         let t = self.table.lock().expect("edges lock");
         (t.list(since, now), t.dropped)
+    }
+
+    /// See [`EdgeTable::top_denied_sources`].
+    pub fn top_denied_sources(&self, n: usize) -> Vec<(String, u64)> {
+        self.table.lock().expect("edges lock").top_denied_sources(n)
     }
 
     /// (edges kept, edges dropped), for metrics.
@@ -483,6 +515,29 @@ mod tests {
         assert_eq!((t.len(), t.dropped()), (2, 2));
         let flows: Vec<u64> = t.list(None, at(1)).iter().map(|e| e.flows).collect();
         assert_eq!(flows, [2, 1], "a known edge still counts when the table is full");
+    }
+
+    #[test]
+    fn top_denied_sources_sum_denied_flows_per_source_most_first() {
+        let mut t = EdgeTable::new(100);
+        let denied = |src: &str, labels: serde_json::Value, port| record("deny", "denied", src, labels, port);
+        // 198.18.9.1: 3 denied flows over two ports; the client (labelled): 2; 198.18.9.2: 1.
+        for port in [22, 23, 23] {
+            t.observe(&denied("198.18.9.1", serde_json::json!({"reserved:world": ""}), port), at(0));
+        }
+        for _ in 0..2 {
+            t.observe(&denied("198.18.0.1", serde_json::json!({"app": "client"}), 80), at(0));
+        }
+        t.observe(&denied("198.18.9.2", serde_json::json!({"reserved:world": ""}), 22), at(0));
+        // Audited and allowed flows are not denials.
+        for _ in 0..5 {
+            t.observe(&world("198.18.9.3", 22), at(0));
+        }
+        assert_eq!(
+            t.top_denied_sources(10),
+            [("198.18.9.1".to_string(), 3), ("app=client".to_string(), 2), ("198.18.9.2".to_string(), 1)]
+        );
+        assert_eq!(t.top_denied_sources(1), [("198.18.9.1".to_string(), 3)], "bounded to n");
     }
 
     #[test]

@@ -61,7 +61,12 @@ pub struct Snapshot {
     pub detector_kernel_bytes: u64,
     /// Observed edges: kept, the table's capacity, and dropped because it was full.
     pub edges: (usize, usize, u64),
+    /// The sources with the most denied flows over the observed edges, most first.
+    pub top_denied_sources: Vec<(String, u64)>,
 }
+
+/// How many sources `zt_top_denied_sources` lists: a bounded set of series.
+pub const TOP_DENIED_SOURCES: usize = 10;
 
 impl Snapshot {
     /// Copies the numbers out of `s` (called with the state locked).
@@ -92,6 +97,7 @@ impl Snapshot {
                 let (kept, dropped) = s.edges().counts();
                 (kept, s.options().edges, dropped)
             },
+            top_denied_sources: s.edges().top_denied_sources(TOP_DENIED_SOURCES),
             queue_depth: 0,
             queue_capacity: 0,
             uptime: s.uptime(),
@@ -272,6 +278,15 @@ fn pipeline(e: &mut Exposition, s: &Snapshot) {
         "New observed edges not kept because the table was full.",
         dropped as f64,
     );
+    let mut top = e.family(
+        "zt_top_denied_sources",
+        Kind::Gauge,
+        "Denied flows of the sources with the most of them over the observed edges (at most 10 series; a source is an address, or the labels of a labelled identity).",
+    );
+    for (source, flows) in &s.top_denied_sources {
+        top.sample(&[("source", source)], *flows as f64);
+    }
+    drop(top);
     e.single("zt_flow_log_rotations_total", Kind::Counter, "Times the flow-log file was rotated.", load(&t.rotations));
     e.single(
         "zt_flow_log_files_removed_total",
@@ -375,6 +390,7 @@ pub(crate) mod tests {
             pipeline: Arc::new(PipelineStats::default()),
             telemetry,
             edges: (7, 10, 3),
+            top_denied_sources: vec![("198.18.4.2".into(), 9), ("app=web".into(), 2)],
             queue_depth: 1,
             queue_capacity: 8192,
             uptime: Duration::from_secs(90),
@@ -395,6 +411,8 @@ pub(crate) mod tests {
         assert_eq!(sample(&text, "zt_flow_edges"), Some("7"));
         assert_eq!(sample(&text, "zt_flow_edges_capacity"), Some("10"));
         assert_eq!(sample(&text, "zt_flow_edges_dropped_total"), Some("3"));
+        assert_eq!(sample(&text, r#"zt_top_denied_sources{source="198.18.4.2"}"#), Some("9"));
+        assert_eq!(sample(&text, r#"zt_top_denied_sources{source="app=web"}"#), Some("2"));
     }
 
     #[test]
