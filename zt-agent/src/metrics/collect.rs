@@ -63,6 +63,17 @@ pub struct Snapshot {
     pub edges: (usize, usize, u64),
     /// The sources with the most denied flows over the observed edges, most first.
     pub top_denied_sources: Vec<(String, u64)>,
+    /// The agent's resident memory (VmRSS), if /proc tells it.
+    pub resident_bytes: Option<u64>,
+    /// Kernel memory of every BPF map the agent holds: (the kernel's map name, bytes).
+    pub map_memory: Vec<(String, u64)>,
+}
+
+/// This process's resident set size, from /proc/self/status.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?.trim();
+    kib.parse::<u64>().ok().map(|k| k * 1024)
 }
 
 /// How many sources `zt_top_denied_sources` lists: a bounded set of series.
@@ -106,6 +117,8 @@ impl Snapshot {
                 by
             }),
             detector_kernel_bytes: s.detector_memlock(),
+            resident_bytes: resident_bytes(),
+            map_memory: crate::datapath::memory::maps_of_this_process().into_iter().map(|m| (m.name, m.bytes)).collect(),
         }
     }
 }
@@ -136,6 +149,18 @@ pub fn write(s: &Snapshot, now: SystemTime) -> String {
         unix_seconds(now - s.uptime).floor(),
     );
     e.single("zt_agent_uptime_seconds", Kind::Gauge, "Seconds since the agent started.", s.uptime.as_secs_f64());
+    if let Some(rss) = s.resident_bytes {
+        e.single("process_resident_memory_bytes", Kind::Gauge, "Resident memory of the agent in bytes.", rss as f64);
+    }
+    let mut f = e.family(
+        "zt_bpf_map_memory_bytes",
+        Kind::Gauge,
+        "Kernel memory charged for each BPF map the agent holds (memlock), by the kernel's map name.",
+    );
+    for (map, bytes) in &s.map_memory {
+        f.sample(&[("map", map)], *bytes as f64);
+    }
+    drop(f);
 
     if let Some(k) = &s.kernel {
         kernel(&mut e, k);
@@ -391,6 +416,8 @@ pub(crate) mod tests {
             telemetry,
             edges: (7, 10, 3),
             top_denied_sources: vec![("198.18.4.2".into(), 9), ("app=web".into(), 2)],
+            resident_bytes: Some(40 << 20),
+            map_memory: vec![("ZT_CONNTRACK".into(), 30 << 20), ("ZT_SCAN".into(), 15 << 20)],
             queue_depth: 1,
             queue_capacity: 8192,
             uptime: Duration::from_secs(90),
@@ -413,6 +440,15 @@ pub(crate) mod tests {
         assert_eq!(sample(&text, "zt_flow_edges_dropped_total"), Some("3"));
         assert_eq!(sample(&text, r#"zt_top_denied_sources{source="198.18.4.2"}"#), Some("9"));
         assert_eq!(sample(&text, r#"zt_top_denied_sources{source="app=web"}"#), Some("2"));
+        assert_eq!(sample(&text, "process_resident_memory_bytes"), Some("41943040"));
+        assert_eq!(sample(&text, r#"zt_bpf_map_memory_bytes{map="ZT_CONNTRACK"}"#), Some("31457280"));
+        assert_eq!(sample(&text, r#"zt_bpf_map_memory_bytes{map="ZT_SCAN"}"#), Some("15728640"));
+    }
+
+    #[test]
+    fn resident_memory_is_read_from_proc() {
+        let rss = resident_bytes().expect("VmRSS");
+        assert!(rss > 1 << 20 && rss < 1 << 40, "{rss}");
     }
 
     #[test]
