@@ -48,8 +48,12 @@ impl From<PushError> for ChangeError {
 /// The documents of `pushed` replace the running ones of the same key; the rest stay.
 /// Returns the sources to compile (kept documents, then the pushed texts exactly as sent,
 /// so errors point at the operator's own lines) and the resulting document set.
-fn merged(running: &[Document], pushed: &[(String, String)]) -> (Vec<(String, String)>, Vec<Document>) {
-    let incoming = revisions::split(pushed);
+fn merged(
+    splitter: &revisions::SplitCache,
+    running: &[Document],
+    pushed: &[(String, String)],
+) -> (Vec<(String, String)>, Vec<Document>) {
+    let incoming = splitter.split(pushed);
     let kept: Vec<Document> = running.iter().filter(|d| !incoming.iter().any(|i| i.key == d.key)).cloned().collect();
     let mut sources = revisions::to_sources(&kept);
     sources.extend(pushed.iter().cloned());
@@ -86,7 +90,7 @@ impl AgentState {
         let running = self.running_documents();
         match change {
             PolicyChange::Apply(pushed) | PolicyChange::Diff(pushed) => {
-                let (sources, documents) = merged(&running, pushed);
+                let (sources, documents) = merged(&self.revisions.splitter, &running, pushed);
                 let diff = matches!(change, PolicyChange::Diff(_));
                 let changes = revisions::compare(&running, &documents, diff);
                 let summary =

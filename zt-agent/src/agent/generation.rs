@@ -1,6 +1,7 @@
 //! From policy files to one generation of kernel tables: load, validate, compile, add this
 //! host's addresses, and name everything for the flow log. Pure until `apply`; a rejected
-//! push returns every error and changes nothing.
+//! push returns every error and changes nothing. The agent reads through a
+//! [`ParseCache`], so a push reads only the sources whose text changed (same result).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -14,7 +15,7 @@ use zt_common::identity::HOST;
 use crate::{
     datapath::Tables,
     identity::IdentityAllocator,
-    policy::{self, CompileSettings, CompiledPolicy},
+    policy::{self, CompileSettings, CompiledPolicy, ParseCache, PolicySet},
 };
 
 /// A compiled generation, ready to write.
@@ -59,7 +60,30 @@ pub fn prepare_sources(
     allocator: &mut IdentityAllocator,
 ) -> Result<Prepared, Rejected> {
     let set = policy::parse(sources).map_err(|errs| Rejected(errs.iter().map(ToString::to_string).collect()))?;
-    let compiled = policy::compile(&set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))?;
+    prepare_set(&set, settings, host, allocator)
+}
+
+/// [`prepare_sources`], reading only the sources whose text `cache` does not hold (see
+/// [`policy::parse_cached`]); the result is the same.
+pub fn prepare_sources_cached(
+    sources: &[(String, String)],
+    settings: &CompileSettings,
+    host: &[IpNet],
+    allocator: &mut IdentityAllocator,
+    cache: &mut ParseCache,
+) -> Result<Prepared, Rejected> {
+    let set = policy::parse_cached(sources, cache)
+        .map_err(|errs| Rejected(errs.iter().map(ToString::to_string).collect()))?;
+    prepare_set(&set, settings, host, allocator)
+}
+
+fn prepare_set(
+    set: &PolicySet,
+    settings: &CompileSettings,
+    host: &[IpNet],
+    allocator: &mut IdentityAllocator,
+) -> Result<Prepared, Rejected> {
+    let compiled = policy::compile(set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))?;
     let tables = tables(&compiled, host);
     Ok(Prepared { compiled, tables })
 }
