@@ -72,7 +72,7 @@ fn source_text(rng: &mut Rng) -> String {
 fn change(rng: &mut Rng, sources: &mut Vec<(String, String)>) {
     let names = ["a.yaml", "b.yaml", "c.yaml", "kubernetes:pods/x/y", "dir/d.yaml"];
     match rng.below(8) {
-        0 | 1 | 2 if !sources.is_empty() => {
+        0..=2 if !sources.is_empty() => {
             let i = rng.below(sources.len());
             sources[i].1 = source_text(rng);
         }
