@@ -52,9 +52,9 @@ pub fn policy_yaml(rules: usize) -> String {
 }
 
 /// The rules of [`policy_yaml`] in `files` files: file k holds every k-th peer endpoint and
-/// the ten rules of each in a policy of its own (`bench-k`). `changed` moves the first rule
-/// of file 0 to another port.
-pub fn policy_files(rules: usize, files: usize, changed: bool) -> Vec<(String, String)> {
+/// the ten rules of each in a policy of its own (`bench-k`). `moved` moves the first rule of
+/// file 0 from port 1000 to that port.
+pub fn policy_files(rules: usize, files: usize, moved: Option<u16>) -> Vec<(String, String)> {
     let endpoints = (rules / 10).max(1);
     let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
     (0..files)
@@ -72,7 +72,10 @@ pub fn policy_files(rules: usize, files: usize, changed: bool) -> Vec<(String, S
             ));
             for (n, &i) in mine.iter().enumerate() {
                 for port in 1000..1010 {
-                    let port = if changed && k == 0 && n == 0 && port == 1000 { 2000 } else { port };
+                    let port = match moved {
+                        Some(to) if k == 0 && n == 0 && port == 1000 => to,
+                        _ => port,
+                    };
                     y.push_str(&format!(
                         "    - from: [{{selector: {{app: peer-{i}}}}}]\n      ports: [{{protocol: UDP, port: {port}}}]\n"
                     ));
@@ -99,7 +102,7 @@ pub fn run_change(plan: &Plan) -> anyhow::Result<ChangeFigure> {
     let rules = plan.control_rules.iter().copied().max().unwrap_or(10_000);
     let files = (rules * CHANGE_FILES_PER_100K / 100_000).max(1);
     progress(&format!("control plane: one-rule change to a policy of {rules} rules in {files} files"));
-    let (before, after) = (policy_files(rules, files, false), policy_files(rules, files, true));
+    let before = policy_files(rules, files, None);
     let mut zt = Loaded::new(&Config::DEFAULT)?;
     let mut allocator = IdentityAllocator::new();
     let mut cache = ParseCache::default();
@@ -108,12 +111,13 @@ pub fn run_change(plan: &Plan) -> anyhow::Result<ChangeFigure> {
     zt.apply(&prepared.tables)?;
     let (mut compile, mut apply, mut push) = (Vec::new(), Vec::new(), Vec::new());
     let (mut written, mut removed) = (0, 0);
-    // Back and forth: every round changes the one rule, each way in turn.
+    // Every round moves the rule to a port it never had, so each apply writes and removes
+    // entries (a change back and forth would find its slot already holding the result).
     for round in 0..plan.rounds * 2 {
-        let sources = if round % 2 == 0 { &after } else { &before };
+        let sources = policy_files(rules, files, Some(2000 + round as u16));
         let t0 = Instant::now();
         let prepared =
-            prepare_sources_cached(sources, &settings, &[], &mut allocator, &mut cache).map_err(rejected)?;
+            prepare_sources_cached(&sources, &settings, &[], &mut allocator, &mut cache).map_err(rejected)?;
         let t1 = Instant::now();
         let swap = zt.apply(&prepared.tables)?;
         let t2 = Instant::now();
@@ -191,10 +195,10 @@ mod tests {
             prepare_sources(sources, &settings, &[], &mut IdentityAllocator::new()).expect("valid policy").tables.policy
         };
         let one = entries(&[("bench.yaml".to_string(), policy_yaml(1000))]);
-        let before = policy_files(1000, 7, false);
+        let before = policy_files(1000, 7, None);
         assert_eq!(before.len(), 7);
         assert_eq!(entries(&before).len(), one.len());
-        let after = entries(&policy_files(1000, 7, true));
+        let after = entries(&policy_files(1000, 7, Some(2000)));
         assert_eq!(after.len(), one.len());
         assert_ne!(after, entries(&before));
     }
