@@ -168,9 +168,8 @@ pub(super) fn resolve(
                 } else {
                     let mut peers = BTreeSet::new();
                     for (j, peer) in rule.peers.iter().enumerate() {
-                        let path = || {
-                            written.peer_field(&format!("{}.{}[{j}]", rule_path(), direction.peer_field()), peer)
-                        };
+                        let path =
+                            || written.peer_field(&format!("{}.{}[{j}]", rule_path(), direction.peer_field()), peer);
                         peers.extend(resolve_peer(universe, peer, origin, (&path, written), warnings));
                     }
                     peers
