@@ -54,7 +54,11 @@ fn merged(
     pushed: &[(String, String)],
 ) -> (Vec<(String, String)>, Vec<Document>) {
     let incoming = splitter.split(pushed);
-    let kept: Vec<Document> = running.iter().filter(|d| !incoming.iter().any(|i| i.key == d.key)).cloned().collect();
+    // A set, not a scan of `incoming` per running document: with 20k documents on each
+    // side the scan was 400M key comparisons, seconds of every push.
+    let replaced: std::collections::BTreeSet<&zt_api::protocol::DocumentKey> =
+        incoming.iter().map(|i| &i.key).collect();
+    let kept: Vec<Document> = running.iter().filter(|d| !replaced.contains(&d.key)).cloned().collect();
     let mut sources = revisions::to_sources(&kept);
     sources.extend(pushed.iter().cloned());
     (sources, revisions::merge(running, &incoming))
