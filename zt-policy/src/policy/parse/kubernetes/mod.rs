@@ -108,7 +108,7 @@ struct PendingPod {
 }
 
 /// The Kubernetes objects of one push, collected across all its sources.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(in crate::policy::parse) struct Objects {
     /// Namespace name -> its labels and where it was given.
     namespaces: BTreeMap<String, (Labels, Origin)>,
@@ -160,12 +160,12 @@ impl Objects {
     /// as if its documents had been added here. `false`, taking nothing, when one of its
     /// namespaces is already here: [`Self::add`] would have reported that, so the caller
     /// must read the push again to report it.
-    pub(in crate::policy::parse) fn absorb(&mut self, other: &Objects) -> bool {
+    pub(in crate::policy::parse) fn absorb(&mut self, other: Objects) -> bool {
         if other.namespaces.keys().any(|name| self.namespaces.contains_key(name)) {
             return false;
         }
-        self.namespaces.extend(other.namespaces.iter().map(|(name, entry)| (name.clone(), entry.clone())));
-        self.pods.extend(other.pods.iter().cloned());
+        self.namespaces.extend(other.namespaces);
+        self.pods.extend(other.pods);
         true
     }
 
