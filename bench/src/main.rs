@@ -80,6 +80,7 @@ fn run() -> anyhow::Result<()> {
         datapath: vec![],
         endtoend: vec![],
         control: vec![],
+        change: None,
         memory: None,
         flows: None,
         bulk: vec![],
@@ -110,6 +111,8 @@ fn run() -> anyhow::Result<()> {
         progress("section 3: control plane");
         let r = control::run(&plan).map(|f| results.control = f);
         section("control plane", r, &mut results.notes);
+        let r = control::run_change(&plan).map(|f| results.change = Some(f));
+        section("control plane (one-rule change)", r, &mut results.notes);
     }
     if wanted("flows") {
         progress("section 4: flow pipeline");

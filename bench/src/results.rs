@@ -14,6 +14,8 @@ pub struct Results {
     pub datapath: Vec<DatapathFigure>,
     pub endtoend: Vec<EndToEndFigure>,
     pub control: Vec<ControlFigure>,
+    /// Section 3: one rule changed in a running policy of many files.
+    pub change: Option<ChangeFigure>,
     pub memory: Option<Memory>,
     pub flows: Option<FlowFigure>,
     pub bulk: Vec<BulkFigure>,
@@ -67,6 +69,23 @@ pub struct ControlFigure {
     /// `GenerationWriter::apply`: kernel writes and the switch.
     pub apply_ms: Sample,
     pub push_ms: Sample,
+}
+
+/// Section 3: a one-rule change to a running policy of `rules` rules in `files` files,
+/// pushed as the agent does (every file sent again, read through its parse cache) onto a
+/// datapath that enforces the policy before the change.
+#[derive(Debug, Serialize)]
+pub struct ChangeFigure {
+    pub rules: usize,
+    pub files: usize,
+    /// `prepare_sources_cached`: only the changed file is read again.
+    pub compile_ms: Sample,
+    /// `GenerationWriter::apply`: only the entries that differ are written.
+    pub apply_ms: Sample,
+    pub push_ms: Sample,
+    /// POLICY entries written and removed by the change's apply.
+    pub written: usize,
+    pub removed: usize,
 }
 
 /// Section 3: the running agent's footprint.

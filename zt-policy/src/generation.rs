@@ -51,6 +51,23 @@ pub fn check(
     check_counted(sources, settings, allocator).map(|c| c.compiled)
 }
 
+/// [`check`], reading only the sources whose text `cache` does not hold (see
+/// [`policy::parse_cached`]); the result is the same. The agent pushes through this.
+pub fn check_cached(
+    sources: &[(String, String)],
+    settings: &CompileSettings,
+    allocator: &mut IdentityAllocator,
+    cache: &mut policy::ParseCache,
+) -> Result<CompiledPolicy, Rejected> {
+    let set = policy::parse_cached(sources, cache).map_err(rejected)?;
+    policy::compile(&set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))
+}
+
+/// Every parse error, one sentence each.
+fn rejected(errors: Vec<policy::PolicyError>) -> Rejected {
+    Rejected(errors.iter().map(ToString::to_string).collect())
+}
+
 /// A policy that passed [`check`], with what it held.
 pub struct Checked {
     pub compiled: CompiledPolicy,
@@ -66,7 +83,7 @@ pub fn check_counted(
     settings: &CompileSettings,
     allocator: &mut IdentityAllocator,
 ) -> Result<Checked, Rejected> {
-    let set = policy::parse(sources).map_err(|errs| Rejected(errs.iter().map(ToString::to_string).collect()))?;
+    let set = policy::parse(sources).map_err(rejected)?;
     let compiled = policy::compile(&set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))?;
     let documents = sources.iter().map(|(_, text)| documents_in(text)).sum();
     Ok(Checked { compiled, documents, endpoints: set.endpoints.len() })

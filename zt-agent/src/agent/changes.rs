@@ -48,9 +48,17 @@ impl From<PushError> for ChangeError {
 /// The documents of `pushed` replace the running ones of the same key; the rest stay.
 /// Returns the sources to compile (kept documents, then the pushed texts exactly as sent,
 /// so errors point at the operator's own lines) and the resulting document set.
-fn merged(running: &[Document], pushed: &[(String, String)]) -> (Vec<(String, String)>, Vec<Document>) {
-    let incoming = revisions::split(pushed);
-    let kept: Vec<Document> = running.iter().filter(|d| !incoming.iter().any(|i| i.key == d.key)).cloned().collect();
+fn merged(
+    splitter: &revisions::SplitCache,
+    running: &[Document],
+    pushed: &[(String, String)],
+) -> (Vec<(String, String)>, Vec<Document>) {
+    let incoming = splitter.split(pushed);
+    // A set, not a scan of `incoming` per running document: with 20k documents on each
+    // side the scan was 400M key comparisons, seconds of every push.
+    let replaced: std::collections::BTreeSet<&zt_api::protocol::DocumentKey> =
+        incoming.iter().map(|i| &i.key).collect();
+    let kept: Vec<Document> = running.iter().filter(|d| !replaced.contains(&d.key)).cloned().collect();
     let mut sources = revisions::to_sources(&kept);
     sources.extend(pushed.iter().cloned());
     (sources, revisions::merge(running, &incoming))
@@ -86,7 +94,7 @@ impl AgentState {
         let running = self.running_documents();
         match change {
             PolicyChange::Apply(pushed) | PolicyChange::Diff(pushed) => {
-                let (sources, documents) = merged(&running, pushed);
+                let (sources, documents) = merged(&self.revisions.splitter, &running, pushed);
                 let diff = matches!(change, PolicyChange::Diff(_));
                 let changes = revisions::compare(&running, &documents, diff);
                 let summary =

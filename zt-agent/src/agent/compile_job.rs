@@ -14,14 +14,17 @@
 //! still the agent's when its result is applied.
 
 use std::{
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
 
 use super::generation::{self, Prepared, Rejected};
-use crate::{identity::IdentityAllocator, policy::CompileSettings};
+use crate::{
+    identity::IdentityAllocator,
+    policy::{CompileSettings, ParseCache},
+};
 
 /// Everything a compile needs, copied out of the agent state.
 pub struct CompileJob {
@@ -29,6 +32,9 @@ pub struct CompileJob {
     pub(super) settings: CompileSettings,
     pub(super) host: Vec<IpNet>,
     pub(super) allocator: IdentityAllocator,
+    /// The agent's own: a job reads only the sources that changed since the last compile.
+    /// Changes are serialized, so no two compiles wait for it.
+    pub(super) cache: Arc<Mutex<ParseCache>>,
 }
 
 /// A compile's result, with what it was compiled from.
@@ -45,7 +51,15 @@ impl CompileJob {
     /// Validates and compiles; takes no lock.
     pub fn run(mut self) -> Precompiled {
         let started = Instant::now();
-        let result = generation::prepare_sources(&self.sources, &self.settings, &self.host, &mut self.allocator);
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = generation::prepare_sources_cached(
+            &self.sources,
+            &self.settings,
+            &self.host,
+            &mut self.allocator,
+            &mut cache,
+        );
+        drop(cache);
         Precompiled {
             sources: self.sources,
             host: self.host,

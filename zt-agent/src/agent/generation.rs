@@ -1,6 +1,7 @@
 //! From policy files to one generation of kernel tables: load, validate, compile, add this
 //! host's addresses, and name everything for the flow log. Pure until `apply`; a rejected
-//! push returns every error and changes nothing.
+//! push returns every error and changes nothing. The agent reads through a
+//! [`ParseCache`], so a push reads only the sources whose text changed (same result).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -12,7 +13,7 @@ use ipnet::IpNet;
 use crate::{
     datapath::Tables,
     identity::IdentityAllocator,
-    policy::{CompileSettings, CompiledPolicy},
+    policy::{CompileSettings, CompiledPolicy, ParseCache},
 };
 
 /// A compiled generation, ready to write.
@@ -45,6 +46,20 @@ pub fn prepare_sources(
     allocator: &mut IdentityAllocator,
 ) -> Result<Prepared, Rejected> {
     let compiled = zt_policy::generation::check(sources, settings, allocator)?;
+    let tables = tables(&compiled, host);
+    Ok(Prepared { compiled, tables })
+}
+
+/// [`prepare_sources`], reading only the sources whose text `cache` does not hold (see
+/// [`crate::policy::parse_cached`]); the result is the same.
+pub fn prepare_sources_cached(
+    sources: &[(String, String)],
+    settings: &CompileSettings,
+    host: &[IpNet],
+    allocator: &mut IdentityAllocator,
+    cache: &mut ParseCache,
+) -> Result<Prepared, Rejected> {
+    let compiled = zt_policy::generation::check_cached(sources, settings, allocator, cache)?;
     let tables = tables(&compiled, host);
     Ok(Prepared { compiled, tables })
 }

@@ -32,7 +32,7 @@ use zt_common::config::Config;
 pub use changes::{ChangeError, PolicyChange};
 pub use cluster::{CLUSTER_SOURCE_PREFIX, WatchStats};
 pub use compile_job::{CompileJob, Precompiled, one_change_at_a_time};
-pub use generation::{Prepared, Rejected, prepare, prepare_sources};
+pub use generation::{Prepared, Rejected, prepare, prepare_sources, prepare_sources_cached};
 pub use options::{DEFAULT_BPFFS, DEFAULT_METRICS, DEFAULT_SOCKET, DEFAULT_STATE_DIR, RunOptions};
 pub use options::{DEFAULT_POD_IFACE_PATTERNS, KubernetesOptions, RemoteOptions, RoleMap};
 pub use quarantine::{QuarantineError, Quarantined};
@@ -83,7 +83,8 @@ pub fn start(
         Some(cluster) => cluster::with_cluster(&sources, cluster),
         None => sources,
     };
-    let prepared = prepare_sources(&sources, &settings, &host, &mut allocator)
+    let mut parse_cache = crate::policy::ParseCache::default();
+    let prepared = generation::prepare_sources_cached(&sources, &settings, &host, &mut allocator, &mut parse_cache)
         .map_err(|r| anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len()))?;
     for w in &prepared.compiled.warnings {
         log::warn!("{w}");
@@ -156,6 +157,7 @@ pub fn start(
         revisions,
         occupancy: None,
         precompiled: None,
+        parse_cache: Arc::new(std::sync::Mutex::new(parse_cache)),
         quarantine_notes: quarantine_notes::QuarantineNotes::open(&state_dir),
         alerts: Arc::default(),
     };

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-pub use documents::{Document, compare, line_diff, matching, merge, split, to_sources};
+pub use documents::{Document, SplitCache, compare, line_diff, matching, merge, split, to_sources};
 pub use store::{KEEP, RevisionStore, StoredRevision};
 
 use super::{
@@ -33,12 +33,14 @@ use crate::{datapath::SwapReport, flows::clock};
 pub struct Revisions {
     store: RevisionStore,
     current: Option<u64>,
+    /// Splits the running and the pushed sources into documents, each source text once.
+    pub(super) splitter: SplitCache,
 }
 
 impl Revisions {
     /// Reads the revision index under `state_dir`; creates nothing.
     pub fn open(state_dir: &Path) -> Revisions {
-        Revisions { store: RevisionStore::open(state_dir), current: None }
+        Revisions { store: RevisionStore::open(state_dir), current: None, splitter: SplitCache::default() }
     }
 
     /// Start-up without `--policy` paths: the sources of the latest stored revision, which
@@ -161,7 +163,7 @@ fn paths_text(paths: &[PathBuf]) -> String {
 impl AgentState {
     /// The documents the active generation was compiled from.
     pub fn running_documents(&self) -> Vec<Document> {
-        split(&self.active_sources)
+        self.revisions.splitter.split(&self.active_sources)
     }
 
     /// Validates and compiles `sources` as a complete policy without applying anything (not

@@ -79,6 +79,8 @@ pub struct AgentState {
     /// A compile of the change being applied, done without the state lock (see
     /// `compile_job`); taken by the first compile that matches it.
     pub(super) precompiled: Option<super::compile_job::Precompiled>,
+    /// The sources of the last compile, read: the next one reads only what changed.
+    pub(super) parse_cache: Arc<Mutex<crate::policy::ParseCache>>,
     /// Quarantine reasons and offence counts (the kernel map holds the entries).
     pub(super) quarantine_notes: super::quarantine_notes::QuarantineNotes,
     /// Alerts raised, for `ztctl alerts`.
@@ -130,11 +132,18 @@ impl AgentState {
             }
             return (p.result, p.elapsed);
         }
+        // Under the state lock, never wait for a compile job to give the cache back: a busy
+        // cache only means reading every source, with the same result.
+        let mut scratch = crate::policy::ParseCache::default();
+        let mut guard = self.parse_cache.try_lock().ok();
+        let cache = guard.as_deref_mut().unwrap_or(&mut scratch);
         let result = if commit {
-            generation::prepare_sources(sources, &self.settings, &self.host, &mut self.allocator)
+            generation::prepare_sources_cached(sources, &self.settings, &self.host, &mut self.allocator, cache)
         } else {
-            generation::prepare_sources(sources, &self.settings, &self.host, &mut self.allocator.clone())
+            let mut allocator = self.allocator.clone();
+            generation::prepare_sources_cached(sources, &self.settings, &self.host, &mut allocator, cache)
         };
+        drop(guard);
         (result, std::time::Duration::ZERO)
     }
 
@@ -145,6 +154,7 @@ impl AgentState {
             settings: self.settings.clone(),
             host: self.host.clone(),
             allocator: self.allocator.clone(),
+            cache: self.parse_cache.clone(),
         }
     }
 

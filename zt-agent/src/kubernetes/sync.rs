@@ -85,19 +85,22 @@ pub async fn push_loop(cluster: Arc<Cluster>, state: SharedState) {
             let compiling = Instant::now();
             let precompiled = job.run();
             let compiled = compiling.elapsed();
+            let applying = Instant::now();
             let mut s = state.lock().expect("agent state");
             let result = s.apply_cluster(sources, Some(precompiled));
             let generation = s.generation();
             drop(s);
+            let applied = applying.elapsed();
             crate::heap::release();
-            (result, generation, compiled)
+            (result, generation, (compiled, applied))
         })
         .await;
         match pushed {
-            Ok((Ok(swap), _, compiled)) => eprintln!(
-                "zt-agent: kubernetes: enforcing generation {} ({objects} objects compiled in {:.1} ms, {} entries written, {} removed) {:.1} ms after the first change",
+            Ok((Ok(swap), _, (compiled, applied))) => eprintln!(
+                "zt-agent: kubernetes: enforcing generation {} ({objects} objects compiled in {:.1} ms, applied in {:.1} ms, {} entries written, {} removed) {:.1} ms after the first change",
                 swap.generation,
                 compiled.as_secs_f64() * 1e3,
+                applied.as_secs_f64() * 1e3,
                 swap.written,
                 swap.removed,
                 since.elapsed().as_secs_f64() * 1e3

@@ -26,4 +26,4 @@ pub use compile::{CompileSettings, CompiledPolicy, DefaultDeny, FailsafeRule, Po
 pub use error::{CompileError, PolicyError, Problem};
 pub use load::{load_path, load_paths};
 pub use model::{Direction, Mode, Origin, PolicySet};
-pub use parse::parse;
+pub use parse::{ParseCache, parse, parse_cached};

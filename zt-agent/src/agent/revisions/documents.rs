@@ -7,7 +7,8 @@
 //! from, and sources are rebuilt with an empty placeholder in every gap, so an error about a
 //! running document still says `policy web.yaml, document 3` as when it was pushed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
@@ -61,6 +62,51 @@ pub fn split(sources: &[(String, String)]) -> Vec<Document> {
         }
     }
     out
+}
+
+/// [`split`] with a memory: the documents of each source text it split recently, so a push
+/// splits only the sources that changed (every push splits the running sources and the
+/// pushed ones, which for a large policy cost as much as compiling it). Splitting one
+/// source depends on its name and text alone, so the result is [`split`]'s.
+#[derive(Debug, Default)]
+pub struct SplitCache {
+    inner: Mutex<SplitMemory>,
+}
+
+#[derive(Debug, Default)]
+struct SplitMemory {
+    calls: u64,
+    /// Source name -> (text, its documents, the call that last used them).
+    sources: HashMap<String, (String, Arc<Vec<Document>>, u64)>,
+}
+
+/// Calls after which a source no one split again is forgotten: a push splits the running
+/// and the pushed sources, twice (planning the compile job, then the change).
+const SPLIT_MEMORY_CALLS: u64 = 8;
+
+impl SplitCache {
+    pub fn split(&self, sources: &[(String, String)]) -> Vec<Document> {
+        let mut memory = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        memory.calls += 1;
+        let call = memory.calls;
+        let mut out = Vec::new();
+        for (name, text) in sources {
+            let docs = match memory.sources.get_mut(name) {
+                Some((known, docs, used)) if known == text => {
+                    *used = call;
+                    docs.clone()
+                }
+                _ => {
+                    let docs = Arc::new(split(std::slice::from_ref(&(name.clone(), text.clone()))));
+                    memory.sources.insert(name.clone(), (text.clone(), docs.clone(), call));
+                    docs
+                }
+            };
+            out.extend(docs.iter().cloned());
+        }
+        memory.sources.retain(|_, (_, _, used)| call - *used < SPLIT_MEMORY_CALLS);
+        out
+    }
 }
 
 fn key_of(value: &Value) -> Option<DocumentKey> {
@@ -144,7 +190,10 @@ pub fn compare(before: &[Document], after: &[Document], lines: bool) -> Vec<Docu
             let (change, origin, diff) = match (old.get(key), new.get(key)) {
                 (None, Some(n)) => (Change::Added, n.origin(), line_diff("", &n.yaml)),
                 (Some(o), None) => (Change::Removed, o.origin(), line_diff(&o.yaml, "")),
-                (Some(o), Some(n)) if o.value() == n.value() => (Change::Unchanged, n.origin(), Vec::new()),
+                // The same text is the same document; only different texts need reading.
+                (Some(o), Some(n)) if o.yaml == n.yaml || o.value() == n.value() => {
+                    (Change::Unchanged, n.origin(), Vec::new())
+                }
                 (Some(o), Some(n)) => (Change::Changed, n.origin(), line_diff(&o.yaml, &n.yaml)),
                 (None, None) => unreachable!("the key came from one of the sets"),
             };
@@ -206,6 +255,24 @@ mod tests {
 
     fn keys(docs: &[Document]) -> Vec<String> {
         docs.iter().map(|d| d.key.to_string()).collect()
+    }
+
+    #[test]
+    fn the_split_cache_splits_as_split_does_as_sources_change() {
+        let cache = SplitCache::default();
+        let mut sources = vec![source("a.yaml", &[policy("web", 80)]), source("b.yaml", &[ENDPOINT.to_string()])];
+        for port in 0..20 {
+            if port % 3 == 0 {
+                sources[0] = source("a.yaml", &[policy("web", port), policy("db", 5432)]);
+            }
+            if port % 5 == 0 {
+                sources.push(source(&format!("c{port}.yaml"), &[policy(&format!("p{port}"), port)]));
+            }
+            if port % 7 == 6 {
+                sources.remove(1);
+            }
+            assert_eq!(cache.split(&sources), split(&sources), "after change {port}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! parent's pruned (see the [module docs](super) for why the closure makes the kernel's
 //! first hit right).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use zt_common::identity::ANY;
 use zt_common::policy::PolicyValue;
@@ -32,6 +32,16 @@ pub(super) fn build_entries(
         let mut groups: BTreeMap<(u32, u32), Vec<&Atom>> = BTreeMap::new();
         for atom in atoms {
             groups.entry((atom.local, atom.peer)).or_default().push(atom);
+        }
+        // The groups with an ANY side cover many pairs and are scanned for each of them;
+        // many policies selecting one identity put as many equal isolation atoms in its
+        // (local, any) group. Adding an equal atom again changes no decision (see
+        // `Contribution`), so those groups keep one of each.
+        for ((local, peer), group) in groups.iter_mut() {
+            if (*local == ANY || *peer == ANY) && group.len() > 1 {
+                let mut seen = HashSet::with_capacity(group.len());
+                group.retain(|atom| seen.insert((atom.block, atom.contribution)));
+            }
         }
         let locals_with_any_peer: Vec<u32> =
             groups.keys().filter(|(l, p)| *l != ANY && *p == ANY).map(|k| k.0).collect();

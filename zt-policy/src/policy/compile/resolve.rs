@@ -168,19 +168,22 @@ pub(super) fn resolve(
                 ));
             }
             for (i, rule) in rules.iter().enumerate() {
-                let rule_path = written.rule_path(direction, i);
+                // Paths only name things in warnings: built when one is given, since a large
+                // policy has hundreds of thousands of rules and peers and almost no warnings.
+                let rule_path = || written.rule_path(direction, i);
                 let peers = if rule.peers.is_empty() {
                     BTreeSet::from([ANY])
                 } else {
                     let mut peers = BTreeSet::new();
                     for (j, peer) in rule.peers.iter().enumerate() {
-                        let path = format!("{rule_path}.{}[{j}]", direction.peer_field());
-                        let path = written.peer_field(&path, peer);
+                        let path =
+                            || written.peer_field(&format!("{}.{}[{j}]", rule_path(), direction.peer_field()), peer);
                         peers.extend(resolve_peer(universe, peer, origin, (&path, written), warnings));
                     }
                     peers
                 };
                 if rule.rate_limit.is_some() && !enforcing {
+                    let rule_path = rule_path();
                     warnings.push(format!(
                         "{origin}: {rule_path}.rateLimit has no effect because policy {} is in audit mode, which \
                          never drops; set mode: enforce to limit",
@@ -265,13 +268,13 @@ fn resolve_named_ports(
     out
 }
 
-/// The identities one `from`/`to` item stands for; `field` is the path of its selector or
-/// CIDR, as written, for warnings.
+/// The identities one `from`/`to` item stands for; `field` gives the path of its selector
+/// or CIDR, as written, for warnings.
 pub(super) fn resolve_peer(
     universe: &Universe,
     peer: &Peer,
     origin: &Origin,
-    (field, written): (&str, &Written),
+    (field, written): (&dyn Fn() -> String, &Written),
     warnings: &mut Vec<String>,
 ) -> BTreeSet<u32> {
     match peer {
@@ -281,7 +284,7 @@ pub(super) fn resolve_peer(
         Peer::Selector(selector) => {
             let ids = universe.select(selector);
             if ids.is_empty() {
-                let nothing = written.selectable();
+                let (nothing, field) = (written.selectable(), field());
                 warnings
                     .push(format!("{origin}: {field} {selector} matches {nothing}, so it adds no peer to the rule"));
             }
@@ -298,7 +301,7 @@ pub(super) fn resolve_peer(
                 if count == prefixes.len() {
                     ids.insert(id);
                 } else if count > 0 {
-                    let who = universe.describe(id);
+                    let (who, field) = (universe.describe(id), field());
                     warnings.push(format!(
                         "{origin}: {field} {cidr} covers only some addresses of {who}, so traffic of {who} does \
                          not match it; cover all of its addresses or none"

@@ -14,7 +14,7 @@ use crate::policy::ports::PortBlock;
 
 /// Which rule a verdict names. Ordered so that the *preferred* attribution is the greatest:
 /// most precise port, then a named peer over "any", then the lowest policy id and rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Attribution {
     pub specificity: PortSpecificity,
     pub peer_specific: bool,
@@ -35,8 +35,11 @@ impl Attribution {
     }
 }
 
-/// What an atom adds to the verdict of the keys it covers.
-#[derive(Clone, Copy, Debug)]
+/// What an atom adds to the verdict of the keys it covers. Adding one to a [`Decision`] is
+/// idempotent and the order of adding does not matter (flags are set; of attributions the
+/// preferred is kept, and two with the same preference are equal), which lets the closure
+/// add each distinct contribution once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Contribution {
     /// The catch-all that guarantees a hit; adds nothing.
     Neutral,

@@ -17,6 +17,9 @@
 //! Kubernetes objects (Namespace, Pod, NetworkPolicy, List) take a side path after
 //! dispatch: [`kubernetes`] reads them leniently and translates them into the same model.
 //!
+//! [`cache`] makes a push read only the sources whose text changed since the last one, with
+//! the very same result.
+//!
 //! Nothing stops at the first problem: the caller gets every error of the push, so one edit
 //! cycle fixes them all. Reading files is [`load`](super::load)'s job.
 
@@ -24,12 +27,14 @@
 // so boxing it would cost clarity for no measurable gain.
 #![allow(clippy::result_large_err)]
 
+mod cache;
 mod dispatch;
 mod fields;
 mod kubernetes;
 mod schema;
 mod set;
 
+pub use cache::{ParseCache, parse_cached};
 pub use dispatch::API_VERSION;
 #[cfg(test)]
 pub(super) use dispatch::regular_document_numbers;

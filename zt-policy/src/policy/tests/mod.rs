@@ -23,6 +23,7 @@ use crate::identity::{IdentityAllocator, Labels};
 mod audit;
 mod errors;
 mod failsafe;
+mod incremental;
 mod isolation;
 mod kubernetes;
 mod load;

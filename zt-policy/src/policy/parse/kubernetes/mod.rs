@@ -100,6 +100,7 @@ impl Object {
 
 /// A pod waiting for the push's namespaces: where it came from and its field path prefix
 /// (`items[3].` inside a List).
+#[derive(Clone)]
 struct PendingPod {
     origin: Origin,
     prefix: String,
@@ -107,7 +108,7 @@ struct PendingPod {
 }
 
 /// The Kubernetes objects of one push, collected across all its sources.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(in crate::policy::parse) struct Objects {
     /// Namespace name -> its labels and where it was given.
     namespaces: BTreeMap<String, (Labels, Origin)>,
@@ -153,6 +154,19 @@ impl Objects {
                 }
             }
         }
+    }
+
+    /// Takes what `other` (the objects of one earlier source, read on their own) collected,
+    /// as if its documents had been added here. `false`, taking nothing, when one of its
+    /// namespaces is already here: [`Self::add`] would have reported that, so the caller
+    /// must read the push again to report it.
+    pub(in crate::policy::parse) fn absorb(&mut self, other: Objects) -> bool {
+        if other.namespaces.keys().any(|name| self.namespaces.contains_key(name)) {
+            return false;
+        }
+        self.namespaces.extend(other.namespaces);
+        self.pods.extend(other.pods);
+        true
     }
 
     /// Translates the pods, now that every namespace of the push is known.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 /// `metadata`: the part of ObjectMeta policy needs.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct ObjectMeta {
     pub name: Option<String>,
     pub namespace: Option<String>,
@@ -16,14 +16,14 @@ pub struct ObjectMeta {
 }
 
 /// `v1 Namespace`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct NamespaceDoc {
     #[serde(default)]
     pub metadata: ObjectMeta,
 }
 
 /// `v1 Pod`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct PodDoc {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -31,7 +31,7 @@ pub struct PodDoc {
     pub status: Option<PodStatus>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct PodSpec {
     pub containers: Option<Vec<Container>>,
     #[serde(rename = "initContainers")]
@@ -40,12 +40,12 @@ pub struct PodSpec {
     pub host_network: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct Container {
     pub ports: Option<Vec<ContainerPort>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct ContainerPort {
     pub name: Option<String>,
     #[serde(rename = "containerPort")]
@@ -53,7 +53,7 @@ pub struct ContainerPort {
     pub protocol: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct PodStatus {
     pub phase: Option<String>,
     #[serde(rename = "podIP")]
@@ -62,13 +62,13 @@ pub struct PodStatus {
     pub pod_ips: Option<Vec<PodIp>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct PodIp {
     pub ip: String,
 }
 
 /// `networking.k8s.io/v1 NetworkPolicy`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct NetworkPolicyDoc {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -76,7 +76,7 @@ pub struct NetworkPolicyDoc {
     pub spec: NetworkPolicySpec,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct NetworkPolicySpec {
     #[serde(rename = "podSelector")]
     pub pod_selector: Option<LabelSelector>,
@@ -88,14 +88,14 @@ pub struct NetworkPolicySpec {
 
 /// An ingress rule (`from`) or an egress rule (`to`); the wrong one is ignored like any
 /// unknown field, as the API server would drop it.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct PolicyRule {
     pub from: Option<Vec<PeerDoc>>,
     pub to: Option<Vec<PeerDoc>>,
     pub ports: Option<Vec<PortDoc>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct PeerDoc {
     #[serde(rename = "podSelector")]
     pub pod_selector: Option<LabelSelector>,
@@ -105,13 +105,13 @@ pub struct PeerDoc {
     pub ip_block: Option<IpBlock>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct IpBlock {
     pub cidr: String,
     pub except: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct PortDoc {
     pub protocol: Option<String>,
     pub port: Option<IntOrString>,
@@ -120,14 +120,14 @@ pub struct PortDoc {
 }
 
 /// Kubernetes' IntOrString: a port number or a container port's name.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
 pub enum IntOrString {
     Int(i64),
     String(String),
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct LabelSelector {
     #[serde(rename = "matchLabels")]
     pub match_labels: Option<BTreeMap<String, String>>,
@@ -135,7 +135,7 @@ pub struct LabelSelector {
     pub match_expressions: Option<Vec<RequirementDoc>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct RequirementDoc {
     pub key: String,
     pub operator: String,
@@ -143,7 +143,7 @@ pub struct RequirementDoc {
 }
 
 /// `v1 List` (what `kubectl get a,b,c -o yaml` prints): its items are read one by one.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct ListDoc {
     pub items: Option<Vec<serde_norway::Value>>,
 }
