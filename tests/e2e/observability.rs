@@ -639,8 +639,10 @@ fn status_metrics_and_flows_stay_responsive_with_a_full_table_during_large_pushe
         assert!(p < Duration::from_secs(1), "{what}: p99 {p:?}");
     }
     // What the pushes freed went back to the system: the agent holds what its live state
-    // needs — here 10,000 CIDR peers, each an identity of its own (~50 MiB of heap) — not
-    // the peaks of its compiles and sweeps (before the heap was managed: 359 MiB here).
+    // needs — here 10,000 CIDR peers, each an identity of its own (~50 MiB of heap), and the
+    // parse cache's read of the last push's large source (69 MiB without the cache, 85 with
+    // it, measured) — not the peaks of its compiles and sweeps (before the heap was
+    // managed: 359 MiB here).
     let status = std::fs::read_to_string(format!("/proc/{}/status", a.agent.as_ref().unwrap().pid())).unwrap();
     let rss_kib: u64 = status
         .lines()
@@ -648,5 +650,5 @@ fn status_metrics_and_flows_stay_responsive_with_a_full_table_during_large_pushe
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     eprintln!("agent RSS after {pushed} 10k-rule pushes: {} MiB", rss_kib / 1024);
-    assert!(rss_kib <= 80 * 1024, "RSS {rss_kib} KiB with 10k rules of 10k CIDR peers");
+    assert!(rss_kib <= 96 * 1024, "RSS {rss_kib} KiB with 10k rules of 10k CIDR peers");
 }
