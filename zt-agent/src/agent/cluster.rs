@@ -15,7 +15,8 @@ use crate::datapath::SwapReport;
 pub const CLUSTER_SOURCE_PREFIX: &str = "kubernetes:";
 
 /// What the Kubernetes watchers did (they count; metrics reads): lists, watch
-/// connections, events, bookmarks, 410 Gone answers and errors.
+/// connections, events, bookmarks, 410 Gone answers and errors; and how many objects the
+/// push loop has set aside as invalid (a gauge).
 #[derive(Debug, Default)]
 pub struct WatchStats {
     pub lists: AtomicU64,
@@ -25,6 +26,8 @@ pub struct WatchStats {
     /// 410 Gone answers (each followed by a list).
     pub gone: AtomicU64,
     pub errors: AtomicU64,
+    /// Objects set aside because the agent cannot take them (`kubernetes::aside`).
+    pub set_aside: AtomicU64,
 }
 
 /// The operator's sources of `running` followed by `cluster`.

@@ -118,7 +118,10 @@ impl Snapshot {
             }),
             detector_kernel_bytes: s.detector_memlock(),
             resident_bytes: resident_bytes(),
-            map_memory: crate::datapath::memory::maps_of_this_process().into_iter().map(|m| (m.name, m.bytes)).collect(),
+            map_memory: crate::datapath::memory::maps_of_this_process()
+                .into_iter()
+                .map(|m| (m.name, m.bytes))
+                .collect(),
         }
     }
 }
