@@ -39,6 +39,12 @@ pub(super) fn with_cluster(running: &[(String, String)], cluster: Vec<(String, S
 }
 
 impl AgentState {
+    /// The cluster objects the start set aside (see [`super::aside`]), handed to the push
+    /// loop once.
+    pub fn take_cluster_aside(&mut self) -> super::SetAside {
+        std::mem::take(&mut self.cluster_aside)
+    }
+
     /// What compiling the running policy with `cluster` as the cluster's objects needs, to
     /// run without the state lock.
     pub fn cluster_job(&self, cluster: Vec<(String, String)>) -> CompileJob {

@@ -9,10 +9,8 @@
 //!   reconnects, backoff);
 //! - [`objects`]: the watched objects, trimmed to documents of the policy parser;
 //! - [`sync`]: the first list before attaching, then changes pushed as generations;
-//! - [`aside`]: objects a push could not take, set aside so the rest is enforced;
 //! - [`links`]: this node's pod interfaces, attached as they appear.
 
-pub mod aside;
 pub mod connection;
 pub mod http;
 pub mod links;

@@ -5,7 +5,7 @@
 //! generation: the loop waits [`DEBOUNCE`] after the first change, then takes the whole
 //! current set and pushes it through the agent's ordinary change path — compiled without
 //! the state lock, applied in one generation switch. Objects the push cannot take are set
-//! aside ([`super::aside`]) and the rest pushed again in the same burst; a problem that
+//! aside ([`crate::agent::aside`]) and the rest pushed again in the same burst; a problem that
 //! names no cluster object rejects the push as a whole (the running generation stays).
 
 use std::{
@@ -14,13 +14,12 @@ use std::{
 };
 
 use super::{
-    aside::SetAside,
     http::Endpoint,
     objects::{Cluster, Resource},
     watch::{Backoff, WatchStats, Watcher},
 };
 use crate::{
-    agent::{self, PushError, SharedState},
+    agent::{self, PushError, SET_ASIDE_RETRIES, SharedState},
     datapath::SwapReport,
 };
 
@@ -75,13 +74,14 @@ impl Synced {
     }
 }
 
-/// How many times a burst is pushed again after setting objects aside.
-pub const SET_ASIDE_RETRIES: usize = 2;
-
 /// Pushes every change of `cluster` to the agent, a burst at a time, for ever. Objects a
-/// push cannot take are set aside ([`SetAside`]) and the rest pushed again.
+/// push cannot take are set aside ([`agent::SetAside`]) and the rest pushed again; the start's
+/// set-aside objects are carried on.
 pub async fn push_loop(cluster: Arc<Cluster>, stats: Arc<WatchStats>, state: SharedState) {
-    let aside = Arc::new(Mutex::new(SetAside::default()));
+    // The objects the start set aside, if any.
+    let taken = state.lock().expect("agent state").take_cluster_aside();
+    stats.set_aside.store(taken.len() as u64, Ordering::Relaxed);
+    let aside = Arc::new(Mutex::new(taken));
     loop {
         cluster.changed.notified().await;
         tokio::time::sleep(DEBOUNCE).await;

@@ -10,11 +10,16 @@
 //! that version stays enforced in its place (an invalid edit of a NetworkPolicy does not
 //! open what the policy closed); an object that never had a valid version is left out.
 //! A problem that names no single cluster source (an operator's file, a size limit) keeps
-//! the push refused as a whole.
+//! the push refused as a whole. The agent's start does the same with the first list, so
+//! an invalid object does not keep the agent from starting.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::agent::{CLUSTER_SOURCE_PREFIX, Rejected};
+
+/// How many times a push is tried again after setting objects aside (so at most three
+/// compiles a burst).
+pub const SET_ASIDE_RETRIES: usize = 2;
 
 /// One object set aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
