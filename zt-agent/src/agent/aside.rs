@@ -26,7 +26,7 @@ pub const SET_ASIDE_RETRIES: usize = 2;
 struct Aside {
     /// The text that was rejected.
     text: String,
-    /// The problems the rejection named, one a line.
+    /// The problems the rejection named, joined by `; `.
     problem: String,
     /// The object is valid on its own: the problem is with another object (an address or a
     /// name both claim), so it is tried again in every burst instead of waiting for a change.
@@ -114,7 +114,7 @@ impl SetAside {
         let mut replaced: BTreeMap<&str, Option<(String, String)>> = BTreeMap::new();
         for (name, lines) in problems {
             let pushed_text = pushed_texts[name];
-            let problem = lines.join("\n");
+            let problem = lines.join("; ");
             match current_texts.get(name) {
                 Some(text) if *text == pushed_text => {
                     let relational = crate::policy::parse(&[(name, *text)]).is_ok();
