@@ -163,7 +163,6 @@ pub fn write(s: &Snapshot, now: SystemTime) -> String {
     for (map, bytes) in &s.map_memory {
         f.sample(&[("map", map)], *bytes as f64);
     }
-    drop(f);
 
     if let Some(k) = &s.kernel {
         kernel(&mut e, k);
@@ -314,7 +313,6 @@ fn pipeline(e: &mut Exposition, s: &Snapshot) {
     for (source, flows) in &s.top_denied_sources {
         top.sample(&[("source", source)], *flows as f64);
     }
-    drop(top);
     e.single("zt_flow_log_rotations_total", Kind::Counter, "Times the flow-log file was rotated.", load(&t.rotations));
     e.single(
         "zt_flow_log_files_removed_total",
