@@ -70,6 +70,11 @@ enum Links {
 
 impl Cluster {
     fn start(links: Links) -> Cluster {
+        Cluster::start_with(links, &[])
+    }
+
+    /// [`Cluster::start`] with `objects` on the API server too before the agent starts.
+    fn start_with(links: Links, objects: &[(&'static str, Value)]) -> Cluster {
         let labels: Vec<String> = PODS.iter().map(|(n, p)| label(n, p)).collect();
         let star = topology::star_with_labels(&labels).expect("star topology");
         let a = star.workload("xa");
@@ -82,6 +87,9 @@ impl Cluster {
         }
         for (ns, pod) in PODS {
             stub.apply(kube_api::PODS, pod_object(&star, ns, pod, json!({"app": pod})));
+        }
+        for (collection, object) in objects {
+            stub.apply(collection, object.clone());
         }
         let scratch = Scratch::new("kubernetes").expect("scratch");
         let bpffs = BpfFs::mount().expect("bpffs");
@@ -222,27 +230,75 @@ fn pod_namespace_and_policy_changes_on_the_api_server_change_enforcement() {
     c.stub.delete(kube_api::POLICIES, "a-world-only");
     c.expect("zt policy deleted", "yc", true);
 
-    // An invalid object: the push is refused as a whole, naming the object, and the
-    // running generation stays; once it is fixed the cluster is enforced again.
-    let bad = json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": 70000}]}]});
-    c.stub.apply(kube_api::NETWORK_POLICIES, network_policy("x", "bad", bad));
+    // An invalid new object is set aside, named in the log, and left out (it never had a
+    // valid version); the rest of the cluster is still enforced.
+    let bad_port = |port: u32| {
+        network_policy(
+            "x",
+            "bad",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": port}]}]}),
+        )
+    };
+    c.stub.apply(kube_api::NETWORK_POLICIES, bad_port(70000));
     c.agent
-        .wait_for_stderr(|l| l.contains("kubernetes: the cluster's objects were rejected"), CONVERGE)
-        .expect("the invalid object is refused");
-    c.agent.wait_for_stderr(|l| l.contains("kubernetes:networkpolicies/x/bad"), CONVERGE).expect("and named");
-    c.expect("invalid policy refused", "yc", true);
-    c.stub.delete(kube_api::NETWORK_POLICIES, "x/bad");
+        .wait_for_stderr(
+            |l| l.contains("kubernetes:networkpolicies/x/bad is set aside (it is left out until it is fixed)"),
+            CONVERGE,
+        )
+        .expect("the invalid object is set aside and named");
+    c.expect("invalid policy set aside", "yc", true);
+    let metrics = SocketAddr::new(c.star.workloads[0].gateway_v4.into(), METRICS_PORT);
+    let m = zt_tests::metrics::scrape(&c.star.node, metrics, Duration::from_secs(5)).expect("scrape");
+    assert_eq!(m.sum("zt_kubernetes_objects_rejected", &[]), Some(1.0));
+    // A later valid change elsewhere is enforced meanwhile.
     c.stub.apply(kube_api::POLICIES, {
         let mut p = updated_policy.clone();
-        p["metadata"]["name"] = json!("after-the-fix");
+        p["metadata"]["name"] = json!("while-one-is-set-aside");
         p
     });
+    c.expect("valid change beside a set-aside object", "yc", false);
+    c.expect("valid change beside a set-aside object", "xb", true);
+    c.stub.delete(kube_api::POLICIES, "while-one-is-set-aside");
+    c.expect("valid change beside a set-aside object", "yc", true);
+
+    // Fixed: it takes effect (every pod of x takes ingress on port 81 only).
+    c.stub.apply(kube_api::NETWORK_POLICIES, bad_port(81));
     c.expect("fixed", "yc", false);
+    c.expect("fixed", "xb", false);
+    c.agent
+        .wait_for_stderr(|l| l.contains("kubernetes:networkpolicies/x/bad is enforced now"), CONVERGE)
+        .expect("the fix is reported");
+
+    // An invalid edit of it: its last accepted version stays enforced (no failing open).
+    c.stub.apply(kube_api::NETWORK_POLICIES, bad_port(70001));
+    c.agent
+        .wait_for_stderr(
+            |l| l.contains("kubernetes:networkpolicies/x/bad is set aside (its last accepted version stays enforced)"),
+            CONVERGE,
+        )
+        .expect("the invalid edit is set aside");
+    assert!(!c.connects("yc"), "the last accepted version of x/bad still isolates x/a");
+    // ... while other changes still go through: y/c relabelled is allowed by a new policy.
+    c.stub.apply(kube_api::NETWORK_POLICIES, {
+        let spec = json!({"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "c"}}}]}]});
+        network_policy("x", "a-from-c", spec)
+    });
+    c.expect("new policy beside an invalid edit", "yc", true);
+    c.expect("new policy beside an invalid edit", "xb", false);
+    c.stub.delete(kube_api::NETWORK_POLICIES, "x/a-from-c");
+    c.expect("invalid edit still enforced at its last version", "yc", false);
+    c.stub.delete(kube_api::NETWORK_POLICIES, "x/bad");
+    c.agent
+        .wait_for_stderr(|l| l.contains("kubernetes:networkpolicies/x/bad is deleted"), CONVERGE)
+        .expect("the deletion is reported");
+    c.expect("set-aside policy deleted", "yc", true);
+    let m = zt_tests::metrics::scrape(&c.star.node, metrics, Duration::from_secs(5)).expect("scrape");
+    assert_eq!(m.sum("zt_kubernetes_objects_rejected", &[]), Some(0.0));
 
     let log = std::fs::read_to_string(c.agent.stderr_path()).unwrap();
     assert!(log.contains("zt-agent: kubernetes: node node-1: listed 2 namespaces, 3 pods"), "{log}");
     assert!(log.matches("zt-agent: kubernetes: enforcing generation").count() >= 14, "{log}");
-    let metrics = SocketAddr::new(c.star.workloads[0].gateway_v4.into(), METRICS_PORT);
     let m = zt_tests::metrics::scrape(&c.star.node, metrics, Duration::from_secs(5)).expect("scrape");
     assert!(m.sum("zt_kubernetes_lists_total", &[]).unwrap() >= 5.0, "4 at start and 1 after the 410");
     assert!(m.sum("zt_kubernetes_gone_total", &[]).unwrap() >= 1.0);
@@ -253,6 +309,36 @@ fn pod_namespace_and_policy_changes_on_the_api_server_change_enforcement() {
         eprintln!("{line}");
     }
     eprintln!("all changes enforced in {:?}", took.elapsed());
+}
+
+#[test]
+fn an_invalid_object_at_start_is_set_aside_and_the_rest_enforced() {
+    skip_unless_privileged!();
+    let invalid = network_policy(
+        "y",
+        "bad",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": 70000}]}]}),
+    );
+    let only_b = network_policy(
+        "x",
+        "a-from-b",
+        json!({"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "b"}}}]}]}),
+    );
+    let mut c = Cluster::start_with(
+        Links::Given,
+        &[(kube_api::NETWORK_POLICIES, invalid), (kube_api::NETWORK_POLICIES, only_b)],
+    );
+    let log = std::fs::read_to_string(c.agent.stderr_path()).unwrap();
+    assert!(log.contains("kubernetes:networkpolicies/y/bad is set aside (it is left out until it is fixed)"), "{log}");
+    c.expect("valid policy enforced from the start", "yc", false);
+    c.expect("valid policy enforced from the start", "xb", true);
+    // The first burst after the start still leaves it out, and changes go through.
+    c.stub.apply(kube_api::PODS, pod_object(&c.star, "y", "c", json!({"app": "b"})));
+    c.expect("pod relabelled", "yc", true);
+    let metrics = SocketAddr::new(c.star.workloads[0].gateway_v4.into(), METRICS_PORT);
+    let m = zt_tests::metrics::scrape(&c.star.node, metrics, Duration::from_secs(5)).expect("scrape");
+    assert_eq!(m.sum("zt_kubernetes_objects_rejected", &[]), Some(1.0));
 }
 
 /// The node-side link names of the star without their last role letter and number.

@@ -165,8 +165,9 @@ pub fn run(mut opts: RunOptions) -> anyhow::Result<()> {
         tokio::spawn(quarantine::expire_loop(shared.clone()));
         api::serve(api_socket, shared.clone())?;
         if let Some(synced) = synced {
+            let stats = synced.stats.clone();
             let cluster = synced.watch();
-            tokio::spawn(kubernetes::sync::push_loop(cluster, shared.clone()));
+            tokio::spawn(kubernetes::sync::push_loop(cluster, stats, shared.clone()));
         }
         let links = match pod_links {
             Some((patterns, known)) => Some(kubernetes::links::follow(

@@ -356,6 +356,10 @@ pub struct StatusReport {
     pub memory: Vec<MapMemoryRow>,
     pub counters: Vec<CounterRow>,
     pub pipeline: PipelineCounters,
+    /// With `--kubernetes`: the cluster objects set aside because the agent cannot take
+    /// them (each named in the agent's log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_objects_rejected: Option<u64>,
 }
 
 /// One kernel map's size and memory in `status`.

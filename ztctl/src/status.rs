@@ -45,6 +45,9 @@ fn render(s: &StatusReport) -> String {
         s.pipeline.events_malformed,
         s.pipeline.records_dropped,
     );
+    if let Some(n) = s.kubernetes_objects_rejected {
+        text.push_str(&format!("kubernetes:  {n} object(s) set aside as invalid (named in the agent's log)\n"));
+    }
     let mut maps = output::Table::new(&["MAP", "ENTRIES", "MAX"]);
     for m in &s.maps {
         maps.row(vec![m.map.clone(), m.entries.to_string(), m.max.to_string()]);

@@ -15,7 +15,8 @@ use crate::datapath::SwapReport;
 pub const CLUSTER_SOURCE_PREFIX: &str = "kubernetes:";
 
 /// What the Kubernetes watchers did (they count; metrics reads): lists, watch
-/// connections, events, bookmarks, 410 Gone answers and errors.
+/// connections, events, bookmarks, 410 Gone answers and errors; and how many objects the
+/// push loop has set aside as invalid (a gauge).
 #[derive(Debug, Default)]
 pub struct WatchStats {
     pub lists: AtomicU64,
@@ -25,6 +26,8 @@ pub struct WatchStats {
     /// 410 Gone answers (each followed by a list).
     pub gone: AtomicU64,
     pub errors: AtomicU64,
+    /// Objects set aside because the agent cannot take them (`kubernetes::aside`).
+    pub set_aside: AtomicU64,
 }
 
 /// The operator's sources of `running` followed by `cluster`.
@@ -36,6 +39,12 @@ pub(super) fn with_cluster(running: &[(String, String)], cluster: Vec<(String, S
 }
 
 impl AgentState {
+    /// The cluster objects the start set aside (see [`super::aside`]), handed to the push
+    /// loop once.
+    pub fn take_cluster_aside(&mut self) -> super::SetAside {
+        std::mem::take(&mut self.cluster_aside)
+    }
+
     /// What compiling the running policy with `cluster` as the cluster's objects needs, to
     /// run without the state lock.
     pub fn cluster_job(&self, cluster: Vec<(String, String)>) -> CompileJob {

@@ -11,6 +11,7 @@
 //! paths. On SIGINT/SIGTERM the pinned programs stay attached (fail-static: a restart
 //! adopts them without a gap); with `--no-pin` they are detached and every pin removed.
 
+pub mod aside;
 mod changes;
 mod cluster;
 pub mod compile_job;
@@ -29,6 +30,7 @@ use std::{sync::Arc, time::Instant};
 use anyhow::{Context, bail};
 use zt_common::config::Config;
 
+pub use aside::{SET_ASIDE_RETRIES, SetAside};
 pub use changes::{ChangeError, PolicyChange};
 pub use cluster::{CLUSTER_SOURCE_PREFIX, WatchStats};
 pub use compile_job::{CompileJob, Precompiled, one_change_at_a_time};
@@ -79,13 +81,40 @@ pub fn start(
             anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len())
         })?,
     };
-    let sources = match cluster {
-        Some(cluster) => cluster::with_cluster(&sources, cluster),
-        None => sources,
-    };
+    // The cluster's objects the start cannot take are set aside, as later pushes do
+    // (`aside`): one invalid object must not keep the agent from starting.
+    let operator = sources;
+    let mut cluster_aside = SetAside::default();
+    let mut pushed = cluster.clone().unwrap_or_default();
     let mut parse_cache = crate::policy::ParseCache::default();
-    let prepared = generation::prepare_sources_cached(&sources, &settings, &host, &mut allocator, &mut parse_cache)
-        .map_err(|r| anyhow::anyhow!("{r}\nthe policy was rejected ({} problem(s)); nothing was applied", r.0.len()))?;
+    let mut attempt = 0;
+    let (sources, prepared) = loop {
+        let sources = match cluster {
+            Some(_) => cluster::with_cluster(&operator, pushed.clone()),
+            None => operator.clone(),
+        };
+        let rejected =
+            match generation::prepare_sources_cached(&sources, &settings, &host, &mut allocator, &mut parse_cache) {
+                Ok(prepared) => break (sources, prepared),
+                Err(r) => r,
+            };
+        let mut log = vec![];
+        let next = match &cluster {
+            Some(current) if attempt < SET_ASIDE_RETRIES => cluster_aside.reject(current, &pushed, &rejected, &mut log),
+            _ => None,
+        };
+        for line in log {
+            eprintln!("zt-agent: kubernetes: {line}");
+        }
+        match next {
+            Some(next) => pushed = next,
+            None => bail!("{rejected}\nthe policy was rejected ({} problem(s)); nothing was applied", rejected.0.len()),
+        }
+        attempt += 1;
+    };
+    if let Some(current) = &cluster {
+        cluster_aside.accepted(current, &pushed, &mut vec![]);
+    }
     for w in &prepared.compiled.warnings {
         log::warn!("{w}");
     }
@@ -160,6 +189,7 @@ pub fn start(
         parse_cache: Arc::new(std::sync::Mutex::new(parse_cache)),
         quarantine_notes: quarantine_notes::QuarantineNotes::open(&state_dir),
         alerts: Arc::default(),
+        cluster_aside,
     };
     Ok((state, dp, adopted))
 }

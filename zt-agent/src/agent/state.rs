@@ -50,6 +50,8 @@ pub struct Telemetry {
 /// The running agent. Fields are visible to the agent core only (`pub(super)`: this module
 /// and its siblings); the layers above use methods.
 pub struct AgentState {
+    /// The cluster objects the start set aside, until the push loop takes them.
+    pub(super) cluster_aside: super::SetAside,
     pub(super) opts: RunOptions,
     pub(super) settings: CompileSettings,
     pub(super) maps: Maps,

@@ -69,6 +69,7 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
             events_malformed: s.pipeline().events_malformed.load(Ordering::Relaxed),
             records_dropped: s.pipeline().records_dropped.load(Ordering::Relaxed),
         },
+        kubernetes_objects_rejected: s.telemetry().kubernetes.get().map(|k| k.set_aside.load(Ordering::Relaxed)),
     };
     Ok(Reply::Status(Box::new(report)))
 }

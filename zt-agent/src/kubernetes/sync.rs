@@ -4,11 +4,12 @@
 //! A burst of events (a rollout, a namespace deleted with its pods) becomes one
 //! generation: the loop waits [`DEBOUNCE`] after the first change, then takes the whole
 //! current set and pushes it through the agent's ordinary change path — compiled without
-//! the state lock, applied in one generation switch, rejected as a whole (the running
-//! generation stays) if any object is invalid.
+//! the state lock, applied in one generation switch. Objects the push cannot take are set
+//! aside ([`crate::agent::aside`]) and the rest pushed again in the same burst; a problem that
+//! names no cluster object rejects the push as a whole (the running generation stays).
 
 use std::{
-    sync::Arc,
+    sync::{Arc, Mutex, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -17,7 +18,10 @@ use super::{
     objects::{Cluster, Resource},
     watch::{Backoff, WatchStats, Watcher},
 };
-use crate::agent::{self, PushError, SharedState};
+use crate::{
+    agent::{self, PushError, SET_ASIDE_RETRIES, SharedState},
+    datapath::SwapReport,
+};
 
 /// How long changes are gathered into one generation after the first of them.
 pub const DEBOUNCE: Duration = Duration::from_millis(30);
@@ -70,33 +74,60 @@ impl Synced {
     }
 }
 
-/// Pushes every change of `cluster` to the agent, a burst at a time, for ever.
-pub async fn push_loop(cluster: Arc<Cluster>, state: SharedState) {
+/// Pushes every change of `cluster` to the agent, a burst at a time, for ever. Objects a
+/// push cannot take are set aside ([`agent::SetAside`]) and the rest pushed again; the start's
+/// set-aside objects are carried on.
+pub async fn push_loop(cluster: Arc<Cluster>, stats: Arc<WatchStats>, state: SharedState) {
+    // The objects the start set aside, if any.
+    let taken = state.lock().expect("agent state").take_cluster_aside();
+    stats.set_aside.store(taken.len() as u64, Ordering::Relaxed);
+    let aside = Arc::new(Mutex::new(taken));
     loop {
         cluster.changed.notified().await;
         tokio::time::sleep(DEBOUNCE).await;
-        let (sources, since) = cluster.take();
+        let (current, since) = cluster.take();
         let Some(since) = since else { continue };
-        let objects = sources.len();
         let state = state.clone();
-        let pushed = tokio::task::spawn_blocking(move || {
-            let _one = agent::one_change_at_a_time();
-            let job = state.lock().expect("agent state").cluster_job(sources.clone());
-            let compiling = Instant::now();
-            let precompiled = job.run();
-            let compiled = compiling.elapsed();
-            let applying = Instant::now();
-            let mut s = state.lock().expect("agent state");
-            let result = s.apply_cluster(sources, Some(precompiled));
-            let generation = s.generation();
-            drop(s);
-            let applied = applying.elapsed();
-            crate::heap::release();
-            (result, generation, (compiled, applied))
+        let aside = aside.clone();
+        let stats = stats.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut aside = aside.lock().expect("set-aside objects");
+            let mut log = vec![];
+            let mut sources = aside.sources(&current, &mut log);
+            let mut attempt = 0;
+            let outcome = loop {
+                let (result, generation, took) = push(&state, sources.clone());
+                match result {
+                    Ok(swap) => {
+                        aside.accepted(&current, &sources, &mut log);
+                        break Ok((swap, sources.len(), took));
+                    }
+                    Err(PushError::Rejected(r)) if attempt < SET_ASIDE_RETRIES => {
+                        match aside.reject(&current, &sources, &r, &mut log) {
+                            Some(next) => sources = next,
+                            None => break Err((PushError::Rejected(r), generation)),
+                        }
+                    }
+                    Err(e) => break Err((e, generation)),
+                }
+                attempt += 1;
+            };
+            stats.set_aside.store(aside.len() as u64, Ordering::Relaxed);
+            (outcome, log)
         })
         .await;
-        match pushed {
-            Ok((Ok(swap), _, (compiled, applied))) => eprintln!(
+        let (outcome, log) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                eprintln!("zt-agent: kubernetes: the push failed: {e}");
+                continue;
+            }
+        };
+        for line in log {
+            eprintln!("zt-agent: kubernetes: {line}");
+        }
+        match outcome {
+            Ok((swap, objects, (compiled, applied))) => eprintln!(
                 "zt-agent: kubernetes: enforcing generation {} ({objects} objects compiled in {:.1} ms, applied in {:.1} ms, {} entries written, {} removed) {:.1} ms after the first change",
                 swap.generation,
                 compiled.as_secs_f64() * 1e3,
@@ -105,15 +136,35 @@ pub async fn push_loop(cluster: Arc<Cluster>, state: SharedState) {
                 swap.removed,
                 since.elapsed().as_secs_f64() * 1e3
             ),
-            Ok((Err(PushError::Rejected(r)), generation, _)) => eprintln!(
+            Err((PushError::Rejected(r), generation)) => eprintln!(
                 "zt-agent: kubernetes: the cluster's objects were rejected; generation {generation} stays enforced until they are fixed:\n{r}"
             ),
-            Ok((Err(e), generation, _)) => {
+            Err((e, generation)) => {
                 eprintln!(
                     "zt-agent: kubernetes: the cluster's objects could not be applied; generation {generation} stays: {e}"
                 )
             }
-            Err(e) => eprintln!("zt-agent: kubernetes: the push failed: {e}"),
         }
     }
+}
+
+/// One push of `sources` as the cluster's objects: compiled off the state lock, applied
+/// under it; the result, the generation enforced after it, and how long each step took.
+fn push(
+    state: &SharedState,
+    sources: Vec<(String, String)>,
+) -> (Result<SwapReport, PushError>, u32, (Duration, Duration)) {
+    let _one = agent::one_change_at_a_time();
+    let job = state.lock().expect("agent state").cluster_job(sources.clone());
+    let compiling = Instant::now();
+    let precompiled = job.run();
+    let compiled = compiling.elapsed();
+    let applying = Instant::now();
+    let mut s = state.lock().expect("agent state");
+    let result = s.apply_cluster(sources, Some(precompiled));
+    let generation = s.generation();
+    drop(s);
+    let applied = applying.elapsed();
+    crate::heap::release();
+    (result, generation, (compiled, applied))
 }

@@ -353,6 +353,12 @@ fn policy(e: &mut Exposition, s: &Snapshot) {
         ] {
             e.single(name, Kind::Counter, help, load(value));
         }
+        e.single(
+            "zt_kubernetes_objects_rejected",
+            Kind::Gauge,
+            "Cluster objects set aside because the agent cannot take them (each named in the log).",
+            load(&k.set_aside),
+        );
     }
 
     let pushes = s.telemetry.pushes.snapshot();
@@ -465,6 +471,7 @@ pub(crate) mod tests {
         assert_eq!(sample(&text, "zt_kubernetes_events_total"), Some("12"));
         assert_eq!(sample(&text, "zt_kubernetes_gone_total"), Some("1"));
         assert_eq!(sample(&text, "zt_kubernetes_lists_total"), Some("0"));
+        assert_eq!(sample(&text, "zt_kubernetes_objects_rejected"), Some("0"));
     }
 
     fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {

@@ -1,0 +1,298 @@
+//! Cluster objects the agent cannot take, set aside so the rest of the cluster is still
+//! enforced. Each object stands on its own, as in Kubernetes: one invalid NetworkPolicy
+//! must not hold back a pod label change elsewhere.
+//!
+//! When a cluster push is rejected and every problem names a cluster source
+//! (`policy kubernetes:<resource>/<key>, document N: ...`), those objects are set aside and
+//! the rest is pushed again in the same burst. A set-aside object is remembered by its
+//! source name and text, so later bursts leave it out without compiling it again, until
+//! it changes or is deleted. Where the object had a version the agent accepted before,
+//! that version stays enforced in its place (an invalid edit of a NetworkPolicy does not
+//! open what the policy closed); an object that never had a valid version is left out.
+//! A problem that names no single cluster source (an operator's file, a size limit) keeps
+//! the push refused as a whole. The agent's start does the same with the first list, so
+//! an invalid object does not keep the agent from starting.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::agent::{CLUSTER_SOURCE_PREFIX, Rejected};
+
+/// How many times a push is tried again after setting objects aside (so at most three
+/// compiles a burst).
+pub const SET_ASIDE_RETRIES: usize = 2;
+
+/// One object set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Aside {
+    /// The text that was rejected.
+    text: String,
+    /// The problems the rejection named, joined by `; `.
+    problem: String,
+    /// The object is valid on its own: the problem is with another object (an address or a
+    /// name both claim), so it is tried again in every burst instead of waiting for a change.
+    relational: bool,
+}
+
+/// The set-aside objects and the cluster sources the running policy holds.
+#[derive(Debug, Default)]
+pub struct SetAside {
+    aside: BTreeMap<String, Aside>,
+    /// The cluster sources of the last accepted push, as they were pushed.
+    accepted: BTreeMap<String, String>,
+}
+
+/// The cluster source a problem is about: `policy <source>, document N: ...` (the
+/// display of `zt_policy::policy::Origin`, how every document's problem starts); `None`
+/// for a problem about no document (a size limit, an unreadable file).
+pub fn source_named(problem: &str) -> Option<&str> {
+    let rest = problem.strip_prefix("policy ")?;
+    let (source, after) = rest.split_once(", document ")?;
+    after.split_once(':')?.0.parse::<usize>().ok()?;
+    Some(source)
+}
+
+impl SetAside {
+    /// How many objects are set aside.
+    pub fn len(&self) -> usize {
+        self.aside.len()
+    }
+
+    /// Whether no object is set aside.
+    pub fn is_empty(&self) -> bool {
+        self.aside.is_empty()
+    }
+
+    /// What to push for `current`, the cluster's objects: a set-aside object whose text is
+    /// unchanged is pushed at its last accepted version, or left out if it had none; a
+    /// changed one is tried again. Objects deleted since are forgotten; `log` gets a line
+    /// for each.
+    pub fn sources(&mut self, current: &[(String, String)], log: &mut Vec<String>) -> Vec<(String, String)> {
+        let names: BTreeSet<&str> = current.iter().map(|(n, _)| n.as_str()).collect();
+        self.aside.retain(|name, _| {
+            let keep = names.contains(name.as_str());
+            if !keep {
+                log.push(format!("{name} is deleted; it is no longer set aside"));
+            }
+            keep
+        });
+        current
+            .iter()
+            .filter_map(|(name, text)| match self.aside.get(name) {
+                Some(a) if a.text == *text && !a.relational => self.stand_in(name, text),
+                _ => Some((name.clone(), text.clone())),
+            })
+            .collect()
+    }
+
+    /// The last accepted version of `name`, if it differs from the rejected `text`.
+    fn stand_in(&self, name: &str, text: &str) -> Option<(String, String)> {
+        self.accepted.get(name).filter(|old| *old != text).map(|old| (name.to_string(), old.clone()))
+    }
+
+    /// `pushed` (made by [`Self::sources`] from `current`) was rejected with `rejected`:
+    /// sets aside every object the problems name and returns what to push instead, or
+    /// `None` when a problem names no cluster object in `pushed` (the push is refused as a
+    /// whole). `log` gets a line for each object newly set aside or with a new problem.
+    pub fn reject(
+        &mut self,
+        current: &[(String, String)],
+        pushed: &[(String, String)],
+        rejected: &Rejected,
+        log: &mut Vec<String>,
+    ) -> Option<Vec<(String, String)>> {
+        let pushed_texts: BTreeMap<&str, &str> = pushed.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+        let mut problems: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for problem in &rejected.0 {
+            let source = source_named(problem).filter(|s| s.starts_with(CLUSTER_SOURCE_PREFIX))?;
+            pushed_texts.get(source)?;
+            problems.entry(source).or_default().push(problem);
+        }
+        if problems.is_empty() {
+            return None;
+        }
+        let current_texts: BTreeMap<&str, &str> = current.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+        let mut replaced: BTreeMap<&str, Option<(String, String)>> = BTreeMap::new();
+        for (name, lines) in problems {
+            let pushed_text = pushed_texts[name];
+            let problem = lines.join("; ");
+            match current_texts.get(name) {
+                Some(text) if *text == pushed_text => {
+                    let relational = crate::policy::parse(&[(name, *text)]).is_ok();
+                    let entry = Aside { text: text.to_string(), problem, relational };
+                    let stand_in = self.stand_in(name, text);
+                    if self.aside.get(name) != Some(&entry) {
+                        let instead = if stand_in.is_some() {
+                            "its last accepted version stays enforced"
+                        } else {
+                            "it is left out until it is fixed"
+                        };
+                        log.push(format!("{name} is set aside ({instead}): {}", entry.problem));
+                    }
+                    self.aside.insert(name.to_string(), entry);
+                    replaced.insert(name, stand_in);
+                }
+                // The last accepted version stood in and fails too (against the other
+                // objects now): the object is left out.
+                _ => {
+                    log.push(format!(
+                        "{name}: its last accepted version is rejected too, so it is left out: {problem}"
+                    ));
+                    self.accepted.remove(name);
+                    replaced.insert(name, None);
+                }
+            }
+        }
+        Some(
+            pushed
+                .iter()
+                .filter_map(|(name, text)| match replaced.get(name.as_str()) {
+                    Some(instead) => instead.clone(),
+                    None => Some((name.clone(), text.clone())),
+                })
+                .collect(),
+        )
+    }
+
+    /// `pushed`, made from `current`, is enforced now: it becomes the last accepted
+    /// version of every object, and a set-aside object pushed at its current text is taken.
+    pub fn accepted(&mut self, current: &[(String, String)], pushed: &[(String, String)], log: &mut Vec<String>) {
+        self.accepted = pushed.iter().cloned().collect();
+        let current_texts: BTreeMap<&str, &str> = current.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+        self.aside.retain(|name, _| {
+            let taken = current_texts
+                .get(name.as_str())
+                .is_some_and(|t| self.accepted.get(name).map(String::as_str) == Some(*t));
+            if taken {
+                log.push(format!("{name} is enforced now; it is no longer set aside"));
+            }
+            !taken
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BAD_NP: &str = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"bad","namespace":"x"},"spec":{"podSelector":{},"ingress":[{"ports":[{"port":70000}]}]}}"#;
+    const GOOD_NP: &str = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"bad","namespace":"x"},"spec":{"podSelector":{},"ingress":[{"ports":[{"port":80}]}]}}"#;
+    const NP: &str = "kubernetes:networkpolicies/x/bad";
+    const NS: &str = "kubernetes:namespaces/x";
+    const NS_TEXT: &str = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"x"}}"#;
+
+    fn s(name: &str, text: &str) -> (String, String) {
+        (name.to_string(), text.to_string())
+    }
+
+    /// The rejection the parser gives for `sources`.
+    fn rejection(sources: &[(String, String)]) -> Rejected {
+        let errors = crate::policy::parse(sources).expect_err("invalid");
+        Rejected(errors.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_problem_names_its_source_as_the_parser_writes_it() {
+        let r = rejection(&[s(NP, BAD_NP)]);
+        assert_eq!(source_named(&r.0[0]), Some(NP), "{r}");
+        assert_eq!(source_named("policy db.yaml, document 2: spec.x is wrong"), Some("db.yaml"));
+        assert_eq!(source_named("the policy needs 70000 entries; the map holds 65536"), None);
+        assert_eq!(source_named("policy /etc/zt: cannot read it (denied)"), None);
+    }
+
+    #[test]
+    fn an_invalid_new_object_is_left_out_and_skipped_until_it_changes() {
+        let mut a = SetAside::default();
+        let mut log = vec![];
+        let current = vec![s(NS, NS_TEXT), s(NP, BAD_NP)];
+        let pushed = a.sources(&current, &mut log);
+        assert_eq!(pushed, current);
+        let next = a.reject(&current, &pushed, &rejection(&pushed), &mut log).expect("set aside");
+        assert_eq!(next, vec![s(NS, NS_TEXT)]);
+        assert_eq!(log.len(), 1);
+        assert!(
+            log[0].starts_with(&format!("{NP} is set aside (it is left out until it is fixed): policy {NP}")),
+            "{log:?}"
+        );
+        a.accepted(&current, &next, &mut log);
+        assert_eq!(a.len(), 1);
+
+        // A later burst leaves it out without trying it.
+        assert_eq!(a.sources(&current, &mut log), vec![s(NS, NS_TEXT)]);
+        // Fixed: tried, taken, reported once.
+        let fixed = vec![s(NS, NS_TEXT), s(NP, GOOD_NP)];
+        let pushed = a.sources(&fixed, &mut log);
+        assert_eq!(pushed, fixed);
+        a.accepted(&fixed, &pushed, &mut log);
+        assert!(a.is_empty());
+        assert_eq!(log.last().unwrap(), &format!("{NP} is enforced now; it is no longer set aside"));
+    }
+
+    #[test]
+    fn an_invalid_edit_keeps_the_last_accepted_version() {
+        let mut a = SetAside::default();
+        let mut log = vec![];
+        let good = vec![s(NS, NS_TEXT), s(NP, GOOD_NP)];
+        a.accepted(&good, &good, &mut log);
+        let bad = vec![s(NS, NS_TEXT), s(NP, BAD_NP)];
+        let pushed = a.sources(&bad, &mut log);
+        let next = a.reject(&bad, &pushed, &rejection(&pushed), &mut log).expect("set aside");
+        assert_eq!(next, good, "the last accepted version stands in");
+        assert!(log[0].contains("its last accepted version stays enforced"), "{log:?}");
+        a.accepted(&bad, &next, &mut log);
+        assert_eq!(log.len(), 1, "{log:?}");
+        // Later bursts push the old version again, and nothing is logged twice.
+        assert_eq!(a.sources(&bad, &mut log), good);
+        assert_eq!(log.len(), 1);
+        // Deleted: forgotten, said once.
+        let gone = vec![s(NS, NS_TEXT)];
+        assert_eq!(a.sources(&gone, &mut log), gone);
+        assert!(a.is_empty());
+        assert_eq!(log[1], format!("{NP} is deleted; it is no longer set aside"));
+    }
+
+    #[test]
+    fn a_problem_without_a_cluster_source_refuses_the_whole_push() {
+        let mut a = SetAside::default();
+        let mut log = vec![];
+        let current = vec![s(NP, BAD_NP)];
+        let operator = Rejected(vec!["policy db.yaml, document 1: spec.x is wrong".into()]);
+        assert_eq!(a.reject(&current, &current, &operator, &mut log), None);
+        let limit = Rejected(vec!["the policy needs too many entries".into()]);
+        assert_eq!(a.reject(&current, &current, &limit, &mut log), None);
+        let mixed = Rejected(vec![rejection(&current).0[0].clone(), "policy db.yaml, document 1: x".into()]);
+        assert_eq!(a.reject(&current, &current, &mixed, &mut log), None);
+        assert!(a.is_empty() && log.is_empty());
+    }
+
+    #[test]
+    fn a_failing_stand_in_is_left_out_too() {
+        let mut a = SetAside::default();
+        let mut log = vec![];
+        let good = vec![s(NP, GOOD_NP)];
+        a.accepted(&good, &good, &mut log);
+        let bad = vec![s(NP, BAD_NP)];
+        let pushed = a.sources(&bad, &mut log);
+        let next = a.reject(&bad, &pushed, &rejection(&pushed), &mut log).unwrap();
+        assert_eq!(next, good);
+        // Say the old version now clashes with another object.
+        let clash = Rejected(vec![format!("policy {NP}, document 1: the name is taken")]);
+        let next = a.reject(&bad, &next, &clash, &mut log).unwrap();
+        assert!(next.is_empty());
+        a.accepted(&bad, &next, &mut log);
+        assert!(a.sources(&bad, &mut log).is_empty(), "no stand-in any more");
+    }
+
+    #[test]
+    fn an_object_valid_on_its_own_is_tried_again_in_every_burst() {
+        let mut a = SetAside::default();
+        let mut log = vec![];
+        let current = vec![s(NS, NS_TEXT)];
+        let clash = Rejected(vec![format!("policy {NS}, document 1: the name is taken")]);
+        let next = a.reject(&current, &current, &clash, &mut log).unwrap();
+        assert!(next.is_empty());
+        a.accepted(&current, &next, &mut log);
+        assert_eq!(a.sources(&current, &mut log), current, "retried: the clash may be gone");
+        a.accepted(&current, &current, &mut log);
+        assert!(a.is_empty(), "{log:?}");
+    }
+}
