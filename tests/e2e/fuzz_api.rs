@@ -25,29 +25,8 @@ use std::{
 
 use common::{AgentNet, server_policy};
 use serde_json::{Value, json};
+use zt_tests::rng::Rng;
 use zt_tests::skip_unless_privileged;
-
-/// SplitMix64: tiny and seedable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -90,10 +69,10 @@ fn random_value(r: &mut Rng, depth: usize) -> Value {
     match r.below(if depth == 0 { 6 } else { 9 }) {
         0 => Value::Null,
         1 => Value::Bool(r.chance(50)),
-        2 => json!(r.next() as i64),
-        3 => json!((r.next() % 1_000_000) as f64 / 7.0),
+        2 => json!(r.u64() as i64),
+        3 => json!((r.u64() % 1_000_000) as f64 / 7.0),
         4 => Value::String(random_string(r)),
-        5 => json!(r.next()),
+        5 => json!(r.u64()),
         6 | 7 => Value::Array((0..r.below(4)).map(|_| random_value(r, depth - 1)).collect()),
         _ => Value::Object((0..r.below(4)).map(|_| (random_string(r), random_value(r, depth - 1))).collect()),
     }
@@ -189,7 +168,7 @@ fn mutate_bytes(r: &mut Rng, line: &mut Vec<u8>) {
             }
             1 => {
                 let at = r.below(len);
-                line[at] = r.next() as u8;
+                line[at] = r.u64() as u8;
             }
             2 => {
                 let at = r.below(len);

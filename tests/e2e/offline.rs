@@ -11,6 +11,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use common::*;
 use serde_json::Value;
+use zt_tests::rng::Rng;
 use zt_tests::{skip_unless_privileged, workspace_binary};
 
 /// Flows judged per run; the seed is printed, and `ZT_OFFLINE_SEED` replays a run.
@@ -21,27 +22,6 @@ fn offline(args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(workspace_binary("ztctl").expect("ztctl is built"));
     cmd.args(["--socket", "/nonexistent"]).args(args);
     zt_tests::command::run_command(&mut cmd, Duration::from_secs(60)).expect("ztctl runs")
-}
-
-/// splitmix64: a small seeded generator, so a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
 }
 
 /// Endpoints db and web, a CIDR peer with an exception, an audit policy and egress rules,

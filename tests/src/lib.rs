@@ -46,6 +46,7 @@ pub mod netns;
 pub mod ocr;
 pub mod privileged;
 pub mod process;
+pub mod rng;
 pub mod scratch;
 pub mod tool;
 pub mod topology;

@@ -48,40 +48,10 @@ use zt_common::{
     proto,
     reason::*,
 };
+use zt_tests::rng::Rng;
 
 // ---------------------------------------------------------------------------------------
 // Randomness
-
-/// SplitMix64: tiny and seedable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn u8(&mut self) -> u8 {
-        self.next() as u8
-    }
-    fn u16(&mut self) -> u16 {
-        self.next() as u16
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.u8()).collect()
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -110,7 +80,7 @@ fn v4_addr(r: &mut Rng) -> [u8; 4] {
         0 => [198, 18, 0, 1],
         1 => [198, 18, 0, 2],
         2 => [10, 0, 0, r.u8()],
-        _ => (r.next() as u32).to_be_bytes(),
+        _ => (r.u64() as u32).to_be_bytes(),
     }
 }
 
@@ -130,11 +100,11 @@ fn v6_addr(r: &mut Rng) -> [u8; 16] {
 fn gen_l4(r: &mut Rng, v6: bool, depth: usize) -> (u8, Vec<u8>) {
     let icmp_own = if v6 { proto::ICMPV6 } else { proto::ICMP };
     let choice = r.below(100);
-    let payload_len = r.pick(&[0usize, 0, 1, 7, 8, 20, 64]);
+    let payload_len = *r.pick(&[0usize, 0, 1, 7, 8, 20, 64]);
     match choice {
         0..=29 => {
-            let mut h = TcpHeader::new(r.u16(), r.u16(), r.next() as u32, r.u16());
-            h.acknowledgment_number = r.next() as u32;
+            let mut h = TcpHeader::new(r.u16(), r.u16(), r.u64() as u32, r.u16());
+            h.acknowledgment_number = r.u64() as u32;
             let f = r.u8();
             (h.fin, h.syn, h.rst, h.psh, h.ack, h.urg, h.ece, h.cwr) =
                 (f & 1 != 0, f & 2 != 0, f & 4 != 0, f & 8 != 0, f & 16 != 0, f & 32 != 0, f & 64 != 0, f & 128 != 0);
@@ -185,19 +155,19 @@ fn gen_l4(r: &mut Rng, v6: bool, depth: usize) -> (u8, Vec<u8>) {
                     3 => Icmpv6Type::EchoReply(echo),
                     4 => Icmpv6Type::NeighborSolicitation,
                     5 => Icmpv6Type::Unknown {
-                        type_u8: r.pick(&[130, 131, 132, 133, 134, 136, 137, 143]),
+                        type_u8: *r.pick(&[130, 131, 132, 133, 134, 136, 137, 143]),
                         code_u8: 0,
                         bytes5to8: [0; 4],
                     },
                     6..=7 => Icmpv6Type::Unknown {
-                        type_u8: r.pick(&[1, 2, 3, 4]),
+                        type_u8: *r.pick(&[1, 2, 3, 4]),
                         code_u8: r.u8() % 8,
                         bytes5to8: [0, 0, 5, 0xdc],
                     },
                     _ => Icmpv6Type::Unknown {
                         type_u8: r.u8(),
                         code_u8: r.u8(),
-                        bytes5to8: (r.next() as u32).to_be_bytes(),
+                        bytes5to8: (r.u64() as u32).to_be_bytes(),
                     },
                 };
                 Icmpv6Header::new(t).to_bytes().to_vec()
@@ -206,15 +176,15 @@ fn gen_l4(r: &mut Rng, v6: bool, depth: usize) -> (u8, Vec<u8>) {
                     0..=2 => Icmpv4Type::EchoRequest(echo),
                     3 => Icmpv4Type::EchoReply(echo),
                     4..=6 => Icmpv4Type::Unknown {
-                        type_u8: r.pick(&[3, 11, 12]),
+                        type_u8: *r.pick(&[3, 11, 12]),
                         code_u8: r.u8() % 16,
                         bytes5to8: [0, 0, 5, 0xdc],
                     },
-                    7 => Icmpv4Type::Unknown { type_u8: r.pick(&[13, 14]), code_u8: 0, bytes5to8: [0; 4] },
+                    7 => Icmpv4Type::Unknown { type_u8: *r.pick(&[13, 14]), code_u8: 0, bytes5to8: [0; 4] },
                     _ => Icmpv4Type::Unknown {
                         type_u8: r.u8(),
                         code_u8: r.u8(),
-                        bytes5to8: (r.next() as u32).to_be_bytes(),
+                        bytes5to8: (r.u64() as u32).to_be_bytes(),
                     },
                 };
                 Icmpv4Header::new(t).to_bytes().to_vec()
@@ -240,7 +210,7 @@ fn gen_l4(r: &mut Rng, v6: bool, depth: usize) -> (u8, Vec<u8>) {
         _ => {
             let p = {
                 let x = r.u8();
-                r.pick(&[0u8, 2, 4, 41, 47, 50, 89, 103, 136, 253, 255, x])
+                *r.pick(&[0u8, 2, 4, 41, 47, 50, 89, 103, 136, 253, 255, x])
             };
             (p, {
                 let n = r.below(40);
@@ -260,7 +230,7 @@ fn gen_ip(r: &mut Rng, v6: bool, depth: usize) -> (Vec<u8>, Layout) {
         1 => 2,
         _ => 0,
     };
-    let frag_id: u32 = if r.chance(70) { r.below(8) as u32 } else { r.next() as u32 };
+    let frag_id: u32 = if r.chance(70) { r.below(8) as u32 } else { r.u64() as u32 };
     if frag == 2 {
         // A later fragment carries data, not the transport header.
         let n = 8 * (1 + r.below(4));
@@ -293,7 +263,7 @@ fn gen_ip(r: &mut Rng, v6: bool, depth: usize) -> (Vec<u8>, Layout) {
             _ => 5 + r.below(4),
         };
         let mut chain: Vec<u8> =
-            (0..n).map(|i| if i == 0 && r.chance(40) { 0 } else { r.pick(&[43, 60, 60, 51, 0]) }).collect();
+            (0..n).map(|i| if i == 0 && r.chance(40) { 0 } else { *r.pick(&[43, 60, 60, 51, 0]) }).collect();
         if frag != 0 || r.chance(5) {
             let at = r.below(chain.len() + 1);
             chain.insert(at, 44);
@@ -318,7 +288,7 @@ fn gen_ip(r: &mut Rng, v6: bool, depth: usize) -> (Vec<u8>, Layout) {
                         let n = 4 * r.below(4);
                         r.bytes(n)
                     };
-                    ext.extend(IpAuthHeader::new(next, r.next() as u32, r.next() as u32, &icv).unwrap().to_bytes());
+                    ext.extend(IpAuthHeader::new(next, r.u64() as u32, r.u64() as u32, &icv).unwrap().to_bytes());
                 }
                 _ => {
                     let payload = {
@@ -332,7 +302,7 @@ fn gen_ip(r: &mut Rng, v6: bool, depth: usize) -> (Vec<u8>, Layout) {
         let first = chain.first().copied().unwrap_or(p);
         let h = Ipv6Header {
             traffic_class: r.u8(),
-            flow_label: Ipv6FlowLabel::try_new(r.next() as u32 & 0xfffff).unwrap(),
+            flow_label: Ipv6FlowLabel::try_new(r.u64() as u32 & 0xfffff).unwrap(),
             payload_length: (ext.len() + l4.len()) as u16,
             next_header: IpNumber(first),
             hop_limit: r.u8(),
@@ -355,7 +325,7 @@ fn gen_frame(r: &mut Rng) -> (Vec<u8>, Layout) {
     let ip_type = if r.chance(3) {
         {
             let x = r.u16();
-            r.pick(&[0x0806u16, 0x88cc, 0x8847, x])
+            *r.pick(&[0x0806u16, 0x88cc, 0x8847, x])
         }
     } else if v6 {
         ETH_IP6
@@ -366,7 +336,7 @@ fn gen_frame(r: &mut Rng) -> (Vec<u8>, Layout) {
         0..=5 => vec![],
         6..=7 => vec![0x8100],
         8 => vec![0x88a8, 0x8100],
-        _ => vec![r.pick(&[0x8100, 0x88a8, 0x9100]), r.pick(&[0x8100, 0x88a8]), 0x8100][..1 + r.below(3)].to_vec(),
+        _ => vec![*r.pick(&[0x8100, 0x88a8, 0x9100]), *r.pick(&[0x8100, 0x88a8]), 0x8100][..1 + r.below(3)].to_vec(),
     };
     let mut types = tpids.clone();
     types.push(ip_type);
@@ -438,7 +408,7 @@ fn mutate(r: &mut Rng, f: &mut Vec<u8>, lay: &Layout) {
                 let at = lay.ip + if lay.v6 { 4 } else { 2 };
                 let v = {
                     let x = r.u16();
-                    r.pick(&[0u16, 1, 19, 20, 39, 40, 0xffff, x, len as u16])
+                    *r.pick(&[0u16, 1, 19, 20, 39, 40, 0xffff, x, len as u16])
                 };
                 set(f, at, (v >> 8) as u8);
                 set(f, at + 1, v as u8);
@@ -448,7 +418,7 @@ fn mutate(r: &mut Rng, f: &mut Vec<u8>, lay: &Layout) {
                 let at = lay.ip + if lay.v6 { 6 } else { 9 };
                 set(f, at, {
                     let x = r.u8();
-                    r.pick(&[0u8, 1, 6, 17, 43, 44, 50, 51, 58, 59, 60, 132, 135, x])
+                    *r.pick(&[0u8, 1, 6, 17, 43, 44, 50, 51, 58, 59, 60, 132, 135, x])
                 });
             }
             6 if !lay.exts.is_empty() => {
@@ -457,12 +427,12 @@ fn mutate(r: &mut Rng, f: &mut Vec<u8>, lay: &Layout) {
                 if r.chance(50) {
                     set(f, e, {
                         let x = r.u8();
-                        r.pick(&[0u8, 6, 17, 43, 44, 51, 58, 60, x])
+                        *r.pick(&[0u8, 6, 17, 43, 44, 51, 58, 60, x])
                     });
                 } else {
                     set(f, e + 1, {
                         let x = r.u8();
-                        r.pick(&[0u8, 1, 2, 0xff, x])
+                        *r.pick(&[0u8, 1, 2, 0xff, x])
                     });
                 }
             }
@@ -471,7 +441,7 @@ fn mutate(r: &mut Rng, f: &mut Vec<u8>, lay: &Layout) {
                 let at = lay.ethertypes[r.below(lay.ethertypes.len())];
                 let v = {
                     let x = r.u16();
-                    r.pick(&[0x8100u16, 0x88a8, 0x9100, ETH_IP4, ETH_IP6, 0x0806, x])
+                    *r.pick(&[0x8100u16, 0x88a8, 0x9100, ETH_IP4, ETH_IP6, 0x0806, x])
                 };
                 set(f, at, (v >> 8) as u8);
                 set(f, at + 1, v as u8);
@@ -513,7 +483,7 @@ fn garbage(r: &mut Rng) -> Vec<u8> {
         r.bytes(n)
     };
     if r.chance(70) {
-        let t = r.pick(&[ETH_IP4, ETH_IP6, 0x8100, 0x88a8]);
+        let t = *r.pick(&[ETH_IP4, ETH_IP6, 0x8100, 0x88a8]);
         f[12] = (t >> 8) as u8;
         f[13] = t as u8;
         if r.chance(50) && f.len() > 14 {
