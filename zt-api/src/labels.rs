@@ -136,18 +136,14 @@ impl Labels {
 
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (key, value)) in self.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            if value.is_empty() {
-                f.write_str(key)?;
-            } else {
-                write!(f, "{key}={value}")?;
-            }
-        }
-        Ok(())
+        f.write_str(&text(&self.0))
     }
+}
+
+/// `k=v,k2=v2` as [`Labels`] display it (a label with an empty value as its key alone), for
+/// labels as API replies and flow records carry them; empty for no labels.
+pub fn text(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") }).collect::<Vec<_>>().join(",")
 }
 
 impl FromStr for Labels {

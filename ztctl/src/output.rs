@@ -120,7 +120,7 @@ pub fn labels(labels: &std::collections::BTreeMap<String, String>) -> String {
     if labels.is_empty() {
         return "-".into();
     }
-    labels.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") }).collect::<Vec<_>>().join(",")
+    zt_api::labels::text(labels)
 }
 
 #[cfg(test)]

@@ -227,7 +227,7 @@ fn label_text(labels: &Labels) -> String {
     if labels.is_empty() {
         return "-".to_string();
     }
-    labels.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") }).collect::<Vec<_>>().join(",")
+    zt_api::labels::text(labels)
 }
 
 fn time_of(ms: u64) -> String {
@@ -235,23 +235,20 @@ fn time_of(ms: u64) -> String {
 }
 
 fn view(k: &EdgeKey, s: &EdgeStats) -> ObservedEdge {
-    let (peer_labels, peer_ip) = match &k.peer {
-        Peer::Labels(l) => ((**l).clone(), None),
-        Peer::Ip(ip) => (BTreeMap::new(), Some(*ip)),
-    };
+    let e = saved(k, s);
     ObservedEdge {
-        direction: if k.ingress { "ingress" } else { "egress" }.to_string(),
-        local_labels: (*k.local).clone(),
-        peer_labels,
-        peer_ip,
-        protocol: k.protocol.to_string(),
-        port: k.port,
-        verdict: k.verdict.to_string(),
-        reason: s.reason.to_string(),
-        policy: s.policy.as_deref().map(str::to_string),
-        flows: s.flows,
-        first_seen: time_of(s.first_ms),
-        last_seen: time_of(s.last_ms),
+        direction: e.direction,
+        local_labels: e.local,
+        peer_labels: e.peer_labels,
+        peer_ip: e.peer_ip,
+        protocol: e.protocol,
+        port: e.port,
+        verdict: e.verdict,
+        reason: e.reason,
+        policy: e.policy,
+        flows: e.flows,
+        first_seen: time_of(e.first_ms),
+        last_seen: time_of(e.last_ms),
     }
 }
 
@@ -362,6 +359,7 @@ impl Edges {
     }
 }
 
+/// An entry as the file keeps it; the API's view is this with readable times.
 fn saved(k: &EdgeKey, s: &EdgeStats) -> SavedEdge {
     let (peer_labels, peer_ip) = match &k.peer {
         Peer::Labels(l) => ((**l).clone(), None),

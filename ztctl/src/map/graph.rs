@@ -258,7 +258,7 @@ pub fn labels_text(labels: &BTreeMap<String, String>) -> String {
     if labels.is_empty() {
         return "(no labels)".into();
     }
-    labels.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") }).collect::<Vec<_>>().join(",")
+    zt_api::labels::text(labels)
 }
 
 #[cfg(test)]
