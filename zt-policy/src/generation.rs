@@ -48,7 +48,8 @@ pub fn check(
     settings: &CompileSettings,
     allocator: &mut IdentityAllocator,
 ) -> Result<CompiledPolicy, Rejected> {
-    check_counted(sources, settings, allocator).map(|c| c.compiled)
+    let set = policy::parse(sources).map_err(rejected)?;
+    compile(&set, settings, allocator)
 }
 
 /// [`check`], reading only the sources whose text `cache` does not hold (see
@@ -60,7 +61,16 @@ pub fn check_cached(
     cache: &mut policy::ParseCache,
 ) -> Result<CompiledPolicy, Rejected> {
     let set = policy::parse_cached(sources, cache).map_err(rejected)?;
-    policy::compile(&set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))
+    compile(&set, settings, allocator)
+}
+
+/// The compile step after a successful parse; its one error as the push's one problem.
+fn compile(
+    set: &policy::PolicySet,
+    settings: &CompileSettings,
+    allocator: &mut IdentityAllocator,
+) -> Result<CompiledPolicy, Rejected> {
+    policy::compile(set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))
 }
 
 /// Every parse error, one sentence each.
@@ -78,13 +88,14 @@ pub struct Checked {
 }
 
 /// [`check`], also counting documents and endpoints (for `ztctl policy validate`'s summary).
+/// Counting reads every source a second time, so pushes go through [`check`].
 pub fn check_counted(
     sources: &[(String, String)],
     settings: &CompileSettings,
     allocator: &mut IdentityAllocator,
 ) -> Result<Checked, Rejected> {
     let set = policy::parse(sources).map_err(rejected)?;
-    let compiled = policy::compile(&set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))?;
+    let compiled = compile(&set, settings, allocator)?;
     let documents = sources.iter().map(|(_, text)| documents_in(text)).sum();
     Ok(Checked { compiled, documents, endpoints: set.endpoints.len() })
 }
