@@ -3,12 +3,12 @@
 //! parent's pruned (see the [module docs](super) for why the closure makes the kernel's
 //! first hit right).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use zt_common::identity::ANY;
 use zt_common::policy::PolicyValue;
 
-use super::verdict::{Atom, Decision};
+use super::verdict::{Atom, Decision, condense};
 use super::{Limits, PolicyEntryKey};
 use crate::policy::error::CompileError;
 use crate::policy::ports::PortBlock;
@@ -29,19 +29,15 @@ pub(super) fn build_entries(
     let mut closure_keys = 0usize;
     for (direction, atoms) in atoms.iter().enumerate() {
         let direction = direction as u8;
-        let mut groups: BTreeMap<(u32, u32), Vec<&Atom>> = BTreeMap::new();
+        let mut groups: BTreeMap<(u32, u32), Vec<Atom>> = BTreeMap::new();
         for atom in atoms {
-            groups.entry((atom.local, atom.peer)).or_default().push(atom);
+            groups.entry((atom.local, atom.peer)).or_default().push(*atom);
         }
-        // The groups with an ANY side cover many pairs and are scanned for each of them;
-        // many policies selecting one identity put as many equal isolation atoms in its
-        // (local, any) group. Adding an equal atom again changes no decision (see
-        // `Contribution`), so those groups keep one of each.
-        for ((local, peer), group) in groups.iter_mut() {
-            if (*local == ANY || *peer == ANY) && group.len() > 1 {
-                let mut seen = HashSet::with_capacity(group.len());
-                group.retain(|atom| seen.insert((atom.block, atom.contribution)));
-            }
+        // The groups with an ANY side are scanned for every pair they cover, and many
+        // policies selecting one identity put as many isolation atoms in its (local, any)
+        // group: each group is condensed to one atom per block and kind of contribution.
+        for group in groups.values_mut() {
+            *group = condense(std::mem::take(group));
         }
         let locals_with_any_peer: Vec<u32> =
             groups.keys().filter(|(l, p)| *l != ANY && *p == ANY).map(|k| k.0).collect();
@@ -56,8 +52,7 @@ pub(super) fn build_entries(
             let mut covering_groups = vec![(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)];
             covering_groups.sort_unstable();
             covering_groups.dedup();
-            let covering: Vec<&Atom> =
-                covering_groups.iter().filter_map(|g| groups.get(g)).flatten().copied().collect();
+            let covering: Vec<&Atom> = covering_groups.iter().filter_map(|g| groups.get(g)).flatten().collect();
             let blocks: BTreeSet<PortBlock> = covering.iter().map(|a| a.block).collect();
             let mut class = Vec::new();
             for block in blocks {

@@ -64,6 +64,38 @@ pub(super) enum Contribution {
     NotLocal,
 }
 
+impl Contribution {
+    /// Contributions of one kind, which [`Contribution::combine`] can fold into one: the
+    /// variant, whether it enforces and, for rules, whether it denies.
+    fn kind(&self) -> (u8, bool, bool) {
+        match *self {
+            Contribution::Neutral => (0, false, false),
+            Contribution::Isolate { enforcing, .. } => (1, enforcing, false),
+            Contribution::DefaultIsolate { enforcing } => (2, enforcing, false),
+            Contribution::Pod => (3, false, false),
+            Contribution::Rule { action, enforcing, .. } => (4, enforcing, action == Action::Deny),
+            Contribution::Failsafe => (5, false, false),
+            Contribution::NotLocal => (6, false, false),
+        }
+    }
+
+    /// One contribution whose adding has the effect of adding both (same [`kind`](Self::kind)):
+    /// of isolations the lowest policy id is kept (what [`Layer`] names), of rules the
+    /// preferred attribution; the other variants are equal.
+    fn combine(self, other: Contribution) -> Contribution {
+        match (self, other) {
+            (Contribution::Isolate { enforcing, policy_id: a }, Contribution::Isolate { policy_id: b, .. }) => {
+                Contribution::Isolate { enforcing, policy_id: a.min(b) }
+            }
+            (
+                Contribution::Rule { action, enforcing, attribution: a },
+                Contribution::Rule { attribution: b, .. },
+            ) => Contribution::Rule { action, enforcing, attribution: Attribution::best(Some(a), b).unwrap_or(a) },
+            (this, _) => this,
+        }
+    }
+}
+
 /// One policy evaluation: either enforce-mode policies only, or all policies treated as
 /// enforcing (which is what audit mode reports against).
 #[derive(Clone, Copy, Debug, Default)]
@@ -179,6 +211,25 @@ pub(super) struct Atom {
     pub(super) peer: u32,
     pub(super) block: PortBlock,
     pub(super) contribution: Contribution,
+}
+
+/// The atoms of one identity pair, fewest that add up to the same: atoms of a pair differ
+/// only in block and contribution, and adding contributions is idempotent and order-free, so
+/// per block the contributions of each kind fold into one. A hundred policies isolating one
+/// identity leave one isolation atom in its (identity, any) group, which the closure scans
+/// for every peer of that identity.
+pub(super) fn condense(mut group: Vec<Atom>) -> Vec<Atom> {
+    group.sort_unstable_by_key(|atom| (atom.block, atom.contribution.kind()));
+    let mut condensed: Vec<Atom> = Vec::with_capacity(group.len());
+    for atom in group {
+        match condensed.last_mut() {
+            Some(last) if last.block == atom.block && last.contribution.kind() == atom.contribution.kind() => {
+                last.contribution = last.contribution.combine(atom.contribution);
+            }
+            _ => condensed.push(atom),
+        }
+    }
+    condensed
 }
 
 /// Step 3: atoms per direction (indexed by `DIR_INGRESS`/`DIR_EGRESS`).
