@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -42,11 +43,13 @@ impl fmt::Display for Origin {
     }
 }
 
-/// Everything one push contains, in input order.
+/// Everything one push contains, in input order. Endpoints and policies are shared, not
+/// copied, between the parse cache and the pushes that reuse them: a one-rule change to a
+/// 100k-rule policy spent a quarter of its time copying and freeing the unchanged ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicySet {
-    pub endpoints: Vec<Endpoint>,
-    pub policies: Vec<Policy>,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    pub policies: Vec<Arc<Policy>>,
 }
 
 /// `kind: Endpoint`: labels for a set of addresses (local workloads or remote peers).

@@ -10,7 +10,7 @@ use zt_common::identity::{HOST, WORLD};
 use super::{CompileSettings, DEFAULT_ROUTES, MAX_IPCACHE_PREFIXES};
 use crate::identity::{IdentityAllocator, Labels};
 use crate::policy::error::CompileError;
-use crate::policy::model::{Direction, Endpoint, Peer, PodPorts, PolicySet, Selector};
+use crate::policy::model::{Direction, Peer, PodPorts, PolicySet, Selector};
 
 /// Every identity of a push, and how addresses map to them.
 pub(super) struct Universe {
@@ -56,7 +56,7 @@ impl Universe {
 
         // Allocate in label order, not file order, so a first push numbers identically
         // however its files are named.
-        let label_sets: BTreeSet<Labels> = set.endpoints.iter().flat_map(Endpoint::identity_label_sets).collect();
+        let label_sets: BTreeSet<Labels> = set.endpoints.iter().flat_map(|e| e.identity_label_sets()).collect();
         for labels in label_sets {
             let id = allocator.allocate(&labels)?;
             universe.selectable.insert(id, labels.clone());

@@ -87,10 +87,9 @@ impl Contribution {
             (Contribution::Isolate { enforcing, policy_id: a }, Contribution::Isolate { policy_id: b, .. }) => {
                 Contribution::Isolate { enforcing, policy_id: a.min(b) }
             }
-            (
-                Contribution::Rule { action, enforcing, attribution: a },
-                Contribution::Rule { attribution: b, .. },
-            ) => Contribution::Rule { action, enforcing, attribution: Attribution::best(Some(a), b).unwrap_or(a) },
+            (Contribution::Rule { action, enforcing, attribution: a }, Contribution::Rule { attribution: b, .. }) => {
+                Contribution::Rule { action, enforcing, attribution: Attribution::best(Some(a), b).unwrap_or(a) }
+            }
             (this, _) => this,
         }
     }

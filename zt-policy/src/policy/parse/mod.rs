@@ -45,6 +45,7 @@ use super::error::PolicyError;
 use super::model::{Origin, PolicySet};
 use dispatch::Document;
 use fields::Checker;
+use std::sync::Arc;
 
 /// Parses and validates `(source name, YAML text)` pairs into one policy set. Returns every
 /// error found in any source; a push with errors must not be applied at all.
@@ -78,8 +79,8 @@ fn parse_source(
         let origin = Origin::new(name, number);
         let mut check = Checker { origin: &origin, errors };
         match document {
-            Ok(Document::Endpoint(doc)) => set.endpoints.push(check.endpoint(doc)),
-            Ok(Document::Policy(doc)) => set.policies.push(check.policy(doc)),
+            Ok(Document::Endpoint(doc)) => set.endpoints.push(Arc::new(check.endpoint(doc))),
+            Ok(Document::Policy(doc)) => set.policies.push(Arc::new(check.policy(doc))),
             Ok(Document::Kubernetes(object)) => objects.add(&origin, object, set, errors),
             Ok(Document::Empty) => {}
             Err(error) => errors.push(error),

@@ -1,6 +1,8 @@
 //! Randomized equivalence: `CompiledPolicy::lookup` against a brute-force evaluator that reads
 //! the resolved rules directly, without atoms, blocks or closure.
 
+use std::sync::Arc;
+
 use super::*;
 use crate::policy::model::PodPorts;
 
@@ -132,17 +134,17 @@ fn random_setup(rng: &mut Rng) -> (PolicySet, CompileSettings) {
                 addresses.push(address);
             }
         }
-        set.endpoints.push(Endpoint {
+        set.endpoints.push(Arc::new(Endpoint {
             name: format!("e{i}"),
             namespace: None,
             addresses,
             labels,
             pod,
             origin: origin.clone(),
-        });
+        }));
     }
     for i in 0..rng.below(5) {
-        set.policies.push(Policy {
+        set.policies.push(Arc::new(Policy {
             name: format!("p{i}"),
             mode: if rng.chance(30) { Mode::Audit } else { Mode::Enforce },
             selector: Selector::new(if rng.chance(25) { Labels::new() } else { random_labels(rng, 1) }),
@@ -150,7 +152,7 @@ fn random_setup(rng: &mut Rng) -> (PolicySet, CompileSettings) {
             egress: random_rules(rng),
             origin: origin.clone(),
             written: Default::default(),
-        });
+        }));
     }
     let failsafe = match rng.below(3) {
         0 => vec![],

@@ -24,6 +24,7 @@ mod schema;
 mod selector;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
@@ -142,7 +143,7 @@ impl Objects {
             Object::Pod(doc) => self.pods.push(PendingPod { origin: origin.clone(), prefix: prefix.to_string(), doc }),
             Object::NetworkPolicy(doc) => {
                 if let Some(policy) = network_policy::translate(&mut check, prefix, doc) {
-                    set.policies.push(policy);
+                    set.policies.push(Arc::new(policy));
                 }
             }
             Object::List(doc) => {
@@ -174,7 +175,7 @@ impl Objects {
         for pending in self.pods {
             let mut check = Checker { origin: &pending.origin, errors };
             if let Some(endpoint) = pod::translate(&mut check, &pending.prefix, pending.doc, &self.namespaces) {
-                set.endpoints.push(endpoint);
+                set.endpoints.push(Arc::new(endpoint));
             }
         }
     }
