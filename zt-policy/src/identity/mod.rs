@@ -13,5 +13,5 @@ pub mod allocator;
 // Label syntax is shared with clients (selectors in `ztctl flows`): it lives in zt-api.
 pub use zt_api::labels;
 
-pub use allocator::{AllocatorError, IdentityAllocator};
+pub use allocator::{Added, Allocation, AllocatorError, IdentityAllocator};
 pub use labels::{LabelError, Labels};

@@ -56,7 +56,7 @@ pub use settings::{CompileSettings, DefaultDeny, FailsafeRule};
 use super::error::CompileError;
 use super::model::PolicySet;
 use super::ports::PortBlock;
-use crate::identity::IdentityAllocator;
+use crate::identity::{Allocation, IdentityAllocator};
 use closure::build_entries;
 use resolve::resolve;
 use universe::Universe;
@@ -106,9 +106,9 @@ pub(crate) fn compile_resolved(
     for rule in &settings.failsafe {
         rule.validate()?;
     }
-    let mut next_allocator = allocator.clone();
+    let mut allocation = Allocation::new(allocator);
     let mut warnings = Vec::new();
-    let universe = Universe::build(set, settings, &mut next_allocator, &mut warnings)?;
+    let universe = Universe::build(set, settings, &mut allocation, &mut warnings)?;
     let (resolved, policies) = resolve(set, settings, &universe, &mut warnings);
     let mut entries = build_entries(&atoms(&resolved), limits)?;
     let rate_limits = ratelimits::attach(&resolved, &mut entries)?;
@@ -121,7 +121,8 @@ pub(crate) fn compile_resolved(
         blocks.sort_by_key(|(block, _)| std::cmp::Reverse(block.lpm_prefix_len()));
     }
 
-    *allocator = next_allocator;
+    let added = allocation.finish();
+    allocator.commit(added);
     let compiled = CompiledPolicy {
         ipcache: universe.ipcache.into_iter().collect(),
         entries,

@@ -2,11 +2,12 @@
 //! for "everything"), port items become port matches, and each policy gets its id.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use zt_common::identity::{ANY, HOST, WORLD};
 
-use super::universe::Universe;
+use super::universe::{Ids, Universe};
 use super::{CompileSettings, DefaultDeny, PolicyInfo};
 use crate::policy::model::{
     Action, Direction, Entity, Mode, NamedPortRule, Origin, Peer, PolicySet, PortRule, RateLimit, Written,
@@ -80,8 +81,8 @@ pub(crate) struct ResolvedRule {
     pub action: Action,
     /// False for audit-mode policies.
     pub enforcing: bool,
-    pub locals: BTreeSet<u32>,
-    pub peers: BTreeSet<u32>,
+    pub locals: Ids,
+    pub peers: Ids,
     pub ports: Vec<PortMatch>,
     /// Ingress allow rules only.
     pub rate_limit: Option<RateLimit>,
@@ -131,12 +132,13 @@ pub(super) fn resolve(
     };
     let mut policies: Vec<_> = set.policies.iter().collect();
     policies.sort_by(|a, b| a.name.cmp(&b.name));
+    let any: Ids = Arc::new(BTreeSet::from([ANY]));
     let mut infos = Vec::new();
 
     for (index, policy) in policies.into_iter().enumerate() {
         let policy_id = index as u32 + 1;
         let origin = &policy.origin;
-        let locals = if policy.selector.is_all() { BTreeSet::from([ANY]) } else { universe.select(&policy.selector) };
+        let locals = if policy.selector.is_all() { any.clone() } else { Arc::new(universe.select(&policy.selector)) };
         let written = &policy.written;
         if locals.is_empty() {
             warnings.push(format!(
@@ -171,16 +173,20 @@ pub(super) fn resolve(
                 // Paths only name things in warnings: built when one is given, since a large
                 // policy has hundreds of thousands of rules and peers and almost no warnings.
                 let rule_path = || written.rule_path(direction, i);
-                let peers = if rule.peers.is_empty() {
-                    BTreeSet::from([ANY])
-                } else {
-                    let mut peers = BTreeSet::new();
-                    for (j, peer) in rule.peers.iter().enumerate() {
-                        let path =
-                            || written.peer_field(&format!("{}.{}[{j}]", rule_path(), direction.peer_field()), peer);
-                        peers.extend(resolve_peer(universe, peer, origin, (&path, written), warnings));
+                let peer = |j: usize, peer: &Peer, warnings: &mut Vec<String>| {
+                    let path = || written.peer_field(&format!("{}.{}[{j}]", rule_path(), direction.peer_field()), peer);
+                    resolve_peer(universe, peer, origin, (&path, written), warnings)
+                };
+                let peers = match rule.peers.as_slice() {
+                    [] => any.clone(),
+                    [one] => peer(0, one, warnings),
+                    several => {
+                        let mut peers = BTreeSet::new();
+                        for (j, one) in several.iter().enumerate() {
+                            peers.extend(peer(j, one, warnings).iter().copied());
+                        }
+                        Arc::new(peers)
                     }
-                    peers
                 };
                 if rule.rate_limit.is_some() && !enforcing {
                     let rule_path = rule_path();
@@ -218,7 +224,7 @@ pub(super) fn resolve(
             name: policy.name.clone(),
             mode: policy.mode,
             origin: origin.clone(),
-            selected: locals.into_iter().collect(),
+            selected: locals.iter().copied().collect(),
         });
     }
     (resolved, infos)
@@ -258,7 +264,7 @@ fn resolve_named_ports(
         if ports.is_empty() {
             continue;
         }
-        let only = BTreeSet::from([pod]);
+        let only = Arc::new(BTreeSet::from([pod]));
         let (locals, peers) = match direction {
             Direction::Ingress => (only, rule.peers.clone()),
             Direction::Egress => (rule.locals.clone(), only),
@@ -276,13 +282,13 @@ pub(super) fn resolve_peer(
     origin: &Origin,
     (field, written): (&dyn Fn() -> String, &Written),
     warnings: &mut Vec<String>,
-) -> BTreeSet<u32> {
+) -> Ids {
     match peer {
-        Peer::Entity(Entity::Host) => BTreeSet::from([HOST]),
-        Peer::Entity(Entity::World) => BTreeSet::from([WORLD]),
-        Peer::Entity(Entity::Any) => BTreeSet::from([ANY]),
+        Peer::Entity(Entity::Host) => Arc::new(BTreeSet::from([HOST])),
+        Peer::Entity(Entity::World) => Arc::new(BTreeSet::from([WORLD])),
+        Peer::Entity(Entity::Any) => Arc::new(BTreeSet::from([ANY])),
         Peer::Selector(selector) => {
-            let ids = universe.select(selector);
+            let ids = Arc::new(universe.select(selector));
             if ids.is_empty() {
                 let (nothing, field) = (written.selectable(), field());
                 warnings
@@ -296,7 +302,10 @@ pub(super) fn resolve_peer(
             // its own, longer ipcache entry, so its addresses never resolve to them.
             let inside = |net: &IpNet| cidr.contains(net) && !except.iter().any(|e| e.contains(net));
             let mut ids = BTreeSet::new();
-            for (&id, prefixes) in &universe.prefixes {
+            for id in universe.owners_within(cidr) {
+                let Some(prefixes) = universe.prefixes.get(&id) else {
+                    continue; // world: only a /0 peer matches it (below)
+                };
                 let count = prefixes.iter().filter(|net| inside(net)).count();
                 if count == prefixes.len() {
                     ids.insert(id);
@@ -313,7 +322,7 @@ pub(super) fn resolve_peer(
             if cidr.prefix_len() == 0 {
                 ids.insert(WORLD);
             }
-            ids
+            Arc::new(ids)
         }
     }
 }

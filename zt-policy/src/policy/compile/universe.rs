@@ -1,14 +1,15 @@
 //! Step 1, identities: every endpoint label set and every CIDR prefix a rule names gets a
-//! number from the [`IdentityAllocator`]; the ipcache maps each prefix to its number and the
+//! number from the [`IdentityAllocator`](crate::identity::IdentityAllocator); the ipcache maps each prefix to its number and the
 //! default routes to `world`. The [`Universe`] is what the later steps resolve against.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use zt_common::identity::{HOST, WORLD};
 
 use super::{CompileSettings, DEFAULT_ROUTES, MAX_IPCACHE_PREFIXES};
-use crate::identity::{IdentityAllocator, Labels};
+use crate::identity::{Allocation, Labels};
 use crate::policy::error::CompileError;
 use crate::policy::model::{Direction, Peer, PodPorts, PolicySet, Selector};
 
@@ -32,11 +33,14 @@ pub(super) struct Universe {
     pub(super) pods: BTreeMap<u32, PodPorts>,
 }
 
+/// A set of identities, shared between the rules that name the same ones.
+pub(crate) type Ids = Arc<BTreeSet<u32>>;
+
 impl Universe {
     pub(super) fn build(
         set: &PolicySet,
         settings: &CompileSettings,
-        allocator: &mut IdentityAllocator,
+        allocator: &mut Allocation,
         warnings: &mut Vec<String>,
     ) -> Result<Self, CompileError> {
         let host_labels = Labels::host(&settings.host_labels);
@@ -54,17 +58,44 @@ impl Universe {
             universe.prefixes.insert(HOST, host_prefixes.clone());
         }
 
-        // Allocate in label order, not file order, so a first push numbers identically
+        // Each endpoint's identity labels, per address (its labels alone without one),
+        // computed once; most are allocated already, so only the new ones are sorted and
+        // numbered — in label order, not file order, so a first push numbers identically
         // however its files are named.
-        let label_sets: BTreeSet<Labels> = set.endpoints.iter().flat_map(|e| e.identity_label_sets()).collect();
-        for labels in label_sets {
-            let id = allocator.allocate(&labels)?;
-            universe.selectable.insert(id, labels.clone());
-            universe.identities.insert(id, labels);
+        let endpoint_labels: Vec<Vec<Labels>> = set
+            .endpoints
+            .iter()
+            .map(|endpoint| match endpoint.addresses.as_slice() {
+                [] => vec![endpoint.labels.clone()],
+                addresses => addresses.iter().map(|address| endpoint.identity_labels(address)).collect(),
+            })
+            .collect();
+        let mut ids: HashMap<&Labels, u32> = HashMap::new();
+        let mut new: BTreeSet<&Labels> = BTreeSet::new();
+        for labels in endpoint_labels.iter().flatten() {
+            match allocator.get(labels) {
+                Some(id) => {
+                    ids.insert(labels, id);
+                }
+                None => {
+                    new.insert(labels);
+                }
+            }
         }
-        for endpoint in &set.endpoints {
-            for labels in endpoint.identity_label_sets() {
-                let id = allocator.get(&labels).expect("allocated above");
+        for labels in new {
+            ids.insert(labels, allocator.allocate(labels)?);
+        }
+        for (labels, &id) in &ids {
+            if let std::collections::btree_map::Entry::Vacant(slot) = universe.selectable.entry(id) {
+                slot.insert((*labels).clone());
+                universe.identities.insert(id, (*labels).clone());
+            }
+        }
+        for (endpoint, labels) in set.endpoints.iter().zip(&endpoint_labels) {
+            let mut own: Vec<u32> = labels.iter().map(|l| ids[l]).collect();
+            own.sort_unstable();
+            own.dedup();
+            for id in own {
                 universe.names.entry(id).or_default().push(endpoint.qualified_name());
                 if let Some(ports) = &endpoint.pod {
                     universe.pods.entry(id).or_insert_with(|| ports.clone());
@@ -77,7 +108,7 @@ impl Universe {
                     endpoint.origin
                 ));
             }
-            for (i, &address) in endpoint.addresses.iter().enumerate() {
+            for (i, (&address, labels)) in endpoint.addresses.iter().zip(labels).enumerate() {
                 if host_prefixes.contains(&address) {
                     warnings.push(format!(
                         "{}: spec.addresses[{i}] {address} is an address of this host, so its traffic has the host \
@@ -87,7 +118,7 @@ impl Universe {
                     ));
                     continue;
                 }
-                let id = allocator.get(&endpoint.identity_labels(&address)).expect("allocated above");
+                let id = ids[labels];
                 universe.ipcache.insert(address, id);
                 universe.prefixes.entry(id).or_default().insert(address);
             }
@@ -154,6 +185,27 @@ impl Universe {
                 ids.iter().copied().filter(|id| self.selectable.get(id).is_some_and(|l| selector.matches(l))).collect()
             }
         }
+    }
+
+    /// Every identity with a prefix inside `cidr` (the host: always), in numeric order. The
+    /// prefixes inside `cidr` have their addresses between its first and last, so they are
+    /// one range of the ordered ipcache: a CIDR peer no longer scans every identity, which
+    /// made a policy of 10,000 CIDR peers 10,000 x 10,000 prefix checks.
+    pub(super) fn owners_within(&self, cidr: &IpNet) -> BTreeSet<u32> {
+        let range = match cidr {
+            IpNet::V4(net) => {
+                IpNet::V4(Ipv4Net::new_assert(net.network(), 0))..=IpNet::V4(Ipv4Net::new_assert(net.broadcast(), 32))
+            }
+            IpNet::V6(net) => {
+                IpNet::V6(Ipv6Net::new_assert(net.network(), 0))..=IpNet::V6(Ipv6Net::new_assert(net.broadcast(), 128))
+            }
+        };
+        let mut owners: BTreeSet<u32> =
+            self.ipcache.range(range).filter(|(net, _)| cidr.contains(*net)).map(|(_, &id)| id).collect();
+        if self.prefixes.contains_key(&HOST) {
+            owners.insert(HOST);
+        }
+        owners
     }
 
     /// `endpoint db-1`, `endpoints db-1, db-2` or `this host`, for warnings.

@@ -268,8 +268,8 @@ pub(super) fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
     for rule in &resolved.rules {
         for ports in &rule.ports {
             let blocks = ports.blocks();
-            for &local in &rule.locals {
-                for &peer in &rule.peers {
+            for &local in rule.locals.iter() {
+                for &peer in rule.peers.iter() {
                     let attribution = Attribution {
                         specificity: ports.specificity(),
                         peer_specific: peer != ANY,
