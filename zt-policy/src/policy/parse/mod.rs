@@ -38,6 +38,8 @@ pub use cache::{ParseCache, parse_cached};
 pub use dispatch::API_VERSION;
 #[cfg(test)]
 pub(super) use dispatch::regular_document_numbers;
+#[cfg(test)]
+pub(super) use dispatch::{WITHOUT_JSON_PATH, read_kubernetes_json};
 // Loading lived in this module before it got its own; `policy::parse::load_path` still works.
 pub use super::load::{load_path, load_paths};
 
@@ -62,8 +64,9 @@ pub fn parse<N: AsRef<str>, T: AsRef<str>>(sources: &[(N, T)]) -> Result<PolicyS
     if errors.is_empty() { Ok(set) } else { Err(errors) }
 }
 
-/// One source: the single pass when it takes the whole source, else the checking path (which
-/// reports the problems); then each document's fields are checked into the model, in order.
+/// One source: a single pass when one takes the whole source (a Kubernetes object as JSON,
+/// or regular `zt/v1` YAML), else the checking path (which reports the problems); then each
+/// document's fields are checked into the model, in order.
 fn parse_source(
     name: &str,
     text: &str,
@@ -71,7 +74,8 @@ fn parse_source(
     objects: &mut kubernetes::Objects,
     errors: &mut Vec<PolicyError>,
 ) {
-    let documents: Vec<(usize, Result<Document, PolicyError>)> = match dispatch::read_regular(text) {
+    let fast = dispatch::read_kubernetes_json(text).or_else(|| dispatch::read_regular(text));
+    let documents: Vec<(usize, Result<Document, PolicyError>)> = match fast {
         Some(documents) => documents.into_iter().map(|(number, doc)| (number, Ok(doc))).collect(),
         None => dispatch::read_checked(name, text, errors),
     };

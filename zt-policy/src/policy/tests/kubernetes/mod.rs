@@ -12,6 +12,7 @@ use super::*;
 mod errors;
 mod input;
 mod isolation;
+mod json;
 mod peers;
 mod ports;
 
