@@ -6,7 +6,9 @@
 //! that disappears from policy keeps its number in case it comes back, and the 32-bit space
 //! is large enough that this never runs out in practice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 use zt_common::identity::FIRST_ALLOCATED;
@@ -18,8 +20,8 @@ use super::labels::Labels;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "AllocatorState", into = "AllocatorState")]
 pub struct IdentityAllocator {
-    /// Hashed: a compile looks up every endpoint's labels, and comparing label sets down a
-    /// tree of 10,000 was a third of its identity step.
+    /// Hashed (foldhash, seeded per process): a compile looks up every endpoint's labels,
+    /// and comparing label sets down a tree of 10,000 was a third of its identity step.
     by_labels: HashMap<Labels, u32>,
     by_id: BTreeMap<u32, Labels>,
     next: u32,
@@ -33,7 +35,7 @@ impl Default for IdentityAllocator {
 
 impl IdentityAllocator {
     pub fn new() -> Self {
-        Self { by_labels: HashMap::new(), by_id: BTreeMap::new(), next: FIRST_ALLOCATED }
+        Self { by_labels: HashMap::default(), by_id: BTreeMap::new(), next: FIRST_ALLOCATED }
     }
 
     /// The identity of `labels`, allocating the next free number the first time.
@@ -99,7 +101,7 @@ pub struct Added {
 
 impl<'a> Allocation<'a> {
     pub fn new(base: &'a IdentityAllocator) -> Self {
-        Allocation { base, added: HashMap::new(), next: base.next }
+        Allocation { base, added: HashMap::default(), next: base.next }
     }
 
     /// As [`IdentityAllocator::allocate`] would, without changing the allocator.

@@ -48,17 +48,29 @@ pub(super) fn build_entries(
             pairs.extend(peers_with_any_local.iter().map(|&peer| (local, peer)));
         }
 
+        // Reused across pairs: a cluster has tens of thousands of pairs, each allocating
+        // its own lists was a fifth of the closure.
+        let mut blocks: Vec<PortBlock> = Vec::new();
+        let mut class = Vec::new();
         for (local, peer) in pairs {
-            let mut covering_groups = vec![(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)];
+            let mut covering_groups = [(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)];
             covering_groups.sort_unstable();
-            covering_groups.dedup();
-            let covering: Vec<&Atom> = covering_groups.iter().filter_map(|g| groups.get(g)).flatten().collect();
-            let blocks: BTreeSet<PortBlock> = covering.iter().map(|a| a.block).collect();
-            let mut class = Vec::new();
-            for block in blocks {
+            let mut covering: [&[Atom]; 4] = [&[]; 4];
+            for (i, group) in covering_groups.iter().enumerate() {
+                if i == 0 || covering_groups[i - 1] != *group {
+                    covering[i] = groups.get(group).map_or(&[], Vec::as_slice);
+                }
+            }
+            let covering = || covering.iter().flat_map(|group| group.iter());
+            blocks.clear();
+            blocks.extend(covering().map(|a| a.block));
+            blocks.sort_unstable();
+            blocks.dedup();
+            class.clear();
+            for &block in &blocks {
                 let mut decision = Decision::default();
                 let (mut exact_local, mut exact_peer) = (local == ANY, peer == ANY);
-                for atom in covering.iter().filter(|a| a.block.contains(&block)) {
+                for atom in covering().filter(|a| a.block.contains(&block)) {
                     decision.add(&atom.contribution);
                     exact_local |= atom.local == local;
                     exact_peer |= atom.peer == peer;
@@ -72,7 +84,7 @@ pub(super) fn build_entries(
                 }
                 class.push((block, decision.value()));
             }
-            for (block, value) in prune_redundant(class) {
+            for (block, value) in prune_redundant(std::mem::take(&mut class)) {
                 entries.push((PolicyEntryKey::new(direction, local, peer, block), value));
             }
         }

@@ -2,9 +2,10 @@
 //! number from the [`IdentityAllocator`](crate::identity::IdentityAllocator); the ipcache maps each prefix to its number and the
 //! default routes to `world`. The [`Universe`] is what the later steps resolve against.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use zt_common::identity::{HOST, WORLD};
 
@@ -47,7 +48,7 @@ impl Universe {
         let host_prefixes: BTreeSet<IpNet> = settings.host_addresses.iter().map(|&addr| IpNet::from(addr)).collect();
         let mut universe = Universe {
             selectable: BTreeMap::from([(HOST, host_labels.clone())]),
-            by_label: HashMap::new(),
+            by_label: HashMap::default(),
             prefixes: BTreeMap::new(),
             names: BTreeMap::new(),
             ipcache: BTreeMap::new(),
@@ -70,7 +71,7 @@ impl Universe {
                 addresses => addresses.iter().map(|address| endpoint.identity_labels(address)).collect(),
             })
             .collect();
-        let mut ids: HashMap<&Labels, u32> = HashMap::new();
+        let mut ids: HashMap<&Labels, u32> = HashMap::default();
         let mut new: BTreeSet<&Labels> = BTreeSet::new();
         for labels in endpoint_labels.iter().flatten() {
             match allocator.get(labels) {
