@@ -311,6 +311,8 @@ fn reload(shared: &SharedState) {
         Err(PushError::Rejected(r)) => eprintln!("zt-agent: reload rejected, the running policy is unchanged:\n{r}"),
         Err(e) => eprintln!("zt-agent: reload failed, the running policy is unchanged: {e}"),
     }
+    let retired = s.take_retired();
     drop(s);
+    drop(retired);
     heap::release();
 }

@@ -20,7 +20,13 @@ use crate::{
 pub struct Prepared {
     pub compiled: CompiledPolicy,
     pub tables: Tables,
+    /// The flow log's names for it, built with the compile (off the state lock) and handed
+    /// to the flow context when the generation is switched to.
+    pub names: Names,
 }
+
+/// Labels by identity and names by policy id, for flow-log enrichment.
+pub type Names = (HashMap<u32, BTreeMap<String, String>>, HashMap<u32, String>);
 
 /// Every problem with a push, one sentence each (built by zt-policy, so `ztctl policy
 /// validate` prints the very same sentences).
@@ -47,7 +53,8 @@ pub fn prepare_sources(
 ) -> Result<Prepared, Rejected> {
     let compiled = zt_policy::generation::check(sources, settings, allocator)?;
     let tables = tables(&compiled, host);
-    Ok(Prepared { compiled, tables })
+    let names = names(&compiled);
+    Ok(Prepared { compiled, tables, names })
 }
 
 /// [`prepare_sources`], reading only the sources whose text `cache` does not hold (see
@@ -61,7 +68,8 @@ pub fn prepare_sources_cached(
 ) -> Result<Prepared, Rejected> {
     let compiled = zt_policy::generation::check_cached(sources, settings, allocator, cache)?;
     let tables = tables(&compiled, host);
-    Ok(Prepared { compiled, tables })
+    let names = names(&compiled);
+    Ok(Prepared { compiled, tables, names })
 }
 
 /// The kernel tables of a compiled policy plus this host's addresses as `host` (the
@@ -80,7 +88,7 @@ pub fn tables(compiled: &CompiledPolicy, host: &[IpNet]) -> Tables {
 }
 
 /// Labels by identity and names by policy id, for flow-log enrichment.
-pub fn names(compiled: &CompiledPolicy) -> (HashMap<u32, BTreeMap<String, String>>, HashMap<u32, String>) {
+pub fn names(compiled: &CompiledPolicy) -> Names {
     let identities = compiled
         .identities
         .iter()

@@ -88,7 +88,7 @@ pub fn start(
     let mut pushed = cluster.clone().unwrap_or_default();
     let mut parse_cache = crate::policy::ParseCache::default();
     let mut attempt = 0;
-    let (sources, prepared) = loop {
+    let (sources, mut prepared) = loop {
         let sources = match cluster {
             Some(_) => cluster::with_cluster(&operator, pushed.clone()),
             None => operator.clone(),
@@ -163,7 +163,7 @@ pub fn start(
     if let Some(line) = loaded.message(&edges_path) {
         eprintln!("{line}");
     }
-    let (identities, policies) = generation::names(&prepared.compiled);
+    let (identities, policies) = std::mem::take(&mut prepared.names);
     let ctx = FlowContext::new(flows::context::Names { identities, policies, interfaces: host::interface_names() });
     let state = AgentState {
         opts,
@@ -173,6 +173,7 @@ pub fn start(
         allocator,
         active: prepared,
         active_sources: sources,
+        retired: None,
         host,
         cfg,
         ctx,

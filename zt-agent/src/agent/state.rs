@@ -61,6 +61,8 @@ pub struct AgentState {
     pub(super) active: Prepared,
     /// Where the active policy came from (file names and texts), for history and diff.
     pub(super) active_sources: Vec<(String, String)>,
+    /// The generation the last switch replaced, until [`AgentState::take_retired`].
+    pub(super) retired: Option<Retired>,
     pub(super) host: Vec<IpNet>,
     pub(super) cfg: Config,
     pub(super) ctx: FlowContext,
@@ -179,17 +181,25 @@ impl AgentState {
         self.telemetry.pushes.observe(started.elapsed(), outcome);
     }
 
-    fn switch_to(&mut self, next: Prepared, sources: Vec<(String, String)>) -> Result<SwapReport, PushError> {
+    fn switch_to(&mut self, mut next: Prepared, sources: Vec<(String, String)>) -> Result<SwapReport, PushError> {
         let swap = self.writer.apply(&mut self.maps, &next.tables).map_err(PushError::Kernel)?;
-        let (identities, policies) = generation::names(&next.compiled);
+        let (identities, policies) = std::mem::take(&mut next.names);
         self.ctx.update_policy(identities, policies);
         for w in &next.compiled.warnings {
             log::warn!("{w}");
         }
         self.generation = swap.generation;
-        self.active = next;
-        self.active_sources = sources;
+        let active = std::mem::replace(&mut self.active, next);
+        let active_sources = std::mem::replace(&mut self.active_sources, sources);
+        self.retired = Some(Retired { _prepared: active, _sources: active_sources });
         Ok(swap)
+    }
+
+    /// The generation a switch replaced, for the caller to free after it lets go of the
+    /// state lock: freeing a cluster's compiled policy (tens of thousands of entries and
+    /// identities) took milliseconds in which status, flows and the next push waited.
+    pub fn take_retired(&mut self) -> Option<Retired> {
+        self.retired.take()
     }
 
     /// Keeps every address of this host resolving to `host` as addresses come and go.
@@ -215,6 +225,12 @@ impl AgentState {
     pub fn stats(&self) -> Result<StatsSnapshot, DatapathError> {
         self.maps.stats()
     }
+}
+
+/// A replaced generation and its sources, freed when dropped.
+pub struct Retired {
+    _prepared: Prepared,
+    _sources: Vec<(String, String)>,
 }
 
 /// Read-only views for the layers above (status, inventory, explain, metrics, wiring).

@@ -48,8 +48,12 @@ fn change(shared: &SharedState, change: PolicyChange, dry_run: bool, uid: u32) -
     let outcome = {
         let job = shared.lock().expect("agent state").compile_job(&change);
         let precompiled = job.map(CompileJob::run);
-        shared.lock().expect("agent state").change(change, dry_run, uid, precompiled)
+        let mut state = shared.lock().expect("agent state");
+        let outcome = state.change(change, dry_run, uid, precompiled);
+        (outcome, state.take_retired())
     };
+    let (outcome, retired) = outcome;
+    drop(retired);
     // The compile and its intermediate results are dropped now.
     heap::release();
     push(outcome)

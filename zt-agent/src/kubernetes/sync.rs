@@ -163,8 +163,10 @@ fn push(
     let mut s = state.lock().expect("agent state");
     let result = s.apply_cluster(sources, Some(precompiled));
     let generation = s.generation();
+    let retired = s.take_retired();
     drop(s);
     let applied = applying.elapsed();
+    drop(retired);
     crate::heap::release();
     (result, generation, (compiled, applied))
 }
