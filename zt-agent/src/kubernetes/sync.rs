@@ -127,14 +127,14 @@ pub async fn push_loop(cluster: Arc<Cluster>, stats: Arc<WatchStats>, state: Sha
             eprintln!("zt-agent: kubernetes: {line}");
         }
         match outcome {
-            Ok((swap, objects, (compiled, applied))) => eprintln!(
+            Ok((swap, objects, (compiled, applied, switched))) => eprintln!(
                 "zt-agent: kubernetes: enforcing generation {} ({objects} objects compiled in {:.1} ms, applied in {:.1} ms, {} entries written, {} removed) {:.1} ms after the first change",
                 swap.generation,
                 compiled.as_secs_f64() * 1e3,
                 applied.as_secs_f64() * 1e3,
                 swap.written,
                 swap.removed,
-                since.elapsed().as_secs_f64() * 1e3
+                switched.saturating_duration_since(since).as_secs_f64() * 1e3
             ),
             Err((PushError::Rejected(r), generation)) => eprintln!(
                 "zt-agent: kubernetes: the cluster's objects were rejected; generation {generation} stays enforced until they are fixed:\n{r}"
@@ -149,11 +149,13 @@ pub async fn push_loop(cluster: Arc<Cluster>, stats: Arc<WatchStats>, state: Sha
 }
 
 /// One push of `sources` as the cluster's objects: compiled off the state lock, applied
-/// under it; the result, the generation enforced after it, and how long each step took.
+/// under it; the result, the generation enforced after it, how long each step took and
+/// when the kernel switched (freeing the replaced generation and returning memory to the
+/// system come after it).
 fn push(
     state: &SharedState,
     sources: Vec<(String, String)>,
-) -> (Result<SwapReport, PushError>, u32, (Duration, Duration)) {
+) -> (Result<SwapReport, PushError>, u32, (Duration, Duration, Instant)) {
     let _one = agent::one_change_at_a_time();
     let job = state.lock().expect("agent state").cluster_job(sources.clone());
     let compiling = Instant::now();
@@ -165,8 +167,9 @@ fn push(
     let generation = s.generation();
     let retired = s.take_retired();
     drop(s);
-    let applied = applying.elapsed();
+    let switched = Instant::now();
+    let applied = switched - applying;
     drop(retired);
     crate::heap::release();
-    (result, generation, (compiled, applied))
+    (result, generation, (compiled, applied, switched))
 }
