@@ -80,6 +80,15 @@ pub enum PolicyChange {
     Rollback(Option<u64>),
 }
 
+/// A change planned for its compile job, handed back to [`AgentState::change`] so a push
+/// plans once: planning merges and compares every running document (70 ms of a 100-file,
+/// 20,000-document push). Valid while the generation it was planned against runs — every
+/// switch of the running documents is a new generation.
+pub struct Plan {
+    planned: Planned,
+    generation: u32,
+}
+
 /// The complete next policy a change leads to.
 struct Planned {
     sources: Vec<(String, String)>,
@@ -135,23 +144,31 @@ impl AgentState {
     }
 
     /// What compiling the next policy of `change` needs, to run without the state lock
-    /// (see [`super::compile_job`]); `None` when the change fails before any compile.
-    pub fn compile_job(&self, change: &PolicyChange) -> Option<CompileJob> {
-        self.plan(change).ok().map(|p| self.job_for(p.sources))
+    /// (see [`super::compile_job`]), and the plan it compiles; `None` when the change fails
+    /// before any compile.
+    pub fn compile_job(&self, change: &PolicyChange) -> Option<(CompileJob, Plan)> {
+        let planned = self.plan(change).ok()?;
+        let job = self.job_for(planned.sources.clone());
+        Some((job, Plan { planned, generation: self.generation }))
     }
 
     /// Applies `change` as a new revision authored by `uid` (validates and reports only,
     /// for a dry run, a diff, or a change that leaves every document as it is), using
-    /// `precompiled` when it was compiled from the same next policy.
+    /// `precompiled` when it was compiled from the same next policy and `plan` when the
+    /// running policy is still the one it was planned against.
     pub fn change(
         &mut self,
         change: PolicyChange,
         dry_run: bool,
         uid: u32,
         precompiled: Option<Precompiled>,
+        plan: Option<Plan>,
     ) -> Result<PushReport, ChangeError> {
         let dry_run = dry_run || matches!(change, PolicyChange::Diff(_));
-        let planned = self.plan(&change)?;
+        let planned = match plan {
+            Some(plan) if plan.generation == self.generation => plan.planned,
+            _ => self.plan(&change)?,
+        };
         self.precompiled = precompiled;
         let result = self.push(planned.sources, planned.documents, planned.changes, planned.summary, dry_run, uid);
         self.precompiled = None;

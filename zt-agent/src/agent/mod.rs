@@ -31,7 +31,7 @@ use anyhow::{Context, bail};
 use zt_common::config::Config;
 
 pub use aside::{SET_ASIDE_RETRIES, SetAside};
-pub use changes::{ChangeError, PolicyChange};
+pub use changes::{ChangeError, Plan, PolicyChange};
 pub use cluster::{CLUSTER_SOURCE_PREFIX, WatchStats};
 pub use compile_job::{CompileJob, Precompiled, one_change_at_a_time};
 pub use generation::{Prepared, Rejected, prepare, prepare_sources, prepare_sources_cached};

@@ -4,7 +4,7 @@
 
 use super::protocol::{ApiError, DocumentView, PushReport, Reply, Source};
 use crate::{
-    agent::{ChangeError, CompileJob, PolicyChange, SharedState, one_change_at_a_time},
+    agent::{ChangeError, PolicyChange, SharedState, one_change_at_a_time},
     heap,
 };
 
@@ -47,9 +47,9 @@ fn change(shared: &SharedState, change: PolicyChange, dry_run: bool, uid: u32) -
     let _one = one_change_at_a_time();
     let outcome = {
         let job = shared.lock().expect("agent state").compile_job(&change);
-        let precompiled = job.map(CompileJob::run);
+        let (precompiled, plan) = job.map(|(job, plan)| (job.run(), plan)).unzip();
         let mut state = shared.lock().expect("agent state");
-        let outcome = state.change(change, dry_run, uid, precompiled);
+        let outcome = state.change(change, dry_run, uid, precompiled, plan);
         (outcome, state.take_retired())
     };
     let (outcome, retired) = outcome;
