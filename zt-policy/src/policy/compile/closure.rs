@@ -48,10 +48,9 @@ pub(super) fn build_entries(
             pairs.extend(peers_with_any_local.iter().map(|&peer| (local, peer)));
         }
 
-        // Reused across pairs: a cluster has tens of thousands of pairs, each allocating
-        // its own lists was a fifth of the closure.
+        // Reused across pairs: a cluster has tens of thousands of pairs, and collecting each
+        // pair's covering atoms and blocks into new lists was a fifth of the closure.
         let mut blocks: Vec<PortBlock> = Vec::new();
-        let mut class = Vec::new();
         for (local, peer) in pairs {
             let mut covering_groups = [(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)];
             covering_groups.sort_unstable();
@@ -66,7 +65,7 @@ pub(super) fn build_entries(
             blocks.extend(covering().map(|a| a.block));
             blocks.sort_unstable();
             blocks.dedup();
-            class.clear();
+            let mut class = Vec::new();
             for &block in &blocks {
                 let mut decision = Decision::default();
                 let (mut exact_local, mut exact_peer) = (local == ANY, peer == ANY);
@@ -84,7 +83,7 @@ pub(super) fn build_entries(
                 }
                 class.push((block, decision.value()));
             }
-            for (block, value) in prune_redundant(std::mem::take(&mut class)) {
+            for (block, value) in prune_redundant(class) {
                 entries.push((PolicyEntryKey::new(direction, local, peer, block), value));
             }
         }
