@@ -9,7 +9,13 @@ pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
 /// An IPv4 or IPv6 address in network byte order (IPv4 in the first four bytes).
-#[repr(C)]
+///
+/// Aligned to 4 bytes so that the kernel programs store and compare it in 32-bit words:
+/// the BPF backend splits every access to a byte-aligned value into single bytes, and
+/// zeroing the twelve unused bytes of an IPv4 address became a call to `memset`. Every
+/// layout that holds an address already places it at a multiple of 4 (their sizes are
+/// asserted), so no layout changed.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Addr {
     pub bytes: [u8; 16],
@@ -19,12 +25,13 @@ crate::assert_size!(Addr, 16);
 
 impl Addr {
     pub const fn from_v4(octets: [u8; 4]) -> Self {
-        let mut bytes = [0u8; 16];
-        bytes[0] = octets[0];
-        bytes[1] = octets[1];
-        bytes[2] = octets[2];
-        bytes[3] = octets[3];
-        Self { bytes }
+        Self::from_words([u32::from_ne_bytes(octets), 0, 0, 0])
+    }
+
+    /// The address whose bytes in memory are these four words.
+    pub const fn from_words(words: [u32; 4]) -> Self {
+        // SAFETY: four u32 are 16 bytes, and every byte pattern is an address.
+        Self { bytes: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words) } }
     }
 
     pub const fn from_v6(octets: [u8; 16]) -> Self {

@@ -151,9 +151,12 @@ impl Hdr {
         Addr::from_v4(self.get::<[u8; 4]>(off))
     }
 
+    /// An IPv6 address, read as four words: a 16-byte copy from the packet is a call to
+    /// `memcpy`, which copies byte by byte.
     #[inline(always)]
     pub(crate) fn addr16(self, off: usize) -> Addr {
-        Addr { bytes: self.get::<[u8; 16]>(off) }
+        let word = |at: usize| u32::from_ne_bytes(self.get::<[u8; 4]>(off + at));
+        Addr::from_words([word(0), word(4), word(8), word(12)])
     }
 }
 
