@@ -90,6 +90,38 @@ fn allowed_syn_passes_counts_policy_and_reports_flow_start() {
     assert_eq!(f.maps.conntrack_len(), 0);
 }
 
+/// The time of a flow event sent between two readings of CLOCK_MONOTONIC falls between
+/// them, give or take the coarse clock's tick.
+fn assert_event_time_is_monotonic(f: &mut Fixture, sport: u16, tick_ns: u64) {
+    let before = zt_api::clock::monotonic_ns();
+    assert_eq!(f.xdp(&tcp(API4, HOST4, sport, 5432, SYN)), XDP_PASS);
+    let after = zt_api::clock::monotonic_ns();
+    let ev = f.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let t = ev[0].time_ns;
+    assert!(
+        t + 2 * tick_ns >= before && t <= after + tick_ns,
+        "event at {t} ns, CLOCK_MONOTONIC {before}..{after} ns, tick {tick_ns} ns"
+    );
+}
+
+#[test]
+fn the_programs_clock_is_calibrated_from_jiffies_and_reads_as_clock_monotonic() {
+    let Some(mut f) = fixture() else { return };
+    let clock = f.dp.clock.clone().expect("the clock is calibrated at load");
+    assert!(clock.hz().is_some(), "{clock:?}");
+    assert_event_time_is_monotonic(&mut f, 40000, clock.tick_ns);
+    // Without a calibration the programs read the coarse clock's helper: the same scale.
+    f.dp.set_clock(&zt_common::clock::Clock::default()).unwrap();
+    assert_event_time_is_monotonic(&mut f, 40001, clock.tick_ns);
+    // A wrong offset shows in the events: the programs do read the calibration.
+    let shifted = zt_common::clock::Clock { base_ns: clock.base_ns.wrapping_add(3_600_000_000_000), ..clock };
+    f.dp.set_clock(&shifted).unwrap();
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40002, 5432, SYN)), XDP_PASS);
+    let ev = f.events();
+    assert!(ev[0].time_ns > zt_api::clock::monotonic_ns() + 3_500_000_000_000, "{ev:?}");
+}
+
 #[test]
 fn unknown_source_is_dropped_by_default_deny_and_reported() {
     let Some(mut f) = fixture() else { return };

@@ -1,4 +1,4 @@
-//! Kernel timestamps (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) to wall-clock time.
+//! Kernel timestamps (CLOCK_MONOTONIC, the kernel programs' clock) to wall-clock time.
 
 use std::time::{Duration, SystemTime};
 

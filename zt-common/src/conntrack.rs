@@ -60,7 +60,7 @@ pub const CT_FIN_REV: u8 = 1 << 6;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtValue {
-    /// `bpf_ktime_get_ns()` of the first packet.
+    /// CLOCK_MONOTONIC (the programs' clock, `crate::clock`) at the first packet.
     pub created_ns: u64,
     pub last_seen_ns: u64,
     /// Last time a flow event (start or update) was emitted.

@@ -26,7 +26,7 @@ pub struct DeniedValue {
     /// Hook direction that denied it (`reason::DIR_*`).
     pub direction: u8,
     pub _pad: [u8; 2],
-    /// Before this `bpf_ktime_get_coarse_ns()` a repeated denial is counted, not reported:
+    /// Before this time (the programs' clock, `crate::clock`) a repeated denial is counted, not reported:
     /// one deny event per tuple per second at most (the per-source budget applies on top),
     /// every suppressed one counted as lost to the budget.
     pub next_event_ns: u64,

@@ -95,7 +95,7 @@ pub const FAN_OUT_MAX_ENTRIES: u32 = 4096;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DetectEvent {
-    /// `bpf_ktime_get_coarse_ns()` of the attempt that crossed.
+    /// The programs' clock (`crate::clock`) at the attempt that crossed.
     pub time_ns: u64,
     /// The offending source (for `fan_out`: the local source address of the attempt).
     pub src: Addr,

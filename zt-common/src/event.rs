@@ -30,7 +30,7 @@ pub const fn kind_name(kind: u8) -> &'static str {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowEvent {
-    /// `bpf_ktime_get_ns()` when the event was produced.
+    /// CLOCK_MONOTONIC (the programs' clock, `crate::clock`) when the event was produced.
     pub time_ns: u64,
     /// Forward (originating direction) counters; for DENY/AUDIT, the packet itself.
     pub packets: u64,

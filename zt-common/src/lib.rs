@@ -9,6 +9,7 @@
 #![no_std]
 
 pub mod addr;
+pub mod clock;
 pub mod config;
 pub mod conntrack;
 pub mod denied;
@@ -88,6 +89,8 @@ pub mod map_names {
     pub const HALF_OPEN: &str = "ZT_HALF_OPEN";
     /// Recently denied connection attempts; a cache, not pinned.
     pub const DENIED: &str = "ZT_DENIED";
+    /// The kernel programs' clock calibration (see `crate::clock`); not pinned.
+    pub const CLOCK: &str = "ZT_CLOCK";
     /// The benchmarks' reference flow table; not pinned.
     pub const REFERENCE_FLOWS: &str = "ZT_REF_FLOWS";
     /// Every map, for pin management.
@@ -128,4 +131,7 @@ pub mod program_names {
     pub const XDP_BASELINE: &str = "zt_xdp_baseline";
     /// Parse + one 5-tuple hash lookup: the benchmarks' physical-limit reference.
     pub const XDP_REFERENCE: &str = "zt_xdp_reference";
+    /// Stores jiffies and the coarse clock into CLOCK: run (never attached) by the agent to
+    /// calibrate the programs' clock (see `crate::clock`).
+    pub const CLOCK_SAMPLE: &str = "zt_clock_sample";
 }

@@ -5,10 +5,10 @@
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct QuarantineValue {
-    /// `bpf_ktime_get_ns()` after which the entry no longer applies (0 = never expires).
+    /// CLOCK_MONOTONIC (the programs' clock, `crate::clock`) after which the entry no longer applies (0 = never expires).
     /// The kernel judges expiry against its own clock, so it holds with no agent running.
     pub expires_ns: u64,
-    /// `bpf_ktime_get_ns()` when the address was quarantined (0 = not known: carried over
+    /// CLOCK_MONOTONIC when the address was quarantined (0 = not known: carried over
     /// from layout 1, which did not record it).
     pub added_ns: u64,
     /// Who quarantined it: [`ORIGIN_MANUAL`] or a detector.

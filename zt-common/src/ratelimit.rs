@@ -51,7 +51,7 @@ pub struct RateKey {
 }
 crate::assert_size!(RateKey, 20);
 
-/// A bucket: the theoretical arrival time (`bpf_ktime_get_coarse_ns()` scale).
+/// A bucket: the theoretical arrival time (CLOCK_MONOTONIC, the programs' clock: `crate::clock`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RateBucket {

@@ -25,6 +25,7 @@ use zt_common::{
 use aya_ebpf::maps::{LruHashMap, lpm_trie::Key};
 
 use crate::{
+    clock::now,
     conntrack, detect,
     events::{Decision, flow_event, packet_event, source_repeat_denied},
     ipcache::identity_of,
@@ -45,15 +46,6 @@ pub enum Action {
 pub struct Hook {
     pub direction: u8,
     pub ifindex: u32,
-}
-
-/// CLOCK_MONOTONIC_COARSE: conntrack timeouts and event budgets work in seconds, so the
-/// tick resolution (a few ms) is plenty, and it is several times cheaper than the precise
-/// clock on the per-packet path. Userspace compares it with CLOCK_MONOTONIC.
-#[inline(always)]
-fn now() -> u64 {
-    // SAFETY: helper without arguments.
-    unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
 }
 
 /// One packet being decided, bundled so outlined functions take a single argument (BPF

@@ -169,8 +169,7 @@ pub fn packet_event(kind: u8, pkt: &Packet, d: &Decision, cfg: &Config, now: u64
 /// Reports a tracked flow's start, update or end from its conntrack entry.
 #[inline(never)]
 pub fn flow_event(kind: u8, key: &CtKey, ct: &CtValue, verdict: u8, reason: u8) {
-    // SAFETY: helper without arguments.
-    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() };
+    let now = crate::clock::now();
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
         count_event(kind, EVENT_LOST_RINGBUF);
         return;

@@ -7,6 +7,8 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 #[cfg(target_arch = "bpf")]
+mod clock;
+#[cfg(target_arch = "bpf")]
 mod conntrack;
 #[cfg(target_arch = "bpf")]
 mod decide;
@@ -79,6 +81,13 @@ mod programs {
     #[xdp]
     pub fn zt_xdp_reference(ctx: XdpContext) -> u32 {
         let _ = crate::reference::lookup(ctx.data(), ctx.data_end());
+        xdp_action::XDP_PASS
+    }
+
+    /// Samples the clock for the agent's calibration (see `clock`), never attached.
+    #[xdp]
+    pub fn zt_clock_sample(_ctx: XdpContext) -> u32 {
+        crate::clock::sample();
         xdp_action::XDP_PASS
     }
 

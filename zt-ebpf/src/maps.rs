@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use zt_common::{
     addr::Addr,
+    clock::Clock,
     config::Config,
     conntrack::{CONNTRACK_MAX_ENTRIES, CtKey, CtValue, HALF_OPEN_MAX_ENTRIES},
     denied::{DENIED_MAX_ENTRIES, DeniedValue},
@@ -23,6 +24,11 @@ use zt_common::{
     ratelimit::{RATE_BUCKETS_MAX_ENTRIES, RATE_LIMITS_ENTRIES, RateBucket, RateKey, RateLimit},
     stats::{Counter, EVENT_STATS_SLOTS, STATS_SLOTS},
 };
+
+/// The clock calibration (see `zt_common::clock`); not pinned: each agent measures it
+/// for the programs it loads.
+#[map(name = "ZT_CLOCK")]
+pub static CLOCK: Array<Clock> = Array::with_max_entries(1, 0);
 
 #[map(name = "ZT_CONFIG")]
 pub static CONFIG: Array<Config> = Array::pinned(1, 0);

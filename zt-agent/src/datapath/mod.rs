@@ -3,6 +3,7 @@
 //! (policy generations, config, counters, conntrack, events).
 
 mod attach;
+mod clock;
 mod error;
 mod generation;
 pub mod layout;

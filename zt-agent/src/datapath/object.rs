@@ -10,7 +10,7 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{SchedClassifier, Xdp},
 };
-use zt_common::program_names;
+use zt_common::{clock::Clock, program_names};
 
 use super::{
     DatapathError, MapSizes, Maps,
@@ -30,6 +30,9 @@ pub struct Datapath {
     /// Pinned maps of another layout that were set aside instead of adopted (see
     /// [`super::layout`]), each with the reason.
     pub set_aside: Vec<String>,
+    /// The programs' clock: calibrated, or why they read the coarse clock's helper (see
+    /// `zt_common::clock`).
+    pub clock: Result<Clock, String>,
 }
 
 impl Datapath {
@@ -59,8 +62,21 @@ impl Datapath {
             let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
             tc.load().map_err(|source| DatapathError::Verify { program: name, source: source.into() })?;
         }
+        let clock = super::clock::calibrate(&mut ebpf);
+        match &clock {
+            Ok(c) => log::info!("kernel programs' clock: jiffies at {} Hz", c.hz().unwrap_or_default()),
+            Err(why) => {
+                log::warn!("the kernel programs read the time through a helper call (slower per packet): {why}")
+            }
+        }
         let links = LinkPins::new(pin_dir, LinkLifetime::Process);
-        Ok(Datapath { ebpf, pin_dir: pin_dir.to_path_buf(), links, set_aside })
+        Ok(Datapath { ebpf, pin_dir: pin_dir.to_path_buf(), links, set_aside, clock })
+    }
+
+    /// Replaces the programs' clock calibration; a `tick_ns` of 0 makes them read the
+    /// coarse clock through its helper (see `zt_common::clock`).
+    pub fn set_clock(&mut self, clock: &Clock) -> Result<(), DatapathError> {
+        super::clock::write(&mut self.ebpf, clock).map_err(DatapathError::Other)
     }
 
     pub fn pin_dir(&self) -> &Path {
