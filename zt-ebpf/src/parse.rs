@@ -161,8 +161,9 @@ impl Hdr {
 }
 
 /// Parses one packet starting at its Ethernet header into `pkt` (which must have been
-/// `reset`). Outlined so its stack frame is not added to the decision core's.
-#[inline(never)]
+/// `reset`). Inlined into each entry point: it keeps little on the stack, and the call
+/// with its spills and the `Result` passed back cost about 8 ns per packet.
+#[inline(always)]
 pub fn parse(data: usize, data_end: usize, pkt: &mut Packet) -> Result<(), ParseError> {
     let eth = hdr(data, data_end, 0, ETH_HLEN)?;
     let mut ethertype = eth.be16(12);
