@@ -499,6 +499,36 @@ fn quarantined_sources_are_dropped_even_on_established_flows() {
 }
 
 #[test]
+fn a_quarantined_flood_is_counted_whole_and_reported_once_an_epoch_per_entry() {
+    let Some(mut f) = fixture() else { return };
+    quarantine(&mut f, API4);
+    for sport in 40000..40010 {
+        assert_eq!(f.xdp(&tcp(API4, HOST4, sport, 5432, SYN)), XDP_DROP);
+    }
+    let s = f.stats();
+    assert_eq!(s.get(VERDICT_DENIED, QUARANTINE).packets, 10);
+    assert_eq!(s.event(KIND_DENY, EVENT_LOST_BUDGET), 0, "not withheld against the source's budget");
+    let ev = f.events();
+    assert_eq!(ev.len(), 1, "one report for the entry in this epoch: {ev:?}");
+    assert_eq!((ev[0].reason, ev[0].src_port), (QUARANTINE, 40000));
+    let key = Addr::from_v4(API4.parse::<std::net::Ipv4Addr>().unwrap().octets());
+    let entry = f.maps.quarantine.get(&key, 0).unwrap();
+    let now = zt_common::quarantine::report_epoch(zt_api::clock::monotonic_ns());
+    assert!(entry.reported_epoch + 1 >= now && entry.reported_epoch <= now, "{entry:?} vs epoch {now}");
+    // An entry written again (as the agent does) reports its next drop.
+    quarantine(&mut f, API4);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40010, 5432, SYN)), XDP_DROP);
+    assert_eq!(f.events().len(), 1);
+    // A flood towards a quarantined address is reported by that address's entry.
+    quarantine(&mut f, DB4);
+    assert_eq!(f.tc_egress(&tcp(HOST4, DB4, 40011, 443, SYN)), TC_ACT_SHOT);
+    assert_eq!(f.tc_egress(&tcp(HOST4, DB4, 40012, 443, SYN)), TC_ACT_SHOT);
+    let ev = f.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!((ev[0].reason, ev[0].direction), (QUARANTINE, DIR_EGRESS));
+}
+
+#[test]
 fn a_quarantine_never_cuts_failsafe_traffic_either_way() {
     let Some(mut f) = fixture() else { return };
     // What the agent writes for the default failsafe rule (inbound TCP 22).

@@ -5,24 +5,41 @@
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct QuarantineValue {
-    /// CLOCK_MONOTONIC (the programs' clock, `crate::clock`) after which the entry no longer applies (0 = never expires).
-    /// The kernel judges expiry against its own clock, so it holds with no agent running.
+    /// CLOCK_MONOTONIC (the programs' clock, `crate::clock`) after which the entry no
+    /// longer applies (0 = never expires). The kernel judges expiry against its own clock,
+    /// so it holds with no agent running.
     pub expires_ns: u64,
     /// CLOCK_MONOTONIC when the address was quarantined (0 = not known: carried over
     /// from layout 1, which did not record it).
     pub added_ns: u64,
     /// Who quarantined it: [`ORIGIN_MANUAL`] or a detector.
     pub origin: u8,
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
+    /// Written by the kernel programs: the report epoch ([`report_epoch`]) of the last drop
+    /// this entry caused that was reported. Drops are counted always and reported at most
+    /// once an epoch per entry, so a quarantined flood costs one lookup per packet and no
+    /// deny-event budget. (Zero in entries of agents that wrote these bytes as padding:
+    /// their next drop is reported.)
+    pub reported_epoch: u32,
 }
 crate::assert_size!(QuarantineValue, 24);
 
 /// Quarantined by an operator (`ztctl quarantine add`).
 pub const ORIGIN_MANUAL: u8 = 0;
 
+/// A report epoch is 2^30 ns of the programs' clock (about 1.07 s): a shift, where a second
+/// would take a division per packet.
+pub const REPORT_EPOCH_SHIFT: u32 = 30;
+
+/// The report epoch of `now_ns` (wraps after about 146 years).
+#[inline(always)]
+pub const fn report_epoch(now_ns: u64) -> u32 {
+    (now_ns >> REPORT_EPOCH_SHIFT) as u32
+}
+
 impl QuarantineValue {
     pub const fn new(expires_ns: u64, added_ns: u64, origin: u8) -> Self {
-        Self { expires_ns, added_ns, origin, _pad: [0; 7] }
+        Self { expires_ns, added_ns, origin, _pad: [0; 3], reported_epoch: 0 }
     }
 }
 

@@ -17,6 +17,7 @@ use zt_common::{
     identity::ANY,
     policy::{POLICY_NONE, PolicyValue, RULE_NONE},
     proto,
+    quarantine::{QuarantineValue, report_epoch},
     ratelimit::{RateBucket, RateKey, admit, slot_index},
     reason::*,
     stats::EVENT_LOST_BUDGET,
@@ -27,12 +28,12 @@ use aya_ebpf::maps::{LruHashMap, lpm_trie::Key};
 use crate::{
     clock::now,
     conntrack, detect,
-    events::{Decision, flow_event, packet_event, source_repeat_denied},
+    events::{Decision, flow_event, packet_event, report, source_repeat_denied},
     ipcache::identity_of,
     maps::{CONFIG, CONNTRACK, DENIED, EXEMPT, FAILSAFE, FRAGMENTS, HALF_OPEN, RATE_BUCKETS, RATE_LIMITS},
     parse::{FRAG_FIRST, FRAG_LATER, Packet, ParseError},
     policy::{is_failsafe, local_and_peer, lookup},
-    quarantine::is_quarantined,
+    quarantine::quarantined,
     stats::{count, count_event},
 };
 
@@ -153,10 +154,10 @@ fn decide_ip(c: &Ctx) -> Action {
         return deny(c, &Judgement::bare(NO_POLICY));
     }
     if c.cfg.flags & FLAG_QUARANTINE_ACTIVE != 0
-        && (is_quarantined(&pkt.tuple.src, c.now) || is_quarantined(&pkt.tuple.dst, c.now))
+        && let Some(q) = quarantined(&pkt.tuple.src, c.now).or_else(|| quarantined(&pkt.tuple.dst, c.now))
         && !failsafe_traffic(c)
     {
-        return deny(c, &Judgement::bare(QUARANTINE));
+        return quarantine_drop(c, q);
     }
     if pkt.frag == FRAG_LATER {
         return follow_fragment(c);
@@ -409,6 +410,35 @@ fn exempt(src: &Addr, family: u8) -> bool {
     let bits = if family == FAMILY_V4 { 32 } else { 128 };
     let key = Key::new(EXEMPT_FAMILY_BITS + bits, ExemptKey { family, addr: src.bytes });
     EXEMPT.get(&key).is_some()
+}
+
+/// Drops a packet from or to a quarantined address: counted, and reported once a report
+/// epoch per quarantine entry (see `QuarantineValue::reported_epoch`) rather than against
+/// the source's deny-event budget, so a quarantined flood costs one lookup and a counter.
+/// The drops not reported are not counted as withheld events either: the QUARANTINE
+/// counter has every one. Nor do they count towards `deny_spike`: the source is already
+/// cut off, or it is a peer of a quarantined address.
+#[inline(never)]
+fn quarantine_drop(c: &Ctx, q: &mut QuarantineValue) -> Action {
+    count(VERDICT_DENIED, QUARANTINE, c.pkt.len);
+    let epoch = report_epoch(c.now);
+    if q.reported_epoch == epoch {
+        return Action::Drop;
+    }
+    q.reported_epoch = epoch;
+    let d = Decision {
+        verdict: VERDICT_DENIED,
+        reason: QUARANTINE,
+        direction: c.hook.direction,
+        ifindex: c.hook.ifindex,
+        src_identity: ANY,
+        dst_identity: ANY,
+        policy_id: POLICY_NONE,
+        rule: RULE_NONE,
+        generation: c.generation,
+    };
+    report(KIND_DENY, c.pkt, &d, c.now);
+    Action::Drop
 }
 
 /// Whether the packet belongs to traffic a failsafe rule allows — the rule's own direction

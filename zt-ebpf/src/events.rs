@@ -129,9 +129,17 @@ pub fn packet_event(kind: u8, pkt: &Packet, d: &Decision, cfg: &Config, now: u64
         count_event(kind, EVENT_LOST_BUDGET);
         return true;
     }
+    report(kind, pkt, d, now);
+    false
+}
+
+/// Writes a DENY or AUDIT event of one packet into the ring (counting it as submitted, or
+/// lost when the ring is full); no budget is asked.
+#[inline(always)]
+pub fn report(kind: u8, pkt: &Packet, d: &Decision, now: u64) {
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
         count_event(kind, EVENT_LOST_RINGBUF);
-        return false;
+        return;
     };
     let e = entry.as_mut_ptr();
     // SAFETY: `e` points at a reserved, exclusively owned ring buffer record; every field
@@ -163,7 +171,6 @@ pub fn packet_event(kind: u8, pkt: &Packet, d: &Decision, cfg: &Config, now: u64
     }
     entry.submit(0);
     count_event(kind, EVENT_SUBMITTED);
-    false
 }
 
 /// Reports a tracked flow's start, update or end from its conntrack entry.
