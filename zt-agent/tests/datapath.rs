@@ -507,7 +507,9 @@ fn a_quarantined_flood_is_counted_whole_and_reported_once_an_epoch_per_entry() {
     }
     let s = f.stats();
     assert_eq!(s.get(VERDICT_DENIED, QUARANTINE).packets, 10);
-    assert_eq!(s.event(KIND_DENY, EVENT_LOST_BUDGET), 0, "not withheld against the source's budget");
+    // Lines + withheld = packets, as for every denial.
+    assert_eq!(s.event(KIND_DENY, EVENT_SUBMITTED), 1);
+    assert_eq!(s.event(KIND_DENY, EVENT_LOST_BUDGET), 9);
     let ev = f.events();
     assert_eq!(ev.len(), 1, "one report for the entry in this epoch: {ev:?}");
     assert_eq!((ev[0].reason, ev[0].src_port), (QUARANTINE, 40000));

@@ -414,15 +414,16 @@ fn exempt(src: &Addr, family: u8) -> bool {
 
 /// Drops a packet from or to a quarantined address: counted, and reported once a report
 /// epoch per quarantine entry (see `QuarantineValue::reported_epoch`) rather than against
-/// the source's deny-event budget, so a quarantined flood costs one lookup and a counter.
-/// The drops not reported are not counted as withheld events either: the QUARANTINE
-/// counter has every one. Nor do they count towards `deny_spike`: the source is already
-/// cut off, or it is a peer of a quarantined address.
+/// the source's deny-event budget, so a quarantined flood costs one lookup and two
+/// counters. The drops not reported count as withheld by the budget, so that log lines
+/// plus withheld events still equal denied packets. None counts towards `deny_spike`: the
+/// source is already cut off, or it is a peer of a quarantined address.
 #[inline(never)]
 fn quarantine_drop(c: &Ctx, q: &mut QuarantineValue) -> Action {
     count(VERDICT_DENIED, QUARANTINE, c.pkt.len);
     let epoch = report_epoch(c.now);
     if q.reported_epoch == epoch {
+        count_event(KIND_DENY, EVENT_LOST_BUDGET);
         return Action::Drop;
     }
     q.reported_epoch = epoch;
