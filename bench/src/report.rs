@@ -38,6 +38,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
             ("new flow allowed", 8.0),
             ("new flow allowed, rate-limited (under the limit)", 8.0),
             ("new flow over its rate limit", 4.0),
+            ("repeated packet over its rate limit (UDP)", 1.5),
         ] {
             if let Some(f) = r
                 .datapath

@@ -1015,17 +1015,24 @@ fn packets_of_admitted_flows_never_take_from_the_bucket() {
     assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 2);
 }
 
+/// A retransmitted SYN of a rate-limited source is dropped from the cache of recent
+/// denials until the source's bucket admits a new flow again, and then judged afresh.
 #[test]
-fn a_rate_limited_syn_is_judged_again_when_retransmitted() {
+fn a_rate_limited_syn_is_served_from_the_cache_until_the_bucket_refills() {
     let Some(mut f) = limited_fixture(RateLimit::new(5, 1)) else { return };
     assert_eq!(open(&mut f, WORLD4, 30000, 1), 1);
+    f.events();
     let attempt = tcp(WORLD4, HOST4, 30001, LIMITED_PORT, SYN);
     assert_eq!(f.xdp(&attempt), XDP_DROP);
     assert_eq!(f.xdp(&attempt), XDP_DROP, "still over the limit");
-    assert_eq!(f.tc_ingress(&attempt), TC_ACT_SHOT, "another ingress hook sees the same bucket");
-    assert_eq!(f.stats().get(VERDICT_DENIED, RATE_LIMIT).packets, 3);
+    assert_eq!(f.tc_ingress(&attempt), TC_ACT_SHOT, "another ingress hook sees the same denial");
+    let s = f.stats();
+    assert_eq!(s.get(VERDICT_DENIED, RATE_LIMIT).packets, 3);
+    // The full path reports every denial within the source's budget; the cache once a second.
+    assert_eq!(f.events().iter().filter(|e| e.kind == KIND_DENY).count(), 1, "the repeats came from the cache");
+    assert_eq!(s.event(KIND_DENY, EVENT_LOST_BUDGET), 2);
     std::thread::sleep(std::time::Duration::from_millis(250));
-    assert_eq!(f.xdp(&attempt), XDP_PASS, "the denial is not cached: the refilled bucket admits it");
+    assert_eq!(f.xdp(&attempt), XDP_PASS, "the cached denial ends when the refilled bucket admits again");
 }
 
 #[test]

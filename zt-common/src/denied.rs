@@ -7,7 +7,9 @@
 //! budget (it floods), so a spoofed flood of distinct tuples pays no insert per packet.
 //!
 //! An entry is only followed while its generation is the active one and at the hook
-//! direction that made it: a push that opens the flow takes effect on the next packet.
+//! direction that made it: a push that opens the flow takes effect on the next packet. A
+//! rate-limit denial is followed only until the source's bucket admits a new flow again
+//! (`until_ns`), so a retransmitted SYN of a limited source costs one lookup until then.
 //! The map is an LRU of its own, so a flood of spoofed tuples never evicts tracked flows
 //! from CONNTRACK; it is not pinned (a cache, rebuilt by the next agent's programs).
 
@@ -26,12 +28,15 @@ pub struct DeniedValue {
     /// Hook direction that denied it (`reason::DIR_*`).
     pub direction: u8,
     pub _pad: [u8; 2],
-    /// Before this time (the programs' clock, `crate::clock`) a repeated denial is counted, not reported:
-    /// one deny event per tuple per second at most (the per-source budget applies on top),
-    /// every suppressed one counted as lost to the budget.
+    /// Before this time (the programs' clock, `crate::clock`) a repeated denial is counted,
+    /// not reported: one deny event per tuple per second at most (the per-source budget
+    /// applies on top), every suppressed one counted as lost to the budget.
     pub next_event_ns: u64,
+    /// 0: followed while the generation is active. Otherwise a rate-limit denial, followed
+    /// only before this time, when the source's bucket admits a new flow again.
+    pub until_ns: u64,
 }
-crate::assert_size!(DeniedValue, 32);
+crate::assert_size!(DeniedValue, 40);
 
 pub const DENIED_MAX_ENTRIES: u32 = 16384;
 /// A repeated denial of one tuple is reported at most this often.

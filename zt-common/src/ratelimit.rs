@@ -72,6 +72,13 @@ pub const fn admit(limit: &RateLimit, tat: Option<u64>, now: u64) -> Option<u64>
     if next - now <= limit.window_ns() { Some(next) } else { None }
 }
 
+/// When a bucket whose theoretical arrival time is `tat` (over its limit) admits a new flow
+/// again: the first `now` with `tat + interval - now <= burst * interval`.
+#[inline(always)]
+pub const fn readmits_at(limit: &RateLimit, tat: u64) -> u64 {
+    (tat + limit.interval_ns).saturating_sub(limit.window_ns())
+}
+
 /// Rate-limited rules one generation may have (index 1..RATE_LIMITS_PER_SLOT).
 pub const RATE_LIMITS_PER_SLOT: u32 = 1024;
 /// RATE_LIMITS entries: one block per generation slot.
@@ -112,5 +119,18 @@ mod tests {
         assert!(admit(&limit, tat, later).is_some());
         let tat = admit(&limit, tat, later);
         assert!(admit(&limit, tat, later).is_none());
+    }
+
+    #[test]
+    fn an_exhausted_bucket_admits_again_exactly_when_readmits_at_says() {
+        let limit = RateLimit::new(10, 3);
+        let mut tat = None;
+        while let Some(next) = admit(&limit, tat, 5_000) {
+            tat = Some(next);
+        }
+        let at = readmits_at(&limit, tat.unwrap());
+        assert!(at > 5_000);
+        assert!(admit(&limit, tat, at - 1).is_none(), "not a nanosecond earlier");
+        assert!(admit(&limit, tat, at).is_some());
     }
 }

@@ -18,7 +18,7 @@ use zt_common::{
     policy::{POLICY_NONE, PolicyValue, RULE_NONE},
     proto,
     quarantine::{QuarantineValue, report_epoch},
-    ratelimit::{RateBucket, RateKey, admit, slot_index},
+    ratelimit::{RateBucket, RateKey, admit, readmits_at, slot_index},
     reason::*,
     stats::EVENT_LOST_BUDGET,
 };
@@ -284,7 +284,7 @@ fn tracked_in(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, half_open: bool) -> O
             Some(v) if v.verdict != VERDICT_DENIED => {
                 // This hook admits the flow for the first time: that is a new flow for its
                 // rate limit (a flow this hook admitted before never touches the limiter).
-                if admitted == 0 && v.rate_limit != 0 && !within_rate(c, v.rate_limit) {
+                if admitted == 0 && v.rate_limit != 0 && over_rate(c, v.rate_limit).is_some() {
                     return Some(deny(c, &Judgement::rate_limited(&v, src_id, dst_id)));
                 }
                 set_admitted(ct, direction, generation);
@@ -366,20 +366,19 @@ fn revoke(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, key: &CtKey, ct: &mut CtV
 }
 
 /// Takes one new flow from the packet source's bucket of rate limit `index` (see
-/// zt_common::ratelimit); false when the source is over the limit. CPUs race on a shared
-/// bucket without a lock: two CPUs admitting flows of one source at the same instant may
-/// both take the same slot, which errs towards admitting (measured in docs/design.md).
+/// zt_common::ratelimit); `Some(time)` when the source is over the limit, with the time its
+/// bucket admits a new flow again. CPUs race on a shared bucket without a lock: two CPUs
+/// admitting flows of one source at the same instant may both take the same slot, which
+/// errs towards admitting (measured in docs/design.md).
 #[inline(never)]
-fn within_rate(c: &Ctx, index: u16) -> bool {
+fn over_rate(c: &Ctx, index: u16) -> Option<u64> {
     if exempt(&c.pkt.tuple.src, c.pkt.tuple.family) {
-        return true;
+        return None;
     }
-    let Some(limit) = RATE_LIMITS.get(slot_index(c.slot(), index)) else {
-        return true;
-    };
+    let limit = RATE_LIMITS.get(slot_index(c.slot(), index))?;
     if limit.interval_ns == 0 {
         // Not written (an index beyond what the agent wrote): no limit.
-        return true;
+        return None;
     }
     let key = RateKey { src: c.pkt.tuple.src, limit: index, _pad: [0; 2] };
     match RATE_BUCKETS.get_ptr_mut(&key) {
@@ -389,17 +388,18 @@ fn within_rate(c: &Ctx, index: u16) -> bool {
             match admit(limit, Some(bucket.tat_ns), c.now) {
                 Some(tat_ns) => {
                     bucket.tat_ns = tat_ns;
-                    true
+                    None
                 }
-                None => false,
+                None => Some(readmits_at(limit, bucket.tat_ns)),
             }
         }
         None => match admit(limit, None, c.now) {
             Some(tat_ns) => {
                 let _ = RATE_BUCKETS.insert(&key, &RateBucket { tat_ns }, 0);
-                true
+                None
             }
-            None => false,
+            // A burst of at least one admits a source without a bucket; for the verifier.
+            None => Some(c.now),
         },
     }
 }
@@ -542,7 +542,7 @@ fn recently_denied(c: &Ctx) -> Option<Action> {
     // SAFETY: LRU values stay valid while the program runs; a racing update at worst
     // reports one event more or fewer.
     let d = unsafe { &mut *d };
-    if d.generation != c.generation || d.direction != c.hook.direction {
+    if d.generation != c.generation || d.direction != c.hook.direction || (d.until_ns != 0 && c.now >= d.until_ns) {
         return None;
     }
     count(VERDICT_DENIED, d.reason, c.pkt.len);
@@ -573,10 +573,11 @@ fn recently_denied(c: &Ctx) -> Option<Action> {
     Some(Action::Drop)
 }
 
-/// Remembers that policy denied this connection attempt (see [`recently_denied`]); the
-/// denial itself is reported as usual.
+/// Remembers that policy denied this connection attempt (see [`recently_denied`]), while
+/// the generation is active, or for a rate-limit denial until `until_ns`; the denial
+/// itself is reported as usual.
 #[inline(never)]
-fn remember_denial(c: &Ctx, j: &Judgement) {
+fn remember_denial(c: &Ctx, j: &Judgement, until_ns: u64) {
     let value = DeniedValue {
         generation: c.generation,
         policy_id: j.policy_id,
@@ -587,6 +588,7 @@ fn remember_denial(c: &Ctx, j: &Judgement) {
         direction: c.hook.direction,
         _pad: [0; 2],
         next_event_ns: c.now + DENIED_EVENT_INTERVAL_NS,
+        until_ns,
     };
     let _ = DENIED.insert(&c.pkt.tuple, &value, 0);
 }
@@ -611,14 +613,20 @@ fn new_flow(c: &Ctx, admitted: &mut Admitted) -> Option<Action> {
             // cache insert per packet while a flood of one tuple soon skips the evaluation.
             let flooding = deny_flooding(c, &j);
             if judged && (flooding || is_bare_syn(pkt)) {
-                remember_denial(c, &j);
+                remember_denial(c, &j, 0);
             }
             return Some(Action::Drop);
         }
     };
-    // Not remembered in DENIED: the source's next attempt may find its bucket refilled.
-    if v.rate_limit != 0 && !within_rate(c, v.rate_limit) {
-        return Some(deny(c, &Judgement::rate_limited(&v, src_id, dst_id)));
+    // Remembered like a policy denial, but only until the source's bucket admits again.
+    if v.rate_limit != 0
+        && let Some(until) = over_rate(c, v.rate_limit)
+    {
+        let j = Judgement::rate_limited(&v, src_id, dst_id);
+        if deny_flooding(c, &j) || is_bare_syn(pkt) {
+            remember_denial(c, &j, until);
+        }
+        return Some(Action::Drop);
     }
     *admitted = Admitted { v, src_id, dst_id };
     None
