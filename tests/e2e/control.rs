@@ -258,7 +258,10 @@ fn status_shows_the_interface_hook_revision_and_counters() {
         "{text}"
     );
     assert!(text.contains(&format!("hooks:       {}: --xdp-mode off\n", a.net.server.iface)), "{text}");
+    // This kernel's tick is a known CONFIG_HZ, so the programs read the time from jiffies.
+    assert!(text.contains("clock:       jiffies at ") && text.contains(" Hz, calibrated at start\n"), "{text}");
     let s = json(a.ztctl(&["status", "-o", "json"]));
+    assert!(s["clock"].as_str().unwrap().starts_with("jiffies at "), "{s}");
     assert_eq!(s["interfaces"][0]["ingress"], "tc");
     assert_eq!(s["interfaces"][0]["why"], "--xdp-mode off");
     assert_eq!(s["revision"], 1);

@@ -349,6 +349,10 @@ pub struct StatusReport {
     #[serde(default)]
     pub default_deny_audit: bool,
     pub failsafe: Vec<String>,
+    /// How the kernel programs read the time: from jiffies (at the kernel's tick rate), or
+    /// through a helper call and why (empty from agents that did not say).
+    #[serde(default)]
+    pub clock: String,
     pub maps: Vec<MapOccupancy>,
     /// Every kernel map of the agent with the memory the kernel charges for it, largest
     /// first.

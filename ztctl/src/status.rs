@@ -28,6 +28,7 @@ fn render(s: &StatusReport) -> String {
          {}\
          policy:      revision {revision}, generation {}: {} policies, {} identities; default deny {}\n\
          failsafe:    {failsafe}\n\
+         {}\
          flow log:    {} events read, {} malformed, {} records dropped\n",
         s.version,
         format_duration(Duration::from_secs(s.uptime_seconds)),
@@ -41,6 +42,7 @@ fn render(s: &StatusReport) -> String {
             (false, true) => "audit (reported, not enforced)",
             (false, false) => "off",
         },
+        if s.clock.is_empty() { String::new() } else { format!("clock:       {}\n", s.clock) },
         s.pipeline.events_read,
         s.pipeline.events_malformed,
         s.pipeline.records_dropped,

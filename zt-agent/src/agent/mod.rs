@@ -178,6 +178,7 @@ pub fn start(
         cfg,
         ctx,
         attachments,
+        clock: dp.clock_summary(),
         pipeline: Arc::new(PipelineStats::default()),
         history: Arc::new(FlowHistory::default()),
         edges: Arc::new(edges),

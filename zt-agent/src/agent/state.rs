@@ -67,6 +67,8 @@ pub struct AgentState {
     pub(super) cfg: Config,
     pub(super) ctx: FlowContext,
     pub(super) attachments: Vec<Attachment>,
+    /// How the kernel programs read the time ([`crate::datapath::Datapath::clock_summary`]).
+    pub(super) clock: String,
     pub(super) pipeline: Arc<PipelineStats>,
     /// Recent flow records and the live feed, for `ztctl flows`.
     pub(super) history: Arc<FlowHistory>,
@@ -263,6 +265,10 @@ impl AgentState {
     /// The revision the kernel enforces; `None` before the first one.
     pub fn revision(&self) -> Option<u64> {
         self.revisions.current()
+    }
+
+    pub fn clock(&self) -> &str {
+        &self.clock
     }
 
     pub fn attachments(&self) -> &[Attachment] {

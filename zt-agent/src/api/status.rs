@@ -58,6 +58,7 @@ pub fn report(shared: &SharedState) -> Result<Reply, ApiError> {
         default_deny: s.settings().default_deny.enforces(),
         default_deny_audit: s.settings().default_deny == crate::policy::DefaultDeny::Audit,
         failsafe: s.settings().failsafe.iter().map(ToString::to_string).collect(),
+        clock: s.clock().to_string(),
         maps,
         memory: crate::datapath::memory::maps_of_this_process()
             .into_iter()

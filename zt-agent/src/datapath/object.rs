@@ -79,6 +79,14 @@ impl Datapath {
         super::clock::write(&mut self.ebpf, clock).map_err(DatapathError::Other)
     }
 
+    /// The programs' clock in one phrase, for `ztctl status`.
+    pub fn clock_summary(&self) -> String {
+        match &self.clock {
+            Ok(c) => format!("jiffies at {} Hz, calibrated at start", c.hz().unwrap_or_default()),
+            Err(why) => format!("helper call (not calibrated: {why})"),
+        }
+    }
+
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }
