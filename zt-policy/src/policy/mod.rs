@@ -22,7 +22,10 @@ pub mod ports;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{CompileSettings, CompiledPolicy, DefaultDeny, FailsafeRule, PolicyEntryKey, PolicyInfo, compile};
+pub use compile::{
+    CompileMemo, CompileSettings, CompiledPolicy, DefaultDeny, FailsafeRule, PolicyEntryKey, PolicyInfo, compile,
+    compile_remembering,
+};
 pub use error::{CompileError, PolicyError, Problem};
 pub use load::{load_path, load_paths};
 pub use model::{Direction, Mode, Origin, PolicySet};

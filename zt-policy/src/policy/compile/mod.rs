@@ -35,6 +35,7 @@
 
 mod closure;
 mod compiled;
+mod memo;
 mod ratelimits;
 mod resolve;
 mod settings;
@@ -49,6 +50,7 @@ use zt_common::ipcache::IPCACHE_MAX_ENTRIES;
 use zt_common::policy::{POLICY_MAX_ENTRIES, PolicyValue};
 
 pub use compiled::{CompiledPolicy, PolicyEntryKey, PolicyInfo};
+pub use memo::CompileMemo;
 pub use ratelimits::MAX_RATE_LIMITS;
 pub(crate) use resolve::{PortMatch, Resolved};
 pub use settings::{CompileSettings, DefaultDeny, FailsafeRule};
@@ -93,7 +95,18 @@ pub fn compile(
     settings: &CompileSettings,
     allocator: &mut IdentityAllocator,
 ) -> Result<CompiledPolicy, CompileError> {
-    compile_resolved(set, settings, allocator, Limits::DEFAULT).map(|(compiled, _)| compiled)
+    compile_resolved(set, settings, allocator, Limits::DEFAULT, None).map(|(compiled, _)| compiled)
+}
+
+/// [`compile`], reusing what `memo` kept of the previous compile where its inputs are
+/// unchanged (see [`memo`]), and keeping this one's for the next; the result is the same.
+pub fn compile_remembering(
+    set: &PolicySet,
+    settings: &CompileSettings,
+    allocator: &mut IdentityAllocator,
+    memo: &mut CompileMemo,
+) -> Result<CompiledPolicy, CompileError> {
+    compile_resolved(set, settings, allocator, Limits::DEFAULT, Some(memo)).map(|(compiled, _)| compiled)
 }
 
 /// [`compile`], also returning the resolved rules (the tests' reference evaluator reads them).
@@ -102,14 +115,63 @@ pub(crate) fn compile_resolved(
     settings: &CompileSettings,
     allocator: &mut IdentityAllocator,
     limits: Limits,
+    mut memo: Option<&mut CompileMemo>,
 ) -> Result<(CompiledPolicy, Resolved), CompileError> {
+    let result = compile_steps(set, settings, allocator, limits, memo.as_deref());
+    match (result, memo.as_deref_mut()) {
+        (Ok((compiled, resolved, kept)), Some(memo)) => {
+            let Kept { prefixes, universe, warnings, policies } = kept;
+            match universe {
+                Some(universe) => memo.remember(set, settings, prefixes, universe, warnings, policies),
+                None => memo.clear(),
+            }
+            Ok((compiled, resolved))
+        }
+        (Ok((compiled, resolved, _)), None) => Ok((compiled, resolved)),
+        (Err(e), memo) => {
+            if let Some(memo) = memo {
+                memo.clear();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// What a compile leaves for the next one to reuse.
+struct Kept {
+    prefixes: std::collections::BTreeSet<IpNet>,
+    /// `None` when no memo was given: the compile took it apart.
+    universe: Option<std::sync::Arc<Universe>>,
+    warnings: Vec<String>,
+    policies: Vec<(std::sync::Arc<super::model::Policy>, std::sync::Arc<resolve::PolicyResolution>)>,
+}
+
+fn compile_steps(
+    set: &PolicySet,
+    settings: &CompileSettings,
+    allocator: &mut IdentityAllocator,
+    limits: Limits,
+    memo: Option<&CompileMemo>,
+) -> Result<(CompiledPolicy, Resolved, Kept), CompileError> {
     for rule in &settings.failsafe {
         rule.validate()?;
     }
+    let prefixes = universe::policy_prefixes(set);
     let mut allocation = Allocation::new(allocator);
     let mut warnings = Vec::new();
-    let universe = Universe::build(set, settings, &mut allocation, &mut warnings)?;
-    let (resolved, policies) = resolve(set, settings, &universe, &mut warnings);
+    let remembered = memo.and_then(|m| m.universe(set, settings, &prefixes, allocator));
+    let (universe, universe_warnings) = match remembered {
+        Some((universe, kept)) => (universe, kept.to_vec()),
+        None => {
+            let mut kept = Vec::new();
+            let universe = Universe::build(set, settings, &prefixes, &mut allocation, &mut kept)?;
+            (std::sync::Arc::new(universe), kept)
+        }
+    };
+    warnings.extend(universe_warnings.iter().cloned());
+    let mut reuse =
+        |policy: &std::sync::Arc<super::model::Policy>, id: u32| memo.and_then(|m| m.resolution(&universe, policy, id));
+    let (resolved, policies, used) = resolve(set, settings, &universe, &mut warnings, &mut reuse, memo.is_some());
     let mut entries = build_entries(&atoms(&resolved), limits)?;
     let rate_limits = ratelimits::attach(&resolved, &mut entries)?;
 
@@ -123,14 +185,19 @@ pub(crate) fn compile_resolved(
 
     let added = allocation.finish();
     allocator.commit(added);
-    let compiled = CompiledPolicy {
-        ipcache: universe.ipcache.into_iter().collect(),
-        entries,
-        rate_limits,
-        policies,
-        identities: universe.identities,
-        warnings,
-        index,
+    // The universe is taken apart unless a memo keeps it.
+    let (ipcache, identities, universe) = match memo {
+        Some(_) => (
+            universe.ipcache.iter().map(|(net, id)| (*net, *id)).collect(),
+            universe.identities.clone(),
+            Some(universe),
+        ),
+        None => match std::sync::Arc::try_unwrap(universe) {
+            Ok(u) => (u.ipcache.into_iter().collect(), u.identities, None),
+            Err(u) => (u.ipcache.iter().map(|(net, id)| (*net, *id)).collect(), u.identities.clone(), None),
+        },
     };
-    Ok((compiled, resolved))
+    let compiled = CompiledPolicy { ipcache, entries, rate_limits, policies, identities, warnings, index };
+    let kept = Kept { prefixes, universe, warnings: universe_warnings, policies: used };
+    Ok((compiled, resolved, kept))
 }

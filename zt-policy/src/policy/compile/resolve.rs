@@ -10,7 +10,7 @@ use zt_common::identity::{ANY, HOST, WORLD};
 use super::universe::{Ids, Universe};
 use super::{CompileSettings, DefaultDeny, PolicyInfo};
 use crate::policy::model::{
-    Action, Direction, Entity, Mode, NamedPortRule, Origin, Peer, PolicySet, PortRule, RateLimit, Written,
+    Action, Direction, Entity, Mode, NamedPortRule, Origin, Peer, Policy, PolicySet, PortRule, RateLimit, Written,
 };
 use crate::policy::ports::{PortBlock, decompose_range};
 
@@ -115,13 +115,28 @@ pub(crate) struct Resolved {
     pub pods: BTreeSet<u32>,
 }
 
-/// Step 2: selectors, entities and CIDRs -> identities; policies get their ids.
+/// What one policy resolves to under one universe: its rules, the locals it isolates, its
+/// warnings and what `explain` and the flow log name it by.
+#[derive(Debug)]
+pub(crate) struct PolicyResolution {
+    pub rules: Vec<ResolvedRule>,
+    pub isolations: Vec<Isolation>,
+    pub warnings: Vec<String>,
+    pub info: PolicyInfo,
+}
+
+/// Step 2: selectors, entities and CIDRs -> identities; policies get their ids (1-based, in
+/// name order). `reuse` offers a policy's resolution from an earlier compile against this
+/// same universe and settings (see [`super::memo`]); with `keep`, every policy is returned
+/// with the resolution used, in id order (without, the resolutions are moved, not copied).
 pub(super) fn resolve(
     set: &PolicySet,
     settings: &CompileSettings,
     universe: &Universe,
     warnings: &mut Vec<String>,
-) -> (Resolved, Vec<PolicyInfo>) {
+    reuse: &mut dyn FnMut(&Arc<Policy>, u32) -> Option<Arc<PolicyResolution>>,
+    keep: bool,
+) -> (Resolved, Vec<PolicyInfo>, Vec<(Arc<Policy>, Arc<PolicyResolution>)>) {
     let mut resolved = Resolved {
         rules: Vec::new(),
         isolations: Vec::new(),
@@ -133,101 +148,134 @@ pub(super) fn resolve(
     let mut policies: Vec<_> = set.policies.iter().collect();
     policies.sort_by(|a, b| a.name.cmp(&b.name));
     let any: Ids = Arc::new(BTreeSet::from([ANY]));
-    let mut infos = Vec::new();
-
+    let mut infos = Vec::with_capacity(policies.len());
+    let mut used = Vec::with_capacity(policies.len());
     for (index, policy) in policies.into_iter().enumerate() {
         let policy_id = index as u32 + 1;
-        let origin = &policy.origin;
-        let locals = if policy.selector.is_all() { any.clone() } else { Arc::new(universe.select(&policy.selector)) };
-        let written = &policy.written;
-        if locals.is_empty() {
-            warnings.push(format!(
-                "{origin}: {} {} selects {}, so policy {} has no effect",
-                written.selector_path(),
-                policy.selector,
-                written.selectable(),
-                policy.name
-            ));
+        if let Some(one) = reuse(policy, policy_id) {
+            resolved.rules.extend(one.rules.iter().cloned());
+            resolved.isolations.extend(one.isolations.iter().copied());
+            warnings.extend(one.warnings.iter().cloned());
+            infos.push(one.info.clone());
+            used.push((policy.clone(), one));
+            continue;
         }
-        let enforcing = policy.mode == Mode::Enforce;
-        for direction in Direction::BOTH {
-            let Some(rules) = policy.rules(direction) else {
-                continue;
-            };
-            let dir = direction.to_u8();
-            resolved.isolations.extend(locals.iter().map(|&local| Isolation {
-                direction: dir,
-                local,
-                enforcing,
-                policy_id,
-            }));
-            if !rules.is_empty() && rules.iter().all(|r| r.action == Action::Deny) && !settings.default_deny.enforces()
-            {
-                warnings.push(format!(
-                    "{origin}: every {direction} rule of policy {} is a deny rule, yet the policy still isolates what \
-                     it selects, so {direction} traffic it does not deny is dropped too unless another policy allows it",
-                    policy.name
-                ));
-            }
-            for (i, rule) in rules.iter().enumerate() {
-                // Paths only name things in warnings: built when one is given, since a large
-                // policy has hundreds of thousands of rules and peers and almost no warnings.
-                let rule_path = || written.rule_path(direction, i);
-                let peer = |j: usize, peer: &Peer, warnings: &mut Vec<String>| {
-                    let path = || written.peer_field(&format!("{}.{}[{j}]", rule_path(), direction.peer_field()), peer);
-                    resolve_peer(universe, peer, origin, (&path, written), warnings)
-                };
-                let peers = match rule.peers.as_slice() {
-                    [] => any.clone(),
-                    [one] => peer(0, one, warnings),
-                    several => {
-                        let mut peers = BTreeSet::new();
-                        for (j, one) in several.iter().enumerate() {
-                            peers.extend(peer(j, one, warnings).iter().copied());
-                        }
-                        Arc::new(peers)
-                    }
-                };
-                if rule.rate_limit.is_some() && !enforcing {
-                    let rule_path = rule_path();
-                    warnings.push(format!(
-                        "{origin}: {rule_path}.rateLimit has no effect because policy {} is in audit mode, which \
-                         never drops; set mode: enforce to limit",
-                        policy.name
-                    ));
-                }
-                let ports = if rule.all_ports() {
-                    vec![PortMatch::AnyProtocol]
-                } else {
-                    rule.ports.iter().map(PortMatch::from_rule).collect()
-                };
-                let resolved_rule = ResolvedRule {
-                    direction: dir,
-                    policy_id,
-                    rule: i as u32,
-                    action: rule.action,
-                    enforcing,
-                    locals: locals.clone(),
-                    peers,
-                    ports,
-                    rate_limit: rule.rate_limit,
-                };
-                let named = resolve_named_ports(universe, direction, &resolved_rule, &rule.named_ports);
-                if !resolved_rule.ports.is_empty() {
-                    resolved.rules.push(resolved_rule);
-                }
-                resolved.rules.extend(named);
-            }
+        let one = resolve_policy(policy, policy_id, settings, universe, &any);
+        if keep {
+            resolved.rules.extend(one.rules.iter().cloned());
+            resolved.isolations.extend(one.isolations.iter().copied());
+            warnings.extend(one.warnings.iter().cloned());
+            infos.push(one.info.clone());
+            used.push((policy.clone(), Arc::new(one)));
+        } else {
+            resolved.rules.extend(one.rules);
+            resolved.isolations.extend(one.isolations);
+            warnings.extend(one.warnings);
+            infos.push(one.info);
         }
-        infos.push(PolicyInfo {
+    }
+    (resolved, infos, used)
+}
+
+/// One policy's resolution with id `policy_id`.
+fn resolve_policy(
+    policy: &Policy,
+    policy_id: u32,
+    settings: &CompileSettings,
+    universe: &Universe,
+    any: &Ids,
+) -> PolicyResolution {
+    let mut out = PolicyResolution {
+        rules: Vec::new(),
+        isolations: Vec::new(),
+        warnings: Vec::new(),
+        info: PolicyInfo {
             id: policy_id,
             name: policy.name.clone(),
             mode: policy.mode,
-            origin: origin.clone(),
-            selected: locals.iter().copied().collect(),
-        });
+            origin: policy.origin.clone(),
+            selected: Vec::new(),
+        },
+    };
+    let warnings = &mut out.warnings;
+    let origin = &policy.origin;
+    let locals = if policy.selector.is_all() { any.clone() } else { Arc::new(universe.select(&policy.selector)) };
+    let written = &policy.written;
+    if locals.is_empty() {
+        warnings.push(format!(
+            "{origin}: {} {} selects {}, so policy {} has no effect",
+            written.selector_path(),
+            policy.selector,
+            written.selectable(),
+            policy.name
+        ));
     }
-    (resolved, infos)
+    let enforcing = policy.mode == Mode::Enforce;
+    for direction in Direction::BOTH {
+        let Some(rules) = policy.rules(direction) else {
+            continue;
+        };
+        let dir = direction.to_u8();
+        out.isolations.extend(locals.iter().map(|&local| Isolation { direction: dir, local, enforcing, policy_id }));
+        if !rules.is_empty() && rules.iter().all(|r| r.action == Action::Deny) && !settings.default_deny.enforces() {
+            warnings.push(format!(
+                "{origin}: every {direction} rule of policy {} is a deny rule, yet the policy still isolates what \
+                 it selects, so {direction} traffic it does not deny is dropped too unless another policy allows it",
+                policy.name
+            ));
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            // Paths only name things in warnings: built when one is given, since a large
+            // policy has hundreds of thousands of rules and peers and almost no warnings.
+            let rule_path = || written.rule_path(direction, i);
+            let peer = |j: usize, peer: &Peer, warnings: &mut Vec<String>| {
+                let path = || written.peer_field(&format!("{}.{}[{j}]", rule_path(), direction.peer_field()), peer);
+                resolve_peer(universe, peer, origin, (&path, written), warnings)
+            };
+            let peers = match rule.peers.as_slice() {
+                [] => any.clone(),
+                [one] => peer(0, one, warnings),
+                several => {
+                    let mut peers = BTreeSet::new();
+                    for (j, one) in several.iter().enumerate() {
+                        peers.extend(peer(j, one, warnings).iter().copied());
+                    }
+                    Arc::new(peers)
+                }
+            };
+            if rule.rate_limit.is_some() && !enforcing {
+                let rule_path = rule_path();
+                warnings.push(format!(
+                    "{origin}: {rule_path}.rateLimit has no effect because policy {} is in audit mode, which \
+                     never drops; set mode: enforce to limit",
+                    policy.name
+                ));
+            }
+            let ports = if rule.all_ports() {
+                vec![PortMatch::AnyProtocol]
+            } else {
+                rule.ports.iter().map(PortMatch::from_rule).collect()
+            };
+            let resolved_rule = ResolvedRule {
+                direction: dir,
+                policy_id,
+                rule: i as u32,
+                action: rule.action,
+                enforcing,
+                locals: locals.clone(),
+                peers,
+                ports,
+                rate_limit: rule.rate_limit,
+            };
+            let named = resolve_named_ports(universe, direction, &resolved_rule, &rule.named_ports);
+            if !resolved_rule.ports.is_empty() {
+                out.rules.push(resolved_rule);
+            }
+            out.rules.extend(named);
+        }
+    }
+    out.info.selected = locals.iter().copied().collect();
+    out
 }
 
 /// A rule's named ports, per destination pod: the destination is the local side on ingress

@@ -34,13 +34,33 @@ pub(super) struct Universe {
     pub(super) pods: BTreeMap<u32, PodPorts>,
 }
 
+/// Every prefix a policy names as a CIDR peer or one of its exceptions.
+pub(super) fn policy_prefixes(set: &PolicySet) -> BTreeSet<IpNet> {
+    let mut prefixes = BTreeSet::new();
+    for policy in &set.policies {
+        for direction in Direction::BOTH {
+            for rule in policy.rules(direction).unwrap_or_default() {
+                for peer in &rule.peers {
+                    if let Peer::Cidr { cidr, except } = peer {
+                        prefixes.insert(*cidr);
+                        prefixes.extend(except.iter().copied());
+                    }
+                }
+            }
+        }
+    }
+    prefixes
+}
+
 /// A set of identities, shared between the rules that name the same ones.
 pub(crate) type Ids = Arc<BTreeSet<u32>>;
 
 impl Universe {
+    /// The universe of `set`; `policy_prefixes` are [`policy_prefixes`] of it.
     pub(super) fn build(
         set: &PolicySet,
         settings: &CompileSettings,
+        policy_prefixes: &BTreeSet<IpNet>,
         allocator: &mut Allocation,
         warnings: &mut Vec<String>,
     ) -> Result<Self, CompileError> {
@@ -127,20 +147,7 @@ impl Universe {
 
         // A policy prefix gets its own identity unless something already owns exactly that
         // prefix: an endpoint, the host, or world (the default routes).
-        let mut policy_prefixes = BTreeSet::new();
-        for policy in &set.policies {
-            for direction in Direction::BOTH {
-                for rule in policy.rules(direction).unwrap_or_default() {
-                    for peer in &rule.peers {
-                        if let Peer::Cidr { cidr, except } = peer {
-                            policy_prefixes.insert(*cidr);
-                            policy_prefixes.extend(except.iter().copied());
-                        }
-                    }
-                }
-            }
-        }
-        for prefix in policy_prefixes {
+        for &prefix in policy_prefixes {
             if prefix.prefix_len() == 0 || universe.ipcache.contains_key(&prefix) || host_prefixes.contains(&prefix) {
                 continue;
             }

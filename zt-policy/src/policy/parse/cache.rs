@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::kubernetes::Objects;
 use super::{parse, parse_source, set};
+use crate::policy::CompileMemo;
 use crate::policy::error::PolicyError;
 use crate::policy::model::PolicySet;
 
@@ -40,17 +41,20 @@ struct Read {
     objects: Objects,
 }
 
-/// The sources of the last push, read (see the [module docs](self)). Cheap to share: the
-/// agent keeps one and its compile jobs use it without the state lock.
+/// The sources of the last push, read (see the [module docs](self)), and what its compile
+/// can give the next ([`CompileMemo`]). Cheap to share: the agent keeps one and its compile
+/// jobs use it without the state lock.
 pub struct ParseCache {
     sources: HashMap<String, Arc<Read>>,
     /// Sources shorter than this are not remembered ([`MIN_REMEMBERED_BYTES`]).
     min_bytes: usize,
+    /// The last compile's universe and resolutions ([`crate::generation::check_cached`]).
+    pub compile: CompileMemo,
 }
 
 impl Default for ParseCache {
     fn default() -> Self {
-        ParseCache { sources: HashMap::new(), min_bytes: MIN_REMEMBERED_BYTES }
+        ParseCache { sources: HashMap::new(), min_bytes: MIN_REMEMBERED_BYTES, compile: CompileMemo::default() }
     }
 }
 
@@ -58,7 +62,7 @@ impl ParseCache {
     /// A cache that remembers sources of any length, so tests exercise it with small ones.
     #[cfg(test)]
     pub(crate) fn remembering_all() -> Self {
-        ParseCache { sources: HashMap::new(), min_bytes: 0 }
+        ParseCache { sources: HashMap::new(), min_bytes: 0, compile: CompileMemo::default() }
     }
 
     /// How many sources are remembered.

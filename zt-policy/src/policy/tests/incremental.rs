@@ -64,12 +64,12 @@ fn document(rng: &mut Rng) -> String {
     }
 }
 
-fn source_text(rng: &mut Rng) -> String {
+pub(super) fn source_text(rng: &mut Rng) -> String {
     (0..1 + rng.below(3)).map(|_| document(rng)).collect::<Vec<_>>().join("---\n")
 }
 
 /// One random change of the sources of a push.
-fn change(rng: &mut Rng, sources: &mut Vec<(String, String)>) {
+pub(super) fn change(rng: &mut Rng, sources: &mut Vec<(String, String)>) {
     let names = ["a.yaml", "b.yaml", "c.yaml", "kubernetes:pods/x/y", "dir/d.yaml"];
     match rng.below(8) {
         0..=2 if !sources.is_empty() => {

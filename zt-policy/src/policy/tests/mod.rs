@@ -27,6 +27,7 @@ mod incremental;
 mod isolation;
 mod kubernetes;
 mod load;
+mod memo;
 mod output;
 mod parse;
 mod peers;

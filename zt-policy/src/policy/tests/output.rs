@@ -123,7 +123,7 @@ fn closure_blow_up_is_a_clear_error_and_leaves_the_allocator_alone() {
     let set = parse(&[("e.yaml", format!("{ENDPOINTS}---\n{AUDIT_DB}"))]).unwrap();
     let mut allocator = IdentityAllocator::new();
     let limits = Limits { closure_keys: 3, policy_entries: 1000 };
-    let error = compile_resolved(&set, &settings(true), &mut allocator, limits).unwrap_err();
+    let error = compile_resolved(&set, &settings(true), &mut allocator, limits, None).unwrap_err();
     assert_eq!(
         error.to_string(),
         "compiling the policy needs more than 3 intermediate keys (selected identities x peers x port blocks \
@@ -131,7 +131,7 @@ fn closure_blow_up_is_a_clear_error_and_leaves_the_allocator_alone() {
     );
     assert!(allocator.is_empty());
     let limits = Limits { closure_keys: 1000, policy_entries: 3 };
-    let error = compile_resolved(&set, &settings(true), &mut allocator, limits).unwrap_err();
+    let error = compile_resolved(&set, &settings(true), &mut allocator, limits, None).unwrap_err();
     assert!(matches!(error, CompileError::TooManyEntries { limit: 3, .. }), "{error}");
 }
 

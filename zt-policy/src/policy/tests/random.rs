@@ -264,7 +264,7 @@ fn lookup_agrees_with_brute_force_on_random_policies() {
     for case in 0..CASES {
         let (set, settings) = random_setup(&mut rng);
         let (compiled, resolved) =
-            compile_resolved(&set, &settings, &mut IdentityAllocator::new(), Limits::DEFAULT).unwrap();
+            compile_resolved(&set, &settings, &mut IdentityAllocator::new(), Limits::DEFAULT, None).unwrap();
         let mut identities: Vec<u32> = compiled.identities.keys().copied().collect();
         identities.push(ANY);
         let ports = probe_ports(&resolved, &mut rng);
