@@ -18,7 +18,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::CompileSettings;
-use super::resolve::PolicyResolution;
+use super::resolve::{PolicyResolution, Resolutions};
 use super::universe::Universe;
 use crate::identity::IdentityAllocator;
 use crate::policy::model::{Policy, PolicySet};
@@ -41,7 +41,7 @@ struct Last {
     /// The universe step's warnings, given again when it is reused.
     warnings: Vec<String>,
     /// Each policy with its resolution, in id order.
-    policies: Vec<(Arc<Policy>, Arc<PolicyResolution>)>,
+    policies: Resolutions,
 }
 
 impl CompileMemo {
@@ -103,7 +103,7 @@ impl CompileMemo {
         prefixes: BTreeSet<IpNet>,
         universe: Arc<Universe>,
         warnings: Vec<String>,
-        policies: Vec<(Arc<Policy>, Arc<PolicyResolution>)>,
+        policies: Resolutions,
     ) {
         self.last = Some(Last {
             settings: settings.clone(),

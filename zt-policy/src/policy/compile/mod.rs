@@ -115,10 +115,10 @@ pub(crate) fn compile_resolved(
     settings: &CompileSettings,
     allocator: &mut IdentityAllocator,
     limits: Limits,
-    mut memo: Option<&mut CompileMemo>,
+    memo: Option<&mut CompileMemo>,
 ) -> Result<(CompiledPolicy, Resolved), CompileError> {
     let result = compile_steps(set, settings, allocator, limits, memo.as_deref());
-    match (result, memo.as_deref_mut()) {
+    match (result, memo) {
         (Ok((compiled, resolved, kept)), Some(memo)) => {
             let Kept { prefixes, universe, warnings, policies } = kept;
             match universe {
@@ -143,7 +143,7 @@ struct Kept {
     /// `None` when no memo was given: the compile took it apart.
     universe: Option<std::sync::Arc<Universe>>,
     warnings: Vec<String>,
-    policies: Vec<(std::sync::Arc<super::model::Policy>, std::sync::Arc<resolve::PolicyResolution>)>,
+    policies: resolve::Resolutions,
 }
 
 fn compile_steps(

@@ -125,6 +125,12 @@ pub(crate) struct PolicyResolution {
     pub info: PolicyInfo,
 }
 
+/// Every policy of a compile with its resolution, in id order.
+pub(crate) type Resolutions = Vec<(Arc<Policy>, Arc<PolicyResolution>)>;
+
+/// Offers an earlier resolution of a policy as the given id (see [`resolve`]).
+pub(super) type Reuse<'a> = dyn FnMut(&Arc<Policy>, u32) -> Option<Arc<PolicyResolution>> + 'a;
+
 /// Step 2: selectors, entities and CIDRs -> identities; policies get their ids (1-based, in
 /// name order). `reuse` offers a policy's resolution from an earlier compile against this
 /// same universe and settings (see [`super::memo`]); with `keep`, every policy is returned
@@ -134,9 +140,9 @@ pub(super) fn resolve(
     settings: &CompileSettings,
     universe: &Universe,
     warnings: &mut Vec<String>,
-    reuse: &mut dyn FnMut(&Arc<Policy>, u32) -> Option<Arc<PolicyResolution>>,
+    reuse: &mut Reuse,
     keep: bool,
-) -> (Resolved, Vec<PolicyInfo>, Vec<(Arc<Policy>, Arc<PolicyResolution>)>) {
+) -> (Resolved, Vec<PolicyInfo>, Resolutions) {
     let mut resolved = Resolved {
         rules: Vec::new(),
         isolations: Vec::new(),
