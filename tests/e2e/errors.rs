@@ -75,8 +75,21 @@ fn in_a_container_without_the_hosts_bpffs_a_pinned_agent_refuses_to_start() {
             policy.display(),
             scratch.join(format!("agent{}.sock", extra.len())).display()
         );
+        // --kill-child: stopping unshare stops the agent (PID 1 of its namespace) too;
+        // without it the agent outlived the test.
         let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private", "sh", "-c", &script]);
+        cmd.args([
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ]);
         NsProcess::spawn(&net.server.ns, &cmd, scratch.path()).unwrap()
     };
     let mut pinned = container("");
