@@ -50,7 +50,7 @@ use zt_common::ipcache::IPCACHE_MAX_ENTRIES;
 use zt_common::policy::{POLICY_MAX_ENTRIES, PolicyValue};
 
 pub use compiled::{CompiledPolicy, PolicyEntryKey, PolicyInfo};
-pub use memo::CompileMemo;
+pub use memo::{CompileMemo, MIN_SAVING};
 pub use ratelimits::MAX_RATE_LIMITS;
 pub(crate) use resolve::{PortMatch, Resolved};
 pub use settings::{CompileSettings, DefaultDeny, FailsafeRule};
@@ -120,9 +120,9 @@ pub(crate) fn compile_resolved(
     let result = compile_steps(set, settings, allocator, limits, memo.as_deref());
     match (result, memo) {
         (Ok((compiled, resolved, kept)), Some(memo)) => {
-            let Kept { prefixes, universe, warnings, policies } = kept;
+            let Kept { prefixes, universe, warnings, policies, cost } = kept;
             match universe {
-                Some(universe) => memo.remember(set, settings, prefixes, universe, warnings, policies),
+                Some(universe) => memo.remember(set, settings, prefixes, universe, warnings, policies, cost),
                 None => memo.clear(),
             }
             Ok((compiled, resolved))
@@ -144,6 +144,7 @@ struct Kept {
     universe: Option<std::sync::Arc<Universe>>,
     warnings: Vec<String>,
     policies: resolve::Resolutions,
+    cost: std::time::Duration,
 }
 
 fn compile_steps(
@@ -156,10 +157,12 @@ fn compile_steps(
     for rule in &settings.failsafe {
         rule.validate()?;
     }
+    let started = std::time::Instant::now();
     let prefixes = universe::policy_prefixes(set);
     let mut allocation = Allocation::new(allocator);
     let mut warnings = Vec::new();
     let remembered = memo.and_then(|m| m.universe(set, settings, &prefixes, allocator));
+    let reused = remembered.is_some();
     let (universe, universe_warnings) = match remembered {
         Some((universe, kept)) => (universe, kept.to_vec()),
         None => {
@@ -172,6 +175,11 @@ fn compile_steps(
     let mut reuse =
         |policy: &std::sync::Arc<super::model::Policy>, id: u32| memo.and_then(|m| m.resolution(&universe, policy, id));
     let (resolved, policies, used) = resolve(set, settings, &universe, &mut warnings, &mut reuse, memo.is_some());
+    // What computing the universe and the resolutions costs, as measured when they were.
+    let cost = match memo.and_then(CompileMemo::cost) {
+        Some(cost) if reused => cost,
+        _ => started.elapsed(),
+    };
     let mut entries = build_entries(&atoms(&resolved), limits)?;
     let rate_limits = ratelimits::attach(&resolved, &mut entries)?;
 
@@ -198,6 +206,6 @@ fn compile_steps(
         },
     };
     let compiled = CompiledPolicy { ipcache, entries, rate_limits, policies, identities, warnings, index };
-    let kept = Kept { prefixes, universe, warnings: universe_warnings, policies: used };
+    let kept = Kept { prefixes, universe, warnings: universe_warnings, policies: used, cost };
     Ok((compiled, resolved, kept))
 }

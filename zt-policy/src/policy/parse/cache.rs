@@ -62,7 +62,7 @@ impl ParseCache {
     /// A cache that remembers sources of any length, so tests exercise it with small ones.
     #[cfg(test)]
     pub(crate) fn remembering_all() -> Self {
-        ParseCache { sources: HashMap::new(), min_bytes: 0, compile: CompileMemo::default() }
+        ParseCache { sources: HashMap::new(), min_bytes: 0, compile: CompileMemo::keeping_all() }
     }
 
     /// How many sources are remembered.

@@ -97,4 +97,9 @@ fn a_one_rule_change_reuses_the_universe_and_the_other_policies() {
     check_cached(&sources(81), &settings, &mut allocator, &mut small).unwrap();
     assert!(small.compile.is_empty());
     assert_eq!(small.compile.reused.get(), [0, 0]);
+    // A compile whose identities and resolution took less than MIN_SAVING is not kept.
+    let mut quick = CompileMemo::default();
+    let set = parse(&sources(81)).unwrap();
+    compile_remembering(&set, &settings, &mut allocator, &mut quick).unwrap();
+    assert!(quick.is_empty(), "a three-document policy compiles in microseconds");
 }
