@@ -7,7 +7,7 @@ mod common;
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
     os::unix::fs::PermissionsExt,
     path::PathBuf,
     process::Command,
@@ -640,12 +640,12 @@ fn push_latency_of_a_10k_rule_policy() {
 /// File `k` of `files` holding a share of a policy of `rules` rules for the server: every
 /// `files`-th peer endpoint (one identity each) and its ten UDP rules, in a policy of its
 /// own. `moved` moves the first rule of file 0 from port 1000 to that port.
-fn share_of_a_big_policy(rules: usize, files: usize, k: usize, moved: Option<u16>) -> String {
-    let first = u32::from(std::net::Ipv4Addr::new(198, 19, 200, 0));
+fn share_of_a_big_policy(rules: usize, files: usize, k: usize, moved: Option<u16>, first: Ipv4Addr) -> String {
+    let first = u32::from(first);
     let mine: Vec<usize> = (k..rules / 10).step_by(files).collect();
     let mut y = String::new();
     for &i in &mine {
-        let addr = std::net::Ipv4Addr::from(first + i as u32);
+        let addr = Ipv4Addr::from(first + i as u32);
         y.push_str(&format!(
             "apiVersion: zt/v1\nkind: Endpoint\nmetadata: {{name: peer-{i}}}\nspec:\n  addresses: [{addr}]\n  labels: {{app: peer-{i}}}\n---\n"
         ));
@@ -676,10 +676,16 @@ fn one_rule_change_to_a_running_100k_rule_policy_through_ztctl() {
     const FILES: usize = 100;
     const ROUNDS: usize = 5;
     let a = AgentNet::start(&web_policy(), &[]);
+    // The 10,000 endpoint addresses fill 40 /24s of 198.19.0.0/16; they must not take the
+    // addresses of the test's own link, whose subnet is drawn from all of 198.18.0.0/15.
+    let link = a.net.subnet.index();
+    let first =
+        if (456..496).contains(&link) { Ipv4Addr::new(198, 19, 100, 0) } else { Ipv4Addr::new(198, 19, 200, 0) };
     let dir = a.scratch.join("big");
     std::fs::create_dir_all(&dir).unwrap();
     let write = |k: usize, moved: Option<u16>| {
-        std::fs::write(dir.join(format!("big-{k:03}.yaml")), share_of_a_big_policy(RULES, FILES, k, moved)).unwrap()
+        std::fs::write(dir.join(format!("big-{k:03}.yaml")), share_of_a_big_policy(RULES, FILES, k, moved, first))
+            .unwrap()
     };
     (0..FILES).for_each(|k| write(k, None));
     let dir = dir.display().to_string();
