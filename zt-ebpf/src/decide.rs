@@ -427,18 +427,7 @@ fn quarantine_drop(c: &Ctx, q: &mut QuarantineValue) -> Action {
         return Action::Drop;
     }
     q.reported_epoch = epoch;
-    let d = Decision {
-        verdict: VERDICT_DENIED,
-        reason: QUARANTINE,
-        direction: c.hook.direction,
-        ifindex: c.hook.ifindex,
-        src_identity: ANY,
-        dst_identity: ANY,
-        policy_id: POLICY_NONE,
-        rule: RULE_NONE,
-        generation: c.generation,
-    };
-    report(KIND_DENY, c.pkt, &d, c.now);
+    report(KIND_DENY, c.pkt, &denial(c, &Judgement::bare(QUARANTINE)), c.now);
     Action::Drop
 }
 
@@ -511,7 +500,13 @@ fn deny(c: &Ctx, j: &Judgement) -> Action {
 #[inline(never)]
 fn deny_flooding(c: &Ctx, j: &Judgement) -> bool {
     count(VERDICT_DENIED, j.reason, c.pkt.len);
-    let d = Decision {
+    packet_event(KIND_DENY, c.pkt, &denial(c, j), c.cfg, c.now)
+}
+
+/// The event's account of denying this packet for `j`.
+#[inline(always)]
+fn denial(c: &Ctx, j: &Judgement) -> Decision {
+    Decision {
         verdict: VERDICT_DENIED,
         reason: j.reason,
         direction: c.hook.direction,
@@ -521,8 +516,7 @@ fn deny_flooding(c: &Ctx, j: &Judgement) -> bool {
         policy_id: j.policy_id,
         rule: j.rule,
         generation: c.generation,
-    };
-    packet_event(KIND_DENY, c.pkt, &d, c.cfg, c.now)
+    }
 }
 
 /// A TCP SYN without ACK: opens a connection, so it is never a reply nor a packet of an
