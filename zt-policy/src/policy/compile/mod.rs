@@ -121,9 +121,8 @@ pub(crate) fn compile_resolved(
     match (result, memo) {
         (Ok((compiled, resolved, kept)), Some(memo)) => {
             let Kept { prefixes, universe, warnings, policies, cost } = kept;
-            match universe {
-                Some(universe) => memo.remember(set, settings, prefixes, universe, warnings, policies, cost),
-                None => memo.clear(),
+            if let Some(universe) = universe {
+                memo.remember(set, settings, prefixes, universe, warnings, policies, cost);
             }
             Ok((compiled, resolved))
         }
@@ -193,17 +192,13 @@ fn compile_steps(
 
     let added = allocation.finish();
     allocator.commit(added);
-    // The universe is taken apart unless a memo keeps it.
-    let (ipcache, identities, universe) = match memo {
-        Some(_) => (
-            universe.ipcache.iter().map(|(net, id)| (*net, *id)).collect(),
-            universe.identities.clone(),
-            Some(universe),
-        ),
-        None => match std::sync::Arc::try_unwrap(universe) {
-            Ok(u) => (u.ipcache.into_iter().collect(), u.identities, None),
-            Err(u) => (u.ipcache.iter().map(|(net, id)| (*net, *id)).collect(), u.identities.clone(), None),
-        },
+    // The universe is taken apart unless a memo keeps it (then it is copied from).
+    let taken = if memo.is_none() { std::sync::Arc::try_unwrap(universe) } else { Err(universe) };
+    let (ipcache, identities, universe) = match taken {
+        Ok(u) => (u.ipcache.into_iter().collect(), u.identities, None),
+        Err(u) => {
+            (u.ipcache.iter().map(|(net, id)| (*net, *id)).collect(), u.identities.clone(), memo.is_some().then_some(u))
+        }
     };
     let compiled = CompiledPolicy { ipcache, entries, rate_limits, policies, identities, warnings, index };
     let kept = Kept { prefixes, universe, warnings: universe_warnings, policies: used, cost };

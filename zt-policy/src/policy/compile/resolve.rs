@@ -158,27 +158,25 @@ pub(super) fn resolve(
     let mut used = Vec::with_capacity(policies.len());
     for (index, policy) in policies.into_iter().enumerate() {
         let policy_id = index as u32 + 1;
-        if let Some(one) = reuse(policy, policy_id) {
-            resolved.rules.extend(one.rules.iter().cloned());
-            resolved.isolations.extend(one.isolations.iter().copied());
-            warnings.extend(one.warnings.iter().cloned());
-            infos.push(one.info.clone());
-            used.push((policy.clone(), one));
-            continue;
-        }
-        let one = resolve_policy(policy, policy_id, settings, universe, &any);
-        if keep {
-            resolved.rules.extend(one.rules.iter().cloned());
-            resolved.isolations.extend(one.isolations.iter().copied());
-            warnings.extend(one.warnings.iter().cloned());
-            infos.push(one.info.clone());
-            used.push((policy.clone(), Arc::new(one)));
-        } else {
-            resolved.rules.extend(one.rules);
-            resolved.isolations.extend(one.isolations);
-            warnings.extend(one.warnings);
-            infos.push(one.info);
-        }
+        let one = match reuse(policy, policy_id) {
+            Some(one) => one,
+            None => {
+                let one = resolve_policy(policy, policy_id, settings, universe, &any);
+                if !keep {
+                    resolved.rules.extend(one.rules);
+                    resolved.isolations.extend(one.isolations);
+                    warnings.extend(one.warnings);
+                    infos.push(one.info);
+                    continue;
+                }
+                Arc::new(one)
+            }
+        };
+        resolved.rules.extend(one.rules.iter().cloned());
+        resolved.isolations.extend(one.isolations.iter().copied());
+        warnings.extend(one.warnings.iter().cloned());
+        infos.push(one.info.clone());
+        used.push((policy.clone(), one));
     }
     (resolved, infos, used)
 }
