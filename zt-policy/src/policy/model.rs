@@ -5,6 +5,7 @@
 //! host bits, ports are in range, label keys follow the Kubernetes syntax, `except` lies
 //! inside its `cidr`. Each object remembers its [`Origin`] so later warnings can point at it.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
@@ -93,13 +94,21 @@ impl Endpoint {
     /// of the pod is its own identity and an ipBlock of one family matches that family's
     /// traffic only.
     pub fn identity_labels(&self, address: &IpNet) -> Labels {
-        let mut labels = self.labels.clone();
+        self.identity_labels_of(address).into_owned()
+    }
+
+    /// [`Self::identity_labels`], borrowing the endpoint's own labels when they are the
+    /// identity's (all but a dual-stack pod's).
+    pub fn identity_labels_of(&self, address: &IpNet) -> Cow<'_, Labels> {
         let dual_stack = self.addresses.iter().any(|a| matches!(a, IpNet::V4(_)))
             && self.addresses.iter().any(|a| matches!(a, IpNet::V6(_)));
         if self.pod.is_some() && dual_stack {
+            let mut labels = self.labels.clone();
             labels.insert(K8S_FAMILY, if matches!(address, IpNet::V4(_)) { "ipv4" } else { "ipv6" });
+            Cow::Owned(labels)
+        } else {
+            Cow::Borrowed(&self.labels)
         }
-        labels
     }
 
     /// Every label set this endpoint's identities have (its labels alone when it has no

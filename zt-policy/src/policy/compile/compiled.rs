@@ -2,7 +2,7 @@
 //! policy names and warnings of one generation) and its [`lookup`](CompiledPolicy::lookup),
 //! which answers exactly as the kernel will.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -79,8 +79,6 @@ pub struct CompiledPolicy {
     pub identities: BTreeMap<u32, Labels>,
     /// Things that are valid but probably not what the author meant.
     pub warnings: Vec<String>,
-    /// `(direction, local, peer)` -> blocks, longest prefix first: what one kernel lookup sees.
-    pub(super) index: HashMap<(u8, u32, u32), Vec<(PortBlock, PolicyValue)>>,
 }
 
 impl CompiledPolicy {
@@ -90,8 +88,15 @@ impl CompiledPolicy {
     /// without a catch-all, which `compile` never produces.
     pub fn lookup(&self, direction: u8, local: u32, peer: u32, proto: u8, port: u16) -> Option<PolicyValue> {
         [(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)].into_iter().find_map(|(local, peer)| {
-            let blocks = self.index.get(&(direction, local, peer))?;
-            blocks.iter().find(|(block, _)| block.covers(proto, port)).map(|&(_, value)| value)
+            // The entries are sorted by key, so one identity pair's keys are one run of them.
+            let pair = |key: &PolicyEntryKey| (key.direction, key.local, key.peer);
+            let start = self.entries.partition_point(|(key, _)| pair(key) < (direction, local, peer));
+            let end = self.entries.partition_point(|(key, _)| pair(key) <= (direction, local, peer));
+            self.entries[start..end]
+                .iter()
+                .filter(|(key, _)| key.block().covers(proto, port))
+                .max_by_key(|(key, _)| key.block().lpm_prefix_len())
+                .map(|&(_, value)| value)
         })
     }
 

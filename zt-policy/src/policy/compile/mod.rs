@@ -42,12 +42,11 @@ mod settings;
 mod universe;
 mod verdict;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use zt_common::ipcache::IPCACHE_MAX_ENTRIES;
-use zt_common::policy::{POLICY_MAX_ENTRIES, PolicyValue};
+use zt_common::policy::POLICY_MAX_ENTRIES;
 
 pub use compiled::{CompiledPolicy, PolicyEntryKey, PolicyInfo};
 pub use memo::{CompileMemo, MIN_SAVING};
@@ -57,7 +56,6 @@ pub use settings::{CompileSettings, DefaultDeny, FailsafeRule};
 
 use super::error::CompileError;
 use super::model::PolicySet;
-use super::ports::PortBlock;
 use crate::identity::{Allocation, IdentityAllocator};
 use closure::build_entries;
 use resolve::resolve;
@@ -182,13 +180,6 @@ fn compile_steps(
     let mut entries = build_entries(&atoms(&resolved), limits)?;
     let rate_limits = ratelimits::attach(&resolved, &mut entries)?;
 
-    let mut index: HashMap<(u8, u32, u32), Vec<(PortBlock, PolicyValue)>> = HashMap::new();
-    for (key, value) in &entries {
-        index.entry((key.direction, key.local, key.peer)).or_default().push((key.block(), *value));
-    }
-    for blocks in index.values_mut() {
-        blocks.sort_by_key(|(block, _)| std::cmp::Reverse(block.lpm_prefix_len()));
-    }
 
     let added = allocation.finish();
     allocator.commit(added);
@@ -200,7 +191,7 @@ fn compile_steps(
             (u.ipcache.iter().map(|(net, id)| (*net, *id)).collect(), u.identities.clone(), memo.is_some().then_some(u))
         }
     };
-    let compiled = CompiledPolicy { ipcache, entries, rate_limits, policies, identities, warnings, index };
+    let compiled = CompiledPolicy { ipcache, entries, rate_limits, policies, identities, warnings };
     let kept = Kept { prefixes, universe, warnings: universe_warnings, policies: used, cost };
     Ok((compiled, resolved, kept))
 }

@@ -148,7 +148,7 @@ pub(super) fn resolve(
         isolations: Vec::new(),
         failsafe: settings.failsafe.iter().map(|f| (f.direction.to_u8(), f.port_match())).collect(),
         default_deny: settings.default_deny,
-        not_local: universe.identities.keys().filter(|id| !universe.selectable.contains_key(id)).copied().collect(),
+        not_local: universe.identities.keys().filter(|id| !universe.selectable.contains(id)).copied().collect(),
         pods: universe.pods.keys().copied().collect(),
     };
     let mut policies: Vec<_> = set.policies.iter().collect();
