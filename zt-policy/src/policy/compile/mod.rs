@@ -177,9 +177,8 @@ fn compile_steps(
         Some(cost) if reused => cost,
         _ => started.elapsed(),
     };
-    let mut entries = build_entries(&atoms(&resolved), limits)?;
+    let mut entries = build_entries(atoms(&resolved), limits)?;
     let rate_limits = ratelimits::attach(&resolved, &mut entries)?;
-
 
     let added = allocation.finish();
     allocator.commit(added);

@@ -99,28 +99,40 @@ impl Universe {
                 addresses => addresses.iter().map(|address| endpoint.identity_labels_of(address)).collect(),
             })
             .collect();
-        let mut ids: HashMap<&Labels, u32> = HashMap::default();
-        let mut new: BTreeSet<&Labels> = BTreeSet::new();
-        for labels in endpoint_labels.iter().flatten() {
-            match allocator.get(labels) {
-                Some(id) => {
-                    ids.insert(labels, id);
-                }
-                None => {
-                    new.insert(labels);
+        // Each label set is hashed once here (the allocator's lookup); the new ones, few
+        // after the first push, once more when they are numbered.
+        let mut endpoint_ids: Vec<Vec<Option<u32>>> =
+            endpoint_labels.iter().map(|labels| labels.iter().map(|labels| allocator.get(labels)).collect()).collect();
+        let new: BTreeSet<&Labels> = endpoint_labels
+            .iter()
+            .zip(&endpoint_ids)
+            .flat_map(|(labels, ids)| labels.iter().zip(ids).filter(|(_, id)| id.is_none()).map(|(l, _)| l.as_ref()))
+            .collect();
+        if !new.is_empty() {
+            for labels in &new {
+                allocator.allocate(labels)?;
+            }
+            for (labels, ids) in endpoint_labels.iter().zip(&mut endpoint_ids) {
+                for (labels, id) in labels.iter().zip(ids) {
+                    if id.is_none() {
+                        *id = allocator.get(labels);
+                    }
                 }
             }
         }
-        for labels in new {
-            ids.insert(labels, allocator.allocate(labels)?);
-        }
-        for (labels, &id) in &ids {
-            if universe.selectable.insert(id) {
-                universe.identities.insert(id, (*labels).clone());
+        let endpoint_ids: Vec<Vec<u32>> = endpoint_ids
+            .into_iter()
+            .map(|ids| ids.into_iter().map(|id| id.expect("every label set was numbered")).collect())
+            .collect();
+        for (labels, ids) in endpoint_labels.iter().zip(&endpoint_ids) {
+            for (labels, &id) in labels.iter().zip(ids) {
+                if universe.selectable.insert(id) {
+                    universe.identities.insert(id, labels.as_ref().clone());
+                }
             }
         }
-        for (endpoint, labels) in set.endpoints.iter().zip(&endpoint_labels) {
-            let mut own: Vec<u32> = labels.iter().map(|l| ids[l.as_ref()]).collect();
+        for (endpoint, ids) in set.endpoints.iter().zip(&endpoint_ids) {
+            let mut own: Vec<u32> = ids.clone();
             own.sort_unstable();
             own.dedup();
             for id in own {
@@ -136,7 +148,7 @@ impl Universe {
                     endpoint.origin
                 ));
             }
-            for (i, (&address, labels)) in endpoint.addresses.iter().zip(labels).enumerate() {
+            for (i, (&address, &id)) in endpoint.addresses.iter().zip(ids).enumerate() {
                 if host_prefixes.contains(&address) {
                     warnings.push(format!(
                         "{}: spec.addresses[{i}] {address} is an address of this host, so its traffic has the host \
@@ -146,7 +158,6 @@ impl Universe {
                     ));
                     continue;
                 }
-                let id = ids[labels.as_ref()];
                 universe.ipcache.insert(address, id);
                 universe.prefixes.entry(id).or_default().insert(address);
             }
@@ -206,22 +217,32 @@ impl Universe {
 
     /// Identities a selector matches among endpoints and the host.
     pub(super) fn select(&self, selector: &Selector) -> BTreeSet<u32> {
+        if selector.match_labels.is_empty() {
+            // Every selectable identity the expressions admit (`{}`: all).
+            return self.selectable_labels().filter(|(_, l)| selector.matches(l)).map(|(id, _)| id).collect();
+        }
         let indexes: Vec<(Arc<ByValue>, &str)> =
             selector.match_labels.iter().map(|(key, value)| (self.index_of(key), value)).collect();
-        let mut rarest: Option<&Vec<u32>> = None;
+        let mut lists: Vec<&[u32]> = Vec::with_capacity(indexes.len());
         for (index, value) in &indexes {
-            let Some(ids) = index.get(*value) else {
-                return BTreeSet::new();
-            };
-            if rarest.is_none_or(|r| ids.len() < r.len()) {
-                rarest = Some(ids);
+            match index.get(*value) {
+                Some(ids) => lists.push(ids),
+                None => return BTreeSet::new(),
             }
         }
-        match rarest {
-            // No matchLabels: every selectable identity the expressions admit (`{}`: all).
-            None => self.selectable_labels().filter(|(_, l)| selector.matches(l)).map(|(id, _)| id).collect(),
-            Some(ids) => ids.iter().copied().filter(|id| selector.matches(&self.identities[id])).collect(),
-        }
+        // The identities on every list (each ascending), from the shortest: the matchLabels
+        // part of the selector without comparing label strings; then the expressions.
+        lists.sort_unstable_by_key(|ids| ids.len());
+        let (rarest, others) = lists.split_first().expect("a selector with matchLabels has a list");
+        rarest
+            .iter()
+            .copied()
+            .filter(|id| others.iter().all(|ids| ids.binary_search(id).is_ok()))
+            .filter(|id| {
+                selector.match_expressions.is_empty()
+                    || selector.match_expressions.iter().all(|e| e.matches(&self.identities[id]))
+            })
+            .collect()
     }
 
     /// Every identity with a prefix inside `cidr` (the host: always), in numeric order. The
