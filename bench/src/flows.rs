@@ -6,13 +6,17 @@
 //! timed.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     io::{BufWriter, Write},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::ensure;
-use zt_agent::flows::{FlowRecord, context::Names};
+use zt_agent::{
+    flows::{FlowRecord, context::Names},
+    identity::Labels,
+};
 use zt_common::{config::Config, event::EVENTS_RING_BYTES, event::FlowEvent};
 use zt_tests::Scratch;
 
@@ -84,7 +88,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<FlowFigure> {
 
 /// Enrichment context as the agent would have it: labels and a policy name.
 fn names() -> Names {
-    let labels = |app: &str| BTreeMap::from([("app".to_string(), app.to_string())]);
+    let labels = |app: &str| Arc::new(Labels::from_pairs([("app", app)]));
     Names {
         identities: HashMap::from([(PROBE_PEER, labels("client")), (PROBE_LOCAL, labels("server"))]),
         policies: HashMap::from([(1, "bench".to_string())]),

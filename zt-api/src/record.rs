@@ -4,6 +4,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
 };
 
 use serde::{Deserialize, Serialize};
@@ -16,14 +17,14 @@ use zt_common::{
     reason::{direction_name, reason_name, verdict_name},
 };
 
-use crate::clock;
+use crate::{clock, labels::Labels};
 
 /// Names for the numbers in one policy generation: what enrichment needs to turn a kernel
 /// event's identities, policy id and ifindex into names.
 #[derive(Clone, Debug, Default)]
 pub struct Names {
-    /// identity -> labels (`key -> value`).
-    pub identities: HashMap<u32, BTreeMap<String, String>>,
+    /// identity -> labels, shared with the compiled policy they come from.
+    pub identities: HashMap<u32, Arc<Labels>>,
     /// policy id -> policy name.
     pub policies: HashMap<u32, String>,
     /// ifindex -> interface name.
@@ -83,7 +84,7 @@ pub fn protocol_name(p: u8) -> String {
 /// The labels of identity `id`: its label set, or `reserved=<name>` for a reserved one.
 pub fn labels_of(names: &Names, id: u32) -> BTreeMap<String, String> {
     if let Some(l) = names.identities.get(&id) {
-        return l.clone();
+        return l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     }
     let mut l = BTreeMap::new();
     if let Some(r) = identity::reserved_name(id) {

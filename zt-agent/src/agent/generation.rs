@@ -3,12 +3,11 @@
 //! push returns every error and changes nothing. The agent reads through a
 //! [`ParseCache`], so a push reads only the sources whose text changed (same result).
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    path::PathBuf,
-};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use ipnet::IpNet;
+
+use zt_api::labels::Labels;
 
 use crate::{
     datapath::Tables,
@@ -26,7 +25,7 @@ pub struct Prepared {
 }
 
 /// Labels by identity and names by policy id, for flow-log enrichment.
-pub type Names = (HashMap<u32, BTreeMap<String, String>>, HashMap<u32, String>);
+pub type Names = (HashMap<u32, Arc<Labels>>, HashMap<u32, String>);
 
 /// Every problem with a push, one sentence each (built by zt-policy, so `ztctl policy
 /// validate` prints the very same sentences).
@@ -89,11 +88,7 @@ pub fn tables(compiled: &CompiledPolicy, host: &[IpNet]) -> Tables {
 
 /// Labels by identity and names by policy id, for flow-log enrichment.
 pub fn names(compiled: &CompiledPolicy) -> Names {
-    let identities = compiled
-        .identities
-        .iter()
-        .map(|(id, labels)| (*id, labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
-        .collect();
+    let identities = compiled.identities.iter().map(|(id, labels)| (*id, labels.clone())).collect();
     let policies = compiled.policies.iter().map(|p| (p.id, p.name.clone())).collect();
     (identities, policies)
 }

@@ -3,9 +3,11 @@
 //! take a cheap snapshot per record batch.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, RwLock},
 };
+
+use zt_api::labels::Labels;
 
 pub use zt_api::record::Names;
 
@@ -37,11 +39,9 @@ impl FlowContext {
     }
 
     /// Updates the policy-derived part, keeping interface names.
-    pub fn update_policy(&self, identities: HashMap<u32, BTreeMap<String, String>>, policies: HashMap<u32, String>) {
+    pub fn update_policy(&self, identities: HashMap<u32, Arc<Labels>>, policies: HashMap<u32, String>) {
         let mut guard = self.inner.write().expect("flow context lock");
-        let mut names = (**guard).clone();
-        names.identities = identities;
-        names.policies = policies;
-        *guard = Arc::new(names);
+        let interfaces = guard.interfaces.clone();
+        *guard = Arc::new(Names { identities, policies, interfaces });
     }
 }

@@ -3,6 +3,7 @@
 //! which answers exactly as the kernel will.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -76,7 +77,7 @@ pub struct CompiledPolicy {
     /// Indexed by `id - 1`.
     pub policies: Vec<PolicyInfo>,
     /// Labels of every identity in use, including host and world.
-    pub identities: BTreeMap<u32, Labels>,
+    pub identities: BTreeMap<u32, Arc<Labels>>,
     /// Things that are valid but probably not what the author meant.
     pub warnings: Vec<String>,
 }

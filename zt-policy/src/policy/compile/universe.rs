@@ -33,7 +33,7 @@ pub(super) struct Universe {
     /// Endpoint names per identity, to name them in warnings.
     pub(super) names: BTreeMap<u32, Vec<String>>,
     pub(super) ipcache: BTreeMap<IpNet, u32>,
-    pub(super) identities: BTreeMap<u32, Labels>,
+    pub(super) identities: BTreeMap<u32, Arc<Labels>>,
     /// The identities of Kubernetes pods, with their named container ports. (A pod's labels
     /// include its namespace and name, so each pod is its own identity.)
     pub(super) pods: BTreeMap<u32, PodPorts>,
@@ -80,7 +80,7 @@ impl Universe {
             prefixes: BTreeMap::new(),
             names: BTreeMap::new(),
             ipcache: BTreeMap::new(),
-            identities: BTreeMap::from([(HOST, host_labels), (WORLD, Labels::world())]),
+            identities: BTreeMap::from([(HOST, Arc::new(host_labels)), (WORLD, Arc::new(Labels::world()))]),
             pods: BTreeMap::new(),
         };
         if !host_prefixes.is_empty() {
@@ -101,8 +101,13 @@ impl Universe {
             .collect();
         // Each label set is hashed once here (the allocator's lookup); the new ones, few
         // after the first push, once more when they are numbered.
-        let mut endpoint_ids: Vec<Vec<Option<u32>>> =
-            endpoint_labels.iter().map(|labels| labels.iter().map(|labels| allocator.get(labels)).collect()).collect();
+        let shared = |allocator: &Allocation, labels: &Labels| {
+            allocator.get_shared(labels).map(|(id, labels)| (id, labels.clone()))
+        };
+        let mut endpoint_ids: Vec<Vec<Option<(u32, Arc<Labels>)>>> = endpoint_labels
+            .iter()
+            .map(|labels| labels.iter().map(|labels| shared(allocator, labels)).collect())
+            .collect();
         let new: BTreeSet<&Labels> = endpoint_labels
             .iter()
             .zip(&endpoint_ids)
@@ -115,22 +120,23 @@ impl Universe {
             for (labels, ids) in endpoint_labels.iter().zip(&mut endpoint_ids) {
                 for (labels, id) in labels.iter().zip(ids) {
                     if id.is_none() {
-                        *id = allocator.get(labels);
+                        *id = shared(allocator, labels);
                     }
                 }
             }
         }
-        let endpoint_ids: Vec<Vec<u32>> = endpoint_ids
-            .into_iter()
-            .map(|ids| ids.into_iter().map(|id| id.expect("every label set was numbered")).collect())
-            .collect();
-        for (labels, ids) in endpoint_labels.iter().zip(&endpoint_ids) {
-            for (labels, &id) in labels.iter().zip(ids) {
-                if universe.selectable.insert(id) {
-                    universe.identities.insert(id, labels.as_ref().clone());
-                }
-            }
-        }
+        let mut numbered = |ids: Vec<Option<(u32, Arc<Labels>)>>| -> Vec<u32> {
+            ids.into_iter()
+                .map(|id| {
+                    let (id, labels) = id.expect("every label set was numbered");
+                    if universe.selectable.insert(id) {
+                        universe.identities.insert(id, labels);
+                    }
+                    id
+                })
+                .collect()
+        };
+        let endpoint_ids: Vec<Vec<u32>> = endpoint_ids.into_iter().map(&mut numbered).collect();
         for (endpoint, ids) in set.endpoints.iter().zip(&endpoint_ids) {
             let mut own: Vec<u32> = ids.clone();
             own.sort_unstable();
@@ -171,6 +177,7 @@ impl Universe {
             }
             let labels = Labels::cidr(prefix);
             let id = allocator.allocate(&labels)?;
+            let labels = shared(allocator, &labels).map_or_else(|| Arc::new(labels), |(_, labels)| labels);
             universe.ipcache.insert(prefix, id);
             universe.prefixes.entry(id).or_default().insert(prefix);
             universe.identities.insert(id, labels);
@@ -190,7 +197,7 @@ impl Universe {
 
     /// The labels of a selectable identity.
     fn selectable_labels(&self) -> impl Iterator<Item = (u32, &Labels)> {
-        self.selectable.iter().map(|id| (*id, &self.identities[id]))
+        self.selectable.iter().map(|id| (*id, &*self.identities[id]))
     }
 
     /// The index of label `key` (see `by_label`), built on first use.
