@@ -66,7 +66,11 @@ impl SetAside {
     /// unchanged is pushed at its last accepted version, or left out if it had none; a
     /// changed one is tried again. Objects deleted since are forgotten; `log` gets a line
     /// for each.
-    pub fn sources(&mut self, current: &[(String, String)], log: &mut Vec<String>) -> Vec<(String, String)> {
+    /// `None`: push `current` as it is (nothing is set aside).
+    pub fn sources(&mut self, current: &[(String, String)], log: &mut Vec<String>) -> Option<Vec<(String, String)>> {
+        if self.aside.is_empty() {
+            return None;
+        }
         let names: BTreeSet<&str> = current.iter().map(|(n, _)| n.as_str()).collect();
         self.aside.retain(|name, _| {
             let keep = names.contains(name.as_str());
@@ -75,13 +79,14 @@ impl SetAside {
             }
             keep
         });
-        current
+        let sources = current
             .iter()
             .filter_map(|(name, text)| match self.aside.get(name) {
                 Some(a) if a.text == *text && !a.relational => self.stand_in(name, text),
                 _ => Some((name.clone(), text.clone())),
             })
-            .collect()
+            .collect();
+        Some(sources)
     }
 
     /// The last accepted version of `name`, if it differs from the rejected `text`.
@@ -156,7 +161,19 @@ impl SetAside {
     /// `pushed`, made from `current`, is enforced now: it becomes the last accepted
     /// version of every object, and a set-aside object pushed at its current text is taken.
     pub fn accepted(&mut self, current: &[(String, String)], pushed: &[(String, String)], log: &mut Vec<String>) {
-        self.accepted = pushed.iter().cloned().collect();
+        // Most pushes change a few objects of thousands: only those are copied.
+        let same_names = self.accepted.len() == pushed.len()
+            && pushed.iter().all(|(name, _)| self.accepted.contains_key(name.as_str()));
+        if same_names {
+            for (name, text) in pushed {
+                let old = self.accepted.get_mut(name.as_str()).expect("the same names");
+                if old != text {
+                    old.clone_from(text);
+                }
+            }
+        } else {
+            self.accepted = pushed.iter().cloned().collect();
+        }
         let current_texts: BTreeMap<&str, &str> = current.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
         self.aside.retain(|name, _| {
             let taken = current_texts
@@ -184,6 +201,11 @@ mod tests {
         (name.to_string(), text.to_string())
     }
 
+    /// What the push loop pushes for `current`.
+    fn pushed_for(a: &mut SetAside, current: &[(String, String)], log: &mut Vec<String>) -> Vec<(String, String)> {
+        a.sources(current, log).unwrap_or_else(|| current.to_vec())
+    }
+
     /// The rejection the parser gives for `sources`.
     fn rejection(sources: &[(String, String)]) -> Rejected {
         let errors = crate::policy::parse(sources).expect_err("invalid");
@@ -204,7 +226,7 @@ mod tests {
         let mut a = SetAside::default();
         let mut log = vec![];
         let current = vec![s(NS, NS_TEXT), s(NP, BAD_NP)];
-        let pushed = a.sources(&current, &mut log);
+        let pushed = pushed_for(&mut a, &current, &mut log);
         assert_eq!(pushed, current);
         let next = a.reject(&current, &pushed, &rejection(&pushed), &mut log).expect("set aside");
         assert_eq!(next, vec![s(NS, NS_TEXT)]);
@@ -217,10 +239,10 @@ mod tests {
         assert_eq!(a.len(), 1);
 
         // A later burst leaves it out without trying it.
-        assert_eq!(a.sources(&current, &mut log), vec![s(NS, NS_TEXT)]);
+        assert_eq!(pushed_for(&mut a, &current, &mut log), vec![s(NS, NS_TEXT)]);
         // Fixed: tried, taken, reported once.
         let fixed = vec![s(NS, NS_TEXT), s(NP, GOOD_NP)];
-        let pushed = a.sources(&fixed, &mut log);
+        let pushed = pushed_for(&mut a, &fixed, &mut log);
         assert_eq!(pushed, fixed);
         a.accepted(&fixed, &pushed, &mut log);
         assert!(a.is_empty());
@@ -234,18 +256,18 @@ mod tests {
         let good = vec![s(NS, NS_TEXT), s(NP, GOOD_NP)];
         a.accepted(&good, &good, &mut log);
         let bad = vec![s(NS, NS_TEXT), s(NP, BAD_NP)];
-        let pushed = a.sources(&bad, &mut log);
+        let pushed = pushed_for(&mut a, &bad, &mut log);
         let next = a.reject(&bad, &pushed, &rejection(&pushed), &mut log).expect("set aside");
         assert_eq!(next, good, "the last accepted version stands in");
         assert!(log[0].contains("its last accepted version stays enforced"), "{log:?}");
         a.accepted(&bad, &next, &mut log);
         assert_eq!(log.len(), 1, "{log:?}");
         // Later bursts push the old version again, and nothing is logged twice.
-        assert_eq!(a.sources(&bad, &mut log), good);
+        assert_eq!(pushed_for(&mut a, &bad, &mut log), good);
         assert_eq!(log.len(), 1);
         // Deleted: forgotten, said once.
         let gone = vec![s(NS, NS_TEXT)];
-        assert_eq!(a.sources(&gone, &mut log), gone);
+        assert_eq!(pushed_for(&mut a, &gone, &mut log), gone);
         assert!(a.is_empty());
         assert_eq!(log[1], format!("{NP} is deleted; it is no longer set aside"));
     }
@@ -271,7 +293,7 @@ mod tests {
         let good = vec![s(NP, GOOD_NP)];
         a.accepted(&good, &good, &mut log);
         let bad = vec![s(NP, BAD_NP)];
-        let pushed = a.sources(&bad, &mut log);
+        let pushed = pushed_for(&mut a, &bad, &mut log);
         let next = a.reject(&bad, &pushed, &rejection(&pushed), &mut log).unwrap();
         assert_eq!(next, good);
         // Say the old version now clashes with another object.
@@ -279,7 +301,7 @@ mod tests {
         let next = a.reject(&bad, &next, &clash, &mut log).unwrap();
         assert!(next.is_empty());
         a.accepted(&bad, &next, &mut log);
-        assert!(a.sources(&bad, &mut log).is_empty(), "no stand-in any more");
+        assert!(pushed_for(&mut a, &bad, &mut log).is_empty(), "no stand-in any more");
     }
 
     #[test]
@@ -291,7 +313,7 @@ mod tests {
         let next = a.reject(&current, &current, &clash, &mut log).unwrap();
         assert!(next.is_empty());
         a.accepted(&current, &next, &mut log);
-        assert_eq!(a.sources(&current, &mut log), current, "retried: the clash may be gone");
+        assert_eq!(pushed_for(&mut a, &current, &mut log), current, "retried: the clash may be gone");
         a.accepted(&current, &current, &mut log);
         assert!(a.is_empty(), "{log:?}");
     }

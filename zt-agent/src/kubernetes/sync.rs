@@ -1,10 +1,11 @@
 //! From the watched cluster to the kernel: the first complete list of every resource
 //! (before the agent attaches anything), then a loop that turns changes into generations.
 //!
-//! A burst of events (a rollout, a namespace deleted with its pods) becomes one
-//! generation: the loop waits [`DEBOUNCE`] after the first change, then takes the whole
+//! A burst of events (a rollout, a namespace deleted with its pods) becomes few
+//! generations: the loop waits [`DEBOUNCE`] after the first change, then takes the whole
 //! current set and pushes it through the agent's ordinary change path — compiled without
-//! the state lock, applied in one generation switch. Objects the push cannot take are set
+//! the state lock, applied in one generation switch — and every change that arrives while
+//! a push runs goes into the next one, which starts as soon as it ends. Objects the push cannot take are set
 //! aside ([`crate::agent::aside`]) and the rest pushed again in the same burst; a problem that
 //! names no cluster object rejects the push as a whole (the running generation stays).
 
@@ -23,8 +24,12 @@ use crate::{
     datapath::SwapReport,
 };
 
-/// How long changes are gathered into one generation after the first of them.
-pub const DEBOUNCE: Duration = Duration::from_millis(30);
+/// How long changes are gathered into one generation after the first of them: enough for
+/// the events the API server sends together (one read of a watch stream, the watchers'
+/// simultaneous events), short beside the push itself, during which later changes gather
+/// anyway. It is part of every event's latency (it was 30 ms; a pod event's push takes
+/// about 100 ms with 10,000 pods, see docs/kubernetes.md).
+pub const DEBOUNCE: Duration = Duration::from_millis(5);
 
 /// The watchers after their first list, ready to watch from where they listed.
 pub struct Synced {
@@ -93,18 +98,20 @@ pub async fn push_loop(cluster: Arc<Cluster>, stats: Arc<WatchStats>, state: Sha
         let done = tokio::task::spawn_blocking(move || {
             let mut aside = aside.lock().expect("set-aside objects");
             let mut log = vec![];
-            let mut sources = aside.sources(&current, &mut log);
+            // `None`: the current objects as they are (nothing set aside).
+            let mut instead = aside.sources(&current, &mut log);
             let mut attempt = 0;
             let outcome = loop {
-                let (result, generation, took) = push(&state, sources.clone());
+                let sources = instead.as_deref().unwrap_or(&current);
+                let (result, generation, took) = push(&state, sources);
                 match result {
                     Ok(swap) => {
-                        aside.accepted(&current, &sources, &mut log);
+                        aside.accepted(&current, sources, &mut log);
                         break Ok((swap, sources.len(), took));
                     }
                     Err(PushError::Rejected(r)) if attempt < SET_ASIDE_RETRIES => {
-                        match aside.reject(&current, &sources, &r, &mut log) {
-                            Some(next) => sources = next,
+                        match aside.reject(&current, sources, &r, &mut log) {
+                            Some(next) => instead = Some(next),
                             None => break Err((PushError::Rejected(r), generation)),
                         }
                     }
@@ -154,16 +161,16 @@ pub async fn push_loop(cluster: Arc<Cluster>, stats: Arc<WatchStats>, state: Sha
 /// system come after it).
 fn push(
     state: &SharedState,
-    sources: Vec<(String, String)>,
+    sources: &[(String, String)],
 ) -> (Result<SwapReport, PushError>, u32, (Duration, Duration, Instant)) {
     let _one = agent::one_change_at_a_time();
-    let job = state.lock().expect("agent state").cluster_job(sources.clone());
+    let job = state.lock().expect("agent state").cluster_job(sources.to_vec());
     let compiling = Instant::now();
     let precompiled = job.run();
     let compiled = compiling.elapsed();
     let applying = Instant::now();
     let mut s = state.lock().expect("agent state");
-    let result = s.apply_cluster(sources, Some(precompiled));
+    let result = s.apply_cluster(sources.to_vec(), Some(precompiled));
     let generation = s.generation();
     let retired = s.take_retired();
     drop(s);
