@@ -27,7 +27,7 @@ use zt_common::{
     ratelimit::{RATE_LIMITS_PER_SLOT, RateLimit, slot_index},
 };
 
-use super::{DatapathError, Maps};
+use super::{DatapathError, Maps, batch};
 
 /// Grace period between a switch and the next rewrite of the slot it retired. Program runs
 /// are RCU read-side sections of microseconds; this is generous by three orders.
@@ -234,34 +234,27 @@ fn write_slot(
     let (v6_write, v6_remove) = difference(&have.v6, &want.v6);
     let written = policy_write.len() + v4_write.len() + v6_write.len();
     let removed = policy_remove.len() + v4_remove.len() + v6_remove.len();
-    for ((prefix, key), value) in policy_write {
-        maps.policy.insert(&Key::new(prefix, key), value, 0).map_err(DatapathError::map(map_names::POLICY))?;
-    }
-    for ((prefix, addr), identity) in v4_write {
-        let key = Key::new(prefix, IpcacheV4Key { slot, addr });
-        maps.ipcache_v4
-            .insert(&key, IpcacheValue { identity }, 0)
-            .map_err(DatapathError::map(map_names::IPCACHE_V4))?;
-    }
-    for ((prefix, addr), identity) in v6_write {
-        let key = Key::new(prefix, IpcacheV6Key { slot, addr });
-        maps.ipcache_v6
-            .insert(&key, IpcacheValue { identity }, 0)
-            .map_err(DatapathError::map(map_names::IPCACHE_V6))?;
-    }
-    for (prefix, key) in policy_remove {
-        maps.policy.remove(&Key::new(prefix, key)).map_err(DatapathError::map(map_names::POLICY))?;
-    }
-    for (prefix, addr) in v4_remove {
-        maps.ipcache_v4
-            .remove(&Key::new(prefix, IpcacheV4Key { slot, addr }))
-            .map_err(DatapathError::map(map_names::IPCACHE_V4))?;
-    }
-    for (prefix, addr) in v6_remove {
-        maps.ipcache_v6
-            .remove(&Key::new(prefix, IpcacheV6Key { slot, addr }))
-            .map_err(DatapathError::map(map_names::IPCACHE_V6))?;
-    }
+    let (keys, values): (Vec<_>, Vec<_>) =
+        policy_write.into_iter().map(|((prefix, key), value)| (Key::new(prefix, key), value)).unzip();
+    batch::insert(&mut maps.policy, &keys, &values).map_err(DatapathError::map(map_names::POLICY))?;
+    let (keys, values): (Vec<_>, Vec<_>) = v4_write
+        .into_iter()
+        .map(|((prefix, addr), identity)| (Key::new(prefix, IpcacheV4Key { slot, addr }), IpcacheValue { identity }))
+        .unzip();
+    batch::insert(&mut maps.ipcache_v4, &keys, &values).map_err(DatapathError::map(map_names::IPCACHE_V4))?;
+    let (keys, values): (Vec<_>, Vec<_>) = v6_write
+        .into_iter()
+        .map(|((prefix, addr), identity)| (Key::new(prefix, IpcacheV6Key { slot, addr }), IpcacheValue { identity }))
+        .unzip();
+    batch::insert(&mut maps.ipcache_v6, &keys, &values).map_err(DatapathError::map(map_names::IPCACHE_V6))?;
+    let keys: Vec<_> = policy_remove.into_iter().map(|(prefix, key)| Key::new(prefix, key)).collect();
+    batch::remove(&mut maps.policy, &keys).map_err(DatapathError::map(map_names::POLICY))?;
+    let keys: Vec<_> =
+        v4_remove.into_iter().map(|(prefix, addr)| Key::new(prefix, IpcacheV4Key { slot, addr })).collect();
+    batch::remove(&mut maps.ipcache_v4, &keys).map_err(DatapathError::map(map_names::IPCACHE_V4))?;
+    let keys: Vec<_> =
+        v6_remove.into_iter().map(|(prefix, addr)| Key::new(prefix, IpcacheV6Key { slot, addr })).collect();
+    batch::remove(&mut maps.ipcache_v6, &keys).map_err(DatapathError::map(map_names::IPCACHE_V6))?;
     Ok((written, removed))
 }
 

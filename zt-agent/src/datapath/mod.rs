@@ -3,6 +3,7 @@
 //! (policy generations, config, counters, conntrack, events).
 
 mod attach;
+pub mod batch;
 mod clock;
 mod error;
 mod generation;
