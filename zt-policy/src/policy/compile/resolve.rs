@@ -149,7 +149,7 @@ pub(super) fn resolve(
         failsafe: settings.failsafe.iter().map(|f| (f.direction.to_u8(), f.port_match())).collect(),
         default_deny: settings.default_deny,
         not_local: universe.identities.keys().filter(|id| !universe.selectable.contains(id)).copied().collect(),
-        pods: universe.pods.keys().copied().collect(),
+        pods: universe.pods().collect(),
     };
     let mut policies: Vec<_> = set.policies.iter().collect();
     policies.sort_by(|a, b| a.name.cmp(&b.name));
@@ -300,16 +300,16 @@ fn resolve_named_ports(
         Direction::Egress => &rule.peers,
     };
     let pods: Vec<u32> = if destinations.contains(&ANY) {
-        universe.pods.keys().copied().collect()
+        universe.pods().collect()
     } else {
-        destinations.iter().copied().filter(|id| universe.pods.contains_key(id)).collect()
+        destinations.iter().copied().filter(|&id| universe.is_pod(id)).collect()
     };
     let mut out = Vec::new();
     for pod in pods {
         let ports: Vec<PortMatch> = named
             .iter()
             .filter_map(|n| {
-                let port = universe.pods[&pod].resolve(n.protocol, &n.name)?;
+                let port = universe.pod_ports(pod)?.resolve(n.protocol, &n.name)?;
                 Some(PortMatch::Range { proto: n.protocol.number(), start: port, end: port })
             })
             .collect();

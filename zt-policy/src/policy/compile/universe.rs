@@ -13,7 +13,7 @@ use zt_common::identity::{HOST, WORLD};
 use super::{CompileSettings, DEFAULT_ROUTES, MAX_IPCACHE_PREFIXES};
 use crate::identity::{Allocation, Labels};
 use crate::policy::error::CompileError;
-use crate::policy::model::{Direction, Peer, PodPorts, PolicySet, Selector};
+use crate::policy::model::{Direction, Endpoint, Peer, PodPorts, PolicySet, Selector};
 
 /// Every identity of a push, and how addresses map to them.
 pub(super) struct Universe {
@@ -30,13 +30,15 @@ pub(super) struct Universe {
     /// The prefixes that resolve to each identity (host: its addresses); CIDR peers are
     /// judged by these. World's default routes are left out: only a /0 peer matches world.
     pub(super) prefixes: BTreeMap<u32, BTreeSet<IpNet>>,
-    /// Endpoint names per identity, to name them in warnings.
-    pub(super) names: BTreeMap<u32, Vec<String>>,
+    /// The endpoints of each identity, to name them in warnings (shared with the policy
+    /// set: naming 10,000 pods up front cost a tenth of a cluster's identity step).
+    names: BTreeMap<u32, Vec<Arc<Endpoint>>>,
     pub(super) ipcache: BTreeMap<IpNet, u32>,
     pub(super) identities: BTreeMap<u32, Arc<Labels>>,
-    /// The identities of Kubernetes pods, with their named container ports. (A pod's labels
-    /// include its namespace and name, so each pod is its own identity.)
-    pub(super) pods: BTreeMap<u32, PodPorts>,
+    /// The identities of Kubernetes pods, with the pod (whose named container ports give
+    /// named ports their numbers). A pod's labels include its namespace and name, so each
+    /// pod is its own identity.
+    pods: BTreeMap<u32, Arc<Endpoint>>,
 }
 
 /// Every prefix a policy names as a CIDR peer or one of its exceptions.
@@ -142,9 +144,9 @@ impl Universe {
             own.sort_unstable();
             own.dedup();
             for id in own {
-                universe.names.entry(id).or_default().push(endpoint.qualified_name());
-                if let Some(ports) = &endpoint.pod {
-                    universe.pods.entry(id).or_insert_with(|| ports.clone());
+                universe.names.entry(id).or_default().push(endpoint.clone());
+                if endpoint.pod.is_some() {
+                    universe.pods.entry(id).or_insert_with(|| endpoint.clone());
                 }
             }
             if endpoint.addresses.is_empty() {
@@ -273,12 +275,28 @@ impl Universe {
         owners
     }
 
+    /// The identities of pods.
+    pub(super) fn pods(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pods.keys().copied()
+    }
+
+    /// Whether `id` is a pod's identity.
+    pub(super) fn is_pod(&self, id: u32) -> bool {
+        self.pods.contains_key(&id)
+    }
+
+    /// The named container ports of pod identity `id`.
+    pub(super) fn pod_ports(&self, id: u32) -> Option<&PodPorts> {
+        self.pods.get(&id).and_then(|endpoint| endpoint.pod.as_ref())
+    }
+
     /// `endpoint db-1`, `endpoints db-1, db-2` or `this host`, for warnings.
     pub(super) fn describe(&self, id: u32) -> String {
         if id == HOST {
             return "this host".to_string();
         }
-        match self.names.get(&id).map(Vec::as_slice) {
+        let names: Option<Vec<String>> = self.names.get(&id).map(|e| e.iter().map(|e| e.qualified_name()).collect());
+        match names.as_deref() {
             Some([name]) if self.pods.contains_key(&id) => format!("pod {name}"),
             Some([name]) => format!("endpoint {name}"),
             Some(names) => format!("endpoints {}", names.join(", ")),
