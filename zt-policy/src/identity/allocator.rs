@@ -132,9 +132,7 @@ impl<'a> Allocation<'a> {
 
     /// [`Self::get`], with the labels as the allocator will hold them.
     pub fn get_shared(&self, labels: &Labels) -> Option<(u32, &Arc<Labels>)> {
-        self.base
-            .get_shared(labels)
-            .or_else(|| self.added.get_key_value(labels).map(|(labels, &id)| (id, labels)))
+        self.base.get_shared(labels).or_else(|| self.added.get_key_value(labels).map(|(labels, &id)| (id, labels)))
     }
 
     pub fn finish(self) -> Added {
