@@ -65,6 +65,9 @@ pub(crate) type Ids = Arc<BTreeSet<u32>>;
 /// One label key's index: value -> the selectable identities with that value, ascending.
 type ByValue = HashMap<String, Vec<u32>>;
 
+/// A label set's identity and the allocator's copy of the labels, once numbered.
+type Numbered = Option<(u32, Arc<Labels>)>;
+
 impl Universe {
     /// The universe of `set`; `policy_prefixes` are [`policy_prefixes`] of it.
     pub(super) fn build(
@@ -106,7 +109,7 @@ impl Universe {
         let shared = |allocator: &Allocation, labels: &Labels| {
             allocator.get_shared(labels).map(|(id, labels)| (id, labels.clone()))
         };
-        let mut endpoint_ids: Vec<Vec<Option<(u32, Arc<Labels>)>>> = endpoint_labels
+        let mut endpoint_ids: Vec<Vec<Numbered>> = endpoint_labels
             .iter()
             .map(|labels| labels.iter().map(|labels| shared(allocator, labels)).collect())
             .collect();
@@ -127,7 +130,7 @@ impl Universe {
                 }
             }
         }
-        let mut numbered = |ids: Vec<Option<(u32, Arc<Labels>)>>| -> Vec<u32> {
+        let mut numbered = |ids: Vec<Numbered>| -> Vec<u32> {
             ids.into_iter()
                 .map(|id| {
                     let (id, labels) = id.expect("every label set was numbered");
