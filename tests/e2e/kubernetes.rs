@@ -29,6 +29,7 @@ struct Cluster {
     _server: TcpEchoServer,
     stub: StubApiServer,
     star: Star,
+    links: Links,
     _scratch: Scratch,
     _bpffs: BpfFs,
 }
@@ -93,28 +94,25 @@ impl Cluster {
         }
         let scratch = Scratch::new("kubernetes").expect("scratch");
         let bpffs = BpfFs::mount().expect("bpffs");
-        let kubeconfig = scratch.write("kubeconfig", stub.kubeconfig()).expect("kubeconfig");
-        let mut cmd = Command::new(workspace_binary("zt-agent").expect("zt-agent is built"));
-        cmd.args(["run", "--kubernetes", "--node", "node-1", "--labels", "role=node"]);
-        cmd.arg("--kubeconfig").arg(&kubeconfig);
-        match links {
-            Links::Given => {
-                for iface in star.node_ifaces() {
-                    cmd.args(["--iface", iface]);
-                }
-            }
-            Links::Discovered => {
-                cmd.args(["--pod-iface-pattern", &format!("{}*", node_stem(&star))]);
-            }
-        }
-        cmd.arg("--bpffs").arg(bpffs.path().join("zt"));
-        cmd.arg("--state-dir").arg(scratch.join("state"));
-        cmd.arg("--socket").arg(scratch.join("agent.sock"));
-        let metrics = SocketAddr::new(star.workloads[0].gateway_v4.into(), METRICS_PORT);
-        cmd.args(["--metrics", &metrics.to_string()]);
+        scratch.write("kubeconfig", stub.kubeconfig()).expect("kubeconfig");
+        let cmd = agent_command(&star, links, &scratch, &bpffs);
         let mut agent = NsProcess::spawn(&star.node, &cmd, scratch.path()).expect("spawn zt-agent");
         agent.wait_for_stderr(|l| l.contains("zt-agent: ready"), Duration::from_secs(30)).expect("agent ready");
-        Cluster { agent, _server: server, stub, star, _scratch: scratch, _bpffs: bpffs }
+        Cluster { agent, _server: server, stub, star, links, _scratch: scratch, _bpffs: bpffs }
+    }
+
+    /// Kills the agent (SIGKILL: no chance to save anything) and starts it again with the
+    /// same state directory and pins; returns the new agent's log up to its ready line.
+    fn crash_and_restart(&mut self, meanwhile: impl FnOnce(&StubApiServer)) -> String {
+        self.agent.signal(libc::SIGKILL).expect("kill the agent");
+        self.agent.wait_exit(Duration::from_secs(10)).expect("the agent is gone");
+        meanwhile(&self.stub);
+        let log_dir = self._scratch.join("restarted");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let cmd = agent_command(&self.star, self.links, &self._scratch, &self._bpffs);
+        self.agent = NsProcess::spawn(&self.star.node, &cmd, &log_dir).expect("spawn zt-agent");
+        self.agent.wait_for_stderr(|l| l.contains("zt-agent: ready"), Duration::from_secs(30)).expect("agent ready");
+        std::fs::read_to_string(self.agent.stderr_path()).expect("the agent's log")
     }
 
     fn connects(&self, from: &str) -> bool {
@@ -339,6 +337,60 @@ fn an_invalid_object_at_start_is_set_aside_and_the_rest_enforced() {
     let metrics = SocketAddr::new(c.star.workloads[0].gateway_v4.into(), METRICS_PORT);
     let m = zt_tests::metrics::scrape(&c.star.node, metrics, Duration::from_secs(5)).expect("scrape");
     assert_eq!(m.sum("zt_kubernetes_objects_rejected", &[]), Some(1.0));
+}
+
+/// The agent as every test starts it, on the node, with its state in `scratch` and its
+/// pins in `bpffs`.
+fn agent_command(star: &Star, links: Links, scratch: &Scratch, bpffs: &BpfFs) -> Command {
+    let mut cmd = Command::new(workspace_binary("zt-agent").expect("zt-agent is built"));
+    cmd.args(["run", "--kubernetes", "--node", "node-1", "--labels", "role=node"]);
+    cmd.arg("--kubeconfig").arg(scratch.join("kubeconfig"));
+    match links {
+        Links::Given => {
+            for iface in star.node_ifaces() {
+                cmd.args(["--iface", iface]);
+            }
+        }
+        Links::Discovered => {
+            cmd.args(["--pod-iface-pattern", &format!("{}*", node_stem(star))]);
+        }
+    }
+    cmd.arg("--bpffs").arg(bpffs.path().join("zt"));
+    cmd.arg("--state-dir").arg(scratch.join("state"));
+    cmd.arg("--socket").arg(scratch.join("agent.sock"));
+    let metrics = SocketAddr::new(star.workloads[0].gateway_v4.into(), METRICS_PORT);
+    cmd.args(["--metrics", &metrics.to_string()]);
+    cmd
+}
+
+#[test]
+fn an_invalid_edit_made_while_the_agent_is_down_keeps_the_last_accepted_version_after_a_restart() {
+    skip_unless_privileged!();
+    // x/a takes ingress on port 81 only: y/c cannot reach it on port 80.
+    let policy = |port: u32| {
+        network_policy(
+            "x",
+            "only-81",
+            json!({"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"protocol": "TCP", "port": port}]}]}),
+        )
+    };
+    let mut c = Cluster::start_with(Links::Given, &[(kube_api::NETWORK_POLICIES, policy(81))]);
+    c.expect("enforced from the start", "yc", false);
+    let log = c.crash_and_restart(|stub| {
+        stub.apply(kube_api::NETWORK_POLICIES, policy(70_000));
+    });
+    assert!(
+        log.contains("kubernetes:networkpolicies/x/only-81 is set aside (its last accepted version stays enforced)"),
+        "{log}"
+    );
+    // Without the saved version the invalid policy would be left out, and x/a open to all.
+    assert!(!c.connects("yc"), "the last accepted version still isolates x/a");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!c.connects("yc"), "and keeps doing so");
+    // Fixed, the new version takes over.
+    c.stub.apply(kube_api::NETWORK_POLICIES, policy(80));
+    c.expect("fixed after the restart", "yc", true);
 }
 
 /// The node-side link names of the star without their last role letter and number.

@@ -12,8 +12,20 @@
 //! A problem that names no single cluster source (an operator's file, a size limit) keeps
 //! the push refused as a whole. The agent's start does the same with the first list, so
 //! an invalid object does not keep the agent from starting.
+//!
+//! The last accepted versions are saved in the state directory ([`ACCEPTED_FILE`]) and read
+//! back at start, so an object edited into an invalid state while the agent was down (or
+//! crashed) keeps its last accepted version enforced after the restart too, instead of
+//! being left out — which for a NetworkPolicy would open what it closed. Saving every
+//! push would write megabytes per watch event in a large cluster, so a push saves only
+//! when [`SAVE_INTERVAL`] has passed since the last save, and the push loop saves what is
+//! left once changes pause ([`SetAside::save_due_in`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use crate::agent::{CLUSTER_SOURCE_PREFIX, Rejected};
 
@@ -33,12 +45,24 @@ struct Aside {
     relational: bool,
 }
 
+/// The file under the state directory holding the last accepted version of every cluster
+/// object (a JSON object: source name -> text).
+pub const ACCEPTED_FILE: &str = "cluster-accepted.json";
+
+/// The least time between two saves of the last accepted versions.
+pub const SAVE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The set-aside objects and the cluster sources the running policy holds.
 #[derive(Debug, Default)]
 pub struct SetAside {
     aside: BTreeMap<String, Aside>,
     /// The cluster sources of the last accepted push, as they were pushed.
     accepted: BTreeMap<String, String>,
+    /// Where `accepted` is saved (`None`: kept in memory only).
+    file: Option<PathBuf>,
+    /// When `accepted` was last saved, and whether it changed since.
+    saved_at: Option<Instant>,
+    unsaved: bool,
 }
 
 /// The cluster source a problem is about: `policy <source>, document N: ...` (the
@@ -52,6 +76,59 @@ pub fn source_named(problem: &str) -> Option<&str> {
 }
 
 impl SetAside {
+    /// The last accepted versions an earlier agent saved in `state_dir` (none when there is
+    /// no file; an unreadable one is reported and ignored), saved back there from now on.
+    pub fn restored(state_dir: &Path) -> SetAside {
+        let file = state_dir.join(ACCEPTED_FILE);
+        let accepted = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                eprintln!(
+                    "zt-agent: kubernetes: ignoring {}: {e}; cluster objects invalid at start have no last accepted version",
+                    file.display()
+                );
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        };
+        SetAside { accepted, file: Some(file), ..SetAside::default() }
+    }
+
+    /// How long until the last accepted versions are due to be saved (zero: now); `None`
+    /// when they are saved already.
+    pub fn save_due_in(&self) -> Option<Duration> {
+        if !self.unsaved || self.file.is_none() {
+            return None;
+        }
+        Some(self.saved_at.map_or(Duration::ZERO, |at| SAVE_INTERVAL.saturating_sub(at.elapsed())))
+    }
+
+    /// Saves the last accepted versions if they are due ([`Self::save_due_in`]).
+    pub fn save_if_due(&mut self) {
+        if self.save_due_in() == Some(Duration::ZERO) {
+            self.save();
+        }
+    }
+
+    /// Saves the last accepted versions now (atomically: a new file renamed over the old).
+    pub fn save(&mut self) {
+        let Some(file) = &self.file else { return };
+        let tmp = file.with_extension("json.tmp");
+        let written = std::fs::create_dir_all(file.parent().unwrap_or(Path::new(".")))
+            .and_then(|()| serde_json::to_vec(&self.accepted).map_err(std::io::Error::other))
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, file));
+        match written {
+            Ok(()) => {
+                self.unsaved = false;
+                self.saved_at = Some(Instant::now());
+            }
+            Err(e) => eprintln!(
+                "zt-agent: kubernetes: cannot save the last accepted cluster objects to {}: {e}",
+                file.display()
+            ),
+        }
+    }
+
     /// How many objects are set aside.
     pub fn len(&self) -> usize {
         self.aside.len()
@@ -169,10 +246,12 @@ impl SetAside {
                 let old = self.accepted.get_mut(name.as_str()).expect("the same names");
                 if old != text {
                     old.clone_from(text);
+                    self.unsaved = true;
                 }
             }
         } else {
             self.accepted = pushed.iter().cloned().collect();
+            self.unsaved = true;
         }
         let current_texts: BTreeMap<&str, &str> = current.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
         self.aside.retain(|name, _| {
@@ -247,6 +326,41 @@ mod tests {
         a.accepted(&fixed, &pushed, &mut log);
         assert!(a.is_empty());
         assert_eq!(log.last().unwrap(), &format!("{NP} is enforced now; it is no longer set aside"));
+    }
+
+    #[test]
+    fn the_last_accepted_versions_survive_a_restart_and_stand_in_for_an_edit_made_meanwhile() {
+        let dir = std::env::temp_dir().join(format!("zt-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut log = vec![];
+        let good = vec![s(NS, NS_TEXT), s(NP, GOOD_NP)];
+        let mut a = SetAside::restored(&dir);
+        assert_eq!(a.save_due_in(), None, "nothing to save yet");
+        a.accepted(&good, &good, &mut log);
+        assert_eq!(a.save_due_in(), Some(Duration::ZERO), "never saved: due now");
+        a.save_if_due();
+        assert_eq!(a.save_due_in(), None);
+        // A later change waits for the interval.
+        let labelled = NS_TEXT.replace("\"x\"}", "\"x\",\"labels\":{\"a\":\"b\"}}");
+        let edited = vec![s(NS, &labelled), s(NP, GOOD_NP)];
+        a.accepted(&edited, &edited, &mut log);
+        assert!(a.save_due_in().is_some_and(|d| d > Duration::ZERO && d <= SAVE_INTERVAL));
+        a.save_if_due();
+        assert!(a.save_due_in().is_some(), "not saved before the interval");
+        drop(a);
+        // Restarted with the policy edited into an invalid state meanwhile: the saved
+        // version stands in for it.
+        let mut b = SetAside::restored(&dir);
+        let bad = vec![s(NS, NS_TEXT), s(NP, BAD_NP)];
+        let pushed = pushed_for(&mut b, &bad, &mut log);
+        let next = b.reject(&bad, &pushed, &rejection(&pushed), &mut log).expect("set aside");
+        assert_eq!(next, good, "the saved version stands in");
+        // An unreadable file is ignored.
+        std::fs::write(dir.join(ACCEPTED_FILE), "not json").unwrap();
+        let mut c = SetAside::restored(&dir);
+        let next = c.reject(&bad, &bad, &rejection(&bad), &mut log).expect("set aside");
+        assert_eq!(next, vec![s(NS, NS_TEXT)], "no stand-in: left out");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -84,7 +84,10 @@ pub fn start(
     // The cluster's objects the start cannot take are set aside, as later pushes do
     // (`aside`): one invalid object must not keep the agent from starting.
     let operator = sources;
-    let mut cluster_aside = SetAside::default();
+    let mut cluster_aside = match cluster {
+        Some(_) => SetAside::restored(&opts.state_dir),
+        None => SetAside::default(),
+    };
     let mut pushed = cluster.clone().unwrap_or_default();
     let mut parse_cache = crate::policy::ParseCache::default();
     let mut attempt = 0;
@@ -114,6 +117,7 @@ pub fn start(
     };
     if let Some(current) = &cluster {
         cluster_aside.accepted(current, &pushed, &mut vec![]);
+        cluster_aside.save();
     }
     for w in &prepared.compiled.warnings {
         log::warn!("{w}");

@@ -88,7 +88,18 @@ pub async fn push_loop(cluster: Arc<Cluster>, stats: Arc<WatchStats>, state: Sha
     stats.set_aside.store(taken.len() as u64, Ordering::Relaxed);
     let aside = Arc::new(Mutex::new(taken));
     loop {
-        cluster.changed.notified().await;
+        // The last accepted versions not saved yet are saved once changes pause.
+        let save_in = aside.lock().expect("set-aside objects").save_due_in();
+        match save_in {
+            Some(wait) => {
+                if tokio::time::timeout(wait, cluster.changed.notified()).await.is_err() {
+                    let aside = aside.clone();
+                    let _ = tokio::task::spawn_blocking(move || aside.lock().expect("set-aside objects").save()).await;
+                    continue;
+                }
+            }
+            None => cluster.changed.notified().await,
+        }
         tokio::time::sleep(DEBOUNCE).await;
         let (current, since) = cluster.take();
         let Some(since) = since else { continue };
@@ -107,6 +118,7 @@ pub async fn push_loop(cluster: Arc<Cluster>, stats: Arc<WatchStats>, state: Sha
                 match result {
                     Ok(swap) => {
                         aside.accepted(&current, sources, &mut log);
+                        aside.save_if_due();
                         break Ok((swap, sources.len(), took));
                     }
                     Err(PushError::Rejected(r)) if attempt < SET_ASIDE_RETRIES => {
