@@ -5,9 +5,10 @@
 //! generations: the loop waits [`DEBOUNCE`] after the first change, then takes the whole
 //! current set and pushes it through the agent's ordinary change path — compiled without
 //! the state lock, applied in one generation switch — and every change that arrives while
-//! a push runs goes into the next one, which starts as soon as it ends. Objects the push cannot take are set
-//! aside ([`crate::agent::aside`]) and the rest pushed again in the same burst; a problem that
-//! names no cluster object rejects the push as a whole (the running generation stays).
+//! a push runs goes into the next one, which starts as soon as it ends. Objects the push
+//! cannot take are set aside ([`crate::agent::aside`]) and the rest pushed again in the
+//! same burst; a problem that names no cluster object rejects the push as a whole (the
+//! running generation stays).
 
 use std::{
     sync::{Arc, Mutex, atomic::Ordering},
