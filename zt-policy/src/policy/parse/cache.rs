@@ -99,16 +99,15 @@ pub fn parse_cached<N: AsRef<str>, T: AsRef<str>>(
                     clean = false;
                     continue;
                 }
-                let read = Read { text: text.to_string(), set: own, objects: own_objects };
                 if text.len() < cache.min_bytes {
                     if clean {
-                        set.endpoints.extend(read.set.endpoints);
-                        set.policies.extend(read.set.policies);
-                        clean = objects.absorb(read.objects);
+                        set.endpoints.extend(own.endpoints);
+                        set.policies.extend(own.policies);
+                        clean = objects.absorb(own_objects);
                     }
                     continue;
                 }
-                Arc::new(read)
+                Arc::new(Read { text: text.to_string(), set: own, objects: own_objects })
             }
         };
         if clean {
