@@ -35,6 +35,7 @@ pub mod host;
 pub mod kubernetes;
 pub mod metrics;
 pub mod notify;
+pub mod state_file;
 
 // The compiler is its own crate (zt-policy, no kernel access) so ztctl can run it offline;
 // re-exported here so the agent reads `crate::policy` and `crate::identity` as before.

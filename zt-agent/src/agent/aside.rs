@@ -112,11 +112,8 @@ impl SetAside {
     /// Saves the last accepted versions now (atomically: a new file renamed over the old).
     pub fn save(&mut self) {
         let Some(file) = &self.file else { return };
-        let tmp = file.with_extension("json.tmp");
         let written = std::fs::create_dir_all(file.parent().unwrap_or(Path::new(".")))
-            .and_then(|()| serde_json::to_vec(&self.accepted).map_err(std::io::Error::other))
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, file));
+            .and_then(|()| crate::state_file::write_json(file, &self.accepted, false));
         match written {
             Ok(()) => {
                 self.unsaved = false;

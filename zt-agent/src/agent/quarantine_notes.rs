@@ -92,11 +92,8 @@ impl QuarantineNotes {
     /// Writes the notes (atomically: a new file renamed over the old).
     pub fn save(&self) {
         let Some(path) = &self.path else { return };
-        let tmp = path.with_extension("json.tmp");
         let written = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
-            .and_then(|()| serde_json::to_vec_pretty(&self.saved).map_err(std::io::Error::other))
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, path));
+            .and_then(|()| crate::state_file::write_json(path, &self.saved, true));
         if let Err(e) = written {
             log::warn!("cannot save quarantine reasons and offences to {}: {e}", path.display());
         }

@@ -144,11 +144,7 @@ impl NewPeers {
             learning_since: self.learning_since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             edges: self.edges.iter().copied().collect(),
         };
-        let tmp = path.with_extension("tmp");
-        let written = serde_json::to_vec(&saved)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, path));
+        let written = crate::state_file::write_json(path, &saved, false);
         match written {
             Ok(()) => self.dirty = false,
             Err(e) => log::warn!("cannot save the learnt edges to {}: {e}", path.display()),

@@ -346,11 +346,7 @@ impl Edges {
                 edges: t.edges.iter().map(|(k, s)| saved(k, s)).collect(),
             }
         };
-        let tmp = path.with_extension("json.tmp");
-        let written = serde_json::to_vec(&saved)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, path));
+        let written = crate::state_file::write_json(path, &saved, false);
         if written.is_err() {
             // Try again next time.
             self.table.lock().expect("edges lock").dirty = true;
