@@ -894,6 +894,22 @@ fn rst_closes_the_flow() {
 }
 
 #[test]
+fn a_syn_from_the_answering_side_of_a_closed_connection_is_judged_as_a_new_flow() {
+    let Some(mut f) = fixture() else { return };
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, SYN | ACK)), TC_ACT_OK);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
+    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, RST | ACK)), XDP_PASS);
+    // The closed flow still lets its stragglers through in both directions...
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, ACK)), TC_ACT_OK);
+    assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 0);
+    // ...but a SYN the other way on the same ports opens a connection, and egress policy
+    // (host -> any tcp/443 only) does not allow it.
+    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, SYN)), TC_ACT_SHOT);
+    assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 1);
+}
+
+#[test]
 fn deny_events_are_bounded_per_source_and_the_rest_counted() {
     let Some(mut f) = fixture() else { return };
     let burst = f.maps.read_config().unwrap().deny_events_burst as u64;
@@ -1066,8 +1082,10 @@ fn a_syn_stays_half_open_until_the_connecting_side_completes_the_handshake() {
         family: zt_common::addr::FAMILY_V4,
         _pad: [0; 2],
     };
-    let state = f.maps.half_open.get(&key, 0).expect("the half-open entry").state;
-    assert_eq!(state, STATE_SYN_SENT, "nor complete the handshake: the SYN timeout still applies");
+    let (stored, _) = key.canonical();
+    let ct = f.maps.half_open.get(&stored, 0).expect("the half-open entry, under the canonical key");
+    assert_eq!(ct.opening_key(&stored), key, "the entry names the connecting side as the source");
+    assert_eq!(ct.state, STATE_SYN_SENT, "nor complete the handshake: the SYN timeout still applies");
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
     assert_eq!((f.maps.half_open_len(), f.maps.conntrack_len()), (0, 1));
     assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, ACK)), TC_ACT_OK);

@@ -34,6 +34,30 @@ impl Addr {
         Self { bytes: unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words) } }
     }
 
+    /// The address's bytes in memory as four words (the inverse of [`Addr::from_words`]).
+    #[inline(always)]
+    pub const fn words(&self) -> [u32; 4] {
+        // SAFETY: as in `from_words`; the address is 4-byte aligned.
+        unsafe { core::mem::transmute::<[u8; 16], [u32; 4]>(self.bytes) }
+    }
+
+    /// A total order on addresses that costs at most four word comparisons (not the
+    /// numeric order of the address: words compare in host byte order). Both orientations
+    /// of a conntrack key are told apart by it (`CtKey::canonical`).
+    #[inline(always)]
+    pub const fn precedes(&self, other: &Addr) -> bool {
+        let (a, b) = (self.words(), other.words());
+        if a[0] != b[0] {
+            a[0] < b[0]
+        } else if a[1] != b[1] {
+            a[1] < b[1]
+        } else if a[2] != b[2] {
+            a[2] < b[2]
+        } else {
+            a[3] < b[3]
+        }
+    }
+
     pub const fn from_v6(octets: [u8; 16]) -> Self {
         Self { bytes: octets }
     }

@@ -1,8 +1,10 @@
-//! CONNTRACK: stateful flow tracking, an LRU hash keyed by the 5-tuple of the packet that
-//! opened the flow.
+//! CONNTRACK: stateful flow tracking, an LRU hash keyed by the 5-tuple of a flow in its
+//! canonical orientation ([`CtKey::canonical`]), so one lookup finds a flow from a packet of
+//! either direction.
 //!
-//! A packet matches a flow either forwards (its tuple is the key) or as a reply (its reversed
-//! tuple is the key). Entries remember which hook directions admitted the flow, under which
+//! The entry's `CT_REVERSED` flag says whether the packet that opened the flow carried the
+//! key or its reverse ([`CtValue::opening_key`]); a packet is a reply when its orientation
+//! is the other one. Entries remember which hook directions admitted the flow, under which
 //! generation and rule, so a policy push can re-check them. ICMP echo uses the identifier as
 //! both ports, so the reply's reversed tuple equals the request's.
 
@@ -35,6 +37,24 @@ impl CtKey {
             _pad: [0; 2],
         }
     }
+
+    /// Whether this tuple is the reverse of the key its flow is stored under. The canonical
+    /// orientation is the one whose source port is the higher — a client's ephemeral port
+    /// towards a service, so the packets an ingress filter sees most need no reversing — or,
+    /// with equal ports (ICMP echo, 53 to 53), whose source address precedes
+    /// ([`Addr::precedes`]); a tuple whose two ends are equal is its own reverse and is
+    /// canonical.
+    #[inline(always)]
+    pub const fn is_reverse(&self) -> bool {
+        if self.src_port != self.dst_port { self.src_port < self.dst_port } else { self.dst.precedes(&self.src) }
+    }
+
+    /// The key a flow is stored under, whichever direction this tuple goes, and whether
+    /// the tuple is the reverse of it ([`CtKey::is_reverse`]).
+    #[inline(always)]
+    pub const fn canonical(&self) -> (CtKey, bool) {
+        if self.is_reverse() { (self.reversed(), true) } else { (*self, false) }
+    }
 }
 
 /// TCP connection states (other protocols use `OPEN`).
@@ -56,6 +76,11 @@ pub const CT_SEEN_REPLY: u8 = 1 << 4;
 pub const CT_FIN_FWD: u8 = 1 << 5;
 /// Reply side sent FIN.
 pub const CT_FIN_REV: u8 = 1 << 6;
+/// The packet that opened the flow carried the reverse of the key the entry is stored
+/// under (see [`CtKey::canonical`]). Entries written before keys were canonical never have
+/// it, and their key is the opening packet's tuple, so [`CtValue::opening_key`] reads them
+/// right too.
+pub const CT_REVERSED: u8 = 1 << 7;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,6 +126,20 @@ impl CtValue {
     pub const fn verdict(&self) -> u8 {
         if self.flags & CT_AUDIT != 0 { crate::reason::VERDICT_AUDIT } else { crate::reason::VERDICT_ALLOWED }
     }
+
+    /// The tuple of the packet that opened the flow stored under `stored`: source and
+    /// destination as the flow's events report them.
+    #[inline(always)]
+    pub const fn opening_key(&self, stored: &CtKey) -> CtKey {
+        if self.flags & CT_REVERSED != 0 { stored.reversed() } else { *stored }
+    }
+
+    /// Whether a packet whose tuple is `reverse` (from [`CtKey::canonical`]) of the stored
+    /// key goes the other way than the packet that opened the flow.
+    #[inline(always)]
+    pub const fn is_reply(&self, reverse: bool) -> bool {
+        reverse != (self.flags & CT_REVERSED != 0)
+    }
 }
 
 crate::user_pod!(CtKey, CtValue);
@@ -125,4 +164,72 @@ pub const fn timeout_secs(state: u8, proto_num: u8, cfg: &Config) -> u32 {
 #[inline(always)]
 pub const fn expired(ct: &CtValue, proto_num: u8, cfg: &Config, now_ns: u64) -> bool {
     now_ns.saturating_sub(ct.last_seen_ns) > timeout_secs(ct.state, proto_num, cfg) as u64 * 1_000_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::FAMILY_V4;
+
+    fn key(src: [u8; 4], dst: [u8; 4], src_port: u16, dst_port: u16) -> CtKey {
+        CtKey {
+            src: Addr::from_v4(src),
+            dst: Addr::from_v4(dst),
+            src_port,
+            dst_port,
+            proto: proto::UDP,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        }
+    }
+
+    #[test]
+    fn both_orientations_of_a_flow_share_one_canonical_key_and_exactly_one_is_reversed() {
+        let cases = [
+            key([198, 18, 0, 1], [198, 18, 0, 2], 40000, 80),
+            key([198, 18, 0, 1], [198, 18, 0, 2], 80, 40000),
+            // Equal ports: the addresses decide, in every word position.
+            key([198, 18, 0, 1], [198, 18, 0, 2], 53, 53),
+            key([198, 19, 0, 1], [198, 18, 0, 1], 7, 7),
+            CtKey {
+                src: Addr::from_words([1, 2, 3, 4]),
+                dst: Addr::from_words([1, 2, 3, 5]),
+                ..key([0; 4], [0; 4], 9, 9)
+            },
+            CtKey {
+                src: Addr::from_words([1, 2, 4, 0]),
+                dst: Addr::from_words([1, 2, 3, 9]),
+                ..key([0; 4], [0; 4], 9, 9)
+            },
+            CtKey {
+                src: Addr::from_words([1, 3, 0, 0]),
+                dst: Addr::from_words([1, 2, 9, 9]),
+                ..key([0; 4], [0; 4], 9, 9)
+            },
+        ];
+        for k in cases {
+            let (forward, fwd_reversed) = k.canonical();
+            let (backward, back_reversed) = k.reversed().canonical();
+            assert_eq!(forward, backward, "{k:?}");
+            assert_ne!(fwd_reversed, back_reversed, "{k:?}");
+            assert_eq!(if fwd_reversed { k.reversed() } else { k }, forward);
+        }
+        // A tuple whose ends are equal is its own reverse.
+        let same = key([198, 18, 0, 1], [198, 18, 0, 1], 5, 5);
+        assert_eq!(same.canonical(), (same, false));
+    }
+
+    #[test]
+    fn an_entry_gives_back_the_opening_tuple_and_tells_replies_from_forward_packets() {
+        let opening = key([198, 18, 0, 9], [198, 18, 0, 2], 40000, 80);
+        let (stored, reverse) = opening.canonical();
+        assert!(!reverse, "the higher source port is the canonical orientation");
+        let ct = CtValue { flags: if reverse { CT_REVERSED } else { 0 }, ..CtValue::default() };
+        assert_eq!(ct.opening_key(&stored), opening);
+        assert!(!ct.is_reply(opening.canonical().1));
+        assert!(ct.is_reply(opening.reversed().canonical().1));
+        // An entry written before keys were canonical: stored as its opening tuple.
+        let old = CtValue::default();
+        assert_eq!(old.opening_key(&opening), opening);
+    }
 }

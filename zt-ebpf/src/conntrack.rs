@@ -33,7 +33,7 @@ pub fn reopens(ct: &CtValue, pkt: &Packet) -> bool {
         && pkt.flags & (proto::TCP_SYN | proto::TCP_ACK) == proto::TCP_SYN
 }
 
-/// Reports the end of a flow once.
+/// Reports the end of a flow once; `key` is the tuple of the packet that opened it.
 #[inline(always)]
 pub fn report_end(key: &CtKey, ct: &mut CtValue, verdict: u8, reason: u8, cfg: &Config) {
     if ct.flags & CT_END_REPORTED != 0 {
@@ -45,7 +45,8 @@ pub fn report_end(key: &CtKey, ct: &mut CtValue, verdict: u8, reason: u8, cfg: &
     }
 }
 
-/// Accounts one packet of a tracked flow and advances its state.
+/// Accounts one packet of a tracked flow (opened by `key`; `reply` when the packet goes the
+/// other way) and advances its state.
 #[inline(always)]
 pub fn account(key: &CtKey, ct: &mut CtValue, pkt: &Packet, reply: bool, cfg: &Config, now: u64) {
     ct.last_seen_ns = now;
@@ -109,21 +110,19 @@ pub fn initial_state(pkt: &Packet) -> u8 {
     }
 }
 
+/// Stores a flow under its canonical key (`stored`).
 #[inline(always)]
-pub fn create(key: &CtKey, value: &CtValue) {
+pub fn create(stored: &CtKey, value: &CtValue) {
     // LRU: never fails for lack of room; an existing (expired or closed) entry is replaced.
-    let _ = CONNTRACK.insert(key, value, 0);
+    let _ = CONNTRACK.insert(stored, value, 0);
 }
 
 /// Is this tuple, in either orientation, a live tracked flow (established or half-open)?
-/// Used for ICMP errors.
-#[inline(always)]
+/// Used for ICMP errors; outlined so its copy of the key stays off the caller's stack.
+#[inline(never)]
 pub fn tracks(key: &CtKey, cfg: &Config, now: u64) -> bool {
-    let rev = key.reversed();
-    live_in(&CONNTRACK, key, cfg, now)
-        || live_in(&CONNTRACK, &rev, cfg, now)
-        || live_in(&HALF_OPEN, key, cfg, now)
-        || live_in(&HALF_OPEN, &rev, cfg, now)
+    let (stored, _) = key.canonical();
+    live_in(&CONNTRACK, &stored, cfg, now) || live_in(&HALF_OPEN, &stored, cfg, now)
 }
 
 #[inline(always)]

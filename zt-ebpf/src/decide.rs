@@ -1,6 +1,7 @@
-//! The decision core shared by every hook: quarantine -> fragments -> conntrack (forward,
-//! reply, then half-open handshakes, related ICMP) -> ipcache -> detector counts -> policy ->
-//! rate limit -> verdict -> conntrack (or half-open) create -> event.
+//! The decision core shared by every hook: quarantine -> fragments -> repeated denied SYN ->
+//! conntrack (one lookup of the canonical key finds forward and reply packets; then
+//! half-open handshakes, related ICMP) -> repeated denial -> ipcache -> detector counts ->
+//! policy -> rate limit -> verdict -> conntrack (or half-open) create -> event.
 //!
 //! One function decides; the XDP and TC entry points only translate its `Action` into their
 //! return codes. Every outcome is counted under exactly one (verdict, reason).
@@ -8,7 +9,7 @@
 use zt_common::{
     addr::{Addr, FAMILY_V4},
     config::{Config, FLAG_EVENTS_ALLOWED, FLAG_QUARANTINE_ACTIVE, FLAG_RECHECK_ESTABLISHED},
-    conntrack::{CT_AUDIT, CtKey, CtValue, STATE_CLOSED, STATE_ESTABLISHED, STATE_SYN_SENT},
+    conntrack::{CT_AUDIT, CT_REVERSED, CtKey, CtValue, STATE_CLOSED, STATE_ESTABLISHED, STATE_SYN_SENT},
     denied::{DENIED_EVENT_INTERVAL_NS, DeniedValue},
     detect::{EXEMPT_FAMILY_BITS, ExemptKey},
     event::{KIND_AUDIT, KIND_DENY, KIND_START},
@@ -136,37 +137,54 @@ pub fn decide(parsed: Result<(), ParseError>, pkt: &mut Packet, hook: &Hook) -> 
         }
     }
     let c = Ctx { pkt, hook, cfg, generation, now };
-    let action = decide_ip(&c);
+    let action = match before_conntrack(&c) {
+        Some(action) => action,
+        None => {
+            // Only packets that go on to conntrack pay for its key.
+            pkt.orient();
+            decide_tracked(&Ctx { pkt, hook, cfg, generation, now })
+        }
+    };
     if pkt.frag == FRAG_FIRST {
         remember_fragment(pkt, action, now);
     }
     action
 }
 
+/// What is decided before conntrack: neighbour discovery, no policy yet, quarantine, later
+/// fragments, and a repeated SYN of a tuple denied before; `None` goes on to
+/// [`decide_tracked`].
 #[inline(always)]
-fn decide_ip(c: &Ctx) -> Action {
+fn before_conntrack(c: &Ctx) -> Option<Action> {
     let pkt = c.pkt;
     if pkt.link_infrastructure {
         count(VERDICT_ALLOWED, NEIGHBOR_DISCOVERY, pkt.len);
-        return Action::Pass;
+        return Some(Action::Pass);
     }
     if c.generation == 0 {
-        return deny(c, &Judgement::bare(NO_POLICY));
+        return Some(deny(c, &Judgement::bare(NO_POLICY)));
     }
     if c.cfg.flags & FLAG_QUARANTINE_ACTIVE != 0
         && let Some(q) = quarantined(&pkt.tuple.src, c.now).or_else(|| quarantined(&pkt.tuple.dst, c.now))
         && !failsafe_traffic(c)
     {
-        return quarantine_drop(c, q);
+        return Some(quarantine_drop(c, q));
     }
     if pkt.frag == FRAG_LATER {
-        return follow_fragment(c);
+        return Some(follow_fragment(c));
     }
-    // Before conntrack: a bare SYN is never a reply nor a packet of an established flow.
+    // A bare SYN is never a reply nor a packet of an established flow.
+    if is_bare_syn(pkt) {
+        return recently_denied(c);
+    }
+    None
+}
+
+/// Conntrack, then policy for a packet no tracked flow accounts for.
+#[inline(always)]
+fn decide_tracked(c: &Ctx) -> Action {
+    let pkt = c.pkt;
     let bare_syn = is_bare_syn(pkt);
-    if bare_syn && let Some(action) = recently_denied(c) {
-        return action;
-    }
     if let Some(action) = tracked(c) {
         return action;
     }
@@ -248,22 +266,25 @@ fn half_open(c: &Ctx) -> Option<Action> {
     tracked_in(c, &HALF_OPEN, true)
 }
 
-/// A forward or reply hit in `table` (CONNTRACK, or HALF_OPEN when `half_open`).
+/// A forward or reply hit in `table` (CONNTRACK, or HALF_OPEN when `half_open`): one lookup
+/// of the tuple's canonical key finds the flow whichever way the packet goes.
 #[inline(always)]
 fn tracked_in(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, half_open: bool) -> Option<Action> {
     let (pkt, cfg, now) = (c.pkt, c.cfg, c.now);
-    let key = &pkt.tuple;
+    let stored = pkt.stored();
+    let ct = table.get_ptr_mut(stored)?;
+    // SAFETY: LRU values stay valid while the program runs; racing writers at worst mix
+    // counters of the same flow.
+    let ct = unsafe { &mut *ct };
     let (generation, slot) = (c.generation, c.slot());
     let recheck = cfg.flags & FLAG_RECHECK_ESTABLISHED != 0;
-    if let Some(ct) = table.get_ptr_mut(key) {
-        // SAFETY: LRU values stay valid while the program runs; racing writers at worst
-        // mix counters of the same flow.
-        let ct = unsafe { &mut *ct };
+    if !ct.is_reply(pkt.reverse) {
+        let key = &pkt.tuple;
         if conntrack::expired(ct, key.proto, cfg, now) || conntrack::reopens(ct, pkt) {
             conntrack::report_end(key, ct, ct.verdict(), ct.reason, cfg);
             // The new flow may start in the other table (a SYN goes to HALF_OPEN): the old
             // entry must not shadow it.
-            let _ = table.remove(key);
+            let _ = table.remove(stored);
             return None;
         }
         let direction = c.hook.direction;
@@ -272,7 +293,7 @@ fn tracked_in(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, half_open: bool) -> O
             conntrack::account(key, ct, pkt, false, cfg, now);
             count(ct.verdict(), ESTABLISHED, pkt.len);
             if half_open {
-                promote(key, ct, pkt);
+                promote(stored, ct, pkt);
             }
             return Some(Action::Pass);
         }
@@ -294,58 +315,57 @@ fn tracked_in(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, half_open: bool) -> O
                 conntrack::account(key, ct, pkt, false, cfg, now);
                 count(v.verdict, if admitted == 0 { v.reason } else { ESTABLISHED }, pkt.len);
                 if half_open {
-                    promote(key, ct, pkt);
+                    promote(stored, ct, pkt);
                 }
                 Action::Pass
             }
-            v => revoke(c, table, key, ct, &Judgement::from_lookup(v, src_id, dst_id)),
+            v => revoke(c, table, stored, key, ct, &Judgement::from_lookup(v, src_id, dst_id)),
         });
     }
-    let rev = key.reversed();
-    if let Some(ct) = table.get_ptr_mut(&rev) {
-        // SAFETY: as above.
-        let ct = unsafe { &mut *ct };
-        if conntrack::expired(ct, rev.proto, cfg, now) {
-            conntrack::report_end(&rev, ct, ct.verdict(), ct.reason, cfg);
-            let _ = table.remove(&rev);
-            return None;
-        }
-        let stale_in = ct.ingress_gen != 0 && ct.ingress_gen != generation;
-        let stale_out = ct.egress_gen != 0 && ct.egress_gen != generation;
-        if recheck && (stale_in || stale_out) {
-            // A reply re-checks the flow in its original orientation, so a revoked flow
-            // stops in both directions on the next packet either way.
-            let (src_id, dst_id) = identities(&rev, slot);
-            for (stale, direction) in [(stale_in, DIR_INGRESS), (stale_out, DIR_EGRESS)] {
-                if !stale {
-                    continue;
-                }
-                match evaluate(&rev, direction, slot, src_id, dst_id) {
-                    Some(v) if v.verdict != VERDICT_DENIED => set_admitted(ct, direction, generation),
-                    v => return Some(revoke(c, table, &rev, ct, &Judgement::from_lookup(v, src_id, dst_id))),
-                }
+    // A reply: the flow's own orientation is the reverse of this packet's.
+    let opening = &pkt.flipped;
+    if conntrack::expired(ct, opening.proto, cfg, now) || conntrack::reopens(ct, pkt) {
+        // A bare SYN from the answering side of a closed connection opens a new one the
+        // other way, which policy judges afresh.
+        conntrack::report_end(opening, ct, ct.verdict(), ct.reason, cfg);
+        let _ = table.remove(stored);
+        return None;
+    }
+    let stale_in = ct.ingress_gen != 0 && ct.ingress_gen != generation;
+    let stale_out = ct.egress_gen != 0 && ct.egress_gen != generation;
+    if recheck && (stale_in || stale_out) {
+        // A reply re-checks the flow in its original orientation, so a revoked flow stops
+        // in both directions on the next packet either way.
+        let (src_id, dst_id) = identities(opening, slot);
+        for (stale, direction) in [(stale_in, DIR_INGRESS), (stale_out, DIR_EGRESS)] {
+            if !stale {
+                continue;
+            }
+            match evaluate(opening, direction, slot, src_id, dst_id) {
+                Some(v) if v.verdict != VERDICT_DENIED => set_admitted(ct, direction, generation),
+                v => return Some(revoke(c, table, stored, opening, ct, &Judgement::from_lookup(v, src_id, dst_id))),
             }
         }
-        // A reply never promotes a half-open connection: a server answers every admitted
-        // SYN, including those of spoofed sources that will never complete the handshake.
-        // Nor does it make the connection established: until the connecting side answers,
-        // the SYN timeout applies, so the sweep ends an abandoned handshake in seconds.
-        let state = ct.state;
-        conntrack::account(&rev, ct, pkt, true, cfg, now);
-        if half_open && ct.state == STATE_ESTABLISHED {
-            ct.state = state;
-        }
-        count(ct.verdict(), ESTABLISHED, pkt.len);
-        return Some(Action::Pass);
     }
-    None
+    // A reply never promotes a half-open connection: a server answers every admitted SYN,
+    // including those of spoofed sources that will never complete the handshake. Nor does
+    // it make the connection established: until the connecting side answers, the SYN
+    // timeout applies, so the sweep ends an abandoned handshake in seconds.
+    let state = ct.state;
+    conntrack::account(opening, ct, pkt, true, cfg, now);
+    if half_open && ct.state == STATE_ESTABLISHED {
+        ct.state = state;
+    }
+    count(ct.verdict(), ESTABLISHED, pkt.len);
+    Some(Action::Pass)
 }
 
-/// Moves a half-open connection into CONNTRACK on the first forward packet after the SYN
-/// (the handshake's final ACK, or data): only the connecting side can send it, so spoofed
-/// SYNs never reach CONNTRACK. Retransmitted SYNs and ended attempts stay behind.
+/// Moves a half-open connection (stored under `stored`) into CONNTRACK on the first forward
+/// packet after the SYN (the handshake's final ACK, or data): only the connecting side can
+/// send it, so spoofed SYNs never reach CONNTRACK. Retransmitted SYNs and ended attempts
+/// stay behind.
 #[inline(always)]
-fn promote(key: &CtKey, ct: &mut CtValue, pkt: &Packet) {
+fn promote(stored: &CtKey, ct: &mut CtValue, pkt: &Packet) {
     if is_bare_syn(pkt) || ct.state == STATE_CLOSED {
         return;
     }
@@ -353,15 +373,23 @@ fn promote(key: &CtKey, ct: &mut CtValue, pkt: &Packet) {
         // The handshake completed as far as this hook can see (it may not see replies).
         ct.state = STATE_ESTABLISHED;
     }
-    conntrack::create(key, ct);
-    let _ = HALF_OPEN.remove(key);
+    conntrack::create(stored, ct);
+    let _ = HALF_OPEN.remove(stored);
 }
 
-/// Stops a tracked flow that the current policy no longer admits.
+/// Stops a tracked flow (stored under `stored`, opened by `opening`) that the current
+/// policy no longer admits.
 #[inline(always)]
-fn revoke(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, key: &CtKey, ct: &mut CtValue, j: &Judgement) -> Action {
-    conntrack::report_end(key, ct, VERDICT_DENIED, j.reason, c.cfg);
-    let _ = table.remove(key);
+fn revoke(
+    c: &Ctx,
+    table: &LruHashMap<CtKey, CtValue>,
+    stored: &CtKey,
+    opening: &CtKey,
+    ct: &mut CtValue,
+    j: &Judgement,
+) -> Action {
+    conntrack::report_end(opening, ct, VERDICT_DENIED, j.reason, c.cfg);
+    let _ = table.remove(stored);
     deny(c, j)
 }
 
@@ -651,6 +679,7 @@ fn let_in(c: &Ctx, a: &Admitted) {
     }
     if conntrack::trackable(pkt) {
         let generation = c.generation;
+        let reverse = pkt.reverse;
         let ct = CtValue {
             created_ns: now,
             last_seen_ns: now,
@@ -667,15 +696,15 @@ fn let_in(c: &Ctx, a: &Admitted) {
             policy_id: v.policy_id,
             rule: v.rule,
             state: conntrack::initial_state(pkt),
-            flags: if audit { CT_AUDIT } else { 0 },
+            flags: if audit { CT_AUDIT } else { 0 } | if reverse { CT_REVERSED } else { 0 },
             direction: hook.direction,
             reason: v.reason,
         };
         if is_bare_syn(pkt) {
             // Half-open until the connecting side completes the handshake (see `promote`).
-            let _ = HALF_OPEN.insert(key, &ct, 0);
+            let _ = HALF_OPEN.insert(pkt.stored(), &ct, 0);
         } else {
-            conntrack::create(key, &ct);
+            conntrack::create(pkt.stored(), &ct);
         }
         if !audit && cfg.flags & FLAG_EVENTS_ALLOWED != 0 {
             flow_event(KIND_START, key, &ct, VERDICT_ALLOWED, v.reason);

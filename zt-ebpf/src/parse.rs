@@ -55,6 +55,11 @@ pub enum ParseError {
 pub struct Packet {
     /// Transport tuple (ports in host order; ICMP echo: identifier as both ports).
     pub tuple: CtKey,
+    /// `tuple` reversed, and whether that is the key conntrack stores the packet's flow
+    /// under (`CtKey::canonical`); filled by [`Packet::orient`]. Kept here, in the per-CPU
+    /// scratch, rather than copied onto the 512-byte stack at each use.
+    pub flipped: CtKey,
+    pub reverse: bool,
     /// The flow an ICMP error refers to (the embedded packet's tuple), if `has_related`.
     pub related: CtKey,
     /// Bytes of the IP packet (header included), for counters.
@@ -85,6 +90,8 @@ impl Packet {
     /// reported beyond "malformed").
     pub const EMPTY: Packet = Packet {
         tuple: EMPTY_KEY,
+        flipped: EMPTY_KEY,
+        reverse: false,
         related: EMPTY_KEY,
         len: 0,
         frag_id: 0,
@@ -113,6 +120,19 @@ impl Packet {
         self.has_related = false;
         self.opens_icmp_flow = false;
         self.link_infrastructure = false;
+    }
+
+    /// Fills `flipped` and `reverse` from the parsed tuple.
+    #[inline(always)]
+    pub fn orient(&mut self) {
+        self.flipped = self.tuple.reversed();
+        self.reverse = self.tuple.is_reverse();
+    }
+
+    /// The key conntrack stores this packet's flow under, whichever way the packet goes.
+    #[inline(always)]
+    pub fn stored(&self) -> &CtKey {
+        if self.reverse { &self.flipped } else { &self.tuple }
     }
 }
 

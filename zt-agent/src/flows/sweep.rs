@@ -32,9 +32,10 @@ use zt_common::{
     map_names,
 };
 
-/// The END event of a flow, as the kernel would have written it.
-pub fn end_event(key: &CtKey, ct: &CtValue, now_ns: u64) -> FlowEvent {
-    FlowEvent::of_flow(KIND_END, key, ct, ct.verdict(), ct.reason, now_ns)
+/// The END event of the flow stored under `stored`, as the kernel would have written it
+/// (source and destination of the packet that opened it).
+pub fn end_event(stored: &CtKey, ct: &CtValue, now_ns: u64) -> FlowEvent {
+    FlowEvent::of_flow(KIND_END, &ct.opening_key(stored), ct, ct.verdict(), ct.reason, now_ns)
 }
 
 /// What one walk found.
