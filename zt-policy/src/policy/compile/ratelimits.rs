@@ -27,13 +27,12 @@ pub(super) fn attach(
     let mut limits = Vec::new();
     let mut index_of: HashMap<(u32, u32), u16> = HashMap::new();
     let limited = resolved
-        .rules
-        .iter()
+        .rules()
         .filter(|rule| rule.direction == reason::DIR_INGRESS && rule.action == Action::Allow && rule.enforcing);
     for rule in limited {
         let Some(limit) = rule.rate_limit else { continue };
         if limits.len() == MAX_RATE_LIMITS {
-            let count = resolved.rules.iter().filter(|r| r.rate_limit.is_some()).count();
+            let count = resolved.rules().filter(|r| r.rate_limit.is_some()).count();
             return Err(CompileError::TooManyRateLimits { count, limit: MAX_RATE_LIMITS });
         }
         limits.push(limit.to_kernel());

@@ -101,7 +101,9 @@ pub(crate) struct Isolation {
 /// Everything the verdict of a packet depends on, in identity terms.
 #[derive(Clone, Debug)]
 pub(crate) struct Resolved {
-    pub rules: Vec<ResolvedRule>,
+    /// Each policy's resolution, in id order: shared with the memo, not copied out of it
+    /// (a 100k-rule policy's rules are read by [`Resolved::rules`] where they are).
+    pub policies: Vec<Arc<PolicyResolution>>,
     pub isolations: Vec<Isolation>,
     pub failsafe: Vec<(u8, PortMatch)>,
     pub default_deny: DefaultDeny,
@@ -113,6 +115,13 @@ pub(crate) struct Resolved {
     /// Kubernetes pods: isolated only by the policies that select them, never by
     /// `default_deny` (the upstream NetworkPolicy model).
     pub pods: BTreeSet<u32>,
+}
+
+impl Resolved {
+    /// Every resolved rule, policy by policy.
+    pub fn rules(&self) -> impl Iterator<Item = &ResolvedRule> {
+        self.policies.iter().flat_map(|p| p.rules.iter())
+    }
 }
 
 /// What one policy resolves to under one universe: its rules, the locals it isolates, its
@@ -134,7 +143,7 @@ pub(super) type Reuse<'a> = dyn FnMut(&Arc<Policy>, u32) -> Option<Arc<PolicyRes
 /// Step 2: selectors, entities and CIDRs -> identities; policies get their ids (1-based, in
 /// name order). `reuse` offers a policy's resolution from an earlier compile against this
 /// same universe and settings (see [`super::memo`]); with `keep`, every policy is returned
-/// with the resolution used, in id order (without, the resolutions are moved, not copied).
+/// with the resolution used, in id order, for the memo.
 pub(super) fn resolve(
     set: &PolicySet,
     settings: &CompileSettings,
@@ -144,7 +153,7 @@ pub(super) fn resolve(
     keep: bool,
 ) -> (Resolved, Vec<PolicyInfo>, Resolutions) {
     let mut resolved = Resolved {
-        rules: Vec::new(),
+        policies: Vec::with_capacity(set.policies.len()),
         isolations: Vec::new(),
         failsafe: settings.failsafe.iter().map(|f| (f.direction.to_u8(), f.port_match())).collect(),
         default_deny: settings.default_deny,
@@ -160,23 +169,15 @@ pub(super) fn resolve(
         let policy_id = index as u32 + 1;
         let one = match reuse(policy, policy_id) {
             Some(one) => one,
-            None => {
-                let one = resolve_policy(policy, policy_id, settings, universe, &any);
-                if !keep {
-                    resolved.rules.extend(one.rules);
-                    resolved.isolations.extend(one.isolations);
-                    warnings.extend(one.warnings);
-                    infos.push(one.info);
-                    continue;
-                }
-                Arc::new(one)
-            }
+            None => Arc::new(resolve_policy(policy, policy_id, settings, universe, &any)),
         };
-        resolved.rules.extend(one.rules.iter().cloned());
         resolved.isolations.extend(one.isolations.iter().copied());
         warnings.extend(one.warnings.iter().cloned());
         infos.push(one.info.clone());
-        used.push((policy.clone(), one));
+        if keep {
+            used.push((policy.clone(), one.clone()));
+        }
+        resolved.policies.push(one);
     }
     (resolved, infos, used)
 }

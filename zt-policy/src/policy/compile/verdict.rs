@@ -265,7 +265,7 @@ pub(super) fn atoms(resolved: &Resolved) -> [Vec<Atom>; 2] {
             atoms[usize::from(*direction)].push(atom);
         }
     }
-    for rule in &resolved.rules {
+    for rule in resolved.rules() {
         for ports in &rule.ports {
             let blocks = ports.blocks();
             for &local in rule.locals.iter() {

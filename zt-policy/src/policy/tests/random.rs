@@ -196,7 +196,7 @@ fn brute_force(r: &Resolved, direction: u8, local: u32, peer: u32, proto: u8, po
         let isolated = (r.default_deny.isolates() && counts(r.default_deny.enforces()) && !r.pods.contains(&local))
             || isolating.is_some();
         let (mut allow, mut deny) = (None, None);
-        for rule in &r.rules {
+        for rule in r.rules() {
             if rule.direction != direction || !counts(rule.enforcing) || !names(&rule.locals, local) {
                 continue;
             }
@@ -242,7 +242,7 @@ fn brute_force(r: &Resolved, direction: u8, local: u32, peer: u32, proto: u8, po
 /// Ports worth probing: every rule boundary and its neighbours, plus a few random ones.
 fn probe_ports(r: &Resolved, rng: &mut Rng) -> Vec<u16> {
     let mut ports: BTreeSet<u16> = [0, 1, 65535].into_iter().collect();
-    for rule in &r.rules {
+    for rule in r.rules() {
         for port in &rule.ports {
             if let super::compile::PortMatch::Range { start, end, .. } = *port {
                 for p in [start, end] {
