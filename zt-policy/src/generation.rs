@@ -21,15 +21,43 @@ use crate::{
 
 /// Every problem with a push, one sentence each (file, document, field and fix).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected(pub Vec<String>);
+pub struct Rejected(pub Vec<PushProblem>);
+
+/// One problem with a push: its sentence, and the source whose document it is about
+/// (`None` for a problem of the whole push, such as a size limit, or of an unreadable
+/// path). The cluster sync sets aside the objects problems are about by this source, not
+/// by reading it back out of the sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushProblem {
+    pub source: Option<String>,
+    pub sentence: String,
+}
+
+impl Rejected {
+    /// A push rejected for one problem about no particular source.
+    pub fn of_push(sentence: impl Into<String>) -> Rejected {
+        Rejected(vec![PushProblem { source: None, sentence: sentence.into() }])
+    }
+
+    /// The sentences, in order.
+    pub fn sentences(self) -> Vec<String> {
+        self.0.into_iter().map(|p| p.sentence).collect()
+    }
+}
+
+impl From<&policy::PolicyError> for PushProblem {
+    fn from(e: &policy::PolicyError) -> PushProblem {
+        PushProblem { source: e.origin().map(|o| o.source.clone()), sentence: e.to_string() }
+    }
+}
 
 impl std::fmt::Display for Rejected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
+        for (i, p) in self.0.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{e}")?;
+            write!(f, "{}", p.sentence)?;
         }
         Ok(())
     }
@@ -38,7 +66,7 @@ impl std::fmt::Display for Rejected {
 /// Reads policy files and directories as `(name, text)` sources; every unreadable path is
 /// a problem.
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<(String, String)>, Rejected> {
-    policy::load_paths(paths).map_err(|errs| Rejected(errs.iter().map(ToString::to_string).collect()))
+    policy::load_paths(paths).map_err(rejected)
 }
 
 /// Validates and compiles named policy texts (source name, YAML) as the complete policy;
@@ -71,7 +99,7 @@ pub fn check_cached(
     let set = policy::parse_cached(sources, cache).map_err(rejected)?;
     if cache.len() == sources.len() {
         policy::compile_remembering(&set, settings, allocator, &mut cache.compile)
-            .map_err(|e| Rejected(vec![e.to_string()]))
+            .map_err(|e| Rejected::of_push(e.to_string()))
     } else {
         cache.compile.clear();
         compile(&set, settings, allocator)
@@ -84,12 +112,12 @@ fn compile(
     settings: &CompileSettings,
     allocator: &mut IdentityAllocator,
 ) -> Result<CompiledPolicy, Rejected> {
-    policy::compile(set, settings, allocator).map_err(|e| Rejected(vec![e.to_string()]))
+    policy::compile(set, settings, allocator).map_err(|e| Rejected::of_push(e.to_string()))
 }
 
 /// Every parse error, one sentence each.
 fn rejected(errors: Vec<policy::PolicyError>) -> Rejected {
-    Rejected(errors.iter().map(ToString::to_string).collect())
+    Rejected(errors.iter().map(PushProblem::from).collect())
 }
 
 /// A policy that passed [`check`], with what it held.
@@ -147,10 +175,11 @@ mod tests {
         let r = check(&sources(bad), &CompileSettings::default(), &mut IdentityAllocator::new()).unwrap_err();
         assert_eq!(r.0.len(), 2, "{r}");
         assert!(
-            r.0.iter().any(|e| e.starts_with("policy p.yaml, document 1: spec.ingress[0].ports[0].port 70000")),
+            r.0.iter().any(|e| e.source.as_deref() == Some("p.yaml")
+                && e.sentence.starts_with("policy p.yaml, document 1: spec.ingress[0].ports[0].port 70000")),
             "{r}"
         );
-        assert!(r.0.iter().any(|e| e.starts_with("policy p.yaml, document 2: apiVersion is missing")), "{r}");
+        assert!(r.0.iter().any(|e| e.sentence.starts_with("policy p.yaml, document 2: apiVersion is missing")), "{r}");
         assert_eq!(r.to_string().lines().count(), 2);
     }
 
@@ -164,7 +193,8 @@ mod tests {
     #[test]
     fn an_unreadable_path_is_a_problem() {
         let r = load(&["/nonexistent/zt-policy"]).unwrap_err();
-        assert!(r.0[0].starts_with("policy /nonexistent/zt-policy: cannot read it"), "{r}");
+        assert!(r.0[0].sentence.starts_with("policy /nonexistent/zt-policy: cannot read it"), "{r}");
+        assert_eq!(r.0[0].source, None, "a path is not a document");
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl Offline {
         let settings = host.settings()?;
         let sources = generation::load(paths).map_err(|r| CliError::Failed {
             message: format!("{} path(s) cannot be read; nothing was validated", r.0.len()),
-            problems: r.0,
+            problems: r.sentences(),
         })?;
         Offline::of_sources(sources, host, &settings)
     }
@@ -138,7 +138,7 @@ impl Offline {
 /// A rejected policy: its problems first, then one line on what it means.
 fn rejected(r: Rejected) -> CliError {
     let message = format!("the policy is invalid ({} problem(s)); an agent would reject this push", r.0.len());
-    CliError::Failed { problems: r.0, message }
+    CliError::Failed { problems: r.sentences(), message }
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! enforced. Each object stands on its own, as in Kubernetes: one invalid NetworkPolicy
 //! must not hold back a pod label change elsewhere.
 //!
-//! When a cluster push is rejected and every problem names a cluster source
-//! (`policy kubernetes:<resource>/<key>, document N: ...`), those objects are set aside and
+//! When a cluster push is rejected and every problem is about a cluster source
+//! (`kubernetes:<resource>/<key>`, as the rejection records each problem's source), those
+//! objects are set aside and
 //! the rest is pushed again in the same burst. A set-aside object is remembered by its
 //! source name and text, so later bursts leave it out without compiling it again, until
 //! it changes or is deleted. Where the object had a version the agent accepted before,
@@ -63,16 +64,6 @@ pub struct SetAside {
     /// When `accepted` was last saved, and whether it changed since.
     saved_at: Option<Instant>,
     unsaved: bool,
-}
-
-/// The cluster source a problem is about: `policy <source>, document N: ...` (the
-/// display of `zt_policy::policy::Origin`, how every document's problem starts); `None`
-/// for a problem about no document (a size limit, an unreadable file).
-pub fn source_named(problem: &str) -> Option<&str> {
-    let rest = problem.strip_prefix("policy ")?;
-    let (source, after) = rest.split_once(", document ")?;
-    after.split_once(':')?.0.parse::<usize>().ok()?;
-    Some(source)
 }
 
 impl SetAside {
@@ -182,9 +173,9 @@ impl SetAside {
         let pushed_texts: BTreeMap<&str, &str> = pushed.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
         let mut problems: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for problem in &rejected.0 {
-            let source = source_named(problem).filter(|s| s.starts_with(CLUSTER_SOURCE_PREFIX))?;
+            let source = problem.source.as_deref().filter(|s| s.starts_with(CLUSTER_SOURCE_PREFIX))?;
             pushed_texts.get(source)?;
-            problems.entry(source).or_default().push(problem);
+            problems.entry(source).or_default().push(&problem.sentence);
         }
         if problems.is_empty() {
             return None;
@@ -266,6 +257,7 @@ impl SetAside {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zt_policy::generation::PushProblem;
 
     const BAD_NP: &str = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"bad","namespace":"x"},"spec":{"podSelector":{},"ingress":[{"ports":[{"port":70000}]}]}}"#;
     const GOOD_NP: &str = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"bad","namespace":"x"},"spec":{"podSelector":{},"ingress":[{"ports":[{"port":80}]}]}}"#;
@@ -285,16 +277,22 @@ mod tests {
     /// The rejection the parser gives for `sources`.
     fn rejection(sources: &[(String, String)]) -> Rejected {
         let errors = crate::policy::parse(sources).expect_err("invalid");
-        Rejected(errors.iter().map(ToString::to_string).collect())
+        Rejected(errors.iter().map(PushProblem::from).collect())
+    }
+
+    /// A problem about `source`'s first document.
+    fn about(source: &str, what: &str) -> PushProblem {
+        PushProblem { source: Some(source.to_string()), sentence: format!("policy {source}, document 1: {what}") }
     }
 
     #[test]
-    fn a_problem_names_its_source_as_the_parser_writes_it() {
+    fn a_problem_records_its_source_as_the_sync_names_it() {
         let r = rejection(&[s(NP, BAD_NP)]);
-        assert_eq!(source_named(&r.0[0]), Some(NP), "{r}");
-        assert_eq!(source_named("policy db.yaml, document 2: spec.x is wrong"), Some("db.yaml"));
-        assert_eq!(source_named("the policy needs 70000 entries; the map holds 65536"), None);
-        assert_eq!(source_named("policy /etc/zt: cannot read it (denied)"), None);
+        assert_eq!(r.0[0].source.as_deref(), Some(NP), "{r}");
+        // The sentence keeps a source to one line; the recorded source is the name itself.
+        let odd = "kubernetes:networkpolicies/x/a\nb";
+        let r = rejection(&[s(odd, BAD_NP)]);
+        assert_eq!(r.0[0].source.as_deref(), Some(odd), "{r}");
     }
 
     #[test]
@@ -388,11 +386,14 @@ mod tests {
         let mut a = SetAside::default();
         let mut log = vec![];
         let current = vec![s(NP, BAD_NP)];
-        let operator = Rejected(vec!["policy db.yaml, document 1: spec.x is wrong".into()]);
+        let operator = Rejected(vec![about("db.yaml", "spec.x is wrong")]);
         assert_eq!(a.reject(&current, &current, &operator, &mut log), None);
-        let limit = Rejected(vec!["the policy needs too many entries".into()]);
+        let limit = Rejected::of_push("the policy needs too many entries");
         assert_eq!(a.reject(&current, &current, &limit, &mut log), None);
-        let mixed = Rejected(vec![rejection(&current).0[0].clone(), "policy db.yaml, document 1: x".into()]);
+        // A sentence that reads like a cluster object's is not one without its source.
+        let worded = Rejected::of_push(format!("policy {NP}, document 1: spec.x is wrong"));
+        assert_eq!(a.reject(&current, &current, &worded, &mut log), None);
+        let mixed = Rejected(vec![rejection(&current).0[0].clone(), about("db.yaml", "x")]);
         assert_eq!(a.reject(&current, &current, &mixed, &mut log), None);
         assert!(a.is_empty() && log.is_empty());
     }
@@ -408,7 +409,7 @@ mod tests {
         let next = a.reject(&bad, &pushed, &rejection(&pushed), &mut log).unwrap();
         assert_eq!(next, good);
         // Say the old version now clashes with another object.
-        let clash = Rejected(vec![format!("policy {NP}, document 1: the name is taken")]);
+        let clash = Rejected(vec![about(NP, "the name is taken")]);
         let next = a.reject(&bad, &next, &clash, &mut log).unwrap();
         assert!(next.is_empty());
         a.accepted(&bad, &next, &mut log);
@@ -420,7 +421,7 @@ mod tests {
         let mut a = SetAside::default();
         let mut log = vec![];
         let current = vec![s(NS, NS_TEXT)];
-        let clash = Rejected(vec![format!("policy {NS}, document 1: the name is taken")]);
+        let clash = Rejected(vec![about(NS, "the name is taken")]);
         let next = a.reject(&current, &current, &clash, &mut log).unwrap();
         assert!(next.is_empty());
         a.accepted(&current, &next, &mut log);

@@ -211,9 +211,9 @@ impl AgentState {
 
     fn reload_paths_as_revision(&mut self) -> Result<SwapReport, PushError> {
         if self.opts.policy.is_empty() {
-            return Err(PushError::Rejected(Rejected(vec![
-                "there are no --policy paths to re-read; push policy with ztctl policy apply".to_string(),
-            ])));
+            return Err(PushError::Rejected(Rejected::of_push(
+                "there are no --policy paths to re-read; push policy with ztctl policy apply",
+            )));
         }
         let swap = self.reload_paths()?;
         let summary = format!("SIGHUP: re-read {}", paths_text(&self.opts.policy));

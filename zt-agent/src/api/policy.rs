@@ -12,7 +12,7 @@ fn error(e: ChangeError) -> ApiError {
     match e {
         ChangeError::Rejected(r) => ApiError::rejected(
             format!("the push was rejected ({} problem(s)); the running policy is unchanged", r.0.len()),
-            r.0,
+            r.sentences(),
         ),
         ChangeError::Kernel(e) => {
             ApiError::failed(format!("the kernel maps could not be written ({e}); the running policy is unchanged"))

@@ -61,6 +61,23 @@ pub enum PolicyError {
     Invalid { origin: Origin, path: String, problem: Problem },
 }
 
+impl PolicyError {
+    /// The document the error is about; `None` for a path that cannot be read as policy.
+    pub fn origin(&self) -> Option<&Origin> {
+        match self {
+            PolicyError::Read { .. } | PolicyError::NoPolicyFiles { .. } => None,
+            PolicyError::Syntax { origin, .. }
+            | PolicyError::NotAMapping { origin }
+            | PolicyError::MissingApiVersion { origin }
+            | PolicyError::MissingKind { origin }
+            | PolicyError::UnknownApiVersion { origin, .. }
+            | PolicyError::UnknownKind { origin, .. }
+            | PolicyError::Schema { origin, .. }
+            | PolicyError::Invalid { origin, .. } => Some(origin),
+        }
+    }
+}
+
 /// ` at line 3, column 5`, or nothing when the position is unknown.
 fn at_line(line: Option<usize>, column: Option<usize>) -> String {
     match (line, column) {

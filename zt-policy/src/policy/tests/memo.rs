@@ -14,7 +14,7 @@ use crate::generation::{check, check_cached};
 /// Everything a compile gives but its lookup index (derived from the entries, and a hash map).
 fn outcome(r: Result<CompiledPolicy, crate::generation::Rejected>) -> Result<String, Vec<String>> {
     r.map(|c| format!("{:?}", (&c.entries, &c.ipcache, &c.identities, &c.policies, &c.rate_limits, &c.warnings)))
-        .map_err(|r| r.0)
+        .map_err(|r| r.sentences())
 }
 
 #[test]
