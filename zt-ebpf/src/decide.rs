@@ -271,7 +271,7 @@ fn half_open(c: &Ctx) -> Option<Action> {
 #[inline(always)]
 fn tracked_in(c: &Ctx, table: &LruHashMap<CtKey, CtValue>, half_open: bool) -> Option<Action> {
     let (pkt, cfg, now) = (c.pkt, c.cfg, c.now);
-    let stored = pkt.stored();
+    let stored = &pkt.stored;
     let ct = table.get_ptr_mut(stored)?;
     // SAFETY: LRU values stay valid while the program runs; racing writers at worst mix
     // counters of the same flow.
@@ -702,9 +702,9 @@ fn let_in(c: &Ctx, a: &Admitted) {
         };
         if is_bare_syn(pkt) {
             // Half-open until the connecting side completes the handshake (see `promote`).
-            let _ = HALF_OPEN.insert(pkt.stored(), &ct, 0);
+            let _ = HALF_OPEN.insert(&pkt.stored, &ct, 0);
         } else {
-            conntrack::create(pkt.stored(), &ct);
+            conntrack::create(&pkt.stored, &ct);
         }
         if !audit && cfg.flags & FLAG_EVENTS_ALLOWED != 0 {
             flow_event(KIND_START, key, &ct, VERDICT_ALLOWED, v.reason);

@@ -55,10 +55,14 @@ pub enum ParseError {
 pub struct Packet {
     /// Transport tuple (ports in host order; ICMP echo: identifier as both ports).
     pub tuple: CtKey,
-    /// `tuple` reversed, and whether that is the key conntrack stores the packet's flow
-    /// under (`CtKey::canonical`); filled by [`Packet::orient`]. Kept here, in the per-CPU
-    /// scratch, rather than copied onto the 512-byte stack at each use.
+    /// `tuple` reversed; the key conntrack stores the packet's flow under
+    /// (`CtKey::canonical`: `tuple` or `flipped`), and whether it is `flipped`. Filled by
+    /// [`Packet::orient`]; kept here, in the per-CPU scratch, rather than copied onto the
+    /// 512-byte stack at each use, and `stored` a field of its own so that every use reads
+    /// one fixed offset (a pointer to one of two fields made the verifier walk the rest of
+    /// the program once per field: the agent took 0.35 s longer to start).
     pub flipped: CtKey,
+    pub stored: CtKey,
     pub reverse: bool,
     /// The flow an ICMP error refers to (the embedded packet's tuple), if `has_related`.
     pub related: CtKey,
@@ -91,6 +95,7 @@ impl Packet {
     pub const EMPTY: Packet = Packet {
         tuple: EMPTY_KEY,
         flipped: EMPTY_KEY,
+        stored: EMPTY_KEY,
         reverse: false,
         related: EMPTY_KEY,
         len: 0,
@@ -122,17 +127,12 @@ impl Packet {
         self.link_infrastructure = false;
     }
 
-    /// Fills `flipped` and `reverse` from the parsed tuple.
+    /// Fills `flipped`, `stored` and `reverse` from the parsed tuple.
     #[inline(always)]
     pub fn orient(&mut self) {
         self.flipped = self.tuple.reversed();
         self.reverse = self.tuple.is_reverse();
-    }
-
-    /// The key conntrack stores this packet's flow under, whichever way the packet goes.
-    #[inline(always)]
-    pub fn stored(&self) -> &CtKey {
-        if self.reverse { &self.flipped } else { &self.tuple }
+        self.stored = if self.reverse { self.flipped } else { self.tuple };
     }
 }
 
