@@ -861,12 +861,17 @@ fn a_related_icmp_error_passes_even_for_a_tuple_denied_before() {
     assert_eq!(f.stats().get(VERDICT_DENIED, DEFAULT_DENY).packets, 2);
 }
 
-#[test]
-fn tcp_close_reports_the_flow_end_with_counts_both_ways() {
-    let Some(mut f) = fixture() else { return };
+/// api:40000 connects to the host's tcp/5432 (allowed by P_DB): SYN in, SYN-ACK out, ACK in.
+fn db_handshake(f: &mut Fixture) {
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
     assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, SYN | ACK)), TC_ACT_OK);
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
+}
+
+#[test]
+fn tcp_close_reports_the_flow_end_with_counts_both_ways() {
+    let Some(mut f) = fixture() else { return };
+    db_handshake(&mut f);
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, FIN | ACK)), XDP_PASS);
     assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, FIN | ACK)), TC_ACT_OK);
     let ev = f.events();
@@ -896,9 +901,7 @@ fn rst_closes_the_flow() {
 #[test]
 fn a_syn_from_the_answering_side_of_a_closed_connection_is_judged_as_a_new_flow() {
     let Some(mut f) = fixture() else { return };
-    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, SYN)), XDP_PASS);
-    assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, SYN | ACK)), TC_ACT_OK);
-    assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, ACK)), XDP_PASS);
+    db_handshake(&mut f);
     assert_eq!(f.xdp(&tcp(API4, HOST4, 40000, 5432, RST | ACK)), XDP_PASS);
     // The closed flow still lets its stragglers through in both directions...
     assert_eq!(f.tc_egress(&tcp(HOST4, API4, 5432, 40000, ACK)), TC_ACT_OK);
