@@ -5,7 +5,8 @@
 //!    exactly, and no LLVM package is needed): a prefix directory with `libLLVM.so`
 //!    symlinked to the nightly's library is handed to bpf-linker's build as LLVM_PREFIX.
 //!    It is installed in `$CARGO_HOME/bin`, where zt-agent's build script finds it.
-//! 3. nftables, iptables, iperf3, nmap, hping3, chromium and tesseract-ocr (apt, as root): the
+//! 3. make, nftables, iptables, iperf3, nmap, hping3, chromium and tesseract-ocr (apt, as root):
+//!    make for the agent's allocator (jemalloc, built from source by its crate), the
 //!    contenders and the bulk-TCP load of `cargo xtask bench`, the attackers of the detection
 //!    and rate-limit tests, and the headless browser and OCR that look at `ztctl flows map`'s
 //!    pictures in the map test.
@@ -150,6 +151,7 @@ fn check_tools() -> anyhow::Result<()> {
     }
     // (binary that proves the package is present, Debian package)
     let wanted = [
+        ("make", "make"),
         ("nft", "nftables"),
         ("iptables-legacy", "iptables"),
         ("iperf3", "iperf3"),
@@ -160,7 +162,7 @@ fn check_tools() -> anyhow::Result<()> {
     ];
     let missing: Vec<&str> = wanted.iter().filter(|(bin, _)| !found(bin)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
-        eprintln!("xtask setup: nftables, iptables, iperf3, nmap, hping3, chromium and tesseract-ocr present");
+        eprintln!("xtask setup: make, nftables, iptables, iperf3, nmap, hping3, chromium and tesseract-ocr present");
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.

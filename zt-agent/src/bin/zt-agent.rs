@@ -33,8 +33,10 @@ enum Command {
     },
 }
 
+#[global_allocator]
+static HEAP: zt_agent::heap::Heap = zt_agent::heap::Heap {};
+
 fn main() -> ExitCode {
-    zt_agent::heap::limit_arenas();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp(None).init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
