@@ -171,6 +171,10 @@ fn ten_thousand_pods_two_thousand_policies_first_sync_event_latency_rss_and_maps
         percentile(&sorted, 0.99),
         sorted.last().copied().unwrap_or(f64::NAN)
     );
+    eprintln!(
+        "event to kernel, each (ms): {}",
+        sorted.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(" ")
+    );
     let mut compile_sorted = compile_ms.clone();
     compile_sorted.sort_by(f64::total_cmp);
     let mut apply_sorted = apply_ms.clone();

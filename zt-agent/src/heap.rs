@@ -13,6 +13,14 @@
 /// The allocator `zt-agent` installs (`#[global_allocator]` in its `main`).
 pub type Heap = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read when it starts (its `malloc_conf`): one arena for every thread.
+/// A compile's work is spread over short-lived threads (`zt_policy::parallel`); with an
+/// arena per thread each kept its own share of the peak, and a cluster push peaked at 145
+/// MiB instead of 113. Threads still allocate without contention from their own caches.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static MALLOC_CONF: &u8 = &CONF.to_bytes_with_nul()[0];
+const CONF: &std::ffi::CStr = c"narenas:1";
+
 /// Gives the memory freed since the last call back to the system. Call when a large
 /// temporary (a compile, a sweep) has been dropped.
 pub fn release() {
@@ -49,6 +57,23 @@ mod tests {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn jemalloc_runs_with_one_arena() {
+        let mut narenas: u32 = 0;
+        let mut len = std::mem::size_of::<u32>();
+        // SAFETY: a NUL-terminated control name read into a value of its type (unsigned).
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                c"opt.narenas".as_ptr(),
+                (&raw mut narenas).cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!((rc, narenas), (0, 1), "jemalloc read MALLOC_CONF");
     }
 
     #[test]

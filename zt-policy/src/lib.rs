@@ -15,4 +15,5 @@ pub mod explain;
 pub mod generation;
 pub mod host;
 pub mod identity;
+mod parallel;
 pub mod policy;

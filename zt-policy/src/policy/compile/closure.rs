@@ -10,6 +10,7 @@ use zt_common::policy::PolicyValue;
 
 use super::verdict::{Atom, Decision, condense};
 use super::{Limits, PolicyEntryKey};
+use crate::parallel;
 use crate::policy::error::CompileError;
 use crate::policy::ports::PortBlock;
 
@@ -27,11 +28,6 @@ pub(super) fn build_entries(
 ) -> Result<Vec<(PolicyEntryKey, PolicyValue)>, CompileError> {
     let mut entries = Vec::new();
     let mut closure_keys = 0usize;
-    // Reused across pairs: a cluster has tens of thousands of pairs, and collecting each
-    // pair's covering atoms and blocks into new lists was a fifth of the closure.
-    let mut blocks: Vec<PortBlock> = Vec::new();
-    let mut class: Vec<(PortBlock, PolicyValue)> = Vec::new();
-    let mut kept: Vec<(PortBlock, PolicyValue)> = Vec::new();
     for (direction, mut sorted) in atoms.into_iter().enumerate() {
         let direction = direction as u8;
         // The atoms grouped by identity pair: sorted by pair, each group a run, found by a
@@ -59,42 +55,17 @@ pub(super) fn build_entries(
             pairs.sort_unstable();
             pairs.dedup();
         }
-
-        for (local, peer) in pairs {
-            let mut covering_groups = [(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)];
-            covering_groups.sort_unstable();
-            let mut covering: [&[Atom]; 4] = [&[]; 4];
-            for (i, group) in covering_groups.iter().enumerate() {
-                if i == 0 || covering_groups[i - 1] != *group {
-                    covering[i] = group_of.get(group).map_or(&[], |&g| groups[g].1.as_slice());
-                }
+        // Each pair is closed on its own: a cluster's tens of thousands of pairs are spread
+        // over the cores, and the pieces' keys are counted against the limit together.
+        let groups = Groups { groups: &groups, of: &group_of };
+        let pieces = parallel::chunks(&pairs, PAIRS_PER_THREAD, |pairs| close_pairs(direction, pairs, &groups, limits));
+        for piece in pieces {
+            let (keys, piece_entries) = piece?;
+            closure_keys += keys;
+            if closure_keys > limits.closure_keys {
+                return Err(CompileError::TooManyKeys { limit: limits.closure_keys });
             }
-            let covering = || covering.iter().flat_map(|group| group.iter());
-            blocks.clear();
-            blocks.extend(covering().map(|a| a.block));
-            blocks.sort_unstable();
-            blocks.dedup();
-            class.clear();
-            for &block in &blocks {
-                let mut decision = Decision::default();
-                let (mut exact_local, mut exact_peer) = (local == ANY, peer == ANY);
-                for atom in covering().filter(|a| a.block.contains(&block)) {
-                    decision.add(&atom.contribution);
-                    exact_local |= atom.local == local;
-                    exact_peer |= atom.peer == peer;
-                }
-                if !(exact_local && exact_peer) {
-                    continue; // a less specific key already gives this answer
-                }
-                closure_keys += 1;
-                if closure_keys > limits.closure_keys {
-                    return Err(CompileError::TooManyKeys { limit: limits.closure_keys });
-                }
-                class.push((block, decision.value()));
-            }
-            prune_into(&mut class, &mut kept);
-            entries
-                .extend(kept.iter().map(|&(block, value)| (PolicyEntryKey::new(direction, local, peer, block), value)));
+            entries.extend(piece_entries);
         }
     }
     if entries.len() > limits.policy_entries {
@@ -102,6 +73,68 @@ pub(super) fn build_entries(
     }
     entries.sort_by_key(|(key, _)| *key);
     Ok(entries)
+}
+
+/// Fewer pairs than this per thread are closed on the calling thread.
+const PAIRS_PER_THREAD: usize = 2048;
+
+/// One direction's atoms grouped by identity pair, and each pair's group.
+struct Groups<'a> {
+    groups: &'a [((u32, u32), Vec<Atom>)],
+    of: &'a HashMap<(u32, u32), usize>,
+}
+
+/// The closure's entries of `pairs` in `direction`, and how many keys the closure had
+/// before pruning (more than `limits.closure_keys` is an error at once).
+fn close_pairs(
+    direction: u8,
+    pairs: &[(u32, u32)],
+    groups: &Groups,
+    limits: Limits,
+) -> Result<(usize, Vec<(PolicyEntryKey, PolicyValue)>), CompileError> {
+    let mut entries = Vec::new();
+    let mut closure_keys = 0usize;
+    // Reused across pairs: a cluster has tens of thousands of pairs, and collecting each
+    // pair's covering atoms and blocks into new lists was a fifth of the closure.
+    let mut blocks: Vec<PortBlock> = Vec::new();
+    let mut class: Vec<(PortBlock, PolicyValue)> = Vec::new();
+    let mut kept: Vec<(PortBlock, PolicyValue)> = Vec::new();
+    for &(local, peer) in pairs {
+        let mut covering_groups = [(local, peer), (local, ANY), (ANY, peer), (ANY, ANY)];
+        covering_groups.sort_unstable();
+        let mut covering: [&[Atom]; 4] = [&[]; 4];
+        for (i, group) in covering_groups.iter().enumerate() {
+            if i == 0 || covering_groups[i - 1] != *group {
+                covering[i] = groups.of.get(group).map_or(&[], |&g| groups.groups[g].1.as_slice());
+            }
+        }
+        let covering = || covering.iter().flat_map(|group| group.iter());
+        blocks.clear();
+        blocks.extend(covering().map(|a| a.block));
+        blocks.sort_unstable();
+        blocks.dedup();
+        class.clear();
+        for &block in &blocks {
+            let mut decision = Decision::default();
+            let (mut exact_local, mut exact_peer) = (local == ANY, peer == ANY);
+            for atom in covering().filter(|a| a.block.contains(&block)) {
+                decision.add(&atom.contribution);
+                exact_local |= atom.local == local;
+                exact_peer |= atom.peer == peer;
+            }
+            if !(exact_local && exact_peer) {
+                continue; // a less specific key already gives this answer
+            }
+            closure_keys += 1;
+            if closure_keys > limits.closure_keys {
+                return Err(CompileError::TooManyKeys { limit: limits.closure_keys });
+            }
+            class.push((block, decision.value()));
+        }
+        prune_into(&mut class, &mut kept);
+        entries.extend(kept.iter().map(|&(block, value)| (PolicyEntryKey::new(direction, local, peer, block), value)));
+    }
+    Ok((closure_keys, entries))
 }
 
 /// Drops keys of one identity pair whose verdict equals that of the nearest kept key

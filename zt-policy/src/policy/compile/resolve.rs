@@ -9,6 +9,7 @@ use zt_common::identity::{ANY, HOST, WORLD};
 
 use super::universe::{Ids, Universe};
 use super::{CompileSettings, DefaultDeny, PolicyInfo};
+use crate::parallel;
 use crate::policy::model::{
     Action, Direction, Entity, Mode, NamedPortRule, Origin, Peer, Policy, PolicySet, PortRule, RateLimit, Written,
 };
@@ -137,6 +138,12 @@ pub(crate) struct PolicyResolution {
 /// Every policy of a compile with its resolution, in id order.
 pub(crate) type Resolutions = Vec<(Arc<Policy>, Arc<PolicyResolution>)>;
 
+/// Fewer policies than this per thread are resolved on the calling thread.
+const POLICIES_PER_THREAD: usize = 256;
+
+/// A policy with its id and the earlier resolution `reuse` offered for it, if any.
+type Offered<'a> = (u32, &'a Arc<Policy>, Option<Arc<PolicyResolution>>);
+
 /// Offers an earlier resolution of a policy as the given id (see [`resolve`]).
 pub(super) type Reuse<'a> = dyn FnMut(&Arc<Policy>, u32) -> Option<Arc<PolicyResolution>> + 'a;
 
@@ -165,17 +172,31 @@ pub(super) fn resolve(
     let any: Ids = Arc::new(BTreeSet::from([ANY]));
     let mut infos = Vec::with_capacity(policies.len());
     let mut used = Vec::with_capacity(policies.len());
-    for (index, policy) in policies.into_iter().enumerate() {
-        let policy_id = index as u32 + 1;
-        let one = match reuse(policy, policy_id) {
-            Some(one) => one,
-            None => Arc::new(resolve_policy(policy, policy_id, settings, universe, &any)),
-        };
+    // Earlier resolutions first (`reuse` is the caller's), then the others resolved on all
+    // cores: a policy's resolution reads only the universe and the settings.
+    let offered: Vec<Offered> = policies
+        .into_iter()
+        .enumerate()
+        .map(|(index, policy)| {
+            let policy_id = index as u32 + 1;
+            (policy_id, policy, reuse(policy, policy_id))
+        })
+        .collect();
+    let resolutions = parallel::chunks(&offered, POLICIES_PER_THREAD, |part| {
+        part.iter()
+            .map(|(policy_id, policy, offered)| {
+                offered
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(resolve_policy(policy, *policy_id, settings, universe, &any)))
+            })
+            .collect::<Vec<_>>()
+    });
+    for ((_, policy, _), one) in offered.iter().zip(resolutions.into_iter().flatten()) {
         resolved.isolations.extend(one.isolations.iter().copied());
         warnings.extend(one.warnings.iter().cloned());
         infos.push(one.info.clone());
         if keep {
-            used.push((policy.clone(), one.clone()));
+            used.push(((*policy).clone(), one.clone()));
         }
         resolved.policies.push(one);
     }

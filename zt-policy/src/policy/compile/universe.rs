@@ -12,6 +12,7 @@ use zt_common::identity::{HOST, WORLD};
 
 use super::{CompileSettings, DEFAULT_ROUTES, MAX_IPCACHE_PREFIXES};
 use crate::identity::{Allocation, Labels};
+use crate::parallel;
 use crate::policy::error::CompileError;
 use crate::policy::model::{Direction, Endpoint, Peer, PodPorts, PolicySet, Selector};
 
@@ -65,6 +66,9 @@ pub(crate) type Ids = Arc<BTreeSet<u32>>;
 /// One label key's index: value -> the selectable identities with that value, ascending.
 type ByValue = HashMap<String, Vec<u32>>;
 
+/// Fewer endpoints than this per thread are looked up on the calling thread.
+const ENDPOINTS_PER_THREAD: usize = 1024;
+
 /// A label set's identity and the allocator's copy of the labels, once numbered.
 type Numbered = Option<(u32, Arc<Labels>)>;
 
@@ -95,24 +99,28 @@ impl Universe {
         // Each endpoint's identity labels, per address (its labels alone without one),
         // computed once; most are allocated already, so only the new ones are sorted and
         // numbered — in label order, not file order, so a first push numbers identically
-        // however its files are named.
-        let endpoint_labels: Vec<Vec<Cow<Labels>>> = set
-            .endpoints
-            .iter()
-            .map(|endpoint| match endpoint.addresses.as_slice() {
-                [] => vec![Cow::Borrowed(&endpoint.labels)],
-                addresses => addresses.iter().map(|address| endpoint.identity_labels_of(address)).collect(),
-            })
-            .collect();
-        // Each label set is hashed once here (the allocator's lookup); the new ones, few
-        // after the first push, once more when they are numbered.
+        // however its files are named. Each label set is hashed once here (the allocator's
+        // lookup, for the endpoints on all cores); the new ones, few after the first push,
+        // once more when they are numbered.
         let shared = |allocator: &Allocation, labels: &Labels| {
             allocator.get_shared(labels).map(|(id, labels)| (id, labels.clone()))
         };
-        let mut endpoint_ids: Vec<Vec<Numbered>> = endpoint_labels
-            .iter()
-            .map(|labels| labels.iter().map(|labels| shared(allocator, labels)).collect())
-            .collect();
+        let known: &Allocation = allocator;
+        let labelled = parallel::chunks(&set.endpoints, ENDPOINTS_PER_THREAD, |endpoints| {
+            endpoints
+                .iter()
+                .map(|endpoint| {
+                    let labels: Vec<Cow<Labels>> = match endpoint.addresses.as_slice() {
+                        [] => vec![Cow::Borrowed(&endpoint.labels)],
+                        addresses => addresses.iter().map(|address| endpoint.identity_labels_of(address)).collect(),
+                    };
+                    let ids: Vec<Numbered> = labels.iter().map(|labels| shared(known, labels)).collect();
+                    (labels, ids)
+                })
+                .collect::<Vec<_>>()
+        });
+        let (endpoint_labels, mut endpoint_ids): (Vec<Vec<Cow<Labels>>>, Vec<Vec<Numbered>>) =
+            labelled.into_iter().flatten().unzip();
         let new: BTreeSet<&Labels> = endpoint_labels
             .iter()
             .zip(&endpoint_ids)

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::kubernetes::Objects;
 use super::{parse, parse_source, set};
+use crate::parallel;
 use crate::policy::CompileMemo;
 use crate::policy::error::PolicyError;
 use crate::policy::model::PolicySet;
@@ -75,30 +76,56 @@ impl ParseCache {
     }
 }
 
+/// Fewer sources than this per thread are read on the calling thread.
+const SOURCES_PER_THREAD: usize = 512;
+
+/// One source of a push: what the cache remembers of its text, or what reading it gave.
+enum Outcome {
+    Remembered(Arc<Read>),
+    Read(PolicySet, Objects),
+    /// Reading it found errors; [`parse`] reports them.
+    Failed,
+}
+
+fn outcome(remembered: &HashMap<String, Arc<Read>>, name: &str, text: &str) -> Outcome {
+    match remembered.get(name) {
+        Some(read) if read.text == text => Outcome::Remembered(read.clone()),
+        _ => {
+            let mut errors = Vec::new();
+            let mut own = PolicySet::default();
+            let mut own_objects = Objects::default();
+            parse_source(name, text, &mut own, &mut own_objects, &mut errors);
+            if errors.is_empty() { Outcome::Read(own, own_objects) } else { Outcome::Failed }
+        }
+    }
+}
+
 /// [`parse`], reading only the sources whose text `cache` does not hold for their name;
 /// afterwards `cache` holds exactly these sources (those read without error and at least
 /// [`MIN_REMEMBERED_BYTES`] long), so it never grows beyond one push.
-pub fn parse_cached<N: AsRef<str>, T: AsRef<str>>(
+pub fn parse_cached<N: AsRef<str> + Sync, T: AsRef<str> + Sync>(
     sources: &[(N, T)],
     cache: &mut ParseCache,
 ) -> Result<PolicySet, Vec<PolicyError>> {
+    // Reading a source depends on nothing else (module docs): the sources not remembered are
+    // read on all cores, then taken in source order exactly as one loop would.
+    let remembered = &cache.sources;
+    let outcomes = parallel::chunks(sources, SOURCES_PER_THREAD, |sources| {
+        sources.iter().map(|(name, text)| outcome(remembered, name.as_ref(), text.as_ref())).collect::<Vec<_>>()
+    });
     let mut next: HashMap<String, Arc<Read>> = HashMap::with_capacity(sources.len());
     let mut set = PolicySet::default();
     let mut objects = Objects::default();
     let mut clean = true;
-    for (name, text) in sources {
+    for ((name, text), outcome) in sources.iter().zip(outcomes.into_iter().flatten()) {
         let (name, text) = (name.as_ref(), text.as_ref());
-        let read = match cache.sources.get(name) {
-            Some(read) if read.text == text => read.clone(),
-            _ => {
-                let mut errors = Vec::new();
-                let mut own = PolicySet::default();
-                let mut own_objects = Objects::default();
-                parse_source(name, text, &mut own, &mut own_objects, &mut errors);
-                if !errors.is_empty() {
-                    clean = false;
-                    continue;
-                }
+        let read = match outcome {
+            Outcome::Remembered(read) => read,
+            Outcome::Failed => {
+                clean = false;
+                continue;
+            }
+            Outcome::Read(own, own_objects) => {
                 if text.len() < cache.min_bytes {
                     if clean {
                         set.endpoints.extend(own.endpoints);

@@ -29,6 +29,7 @@ mod kubernetes;
 mod load;
 mod memo;
 mod output;
+mod parallel;
 mod parse;
 mod peers;
 mod ports;

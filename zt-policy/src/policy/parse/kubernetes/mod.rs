@@ -30,6 +30,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::fields::Checker;
 use crate::identity::Labels;
+use crate::parallel;
 use crate::policy::error::{PolicyError, Problem};
 use crate::policy::model::{Origin, PolicySet};
 use schema::{ListDoc, NamespaceDoc, NetworkPolicyDoc, PodDoc};
@@ -108,6 +109,9 @@ struct PendingPod {
     doc: PodDoc,
 }
 
+/// Fewer pods than this per thread are translated on the calling thread.
+const PODS_PER_THREAD: usize = 512;
+
 /// The Kubernetes objects of one push, collected across all its sources.
 #[derive(Clone, Default)]
 pub(in crate::policy::parse) struct Objects {
@@ -171,12 +175,23 @@ impl Objects {
     }
 
     /// Translates the pods, now that every namespace of the push is known.
+    /// Pods translate on their own (given the namespaces), so a cluster's thousands are
+    /// spread over the cores and taken back in order.
     pub(in crate::policy::parse) fn finish(self, set: &mut PolicySet, errors: &mut Vec<PolicyError>) {
-        for pending in self.pods {
-            let mut check = Checker { origin: &pending.origin, errors };
-            if let Some(endpoint) = pod::translate(&mut check, &pending.prefix, pending.doc, &self.namespaces) {
-                set.endpoints.push(Arc::new(endpoint));
+        let namespaces = &self.namespaces;
+        let pieces = parallel::owned_chunks(self.pods, PODS_PER_THREAD, |pods| {
+            let (mut endpoints, mut errors) = (Vec::with_capacity(pods.len()), Vec::new());
+            for pending in pods {
+                let mut check = Checker { origin: &pending.origin, errors: &mut errors };
+                if let Some(endpoint) = pod::translate(&mut check, &pending.prefix, pending.doc, namespaces) {
+                    endpoints.push(Arc::new(endpoint));
+                }
             }
+            (endpoints, errors)
+        });
+        for (endpoints, piece_errors) in pieces {
+            set.endpoints.extend(endpoints);
+            errors.extend(piece_errors);
         }
     }
 }
