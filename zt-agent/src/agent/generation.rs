@@ -75,7 +75,7 @@ pub fn prepare_sources_cached(
 /// ipcache as `zt_policy::generation::ipcache` builds it, which explain resolves in).
 pub fn tables(compiled: &CompiledPolicy, host: &[IpNet]) -> Tables {
     let ipcache = zt_policy::generation::ipcache(compiled, host);
-    let policy = compiled
+    let mut policy: Vec<_> = compiled
         .entries
         .iter()
         .map(|(key, value)| {
@@ -83,6 +83,11 @@ pub fn tables(compiled: &CompiledPolicy, host: &[IpNet]) -> Tables {
             (prefix, key, *value)
         })
         .collect();
+    // The entries come sorted by their compiler key, which orders the kernel keys of one
+    // prefix length as the kernel key does: a stable sort by prefix length leaves them in
+    // kernel key order, which the switch sorts them into under the state lock (sorting
+    // 92,000 entries of a cluster there took 5.7 ms; already sorted, 0.4 ms).
+    policy.sort_by_key(|(prefix, _, _)| *prefix);
     Tables { policy, ipcache, rate_limits: compiled.rate_limits.clone() }
 }
 
@@ -91,4 +96,48 @@ pub fn names(compiled: &CompiledPolicy) -> Names {
     let identities = compiled.identities.iter().map(|(id, labels)| (*id, labels.clone())).collect();
     let policies = compiled.policies.iter().map(|p| (p.id, p.name.clone())).collect();
     (identities, policies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_table_comes_in_kernel_key_order() {
+        let policy = "apiVersion: zt/v1
+kind: Endpoint
+metadata: {name: db}
+spec: {addresses: [198.18.0.2, \"fd00::2\"], labels: {app: db}}
+---
+apiVersion: zt/v1
+kind: Endpoint
+metadata: {name: web}
+spec: {addresses: [198.18.0.3], labels: {app: web}}
+---
+apiVersion: zt/v1
+kind: Policy
+metadata: {name: db}
+spec:
+  selector: {app: db}
+  ingress:
+    - from: [{selector: {app: web}}]
+      ports: [{protocol: TCP, port: 5432}, {protocol: UDP, port: 1000, endPort: 1999}, {protocol: ICMP}]
+    - from: [{cidr: 198.18.128.0/17}]
+  egress:
+    - to: [{entity: world}]
+      ports: [{protocol: TCP, port: 443}, {protocol: TCP, port: 8000, endPort: 8080}]
+    - action: deny
+      to: [{cidr: 198.18.200.0/24}]
+";
+        let sources = [("p.yaml".to_string(), policy.to_string())];
+        let compiled =
+            zt_policy::generation::check(&sources, &CompileSettings::default(), &mut IdentityAllocator::new()).unwrap();
+        let table = tables(&compiled, &[]).policy;
+        let lengths: std::collections::BTreeSet<u32> = table.iter().map(|(prefix, _, _)| *prefix).collect();
+        assert!(table.len() > 20 && lengths.len() > 5, "entries of many prefix lengths: {lengths:?}");
+        assert!(
+            table.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)),
+            "sorted by (prefix length, key), each key once"
+        );
+    }
 }
