@@ -16,7 +16,7 @@ pub type Heap = tikv_jemallocator::Jemalloc;
 /// jemalloc's options, read when it starts (its `malloc_conf`): one arena for every thread.
 /// A compile's work is spread over short-lived threads (`zt_policy::parallel`); with an
 /// arena per thread each kept its own share of the peak, and a cluster push peaked at 145
-/// MiB instead of 113. Threads still allocate without contention from their own caches.
+/// MiB instead of 115-118. Threads still allocate without contention from their own caches.
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static MALLOC_CONF: &u8 = &CONF.to_bytes_with_nul()[0];
 const CONF: &std::ffi::CStr = c"narenas:1";
